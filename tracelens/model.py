@@ -1,0 +1,111 @@
+"""The columnar trace model: one table of complete events, names and categories interned.
+
+All times are int64 nanoseconds on the trace's own clock (``ts`` µs × 1000). Only complete
+(``ph == "X"``) events are kept as rows; everything else is counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+Int64Array = npt.NDArray[np.int64]
+Int32Array = npt.NDArray[np.int32]
+BoolArray = npt.NDArray[np.bool_]
+
+# Category spellings across Kineto versions, lower-cased (DOMAIN.md §1).
+GPU_ACTIVITY_CATEGORIES = frozenset({"kernel", "gpu_memcpy", "memcpy", "gpu_memset", "memset"})
+GPU_SIDE_CATEGORIES = GPU_ACTIVITY_CATEGORIES | {"gpu_user_annotation"}
+RUNTIME_CATEGORIES = frozenset({"cuda_runtime", "runtime", "cuda_driver", "hip_runtime"})
+
+
+@dataclass(frozen=True)
+class SymbolTable:
+    """Interned strings: ``names[i]`` is the string of id ``i``."""
+
+    names: tuple[str, ...]
+
+    def ids_where(self, predicate: Any) -> Int32Array:
+        """Ids of the strings for which ``predicate(str)`` is true."""
+        return np.array([i for i, s in enumerate(self.names) if predicate(s)], dtype=np.int32)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+@dataclass(frozen=True)
+class TraceMeta:
+    """What the trace says about itself outside its events."""
+
+    path: str
+    format: str  # "json" or "json.gz"
+    top_level: str  # "object" or "array"
+    schema_version: int | None = None
+    base_time_ns: int | None = None
+    device_properties: tuple[dict[str, Any], ...] = ()
+    distributed_info: dict[str, Any] | None = None
+    trace_name: str | None = None
+    display_time_unit: str | None = None
+    framework: str | None = None
+    with_stack: bool | None = None
+    extra_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LoadStats:
+    """Counts of what the loader saw, in events unless named otherwise."""
+
+    events_total: int = 0
+    complete_events: int = 0
+    skipped_malformed: int = 0
+    phase_counts: dict[str, int] = field(default_factory=dict)
+    category_counts: dict[str, int] = field(default_factory=dict)
+    truncated: bool = False
+    bytes_read: int = 0  # decompressed bytes parsed
+    file_bytes: int = 0  # size on disk
+
+
+@dataclass(frozen=True)
+class Trace:
+    """One trace file as parallel columns of its complete events.
+
+    Columns (one row per ``X`` event, in file order):
+    ``ts_ns``/``dur_ns`` int64 ns; ``name_id``/``cat_id`` int32 ids into ``names``/``cats``
+    (categories lower-cased); ``pid``/``tid`` int64 (string ids are interned and negated:
+    ``-(1 + id into strings)``).
+    """
+
+    meta: TraceMeta
+    stats: LoadStats
+    names: SymbolTable
+    cats: SymbolTable
+    strings: SymbolTable
+    ts_ns: Int64Array
+    dur_ns: Int64Array
+    name_id: Int32Array
+    cat_id: Int32Array
+    pid: Int64Array
+    tid: Int64Array
+    origin_us: int = 0  # the trace's ts of row time 0, µs (ts_ns = (ts - origin_us) × 1000)
+
+    def __len__(self) -> int:
+        return int(self.ts_ns.shape[0])
+
+    def mask_categories(self, categories: frozenset[str] | set[str]) -> BoolArray:
+        """Rows whose lower-cased category is one of ``categories``."""
+        ids = self.cats.ids_where(lambda c: c in categories)
+        return np.isin(self.cat_id, ids)
+
+    def mask_names(self, predicate: Any) -> BoolArray:
+        """Rows whose name satisfies ``predicate(str)``."""
+        ids = self.names.ids_where(predicate)
+        if ids.size == 0:
+            return np.zeros(len(self), dtype=bool)
+        return np.isin(self.name_id, ids)
+
+    def label(self, value: int) -> str:
+        """A pid/tid column value as the trace wrote it."""
+        return self.strings.names[-value - 1] if value < 0 else str(value)
