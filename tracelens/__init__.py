@@ -1,0 +1,41 @@
+"""tracelens: why a PyTorch training run's GPU waits for data, and which DataLoader settings fix it.
+
+Public API (no torch needed for analysis)::
+
+    import tracelens
+    result = tracelens.analyze_path("trace.json.gz")   # file, run dir or directory of ranks
+    trace = tracelens.load_trace("trace.json.gz")       # the columnar model
+    analysis = tracelens.analyze_trace(trace)           # SPEC §2 metrics + per-step table
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tracelens.analysis import TraceAnalysis, analyze_trace
+from tracelens.api import Result, analyze_path
+from tracelens.errors import BadInputError, TracelensError
+from tracelens.load import load_trace
+from tracelens.model import Trace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BadInputError",
+    "Result",
+    "Trace",
+    "TraceAnalysis",
+    "TracelensError",
+    "__version__",
+    "analyze_path",
+    "analyze_trace",
+    "load_trace",
+    "profile",
+]
+
+
+def profile(*args: Any, **kwargs: Any) -> Any:
+    """``with tracelens.profile(...) as session:`` inside a training script (needs torch)."""
+    from tracelens.capture import profile as _profile
+
+    return _profile(*args, **kwargs)

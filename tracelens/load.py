@@ -15,7 +15,7 @@ import json
 import math
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
@@ -97,7 +97,8 @@ class _Columns:
         self.events_total += len(events)
         if not events:
             return
-        ph, name, cat, pid, tid, ts, dur = zip(*map(_fields, events))
+        columns: list[Sequence[Any]] = list(zip(*map(_fields, events)))
+        ph, name, cat, pid, tid, ts, dur = columns
         phs, counts = np.unique(np.asarray(ph, dtype=object), return_counts=True)
         for p, c in zip(phs.tolist(), counts.tolist()):
             self.phases[p] = self.phases.get(p, 0) + int(c)
@@ -351,8 +352,8 @@ def _parse_events(r: _Reader, cols: _Columns) -> tuple[dict[str, Any], bool]:
                         continue
             if m is None:
                 last = None
-                for last in _BOUNDARY.finditer(r.buf, r.pos):
-                    pass
+                for found in _BOUNDARY.finditer(r.buf, r.pos):
+                    last = found
                 if last is None:
                     return _parse_tail(r, cols)
                 m = last
@@ -463,14 +464,13 @@ def _build_trace(meta: TraceMeta, cols: _Columns, truncated: bool, bytes_read: i
     pid = cat(cols.pid, np.int64)
     tid = cat(cols.tid, np.int64)
     if not finite.all():
-        ts_ns, dur_ns, name_id, cat_id, pid, tid = (
-            a[finite] for a in (ts_ns, dur_ns, name_id, cat_id, pid, tid)
-        )
+        ts_ns, dur_ns, name_id = ts_ns[finite], dur_ns[finite], name_id[finite]
+        cat_id, pid, tid = cat_id[finite], pid[finite], tid[finite]
     cats = cols.cats.table()
-    counts = np.bincount(cat_id, minlength=len(cats)) if len(cat_id) else np.zeros(len(cats), int)
+    counts = np.bincount(cat_id, minlength=len(cats))
     stats = LoadStats(
         events_total=cols.events_total,
-        complete_events=int(ts_ns.shape[0]),
+        complete_events=len(ts_ns),
         skipped_malformed=cols.skipped,
         phase_counts=dict(cols.phases),
         category_counts={c: int(n) for c, n in zip(cats.names, counts.tolist())},

@@ -109,3 +109,72 @@ class Trace:
     def label(self, value: int) -> str:
         """A pid/tid column value as the trace wrote it."""
         return self.strings.names[-value - 1] if value < 0 else str(value)
+
+
+def concat_traces(traces: list[Trace]) -> Trace:
+    """Several traces of one rank as one, each shifted to start after the previous one ends.
+
+    Used when a rank has several windows or runs: steps never span files, so placing them
+    end to end keeps every per-step metric and makes the totals those of all files together.
+    """
+    if len(traces) == 1:
+        return traces[0]
+    names: dict[str, int] = {}
+    cats: dict[str, int] = {}
+    strings: dict[str, int] = {}
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("ts", "dur", "name", "cat", "pid", "tid")}
+    offset = 0
+    for t in traces:
+        remap_n = np.array([names.setdefault(s, len(names)) for s in t.names.names], dtype=np.int32)
+        remap_c = np.array([cats.setdefault(s, len(cats)) for s in t.cats.names], dtype=np.int32)
+        remap_s = np.array([strings.setdefault(s, len(strings)) for s in t.strings.names], dtype=np.int64)
+
+        def ids(col: Int64Array, remap: np.ndarray = remap_s) -> Int64Array:
+            out = col.copy()
+            neg = out < 0
+            if neg.any():
+                out[neg] = -1 - remap[-out[neg] - 1]
+            return out
+
+        start = int(t.ts_ns.min()) if len(t) else 0
+        cols["ts"].append(t.ts_ns - start + offset)
+        cols["dur"].append(t.dur_ns)
+        cols["name"].append(remap_n[t.name_id] if len(t) else t.name_id)
+        cols["cat"].append(remap_c[t.cat_id] if len(t) else t.cat_id)
+        cols["pid"].append(ids(t.pid))
+        cols["tid"].append(ids(t.tid))
+        end = int((t.ts_ns + t.dur_ns).max()) if len(t) else start
+        offset += end - start + 1_000_000_000  # one second apart
+    first = traces[0]
+    cat_counts: dict[str, int] = {}
+    phases: dict[str, int] = {}
+    for t in traces:
+        for k, v in t.stats.category_counts.items():
+            cat_counts[k] = cat_counts.get(k, 0) + v
+        for k, v in t.stats.phase_counts.items():
+            phases[k] = phases.get(k, 0) + v
+    stats = LoadStats(
+        events_total=sum(t.stats.events_total for t in traces),
+        complete_events=sum(t.stats.complete_events for t in traces),
+        skipped_malformed=sum(t.stats.skipped_malformed for t in traces),
+        phase_counts=phases,
+        category_counts=cat_counts,
+        truncated=any(t.stats.truncated for t in traces),
+        bytes_read=sum(t.stats.bytes_read for t in traces),
+        file_bytes=sum(t.stats.file_bytes for t in traces),
+    )
+    meta = TraceMeta(**{**first.meta.__dict__, "path": " + ".join(t.meta.path for t in traces)})
+    return Trace(
+        meta=meta,
+        stats=stats,
+        names=SymbolTable(tuple(names)),
+        cats=SymbolTable(tuple(cats)),
+        strings=SymbolTable(tuple(strings)),
+        ts_ns=np.concatenate(cols["ts"]),
+        dur_ns=np.concatenate(cols["dur"]),
+        name_id=np.concatenate(cols["name"]).astype(np.int32),
+        cat_id=np.concatenate(cols["cat"]).astype(np.int32),
+        pid=np.concatenate(cols["pid"]),
+        tid=np.concatenate(cols["tid"]),
+        origin_us=first.origin_us,
+    )

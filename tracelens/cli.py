@@ -1,0 +1,110 @@
+"""The ``tracelens`` command: a thin typer layer over the public API."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tracelens import __version__
+from tracelens.errors import TracelensError
+
+app = typer.Typer(
+    name="tracelens",
+    help=(
+        "Find out why a PyTorch training run's GPU waits for data, and which DataLoader "
+        "settings fix it.\n\nAnalyze a saved torch.profiler trace with `tracelens analyze "
+        "TRACE`; profile an unmodified script with `tracelens profile train.py ARGS`."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+_state = {"debug": False}
+
+SEVERITIES = ("info", "low", "medium", "high")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tracelens {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = None,
+) -> None:
+    _state["debug"] = debug
+
+
+@app.command()
+def analyze(
+    path: Annotated[Path, typer.Argument(help="A trace (.json / .json.gz), a run directory, or a directory of traces (ranks, TensorBoard logdir).", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON document (SPEC §3) instead of the summary.")] = False,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write the HTML report to this file.")] = None,
+    fail_on: Annotated[str | None, typer.Option("--fail-on", help="Exit 3 when a finding of this severity or worse is present: high, medium, low, info.")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Processes for several ranks (default: one per core).")] = None,
+) -> None:
+    """Measure DataLoader wait against GPU activity in a trace and diagnose it."""
+    from tracelens.api import analyze_path
+    from tracelens.render_terminal import print_summary
+
+    if fail_on is not None and fail_on not in SEVERITIES:
+        raise TracelensError(f"--fail-on must be one of {', '.join(SEVERITIES)}, not {fail_on!r}", exit_code=2)
+    result = analyze_path(path, jobs=jobs)
+    if as_json:
+        sys.stdout.write(json.dumps(result.document, indent=2) + "\n")
+    else:
+        print_summary(result.document)
+    if html is not None:
+        from tracelens.report import write_report
+
+        write_report(result, html)
+        if not as_json:
+            typer.echo(f"report: {html}")
+    if fail_on is not None:
+        floor = SEVERITIES.index(fail_on)
+        for r in result.ranks:
+            if any(SEVERITIES.index(f.severity) >= floor for f in r.diagnosis.findings):
+                raise typer.Exit(3)
+
+
+def main() -> None:
+    """Console entry point: one error boundary turns TracelensError into its exit code."""
+    try:
+        app(standalone_mode=False)
+    except TracelensError as exc:
+        if _state["debug"]:
+            traceback.print_exc()
+        typer.echo(f"tracelens: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("tracelens: aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        typer.echo("tracelens: interrupted", err=True)
+        sys.exit(130)
+    except (typer.BadParameter, Exception) as exc:  # click usage errors and anything unexpected
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if _state["debug"]:
+            traceback.print_exc()
+        else:
+            typer.echo(f"tracelens: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+        sys.exit(1)

@@ -1,0 +1,107 @@
+"""The ``analyze --json`` / ``analysis.json`` document of SPEC §3, built from analysis results."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from typing import Any
+
+from tracelens.analysis import TraceAnalysis
+from tracelens.rules import Diagnosis, known_settings
+
+SCHEMA_VERSION = 1
+
+
+def _num(x: float | None, digits: int = 6) -> float | None:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return None
+    return round(float(x), digits)
+
+
+def per_step_records(analysis: TraceAnalysis) -> list[dict[str, Any]]:
+    """The per-step table as JSON-ready rows (ms, NaN as null)."""
+    rows = []
+    for rec in analysis.per_step.to_dict(orient="records"):
+        rows.append({k: (int(v) if k in ("step", "next_calls") else _num(v, 4)) for k, v in rec.items()})
+    return rows
+
+
+def build_document(analysis: TraceAnalysis, diagnosis: Diagnosis, run: Any = None) -> dict[str, Any]:
+    """One rank's analysis as the SPEC §3 object (required keys first, extras after)."""
+    settings = known_settings(analysis, run)
+    rec = diagnosis.recommendation
+    doc: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "source": {
+            "path": analysis.path,
+            "format": analysis.format,
+            "ranks": [analysis.rank] if analysis.rank is not None else None,
+            "devices": [d.label for d in analysis.devices],
+        },
+        "steps": analysis.steps,
+        "metrics": {
+            "step_time_ms_median": _num(analysis.step_time_ms_median, 4),
+            "data_wait_fraction": _num(analysis.data_wait_fraction),
+            "exposed_data_wait_fraction": _num(analysis.exposed_data_wait_fraction),
+            "gpu_busy_fraction": _num(analysis.gpu_busy_fraction),
+            "step_time_ms_total": _num(analysis.step_time_ms, 4),
+            "measured_steps": analysis.measured_steps,
+            "speedup_ceiling": _num(analysis.speedup_ceiling, 4),
+            "gpu_idle_other_fraction": _num(analysis.gpu_idle_other_fraction),
+            "sync_ms_per_step": _num(analysis.sync_ms_per_step, 4),
+            "next_calls": analysis.next_calls,
+        },
+        "loader": {
+            "iterator": analysis.iterator,
+            "num_workers": settings.num_workers,
+            "pin_memory": settings.pin_memory,
+            "persistent_workers": settings.persistent_workers,
+            "prefetch_factor": settings.prefetch_factor,
+            "iterator_names": list(analysis.iterator_names),
+        },
+        "diagnosis": diagnosis.diagnosis,
+        "recommendation": {
+            "num_workers": rec.num_workers,
+            "pin_memory": rec.pin_memory,
+            "persistent_workers": rec.persistent_workers,
+            "prefetch_factor": rec.prefetch_factor,
+            "notes": list(rec.notes),
+        },
+        "findings": [asdict(f) for f in diagnosis.findings],
+        "step_source": analysis.step_source,
+        "fallback": analysis.fallback,
+        "devices": [asdict(d) for d in analysis.devices],
+        "copies": asdict(analysis.copies),
+        "trace": {
+            "events": analysis.events,
+            "truncated": analysis.truncated,
+            "skipped_events": analysis.skipped_events,
+            "with_stack": analysis.with_stack,
+            "has_gpu_activity": analysis.has_gpu_activity,
+        },
+        "warnings": list(analysis.warnings),
+        "per_step": per_step_records(analysis),
+        "next_wait_ms": [round(x, 4) for x in analysis.next_wait_ms],
+    }
+    if analysis.rank is not None:
+        doc["rank"] = analysis.rank
+    return doc
+
+
+def build_multirank_document(docs: list[dict[str, Any]], path: str) -> dict[str, Any]:
+    """The SPEC §3 multi-rank shape: per-rank objects plus the slowest rank."""
+    def exposed(d: dict[str, Any]) -> float:
+        v = d["metrics"]["exposed_data_wait_fraction"]
+        return -1.0 if v is None else float(v)
+
+    slowest = max(docs, key=exposed)
+    medians = [d["metrics"]["step_time_ms_median"] for d in docs if d["metrics"]["step_time_ms_median"] is not None]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "source": {"path": path, "format": "directory", "ranks": [d["rank"] for d in docs]},
+        "ranks": docs,
+        "slowest_rank": slowest["rank"],
+        "slowest_rank_exposed_data_wait_fraction": slowest["metrics"]["exposed_data_wait_fraction"],
+        "step_time_ms_median_max": max(medians) if medians else None,
+        "diagnosis": slowest["diagnosis"],
+    }
