@@ -40,6 +40,37 @@ class DeviceActivity:
 
 
 @dataclass(frozen=True)
+class StepTimeline:
+    """One representative step (the one of median duration) as intervals, ms from its start."""
+
+    step: int
+    duration_ms: float
+    data_wait: tuple[tuple[float, float], ...]
+    gpu_busy: tuple[tuple[float, float], ...]
+    downsampled: bool  # gaps under ``merge_gap_ms`` were closed to bound the interval count
+    merge_gap_ms: float
+
+
+TIMELINE_MAX_INTERVALS = 400
+
+
+def _timeline_intervals(s: iv.IntervalSet, lo: int, hi: int) -> tuple[tuple[tuple[float, float], ...], float]:
+    """``s`` within ``[lo, hi)`` in ms from ``lo``; closes the smallest gaps beyond the cap."""
+    c = iv.clip(s, lo, hi)
+    gap_ns = 0
+    if len(c) > TIMELINE_MAX_INTERVALS:
+        gaps = np.sort(c.starts[1:] - c.ends[:-1])
+        gap_ns = int(gaps[len(c) - TIMELINE_MAX_INTERVALS])
+        c = iv.union(c.starts, c.ends + gap_ns)
+        c = iv.IntervalSet(c.starts, np.minimum(c.ends - gap_ns, hi))
+    pairs = tuple(
+        (round((a - lo) / NS_PER_MS, 4), round((b - lo) / NS_PER_MS, 4))
+        for a, b in zip(c.starts.tolist(), c.ends.tolist())
+    )
+    return pairs, gap_ns / NS_PER_MS
+
+
+@dataclass(frozen=True)
 class CopyStats:
     """Host-to-device copies inside the steps (counts, and ms per step on the GPU)."""
 
@@ -84,6 +115,7 @@ class TraceAnalysis:
     with_stack: bool = False
     category_counts: dict[str, int] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    timeline: StepTimeline | None = None
 
 
 def _iterator_kind(names: list[str]) -> str:
@@ -235,6 +267,13 @@ def analyze_trace(trace: Trace) -> TraceAnalysis:
         sync_ms = sync.total / NS_PER_MS / max(n_steps, 1)
 
     copies = _copy_stats(trace, gpu_rows, steps_set, n_steps)
+    timeline = None
+    if n_steps:
+        k = int(np.argsort(s_end - s_start, kind="stable")[(n_steps - 1) // 2])
+        lo, hi = int(s_start[k]), int(s_end[k])
+        waits, g1 = _timeline_intervals(data_wait, lo, hi)
+        busy, g2 = _timeline_intervals(gpu_act, lo, hi)
+        timeline = StepTimeline(step_numbers[k], (hi - lo) / NS_PER_MS, waits, busy, bool(g1 or g2), max(g1, g2))
     if trace.stats.truncated:
         warnings.append("the file is truncated: analyzed up to its last complete event")
     if trace.stats.skipped_malformed:
@@ -274,6 +313,7 @@ def analyze_trace(trace: Trace) -> TraceAnalysis:
         with_stack=bool(trace.meta.with_stack) or cat_counts.get("python_function", 0) + cat_counts.get("python", 0) > 0,
         category_counts=cat_counts,
         warnings=tuple(warnings),
+        timeline=timeline,
     )
 
 

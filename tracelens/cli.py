@@ -80,6 +80,22 @@ def analyze(
                 raise typer.Exit(3)
 
 
+# Commands that live in their own modules register themselves on ``app``.
+_COMMAND_MODULES = ("cli_profile", "cli_report", "cli_sweep", "cli_compare", "cli_rules")
+
+
+def _register_commands() -> None:
+    import importlib
+    import importlib.util
+
+    for name in _COMMAND_MODULES:
+        if importlib.util.find_spec(f"tracelens.{name}") is not None:
+            importlib.import_module(f"tracelens.{name}").register(app)
+
+
+_register_commands()
+
+
 def main() -> None:
     """Console entry point: one error boundary turns TracelensError into its exit code."""
     try:
