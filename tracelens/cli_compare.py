@@ -1,0 +1,40 @@
+"""``tracelens compare A B``: before/after of two traces or run directories."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def compare(
+    a: Annotated[Path, typer.Argument(help="The \"before\": a trace, a run directory or a directory of traces.", show_default=False)],
+    b: Annotated[Path, typer.Argument(help="The \"after\", compared against A.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON document (SPEC §4) instead of the table.")] = False,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write a one-file HTML page to this file.")] = None,
+) -> None:
+    """Compare two runs: step time, data wait, GPU busy and findings, B minus A."""
+    from tracelens.compare import (
+        compare_paths,
+        comparison_document,
+        format_comparison,
+        write_comparison_html,
+    )
+
+    c = compare_paths(a, b)
+    if as_json:
+        sys.stdout.write(json.dumps(comparison_document(c), indent=2) + "\n")
+    else:
+        typer.echo(format_comparison(c))
+    if html is not None:
+        write_comparison_html(c, html)
+        if not as_json:
+            typer.echo(f"report: {html}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``compare`` command to ``app``."""
+    app.command("compare")(compare)

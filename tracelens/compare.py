@@ -1,0 +1,355 @@
+"""Before/after comparison of two analyses (``tracelens compare A B``, SPEC §4).
+
+Pure functions over two SPEC §3 documents: the metric deltas (B − A), what happened to each
+finding (gone / new / changed / unchanged, matched by id), and a one-sentence verdict. Rendering
+(terminal table, HTML) is separate from computing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+#: Relative change of the median step time below which it counts as unchanged. Step times of
+#: one run typically scatter by a few percent; the per-step spread widens this (see
+#: :func:`step_time_noise_ms`).
+MIN_STEP_CHANGE_FRACTION = 0.02
+#: A confidence change smaller than this does not make a finding "changed".
+CONFIDENCE_EPSILON = 0.05
+#: Exposed-wait fractions below this (of step time) are "none" in the verdict (the rule
+#: engine's healthy threshold is 5 %; 1 % is what remains after a clean fix).
+NEGLIGIBLE_WAIT_FRACTION = 0.01
+
+METRIC_KEYS = (
+    "step_time_ms_median",
+    "data_wait_fraction",
+    "exposed_data_wait_fraction",
+    "gpu_busy_fraction",
+)
+LOADER_KEYS = ("iterator", "num_workers", "pin_memory", "persistent_workers", "prefetch_factor")
+SEVERITY_ORDER = ("info", "low", "medium", "high")
+
+
+@dataclass(frozen=True)
+class FindingChange:
+    """One finding id in A, B or both, and what happened to it."""
+
+    id: str
+    kind: str
+    status: str  # "gone" | "new" | "changed" | "unchanged"
+    title: str
+    severity_a: str | None
+    severity_b: str | None
+    confidence_a: float | None
+    confidence_b: float | None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two analyses side by side: deltas are B minus A."""
+
+    a: dict[str, Any]  # SPEC §3 document of A (as analyze gives it)
+    b: dict[str, Any]
+    delta: dict[str, Any]
+    findings: tuple[FindingChange, ...]
+    loader_changes: dict[str, tuple[Any, Any]]  # setting -> (A, B), only those that differ
+    step_time_changed: bool  # the median moved by more than the noise
+    verdict: str
+    notes: tuple[str, ...] = ()
+
+
+def rank_document(doc: dict[str, Any]) -> dict[str, Any]:
+    """The single-rank document to compare: the document itself, or its slowest rank."""
+    ranks = doc.get("ranks")
+    if isinstance(ranks, list) and ranks:
+        slowest = doc.get("slowest_rank")
+        return next((r for r in ranks if r.get("rank") == slowest), ranks[0])
+    return doc
+
+
+def _sub(b: float | None, a: float | None) -> float | None:
+    if a is None or b is None:
+        return None
+    return round(float(b) - float(a), 6)
+
+
+def exposed_wait_ms_per_step(doc: dict[str, Any]) -> float | None:
+    """Mean exposed data wait per step (ms): the exposed fraction of the total step time."""
+    m = doc.get("metrics", {})
+    frac, total, n = m.get("exposed_data_wait_fraction"), m.get("step_time_ms_total"), m.get("measured_steps")
+    if frac is None or total is None or not n:
+        return None
+    return float(frac) * float(total) / int(n)
+
+
+def _step_durations(doc: dict[str, Any]) -> list[float]:
+    return [float(r["duration_ms"]) for r in doc.get("per_step", []) if r.get("duration_ms") is not None]
+
+
+def _iqr(xs: list[float]) -> float:
+    if len(xs) < 4:
+        return 0.0
+    s = sorted(xs)
+    q = len(s) / 4
+    return s[min(len(s) - 1, math.ceil(3 * q) - 1)] - s[max(0, math.ceil(q) - 1)]
+
+
+def step_time_noise_ms(a: dict[str, Any], b: dict[str, Any]) -> float:
+    """Smallest median step-time change (ms) that counts as real.
+
+    The larger of :data:`MIN_STEP_CHANGE_FRACTION` of A's median and half the mean
+    interquartile range of the two runs' per-step durations.
+    """
+    ma = a["metrics"].get("step_time_ms_median") or 0.0
+    mean_iqr = (_iqr(_step_durations(a)) + _iqr(_step_durations(b))) / 2
+    spread = mean_iqr / 2
+    return max(MIN_STEP_CHANGE_FRACTION * float(ma), spread)
+
+
+def _finding_key_list(findings: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """Key each finding by its id; a repeated id gets ``#2``, ``#3`` ... in order."""
+    seen: dict[str, int] = {}
+    out = []
+    for f in findings:
+        fid = str(f.get("id") or f.get("kind") or "?")
+        seen[fid] = seen.get(fid, 0) + 1
+        out.append((fid if seen[fid] == 1 else f"{fid}#{seen[fid]}", f))
+    return out
+
+
+def diff_findings(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> tuple[FindingChange, ...]:
+    """Match findings by id: gone (only in A), new (only in B), changed / unchanged (both)."""
+    fa, fb = dict(_finding_key_list(a)), dict(_finding_key_list(b))
+    out: list[FindingChange] = []
+    for key in list(fa) + [k for k in fb if k not in fa]:
+        x, y = fa.get(key), fb.get(key)
+        ref = y if y is not None else x
+        assert ref is not None
+        if x is None:
+            status = "new"
+        elif y is None:
+            status = "gone"
+        else:
+            moved = abs(float(x.get("confidence", 0)) - float(y.get("confidence", 0))) >= CONFIDENCE_EPSILON
+            status = "changed" if x.get("severity") != y.get("severity") or moved else "unchanged"
+        out.append(FindingChange(
+            id=key, kind=str(ref.get("kind", "")), status=status, title=str(ref.get("title", "")),
+            severity_a=x.get("severity") if x else None, severity_b=y.get("severity") if y else None,
+            confidence_a=x.get("confidence") if x else None, confidence_b=y.get("confidence") if y else None,
+        ))
+    order = {"gone": 0, "new": 1, "changed": 2, "unchanged": 3}
+    return tuple(sorted(out, key=lambda c: order[c.status]))
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f} %"
+
+
+def _verdict(a: dict[str, Any], b: dict[str, Any], changed: bool) -> str:
+    ma, mb = a["metrics"], b["metrics"]
+    ea, eb = ma.get("exposed_data_wait_fraction"), mb.get("exposed_data_wait_fraction")
+    ta, tb = ma.get("step_time_ms_median"), mb.get("step_time_ms_median")
+    parts: list[str] = []
+    if ea is not None and eb is not None:
+        if ea < NEGLIGIBLE_WAIT_FRACTION and eb < NEGLIGIBLE_WAIT_FRACTION:
+            parts.append("neither run waits for data")
+        elif eb < ea:
+            removed = (ea - eb) / ea
+            parts.append(f"B removed {100 * removed:.0f} % of the exposed data wait "
+                         f"({_pct(ea)} → {_pct(eb)} of step time)")
+        elif eb > ea:
+            grown = "appeared" if ea < NEGLIGIBLE_WAIT_FRACTION else "grew"
+            parts.append(f"exposed data wait {grown} ({_pct(ea)} → {_pct(eb)} of step time)")
+        else:
+            parts.append(f"exposed data wait unchanged ({_pct(ea)} of step time)")
+    if ta is not None and tb is not None and ta > 0 and tb > 0:
+        step = f"step time {ta:,.1f} → {tb:,.1f} ms"
+        if not changed:
+            step += " (within noise)"
+        elif tb < ta:
+            step += f" ({ta / tb:.2f}× faster)"
+        else:
+            step += f" ({tb / ta:.2f}× slower)"
+        parts.append(step)
+    if not parts:
+        return "The two analyses have no comparable metrics."
+    s = "; ".join(parts)
+    return s[0].upper() + s[1:] + "."
+
+
+def compare_documents(doc_a: dict[str, Any], doc_b: dict[str, Any]) -> Comparison:
+    """Compare two SPEC §3 documents (multi-rank ones through their slowest rank)."""
+    a, b = rank_document(doc_a), rank_document(doc_b)
+    notes: list[str] = []
+    for name, d in (("A", doc_a), ("B", doc_b)):
+        if "ranks" in d:
+            notes.append(f"{name} has {len(d['ranks'])} ranks: compared through its slowest rank {d.get('slowest_rank')}")
+    ma, mb = a["metrics"], b["metrics"]
+    delta: dict[str, Any] = {k: _sub(mb.get(k), ma.get(k)) for k in METRIC_KEYS}
+    ta, tb = ma.get("step_time_ms_median"), mb.get("step_time_ms_median")
+    delta["step_time_change_fraction"] = round(tb / ta - 1, 6) if ta and tb is not None else None
+    delta["speedup"] = round(ta / tb, 6) if ta and tb else None
+    wa, wb = exposed_wait_ms_per_step(a), exposed_wait_ms_per_step(b)
+    delta["exposed_data_wait_ms_per_step"] = _sub(wb, wa)
+    ea, eb = ma.get("exposed_data_wait_fraction"), mb.get("exposed_data_wait_fraction")
+    delta["exposed_data_wait_removed_fraction"] = round((ea - eb) / ea, 6) if ea and eb is not None else None
+    delta["steps"] = int(b.get("steps", 0)) - int(a.get("steps", 0))
+    changed = ta is not None and tb is not None and abs(tb - ta) > step_time_noise_ms(a, b)
+    delta["step_time_changed"] = changed
+    loader_changes = {
+        k: (a["loader"].get(k), b["loader"].get(k))
+        for k in LOADER_KEYS
+        if a.get("loader", {}).get(k) != b.get("loader", {}).get(k)
+    }
+    delta["loader"] = {k: {"a": x, "b": y} for k, (x, y) in loader_changes.items()}
+    if a.get("diagnosis") != b.get("diagnosis"):
+        delta["diagnosis"] = {"a": a.get("diagnosis"), "b": b.get("diagnosis")}
+    findings = diff_findings(a.get("findings", []), b.get("findings", []))
+    delta["findings"] = [asdict(f) for f in findings]
+    return Comparison(doc_a, doc_b, delta, findings, loader_changes, changed, _verdict(a, b, changed), tuple(notes))
+
+
+def compare_paths(path_a: str | Path, path_b: str | Path) -> Comparison:
+    """Analyze two traces or run directories and compare them (B is the "after")."""
+    from tracelens.api import analyze_path
+
+    return compare_documents(analyze_path(path_a).document, analyze_path(path_b).document)
+
+
+def comparison_document(c: Comparison) -> dict[str, Any]:
+    """The ``compare --json`` document of SPEC §4."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "a": c.a,
+        "b": c.b,
+        "delta": c.delta,
+        "verdict": c.verdict,
+        "notes": list(c.notes),
+    }
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+def _fmt(key: str, x: Any) -> str:
+    if x is None:
+        return "n/a"
+    if key.endswith("_fraction"):
+        return f"{100 * float(x):.1f} %"
+    if key.endswith("_ms_median") or key.endswith("_ms_per_step"):
+        return f"{float(x):,.1f} ms"
+    return str(x)
+
+
+def _fmt_delta(key: str, x: Any) -> str:
+    if x is None:
+        return "n/a"
+    if key.endswith("_fraction"):
+        return f"{100 * float(x):+.1f} pts"
+    return f"{float(x):+,.1f} ms"
+
+
+ROW_LABELS = (
+    ("step_time_ms_median", "step time (median)"),
+    ("data_wait_fraction", "data wait"),
+    ("exposed_data_wait_fraction", "exposed data wait"),
+    ("exposed_data_wait_ms_per_step", "exposed wait per step"),
+    ("gpu_busy_fraction", "GPU busy"),
+)
+
+
+def comparison_rows(c: Comparison) -> list[dict[str, str]]:
+    """The metric table as display strings: label, A, B, B − A."""
+    a, b = rank_document(c.a), rank_document(c.b)
+    rows = []
+    for key, label in ROW_LABELS:
+        if key == "exposed_data_wait_ms_per_step":
+            va, vb = exposed_wait_ms_per_step(a), exposed_wait_ms_per_step(b)
+        else:
+            va, vb = a["metrics"].get(key), b["metrics"].get(key)
+        rows.append({"label": label, "a": _fmt(key, va), "b": _fmt(key, vb), "delta": _fmt_delta(key, c.delta.get(key))})
+    rows.append({"label": "diagnosis", "a": str(a.get("diagnosis")), "b": str(b.get("diagnosis")), "delta": ""})
+    for k, (x, y) in c.loader_changes.items():
+        rows.append({"label": k, "a": str(x), "b": str(y), "delta": ""})
+    return rows
+
+
+def format_comparison(c: Comparison) -> str:
+    """The terminal table: paths, metrics A / B / delta, findings, verdict."""
+    a, b = rank_document(c.a), rank_document(c.b)
+    lines = [f"A: {a['source']['path']}", f"B: {b['source']['path']}", ""]
+    rows = comparison_rows(c)
+    w = max(len(r["label"]) for r in rows)
+    wa = max(12, *(len(r["a"]) for r in rows))
+    wb = max(12, *(len(r["b"]) for r in rows))
+    lines.append(f"  {'':<{w}}  {'A':>{wa}}  {'B':>{wb}}  {'B − A':>12}")
+    for r in rows:
+        lines.append(f"  {r['label']:<{w}}  {r['a']:>{wa}}  {r['b']:>{wb}}  {r['delta']:>12}")
+    if c.findings:
+        lines.append("")
+        lines.append("  findings:")
+        for f in c.findings:
+            sev = f.severity_b or f.severity_a
+            if f.status == "changed":
+                sev = f"{f.severity_a} → {f.severity_b}"
+            lines.append(f"    {f.status:<9} {f.id:<8} [{sev}] {f.title}")
+    for n in c.notes:
+        lines.append(f"  note: {n}")
+    lines.append("")
+    lines.append(c.verdict)
+    return "\n".join(lines)
+
+
+def _render(template_name: str, **context: Any) -> str:
+    """Render one of tracelens' templates (from the wheel's copy, else the repository's)."""
+    import jinja2
+
+    here = Path(__file__).resolve().parent
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader([str(here / "templates"), str(here.parent / "templates")]),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    return env.get_template(template_name).render(**context)
+
+
+def render_comparison_html(c: Comparison) -> str:
+    """The one-file HTML page for a comparison."""
+    a, b = rank_document(c.a), rank_document(c.b)
+    return _render(
+        "compare.html.j2",
+        title="tracelens compare",
+        path_a=a["source"]["path"],
+        path_b=b["source"]["path"],
+        rows=comparison_rows(c),
+        findings=[asdict(f) for f in c.findings],
+        verdict=c.verdict,
+        notes=list(c.notes),
+        steps_a=_step_durations(a),
+        steps_b=_step_durations(b),
+        median_a=a["metrics"].get("step_time_ms_median"),
+        median_b=b["metrics"].get("step_time_ms_median"),
+    )
+
+
+def write_comparison_html(c: Comparison, path: str | Path) -> Path:
+    """Write :func:`render_comparison_html` to ``path``."""
+    p = Path(path)
+    p.write_text(render_comparison_html(c), encoding="utf-8")
+    return p
+
+
+__all__ = [
+    "Comparison",
+    "FindingChange",
+    "compare_documents",
+    "compare_paths",
+    "comparison_document",
+    "diff_findings",
+    "format_comparison",
+    "render_comparison_html",
+    "write_comparison_html",
+]
