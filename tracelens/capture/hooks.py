@@ -1,0 +1,115 @@
+"""Patches on torch classes that route DataLoader and profiler events to the active session.
+
+The patches are installed once per session and removed when it finishes; while no session is
+active each patched method only checks one module global, so a loader outside a session costs
+one extra Python call per batch.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tracelens.capture.session import CaptureSession
+
+_ACTIVE: CaptureSession | None = None
+_ORIGINALS: dict[tuple[type, str], Any] = {}
+
+
+def active_session() -> CaptureSession | None:
+    """The session that receives DataLoader events now, if any."""
+    return _ACTIVE
+
+
+def _targets() -> dict[tuple[type, str], Callable[..., Any]]:
+    import torch.autograd.profiler as autograd_profiler
+    import torch.profiler
+    from torch.utils.data import DataLoader
+    from torch.utils.data.dataloader import _BaseDataLoaderIter
+
+    return {
+        (DataLoader, "__init__"): _make_init_hook,
+        (DataLoader, "__iter__"): _make_iter_hook,
+        (_BaseDataLoaderIter, "__next__"): _make_next_hook,
+        (torch.profiler.profile, "start"): _make_profiler_start_hook,
+        (autograd_profiler.profile, "__enter__"): _make_profiler_start_hook,
+    }
+
+
+def install(session: CaptureSession) -> None:
+    """Route DataLoader and profiler events to ``session`` (one session at a time)."""
+    global _ACTIVE
+    if _ACTIVE is not None:
+        raise RuntimeError("a tracelens capture session is already active in this process")
+    for (cls, name), make in _targets().items():
+        orig = cls.__dict__[name]
+        _ORIGINALS[(cls, name)] = orig
+        setattr(cls, name, make(orig))
+    _ACTIVE = session
+
+
+def uninstall() -> None:
+    """Restore the original methods."""
+    global _ACTIVE
+    for (cls, name), orig in _ORIGINALS.items():
+        setattr(cls, name, orig)
+    _ORIGINALS.clear()
+    _ACTIVE = None
+
+
+def _make_init_hook(orig: Callable[..., None]) -> Callable[..., None]:
+    signature = inspect.signature(orig)
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        session = _ACTIVE
+        if session is None or getattr(self, "_tracelens_id", None) is not None:
+            orig(self, *args, **kwargs)
+            return
+        applied: dict[str, Any] = {}
+        if session.loader_overrides:
+            bound = signature.bind(self, *args, **kwargs)
+            applied = session.apply_overrides(bound.arguments)
+            args, kwargs = bound.args[1:], dict(bound.kwargs)
+        orig(self, *args, **kwargs)
+        session.register_loader(self, applied)
+
+    __init__.__wrapped__ = orig  # type: ignore[attr-defined]
+    return __init__
+
+
+def _make_iter_hook(orig: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def __iter__(self: Any) -> Any:
+        session = _ACTIVE
+        if session is None:
+            return orig(self)
+        session.before_iter(self)
+        it = orig(self)
+        session.after_iter(self, it)
+        return it
+
+    __iter__.__wrapped__ = orig  # type: ignore[attr-defined]
+    return __iter__
+
+
+def _make_next_hook(orig: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def __next__(self: Any) -> Any:
+        session = _ACTIVE
+        if session is None:
+            return orig(self)
+        return session.on_next(self, orig)
+
+    __next__.__wrapped__ = orig  # type: ignore[attr-defined]
+    return __next__
+
+
+def _make_profiler_start_hook(orig: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def start(self: Any) -> Any:
+        session = _ACTIVE
+        if session is not None and not getattr(self, "_tracelens_own", False):
+            session.on_user_profiler(f"{type(self).__module__}.{type(self).__qualname__}")
+        return orig(self)
+
+    start.__wrapped__ = orig  # type: ignore[attr-defined]
+    return start
