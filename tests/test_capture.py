@@ -281,3 +281,13 @@ def test_out_dir_not_overwritten_without_force(tmp_path: Path) -> None:
         run_profile(ProfileOptions(target=str(script), out=out))
     with pytest.raises(UsageError):
         run_profile(ProfileOptions(target=str(tmp_path / "missing.py")))
+
+
+def test_window_filling_one_epoch_closes_cleanly(tmp_path: Path) -> None:
+    # GIVEN a one-epoch script of exactly wait + warmup + active batches
+    script, _ = _write_toy(tmp_path, n_items=40)  # 10 batches
+    result, run = _run(tmp_path, str(script), wait=3, warmup=2, active=5)
+    # THEN the window closes at the epoch's end, not at the script's end
+    assert result.window_captured and result.steps_captured == 5
+    assert result.stop_reason == "window_captured"
+    assert not result.notes

@@ -332,7 +332,12 @@ class CaptureSession:
         """One batch drawn: advance the window, time the wait, stop the script after the window."""
         loader_id = getattr(it, "_tracelens_loader_id", None)
         if _is_exhausted(it):
-            return orig(it)  # the call that ends an epoch (StopIteration) is no step
+            # The call that ends an epoch (StopIteration) is no step, but it closes a window
+            # whose last active step is the epoch's last batch.
+            with self.lock:
+                if self.phase == "window" and self._closes_window():
+                    self._step()
+            return orig(it)
         with self.lock:
             index = self.batches_drawn
             if self.phase == "waiting":
@@ -386,10 +391,16 @@ class CaptureSession:
         self.sync = {"before_ns": t0, "after_ns": t1}
         self.window["start_ns"] = t0
 
+    def _closes_window(self) -> bool:
+        return (
+            self.prof is not None
+            and self.prof.step_num + 1 >= self.schedule["warmup"] + self.schedule["active"]
+        )
+
     def _step(self) -> None:
         prof = self.prof
         t_ns = time.time_ns()
-        if prof.step_num + 1 >= self.schedule["warmup"] + self.schedule["active"]:
+        if self._closes_window():
             self.window["end_ns"] = t_ns  # this step() closes the last active step
             if self.sampler is not None:
                 self.sampler.stop()
