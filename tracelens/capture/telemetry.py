@@ -36,15 +36,21 @@ SAMPLE_FIELDS = (
 MAX_SAMPLES = 6000
 
 
-def read_schedstat(pid: int) -> tuple[int, int] | None:
-    """(on-CPU ns, run-queue delay ns) summed over the threads of ``pid``; ``None`` if unavailable."""
+def read_schedstat(
+    pid: int, seen: dict[str, tuple[int, int]] | None = None
+) -> tuple[int, int] | None:
+    """(on-CPU ns, run-queue delay ns) summed over the threads of ``pid``; ``None`` if unavailable.
+
+    With ``seen`` (tid → last values, updated in place), threads that have ended keep counting
+    with their last values, so the sums never decrease.
+    """
     base = f"/proc/{pid}/task"
     try:
         tids = os.listdir(base)
     except OSError:
         return None
-    cpu = delay = 0
-    seen = False
+    totals = seen if seen is not None else {}
+    found = False
     for tid in tids:
         try:
             with open(f"{base}/{tid}/schedstat", "rb") as fh:
@@ -52,10 +58,11 @@ def read_schedstat(pid: int) -> tuple[int, int] | None:
         except OSError:
             continue  # the thread ended between listdir and open
         if len(parts) >= 2:
-            cpu += int(parts[0])
-            delay += int(parts[1])
-            seen = True
-    return (cpu, delay) if seen else None
+            totals[tid] = (int(parts[0]), int(parts[1]))
+            found = True
+    if not found:
+        return None
+    return sum(v[0] for v in totals.values()), sum(v[1] for v in totals.values())
 
 
 @dataclass
@@ -69,6 +76,7 @@ class ProcessSeries:
     columns: dict[str, list[Any]] = field(default_factory=lambda: {k: [] for k in SAMPLE_FIELDS})
     proc: psutil.Process | None = None
     gone: bool = False
+    thread_stats: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def sample(self, t_ns: int) -> None:
         """Append one sample; marks the series ``gone`` when the process has exited."""
@@ -89,7 +97,7 @@ class ProcessSeries:
         except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
             self.gone = True
             return
-        sched = read_schedstat(self.pid)
+        sched = read_schedstat(self.pid, self.thread_stats)
         row: dict[str, Any] = {
             "t_ns": t_ns,
             "cpu_user_s": round(cpu.user, 4),

@@ -1,0 +1,74 @@
+"""Shared flags and training loop of the examples (each example defines only its dataset/model)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+def loader_args(
+    description: str,
+    *,
+    num_workers: int,
+    batch_size: int,
+    epochs: int,
+    persistent_workers: bool = False,
+) -> argparse.ArgumentParser:
+    """The DataLoader flags every example takes, so it can be re-run with recommended settings."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--num-workers", type=int, default=num_workers)
+    ap.add_argument("--batch-size", type=int, default=batch_size)
+    ap.add_argument("--epochs", type=int, default=epochs)
+    ap.add_argument("--pin-memory", action=argparse.BooleanOptionalAction, default=False)
+    ap.add_argument(
+        "--persistent-workers", action=argparse.BooleanOptionalAction, default=persistent_workers
+    )
+    ap.add_argument("--prefetch-factor", type=int, default=None)
+    ap.add_argument(
+        "--multiprocessing-context", default=None, choices=[None, "fork", "spawn", "forkserver"]
+    )
+    return ap
+
+
+def make_loader(dataset: Dataset[Any], args: argparse.Namespace, **extra: Any) -> DataLoader[Any]:
+    """A DataLoader built from the flags (prefetch/persistence only with workers)."""
+    kw: dict[str, Any] = dict(
+        batch_size=args.batch_size,
+        shuffle=True,
+        num_workers=args.num_workers,
+        pin_memory=args.pin_memory,
+        drop_last=True,
+    )
+    if args.num_workers > 0:
+        kw["persistent_workers"] = args.persistent_workers
+        kw["multiprocessing_context"] = args.multiprocessing_context
+        if args.prefetch_factor is not None:
+            kw["prefetch_factor"] = args.prefetch_factor
+    kw.update(extra)
+    return DataLoader(dataset, **kw)
+
+
+def train(
+    model: torch.nn.Module,
+    loader: DataLoader[Any],
+    epochs: int,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+) -> None:
+    """A plain training loop (no profiler calls): forward, backward, SGD step."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    loss_fn = loss_fn or torch.nn.functional.cross_entropy
+    t0 = time.perf_counter()
+    steps = 0
+    for epoch in range(epochs):
+        for x, y in loader:
+            loss = loss_fn(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            steps += 1
+        print(f"epoch {epoch}: {steps} steps, {steps / (time.perf_counter() - t0):.1f} steps/s")

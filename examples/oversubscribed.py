@@ -1,0 +1,53 @@
+"""Far more loader processes and threads than cores: 8 workers, each raising torch's
+intra-op threads to 4 in its worker_init_fn, doing multi-threaded tensor work per sample, on a
+machine with a couple of cores. Expected diagnosis: oversubscription (run-queue delay and
+involuntary context switches in the telemetry; fewer workers and 1 thread each go faster).
+
+    tracelens profile examples/oversubscribed.py
+    python examples/oversubscribed.py --num-workers 2 --worker-threads 1
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from _common import loader_args, make_loader, train
+from torch.utils.data import Dataset
+
+
+class MatmulFeatures(Dataset[tuple[torch.Tensor, int]]):
+    """Features computed with a few matmuls per sample (threaded by torch)."""
+
+    def __init__(self, n: int = 4096) -> None:
+        self.n = n
+        self.w = torch.randn(256, 256)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x = torch.randn(256, 256, generator=torch.Generator().manual_seed(i))
+        for _ in range(4):
+            x = torch.tanh(x @ self.w)
+        return x.mean(0), i % 5
+
+
+def set_threads(n: int, worker_id: int) -> None:
+    """worker_init_fn: give each worker ``n`` intra-op threads (DataLoader sets 1)."""
+    torch.set_num_threads(n)
+
+
+def main() -> None:
+    ap = loader_args(__doc__ or "", num_workers=8, batch_size=32, epochs=1)
+    ap.add_argument("--worker-threads", type=int, default=4)
+    args = ap.parse_args()
+    model = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.ReLU(), torch.nn.Linear(256, 5))
+    loader = make_loader(
+        MatmulFeatures(), args, worker_init_fn=functools.partial(set_threads, args.worker_threads)
+    )
+    train(model, loader, args.epochs)
+
+
+if __name__ == "__main__":
+    main()
