@@ -1,0 +1,215 @@
+"""Timing-only trial: run a script with DataLoader overrides, time its batches, stop it.
+
+``tracelens sweep`` runs one of these per setting, each in its own Python process
+(``python -m tracelens.capture.measure SPEC.json RESULT.json``), so every trial starts clean.
+No ``torch.profiler`` runs: the capture session's DataLoader hooks apply the overrides and the
+main process times each ``__next__`` (the data wait) and the gap to the next one (the step).
+The trial skips ``warmup`` batches (worker start-up, the pre-filled prefetch queue), records
+``steps`` steady-state steps, then stops the script.
+
+Result (JSON): per-step ``step_ns`` and ``wait_ns`` lists, the loader's settings as constructed
+(after overrides), the worker CPU share per batch, the exit status and why the script stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import runpy
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from tracelens.capture import hooks
+from tracelens.capture.session import CaptureSession, SessionConfig, StopRun
+from tracelens.capture.worker import read_record_file, unpatch_fetch
+
+#: Cap on the warm-up chosen for a loader: skip start-up and the pre-filled queue, not more.
+MAX_AUTO_WARMUP = 64
+MIN_AUTO_WARMUP = 5
+
+
+def auto_warmup(num_workers: int, prefetch_factor: int | None) -> int:
+    """Batches to skip: the ones workers pre-fill (num_workers × prefetch_factor), 5 to 64."""
+    prefilled = num_workers * (prefetch_factor or 0)
+    return max(MIN_AUTO_WARMUP, min(MAX_AUTO_WARMUP, prefilled + 2))
+
+
+class TimingSession(CaptureSession):
+    """A capture session that times batches instead of profiling them.
+
+    Reuses the session's override, loader-registration and iterator hooks; only ``on_next``
+    and the lifecycle differ. Only the first loader iterated is timed (a validation loader
+    iterated later does not count as steps).
+    """
+
+    def __init__(self, config: SessionConfig, warmup: int | None, steps: int) -> None:
+        super().__init__(config)
+        self.warmup = warmup
+        self.steps = steps
+        self.timed_loader: int | None = None
+        self.next_starts: list[int] = []
+        self.waits: list[int] = []
+        self.first_batch_ns: int | None = None
+        self.iter_ns: int | None = None
+
+    def start(self) -> None:
+        """Create the scratch directory and install the DataLoader hooks (no profiler)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.record_dir.mkdir(exist_ok=True)
+        self.started_ns = time.time_ns()
+        hooks.install(self)
+        self.phase = "waiting"
+
+    def before_iter(self, loader: Any) -> None:
+        super().before_iter(loader)
+        if self.iter_ns is None:
+            self.iter_ns = time.perf_counter_ns()
+
+    def on_next(self, it: Any, orig: Any) -> Any:
+        """Time one ``__next__``; stop the script once the steady-state steps are recorded."""
+        loader_id = getattr(it, "_tracelens_loader_id", None)
+        if self.timed_loader is None and loader_id is not None:
+            self.timed_loader = loader_id
+            if self.warmup is None:
+                info = self.loaders[loader_id]
+                self.warmup = auto_warmup(info["num_workers"], info["prefetch_factor"])
+        timed = loader_id is not None and loader_id == self.timed_loader
+        if timed and self.batches_drawn >= (self.warmup or 0) + self.steps:
+            self.next_starts.append(time.perf_counter_ns())  # closes the last step
+            raise StopRun()
+        t0 = time.perf_counter_ns()
+        data = orig(it)  # StopIteration at an epoch's end propagates untimed
+        t1 = time.perf_counter_ns()
+        if timed and loader_id is not None:
+            if self.first_batch_ns is None:
+                self.first_batch_ns = t1
+            if self.batches_drawn >= (self.warmup or 0):
+                self.next_starts.append(t0)
+                self.waits.append(t1 - t0)
+            self.batches_drawn += 1
+            self.loaders[loader_id]["batches_drawn"] += 1
+        return data
+
+    def close(self) -> None:
+        """Remove the hooks, restore worker_init_fn, stop the workers."""
+        hooks.uninstall()
+        unpatch_fetch()
+        self._restore_worker_init()
+        self._shutdown_iterators()
+
+    def worker_cpu_fraction(self) -> float | None:
+        """Σ worker CPU time / Σ worker batch time over the timed loader's batches (0-1)."""
+        cpu = wall = 0
+        try:
+            names = os.listdir(self.record_dir)
+        except OSError:
+            return None
+        for name in names:
+            if not name.startswith(f"{self.timed_loader}-") or not name.endswith(".rec"):
+                continue
+            _, rows = read_record_file(str(self.record_dir / name))
+            for start, end, c in rows:
+                wall += end - start
+                cpu += c
+        return cpu / wall if wall > 0 else None
+
+
+def _run_target(target: str, args: list[str], module: bool) -> tuple[int, str]:
+    """Run the script as ``python SCRIPT ARGS`` would; return (exit status, stop reason)."""
+    saved_argv, saved_path = sys.argv[:], sys.path[:]
+    try:
+        sys.argv = [target, *args]
+        if module:
+            sys.path[0:1] = [os.getcwd()]
+            runpy.run_module(target, run_name="__main__", alter_sys=True)
+        else:
+            sys.path[0:1] = [str(Path(target).resolve().parent)]
+            runpy.run_path(target, run_name="__main__")
+        return 0, "finished"
+    except StopRun:
+        return 0, "steps_measured"
+    except SystemExit as exc:
+        code = exc.code
+        status = 0 if code is None else code if isinstance(code, int) else 1
+        return status, "finished" if status == 0 else "exited"
+    except KeyboardInterrupt:
+        return 130, "interrupted"
+    except BaseException as exc:
+        import traceback
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+        return 1, "error"
+    finally:
+        sys.argv = saved_argv
+        sys.path[:] = saved_path
+
+
+def run_timing_trial(
+    target: str,
+    args: list[str],
+    overrides: dict[str, Any],
+    *,
+    steps: int,
+    warmup: int | None = None,
+    module: bool = False,
+) -> dict[str, Any]:
+    """Run ``target`` once with ``overrides``, timing ``steps`` batches after ``warmup``."""
+    scratch = Path(tempfile.mkdtemp(prefix="tracelens-trial-"))
+    command = {"kind": "module" if module else "script", "target": target, "argv": [target, *args]}
+    session = TimingSession(
+        SessionConfig(run_dir=scratch, command=command, loader_overrides=overrides), warmup, steps
+    )
+    wall0 = time.perf_counter_ns()
+    session.start()
+    try:
+        status, reason = _run_target(target, args, module)
+    finally:
+        with contextlib.suppress(Exception):
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+        session.close()
+    starts = session.next_starts
+    loader = session.loaders[session.timed_loader] if session.timed_loader is not None else None
+    result = {
+        "exit_status": status,
+        "stop_reason": reason,
+        "warmup": session.warmup,
+        "steps_requested": steps,
+        "step_ns": [b - a for a, b in itertools.pairwise(starts)],
+        "wait_ns": session.waits[: max(0, len(starts) - 1)],
+        "startup_ns": (session.first_batch_ns - session.iter_ns)
+        if session.first_batch_ns is not None and session.iter_ns is not None
+        else None,
+        "loader": loader,
+        "loaders": len(session.loaders),
+        "worker_cpu_fraction": session.worker_cpu_fraction(),
+        "wall_ns": time.perf_counter_ns() - wall0,
+    }
+    shutil.rmtree(scratch, ignore_errors=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tracelens.capture.measure SPEC.json RESULT.json``: one trial, result as JSON."""
+    spec_path, out_path = (argv if argv is not None else sys.argv[1:])[:2]
+    spec = json.loads(Path(spec_path).read_text())
+    result = run_timing_trial(
+        spec["target"],
+        list(spec.get("args", [])),
+        dict(spec.get("overrides", {})),
+        steps=int(spec["steps"]),
+        warmup=spec.get("warmup"),
+        module=bool(spec.get("module", False)),
+    )
+    Path(out_path).write_text(json.dumps(result, default=repr))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,781 @@
+"""``tracelens sweep``: measure candidate DataLoader settings and pick the cheapest fast one.
+
+Three layers, kept apart:
+
+- statistics and choice (pure): per-window throughput from per-step times, its spread, the
+  noise between two settings, the auto exploration order, the cheapest setting within noise;
+- orchestration: one trial per setting, each in its own Python process
+  (``tracelens.capture.measure``), within a time budget, with a progress line on stderr;
+- rendering: ``sweep.json`` (SPEC §4), the terminal table, the HTML page.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+#: Two settings whose median throughputs differ by less than this fraction of the faster are
+#: treated as equal: separate processes on a shared machine vary by a few percent, and a gain
+#: under 5 % is rarely worth another worker's memory and cores.
+NOISE_FLOOR_FRACTION = 0.05
+#: Measurement windows per trial: the steady-state steps are split into this many contiguous
+#: windows, each giving one throughput (batches / window wall time). Step times themselves are
+#: bimodal with workers (most batches are ready, every k-th is not), so a median of single
+#: steps misstates throughput; windows of several steps average that out.
+DEFAULT_WINDOWS = 5
+DEFAULT_STEPS = 50
+DEFAULT_TIME_BUDGET_S = 600.0
+#: Auto exploration never goes beyond this many workers per usable core (latency-bound loaders
+#: gain from more workers than cores, but not without bound).
+AUTO_MAX_WORKERS_PER_CORE = 8
+#: Worker CPU time / batch time above this means the loading work is CPU-bound.
+CPU_BOUND_FRACTION = 0.7
+NS_PER_S = 1e9
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Setting:
+    """The DataLoader arguments one trial overrides (None: the script's own value)."""
+
+    num_workers: int
+    pin_memory: bool | None = None
+    prefetch_factor: int | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        """Constructor arguments to override (prefetch_factor only applies with workers)."""
+        out: dict[str, Any] = {"num_workers": self.num_workers}
+        if self.pin_memory is not None:
+            out["pin_memory"] = self.pin_memory
+        if self.prefetch_factor is not None and self.num_workers > 0:
+            out["prefetch_factor"] = self.prefetch_factor
+        return out
+
+    def label(self) -> str:
+        """Short label: ``4``, ``4 pin``, ``4 pf=8``."""
+        parts = [str(self.num_workers)]
+        if self.pin_memory:
+            parts.append("pin")
+        if self.prefetch_factor is not None and self.num_workers > 0:
+            parts.append(f"pf={self.prefetch_factor}")
+        return " ".join(parts)
+
+
+def grid(num_workers: Sequence[int], pin_memory: Sequence[bool | None] = (None,),
+         prefetch_factor: Sequence[int | None] = (None,)) -> list[Setting]:
+    """Every combination, without duplicates (prefetch_factor is moot without workers)."""
+    seen: dict[Setting, None] = {}
+    for w, pin, pf in itertools.product(num_workers, pin_memory, prefetch_factor):
+        seen.setdefault(Setting(w, pin, pf if w > 0 else None), None)
+    return list(seen)
+
+
+def parse_int_list(text: str, name: str) -> list[int]:
+    """``"0,2,4"`` → [0, 2, 4]; non-negative, in the given order, duplicates dropped."""
+    try:
+        values = [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError as exc:
+        raise ValueError(f"{name} must be integers separated by commas, not {text!r}") from exc
+    if not values or any(v < 0 for v in values):
+        raise ValueError(f"{name} must be non-negative integers separated by commas, not {text!r}")
+    return list(dict.fromkeys(values))
+
+
+def parse_bool_list(text: str, name: str) -> list[bool]:
+    """``"false,true"`` → [False, True]."""
+    table = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+    out = []
+    for x in text.lower().replace(" ", "").split(","):
+        if x not in table:
+            raise ValueError(f"{name} takes true/false values separated by commas, not {text!r}")
+        out.append(table[x])
+    return list(dict.fromkeys(out))
+
+
+# --- statistics (pure) --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Throughput:
+    """Steady-state throughput of one setting from its measurement windows (all repeats)."""
+
+    steps_per_s: float  # median of the window rates
+    spread: float  # interquartile range of the window rates (steps/s)
+    min: float
+    max: float
+    window_rates: tuple[float, ...]
+    steps: int  # steps measured (all repeats)
+    data_wait_fraction: float  # Σ __next__ wait / Σ step time
+
+
+def window_rates(step_ns: Sequence[int], windows: int = DEFAULT_WINDOWS) -> list[float]:
+    """Steps/s in ``windows`` contiguous windows of the per-step times (ns)."""
+    n = len(step_ns)
+    if n == 0:
+        return []
+    k = max(1, min(windows, n))
+    bounds = np.linspace(0, n, k + 1).round().astype(int)
+    rates = []
+    for lo, hi in itertools.pairwise(bounds.tolist()):
+        total = sum(step_ns[lo:hi])
+        if hi > lo and total > 0:
+            rates.append((hi - lo) * NS_PER_S / total)
+    return rates
+
+
+def summarize(repeats: Sequence[tuple[Sequence[int], Sequence[int]]], windows: int = DEFAULT_WINDOWS) -> Throughput:
+    """Throughput from the (step_ns, wait_ns) lists of each repeat of one setting."""
+    rates: list[float] = []
+    steps_total = wait_total = 0
+    n = 0
+    for step_ns, wait_ns in repeats:
+        rates.extend(window_rates(step_ns, windows))
+        steps_total += int(sum(step_ns))
+        wait_total += int(sum(wait_ns[: len(step_ns)]))
+        n += len(step_ns)
+    if not rates:
+        return Throughput(0.0, 0.0, 0.0, 0.0, (), 0, 0.0)
+    arr = np.asarray(rates)
+    q1, med, q3 = np.percentile(arr, [25, 50, 75])
+    return Throughput(
+        steps_per_s=float(med), spread=float(q3 - q1), min=float(arr.min()), max=float(arr.max()),
+        window_rates=tuple(round(r, 4) for r in rates), steps=n,
+        data_wait_fraction=wait_total / steps_total if steps_total else 0.0,
+    )
+
+
+def noise(a: Throughput, b: Throughput) -> float:
+    """Smallest throughput difference (steps/s) between ``a`` and ``b`` that counts as real.
+
+    The larger of :data:`NOISE_FLOOR_FRACTION` of the faster and the mean of their spreads.
+    """
+    return max(NOISE_FLOOR_FRACTION * max(a.steps_per_s, b.steps_per_s), (a.spread + b.spread) / 2)
+
+
+def is_within_noise(candidate: Throughput, best: Throughput) -> bool:
+    """Whether ``candidate`` is as fast as ``best`` up to the noise."""
+    return candidate.steps_per_s >= best.steps_per_s - noise(candidate, best)
+
+
+def is_faster(a: Throughput, b: Throughput) -> bool:
+    """Whether ``a`` beats ``b`` by more than the noise."""
+    return a.steps_per_s > b.steps_per_s + noise(a, b)
+
+
+def cost_key(s: Setting) -> tuple[int, int, int]:
+    """Cheaper first: fewer workers, then no pinned memory, then a shallower prefetch queue."""
+    return (s.num_workers, 1 if s.pin_memory else 0, s.prefetch_factor or 0)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The setting to use, the fastest one, and why."""
+
+    best: int  # index into the trials
+    fastest: int
+    within_noise: tuple[int, ...]  # every trial as fast as the fastest up to the noise
+
+
+def choose(settings: Sequence[Setting], results: Sequence[Throughput]) -> Choice:
+    """The cheapest setting whose throughput is within the noise of the fastest."""
+    measured = [i for i, r in enumerate(results) if r.steps]
+    if not measured:
+        raise ValueError("no trial measured any step")
+    fastest = max(measured, key=lambda i: results[i].steps_per_s)
+    close = tuple(i for i in measured if is_within_noise(results[i], results[fastest]))
+    best = min(close, key=lambda i: (cost_key(settings[i]), -results[i].steps_per_s))
+    return Choice(best, fastest, close)
+
+
+def next_auto_workers(results: dict[int, Throughput], start: int, max_workers: int) -> int | None:
+    """The next num_workers to try in ``auto`` mode, or None when the search is done.
+
+    From ``start`` (the diagnosis' recommendation) double upward (0 → 1 → 2 → 4 ...) while each
+    step (from 2 workers on) is faster than everything below it beyond the noise; then halve
+    downward from
+    ``start`` while the cheaper setting is still within the noise of the best.
+    """
+    up = [min(start, max_workers)]
+    while up[-1] < max_workers:
+        up.append(min(max_workers, 1 if up[-1] == 0 else 2 * up[-1]))
+    for i, w in enumerate(up):
+        if w not in results:
+            return w
+        # 0 → 1 only moves loading off the main process (no gain without compute to overlap),
+        # so the first step that must pay off is the one to 2 workers.
+        if i > 0 and w >= 2 and not is_faster(results[w], max((results[u] for u in up[:i]), key=lambda t: t.steps_per_s)):
+            break
+    best = max(results.values(), key=lambda t: t.steps_per_s)
+    w = up[0]
+    while w > 0:
+        w = w // 2
+        if w not in results:
+            return w
+        if not is_within_noise(results[w], best):
+            break
+    return None
+
+
+# --- trials ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One trial as the child process receives it."""
+
+    target: str
+    args: tuple[str, ...]
+    module: bool
+    overrides: dict[str, Any]
+    steps: int
+    warmup: int | None
+
+
+#: Runs one trial and returns the raw result of :func:`tracelens.capture.measure.run_timing_trial`.
+TrialRunner = Callable[[TrialSpec, int], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One setting measured (all its repeats)."""
+
+    setting: Setting
+    throughput: Throughput
+    raw: tuple[dict[str, Any], ...] = field(repr=False)
+    wall_s: float = 0.0
+
+    @property
+    def loader(self) -> dict[str, Any]:
+        """The loader as constructed in the first repeat (after overrides)."""
+        for r in self.raw:
+            if r.get("loader"):
+                return dict(r["loader"])
+        return {}
+
+    @property
+    def ok(self) -> bool:
+        return self.throughput.steps > 0
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What to sweep and how long to measure each setting."""
+
+    target: str
+    args: tuple[str, ...] = ()
+    module: bool = False
+    settings: tuple[Setting, ...] = ()  # empty: auto
+    auto_pin_memory: bool | None = None
+    auto_prefetch_factor: int | None = None
+    steps: int = DEFAULT_STEPS
+    warmup: int | None = None
+    repeats: int = 1
+    windows: int = DEFAULT_WINDOWS
+    time_budget_s: float = DEFAULT_TIME_BUDGET_S
+    usable_cores: int = 1
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """All trials, the choice and its reason."""
+
+    plan: SweepPlan
+    trials: tuple[Trial, ...]
+    choice: Choice | None
+    reason: str
+    auto_start: int | None = None
+    auto_start_source: str | None = None
+    notes: tuple[str, ...] = ()
+    wall_s: float = 0.0
+
+
+#: Each window spans at least this many rounds of the workers (a round = one batch per worker).
+MIN_ROUNDS_PER_WINDOW = 2
+
+
+def steps_for(setting: Setting, steps: int, windows: int) -> int:
+    """Steps to measure: at least ``steps``, and enough for every window to span
+    :data:`MIN_ROUNDS_PER_WINDOW` rounds of the workers (N workers deliver their batches in
+    bursts of up to N, so a window shorter than a round reads a burst as a rate)."""
+    return max(steps, windows * MIN_ROUNDS_PER_WINDOW * max(1, setting.num_workers))
+
+
+def run_setting(plan: SweepPlan, setting: Setting, runner: TrialRunner, index: int) -> Trial:
+    """Measure one setting ``plan.repeats`` times."""
+    raws = []
+    t0 = time.perf_counter()
+    steps = steps_for(setting, plan.steps, plan.windows)
+    for r in range(plan.repeats):
+        spec = TrialSpec(plan.target, plan.args, plan.module, setting.overrides(), steps, plan.warmup)
+        raws.append(runner(spec, index * 100 + r))
+    tp = summarize([(raw.get("step_ns", []), raw.get("wait_ns", [])) for raw in raws], plan.windows)
+    return Trial(setting, tp, tuple(raws), time.perf_counter() - t0)
+
+
+class Progress:
+    """``trial k of n`` and the running best, one line per trial on a stream (stderr)."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self.stream = stream
+
+    def start(self, k: int, n: int | None, setting: Setting) -> None:
+        if self.stream is not None:
+            of = f"{k} of {n}" if n else f"{k}"
+            self.stream.write(f"[sweep] trial {of}: num_workers={setting.label()} ...\n")
+            self.stream.flush()
+
+    def done(self, trial: Trial, best: Trial | None) -> None:
+        if self.stream is None:
+            return
+        t = trial.throughput
+        line = (f"[sweep]   {t.steps_per_s:,.1f} steps/s (IQR {t.spread:,.1f}), data wait "
+                f"{100 * t.data_wait_fraction:.0f} %, {trial.wall_s:.1f} s")
+        if not trial.ok:
+            line = f"[sweep]   no steps measured ({_failure(trial)})"
+        if best is not None:
+            line += f" | best so far: {best.setting.label()} at {best.throughput.steps_per_s:,.1f} steps/s"
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _failure(trial: Trial) -> str:
+    raw = trial.raw[0] if trial.raw else {}
+    if raw.get("error"):
+        return str(raw["error"])
+    return f"exit status {raw.get('exit_status')}, stopped: {raw.get('stop_reason')}"
+
+
+def _budget_allows(started: float, budget_s: float, trials: Sequence[Trial]) -> bool:
+    """Whether another trial (as long as the longest so far) still fits the budget."""
+    elapsed = time.perf_counter() - started
+    longest = max((t.wall_s for t in trials), default=0.0)
+    return elapsed + longest <= budget_s
+
+
+def run_sweep(plan: SweepPlan, runner: TrialRunner, progress: Progress | None = None,
+              auto_start: int | None = None, auto_start_source: str | None = None) -> SweepResult:
+    """Run every setting of the plan (or the auto exploration from ``auto_start``)."""
+    progress = progress or Progress(None)
+    started = time.perf_counter()
+    trials: list[Trial] = []
+    notes: list[str] = []
+
+    def best_so_far() -> Trial | None:
+        ok = [t for t in trials if t.ok]
+        if not ok:
+            return None
+        c = choose([t.setting for t in ok], [t.throughput for t in ok])
+        return ok[c.best]
+
+    if plan.settings:
+        queue = list(plan.settings)
+        for k, s in enumerate(queue):
+            if trials and not _budget_allows(started, plan.time_budget_s, trials):
+                notes.append(f"time budget of {plan.time_budget_s:.0f} s reached: "
+                             f"{len(queue) - k} setting(s) not measured ({', '.join(x.label() for x in queue[k:])})")
+                break
+            progress.start(k + 1, len(queue), s)
+            trials.append(run_setting(plan, s, runner, k))
+            progress.done(trials[-1], best_so_far())
+    else:
+        start = max(0, auto_start or 0)
+        max_workers = max(1, AUTO_MAX_WORKERS_PER_CORE * plan.usable_cores)
+        by_workers: dict[int, Throughput] = {}
+        k = 0
+        while True:
+            w = next_auto_workers(by_workers, start, max_workers)
+            if w is None:
+                break
+            if trials and not _budget_allows(started, plan.time_budget_s, trials):
+                notes.append(f"time budget of {plan.time_budget_s:.0f} s reached before num_workers={w}")
+                break
+            s = Setting(w, plan.auto_pin_memory, plan.auto_prefetch_factor if w > 0 else None)
+            k += 1
+            progress.start(k, None, s)
+            trial = run_setting(plan, s, runner, k - 1)
+            trials.append(trial)
+            by_workers[w] = trial.throughput
+            progress.done(trial, best_so_far())
+            if not trial.ok:
+                notes.append(f"num_workers={w} measured no step: auto exploration stopped")
+                break
+    ok = [i for i, t in enumerate(trials) if t.ok]
+    choice: Choice | None = None
+    reason = "no trial measured any step: " + "; ".join(f"{t.setting.label()}: {_failure(t)}" for t in trials)
+    if ok:
+        sub = choose([trials[i].setting for i in ok], [trials[i].throughput for i in ok])
+        choice = Choice(ok[sub.best], ok[sub.fastest], tuple(ok[i] for i in sub.within_noise))
+        reason = explain(trials, choice, plan.usable_cores)
+    return SweepResult(plan, tuple(trials), choice, reason, auto_start, auto_start_source, tuple(notes),
+                       time.perf_counter() - started)
+
+
+def _worker_cpu(trial: Trial) -> float | None:
+    vals = [r["worker_cpu_fraction"] for r in trial.raw if r.get("worker_cpu_fraction") is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def explain(trials: Sequence[Trial], choice: Choice, usable_cores: int) -> str:
+    """The choice in words: how fast, against the fastest and the cheapest, and the likely why."""
+    best, fastest = trials[choice.best], trials[choice.fastest]
+    bt, ft = best.throughput, fastest.throughput
+    parts = [f"num_workers={best.setting.label()} runs {bt.steps_per_s:,.1f} steps/s"]
+    if choice.best == choice.fastest:
+        others = [t for i, t in enumerate(trials) if i != choice.best and t.ok]
+        if others:
+            runner_up = max(others, key=lambda t: t.throughput.steps_per_s)
+            parts.append(f"the fastest, {bt.steps_per_s / max(runner_up.throughput.steps_per_s, 1e-9):.2f}× "
+                         f"the next best ({runner_up.setting.label()}: {runner_up.throughput.steps_per_s:,.1f})")
+    else:
+        parts.append(f"within the noise (±{100 * noise(bt, ft) / ft.steps_per_s:.0f} %) of the fastest, "
+                     f"{fastest.setting.label()} at {ft.steps_per_s:,.1f} steps/s, and cheaper")
+    cheapest = min((t for t in trials if t.ok), key=lambda t: cost_key(t.setting))
+    if cheapest is not best and cheapest.throughput.steps_per_s > 0:
+        parts.append(f"{bt.steps_per_s / cheapest.throughput.steps_per_s:.1f}× num_workers="
+                     f"{cheapest.setting.label()} ({cheapest.throughput.steps_per_s:,.1f} steps/s)")
+    sentence = "; ".join(parts) + "."
+    cpu = _worker_cpu(best) if best.setting.num_workers > 0 else None
+    if cpu is None:
+        cpu = next((c for t in trials if (c := _worker_cpu(t)) is not None), None)
+    if cpu is not None:
+        if cpu >= CPU_BOUND_FRACTION:
+            sentence += (f" Loading is CPU-bound (workers compute {100 * cpu:.0f} % of their batch time): "
+                         f"more workers than the {usable_cores} usable core(s) cannot add throughput.")
+        else:
+            sentence += (f" Loading mostly waits (workers compute {100 * cpu:.0f} % of their batch time): "
+                         f"latency-bound work gains from more workers than the {usable_cores} usable core(s).")
+    if best.throughput.data_wait_fraction > 0.05:
+        sentence += (f" The step still waits for data {100 * best.throughput.data_wait_fraction:.0f} % "
+                     "of the time at this setting.")
+    return sentence
+
+
+# --- running trials in child processes --------------------------------------------------------
+
+def subprocess_runner(out_dir: Path, timeout_s: float | None = None) -> TrialRunner:
+    """A runner that starts ``python -m tracelens.capture.measure`` per trial.
+
+    The script's own output goes to ``trials/trial-<k>.log``; the result to ``trial-<k>.json``.
+    """
+    trials_dir = out_dir / "trials"
+
+    def run(spec: TrialSpec, k: int) -> dict[str, Any]:
+        trials_dir.mkdir(parents=True, exist_ok=True)
+        spec_path = trials_dir / f"trial-{k}.spec.json"
+        result_path = trials_dir / f"trial-{k}.json"
+        spec_path.write_text(json.dumps(asdict(spec)))
+        env = dict(os.environ)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        with open(trials_dir / f"trial-{k}.log", "wb") as log:
+            try:
+                proc = subprocess.run(
+                    [sys.executable, "-m", "tracelens.capture.measure", str(spec_path), str(result_path)],
+                    stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s, env=env, check=False,
+                )
+            except subprocess.TimeoutExpired:
+                return {"error": f"trial timed out after {timeout_s:.0f} s", "step_ns": [], "wait_ns": []}
+        if not result_path.is_file():
+            return {"error": f"the trial process failed (status {proc.returncode}); see {trials_dir / f'trial-{k}.log'}",
+                    "step_ns": [], "wait_ns": []}
+        return dict(json.loads(result_path.read_text()))
+
+    return run
+
+
+def recommended_start(target: str, args: Sequence[str], module: bool, out_dir: Path,
+                      timeout_s: float = 300.0) -> tuple[int | None, str]:
+    """num_workers the diagnosis recommends, from one short profiled run of the script.
+
+    Returns (None, why) when the profiled run or its analysis fails.
+    """
+    run_dir = out_dir / "profile"
+    code = (
+        "import sys; from pathlib import Path; "
+        "from tracelens.capture import ProfileOptions, run_profile; "
+        "r = run_profile(ProfileOptions(target=sys.argv[1], args=tuple(sys.argv[4:]), module=sys.argv[2] == '1', "
+        "out=Path(sys.argv[3]), force=True, no_report=True)); "
+        "sys.exit(0 if r.window_captured else 3)"
+    )
+    with open(out_dir / "profile.log", "wb") as log:
+        try:
+            proc = subprocess.run([sys.executable, "-c", code, target, "1" if module else "0", str(run_dir), *args],
+                                  stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s, check=False)
+        except subprocess.TimeoutExpired:
+            return None, f"the profiled run timed out after {timeout_s:.0f} s"
+    if proc.returncode != 0:
+        return None, f"the profiled run captured no window (status {proc.returncode}, see {out_dir / 'profile.log'})"
+    try:
+        from tracelens.api import analyze_path
+
+        doc = analyze_path(run_dir).document
+    except Exception as exc:
+        return None, f"the profiled run could not be analyzed ({exc})"
+    doc = doc["ranks"][0] if "ranks" in doc else doc
+    return int(doc["recommendation"]["num_workers"]), f"diagnosis {doc['diagnosis']} of a profiled run"
+
+
+def usable_cores() -> int:
+    """Cores this process may use (affinity, cgroup quota), at least 1."""
+    try:
+        from tracelens.capture.machine import core_facts
+
+        n = core_facts().get("usable_cores")
+        if n:
+            return int(n)
+    except Exception:
+        pass
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+# --- documents and rendering -----------------------------------------------------------------
+
+def _setting_dict(trial: Trial) -> dict[str, Any]:
+    """The loader's settings as measured: constructed values, else the overrides."""
+    lo = trial.loader
+    s = trial.setting
+    return {
+        "num_workers": int(lo.get("num_workers", s.num_workers)),
+        "pin_memory": bool(lo.get("pin_memory", bool(s.pin_memory))),
+        "persistent_workers": bool(lo.get("persistent_workers", False)),
+        "prefetch_factor": lo.get("prefetch_factor", s.prefetch_factor),
+    }
+
+
+def baseline_settings(trials: Sequence[Trial]) -> dict[str, Any] | None:
+    """The script's own loader settings, recovered from what the overrides replaced."""
+    for t in trials:
+        lo = t.loader
+        if not lo:
+            continue
+        own = dict(_setting_dict(t))
+        for key, change in (lo.get("overrides_applied") or {}).items():
+            if key in own:
+                own[key] = change.get("from")
+        if own.get("num_workers") == 0:
+            own["prefetch_factor"] = None
+        return own
+    return None
+
+
+def trial_record(trial: Trial) -> dict[str, Any]:
+    """One ``trials[]`` entry of sweep.json."""
+    t = trial.throughput
+    rec = _setting_dict(trial)
+    batch = trial.loader.get("batch_size")
+    raw0 = trial.raw[0] if trial.raw else {}
+    rec.update({
+        "steps_per_s": round(t.steps_per_s, 4),
+        "steps_per_s_spread": round(t.spread, 4),
+        "steps_per_s_min": round(t.min, 4),
+        "steps_per_s_max": round(t.max, 4),
+        "spread_kind": "interquartile range of per-window rates",
+        "samples_per_s": round(t.steps_per_s * batch, 2) if isinstance(batch, int) else None,
+        "batch_size": batch,
+        "exposed_data_wait_fraction": round(t.data_wait_fraction, 6),
+        "exposed_data_wait_source": "host wait in DataLoader.__next__ (timing-only trial, no GPU trace)",
+        "data_wait_fraction": round(t.data_wait_fraction, 6),
+        "steps_measured": t.steps,
+        "warmup_steps": raw0.get("warmup"),
+        "repeats": len(trial.raw),
+        "window_steps_per_s": list(t.window_rates),
+        "worker_cpu_fraction": None if (c := _worker_cpu(trial)) is None else round(c, 4),
+        "startup_ms": None if raw0.get("startup_ns") is None else round(raw0["startup_ns"] / 1e6, 2),
+        "overrides": trial.setting.overrides(),
+        "label": trial.setting.label(),
+        "wall_s": round(trial.wall_s, 3),
+        "exit_status": raw0.get("exit_status"),
+        "stop_reason": raw0.get("stop_reason"),
+        "error": raw0.get("error"),
+    })
+    return rec
+
+
+def sweep_document(result: SweepResult) -> dict[str, Any]:
+    """``sweep.json`` (SPEC §4), with the plan and the extras after the required keys."""
+    trials = [trial_record(t) for t in result.trials]
+    best = None
+    if result.choice is not None:
+        b = trials[result.choice.best]
+        best = {k: b[k] for k in ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor")}
+    plan = result.plan
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "trials": trials,
+        "best": best,
+        "reason": result.reason,
+        "fastest": None if result.choice is None else result.choice.fastest,
+        "best_index": None if result.choice is None else result.choice.best,
+        "within_noise": [] if result.choice is None else list(result.choice.within_noise),
+        "baseline": baseline_settings(result.trials),
+        "mode": "auto" if not plan.settings else "grid",
+        "auto_start": result.auto_start,
+        "auto_start_source": result.auto_start_source,
+        "command": {"target": plan.target, "args": list(plan.args), "module": plan.module},
+        "steps": plan.steps, "warmup": plan.warmup, "repeats": plan.repeats, "windows": plan.windows,
+        "time_budget_s": plan.time_budget_s,
+        "usable_cores": plan.usable_cores,
+        "noise_floor_fraction": NOISE_FLOOR_FRACTION,
+        "notes": list(result.notes),
+        "wall_s": round(result.wall_s, 3),
+    }
+
+
+def dataloader_diff(baseline: dict[str, Any] | None, best: dict[str, Any]) -> list[tuple[str, str]]:
+    """Lines of the ``DataLoader(...)`` change: (``-``/``+``/`` ``, text)."""
+    keys = ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor")
+    lines: list[tuple[str, str]] = [(" ", "DataLoader(")]
+    for k in keys:
+        new = best.get(k)
+        old = baseline.get(k) if baseline else None
+        if baseline is not None and old != new:
+            if old is not None:
+                lines.append(("-", f"    {k}={old!r},"))
+            if new is not None:
+                lines.append(("+", f"    {k}={new!r},"))
+        elif new is not None:
+            lines.append((" ", f"    {k}={new!r},"))
+    lines.append((" ", ")"))
+    return lines
+
+
+def format_sweep(doc: dict[str, Any]) -> str:
+    """The terminal table and the choice."""
+    has_samples = any(t.get("samples_per_s") for t in doc["trials"])
+    head = f"  {'setting':<12} {'steps/s':>9} {'IQR':>7} {'min–max':>15}"
+    head += f" {'samples/s':>10}" if has_samples else ""
+    head += f" {'data wait':>9} {'worker CPU':>10}"
+    lines = [head]
+    for i, t in enumerate(doc["trials"]):
+        mark = " <- best" if i == doc.get("best_index") else " (fastest)" if i == doc.get("fastest") else ""
+        cpu = "n/a" if t["worker_cpu_fraction"] is None else f"{100 * t['worker_cpu_fraction']:.0f} %"
+        row = (f"  {t['label']:<12} {t['steps_per_s']:>9,.1f} {t['steps_per_s_spread']:>7,.1f} "
+               f"{t['steps_per_s_min']:>7,.1f}–{t['steps_per_s_max']:<7,.1f}")
+        if has_samples:
+            row += f" {t['samples_per_s'] or 0:>10,.0f}"
+        row += f" {100 * t['exposed_data_wait_fraction']:>7.1f} % {cpu:>10}{mark}"
+        if t.get("error") or not t["steps_measured"]:
+            row = f"  {t['label']:<12} no steps measured: {t.get('error') or t.get('stop_reason')}"
+        lines.append(row)
+    lines.append("")
+    lines.append(doc["reason"])
+    if doc["best"] is not None:
+        lines.append("")
+        lines.extend(f"  {sign} {text}" for sign, text in dataloader_diff(doc["baseline"], doc["best"]))
+    for n in doc.get("notes", []):
+        lines.append(f"note: {n}")
+    return "\n".join(lines)
+
+
+def _chart(doc: dict[str, Any]) -> dict[str, Any]:
+    """SVG geometry of the scaling curve: throughput with spread, data wait, per setting."""
+    trials = [t for t in doc["trials"] if t["steps_measured"]]
+    order = sorted(range(len(trials)), key=lambda i: (trials[i]["num_workers"], trials[i]["label"]))
+    w, h, left, right, top = 640, 260, 60, 60, 16
+    ymax = max((t["steps_per_s_max"] for t in trials), default=1.0) * 1.1 or 1.0
+    n = len(order)
+    pts = []
+    for pos, i in enumerate(order):
+        t = trials[i]
+        x = left + (pos + 0.5) * w / max(n, 1)
+
+        def y(v: float) -> float:
+            return round(top + h - v / ymax * h, 2)
+
+        q1 = t["steps_per_s"] - t["steps_per_s_spread"] / 2
+        pts.append({
+            "x": round(x, 2), "label": t["label"], "rate": t["steps_per_s"],
+            "y": y(t["steps_per_s"]), "y_min": y(t["steps_per_s_min"]), "y_max": y(t["steps_per_s_max"]),
+            "y_q1": y(max(q1, 0.0)), "y_q3": y(q1 + t["steps_per_s_spread"]),
+            "wait_pct": round(100 * t["exposed_data_wait_fraction"], 1),
+            "y_wait": round(top + h - t["exposed_data_wait_fraction"] * h, 2),
+            "is_best": doc["trials"].index(t) == doc.get("best_index"),
+        })
+    ticks = [{"v": round(ymax * f, 1), "y": round(top + h - f * h, 2)} for f in (0, 0.25, 0.5, 0.75, 1.0)]
+    return {"w": w, "h": h, "left": left, "right": right, "top": top, "points": pts, "ticks": ticks,
+            "rate_path": " ".join(f"{p['x']},{p['y']}" for p in pts),
+            "wait_path": " ".join(f"{p['x']},{p['y_wait']}" for p in pts)}
+
+
+def _render(template_name: str, **context: Any) -> str:
+    """Render one of tracelens' templates (from the wheel's copy, else the repository's)."""
+    import jinja2
+
+    here = Path(__file__).resolve().parent
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader([str(here / "templates"), str(here.parent / "templates")]),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    return env.get_template(template_name).render(**context)
+
+
+def render_sweep_html(doc: dict[str, Any]) -> str:
+    """The one-file report page: scaling curve, table, choice and its DataLoader diff."""
+    diff = dataloader_diff(doc["baseline"], doc["best"]) if doc["best"] is not None else []
+    return _render("sweep.html.j2", doc=doc, chart=_chart(doc), diff=diff,
+                   command=" ".join([doc["command"]["target"], *doc["command"]["args"]]))
+
+
+def default_out_dir(target: str, root: Path = Path("tracelens-runs")) -> Path:
+    """``tracelens-runs/sweep-<stem>-<YYYYmmdd-HHMMSS>`` (suffixed when it exists)."""
+    stem = Path(target).stem if target.endswith(".py") else target.rsplit(".", 1)[-1]
+    base = root / f"sweep-{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out, n = base, 1
+    while out.exists():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return out
+
+
+def write_outputs(result: SweepResult, out_dir: Path) -> tuple[Path, Path]:
+    """Write ``sweep.json`` and ``report.html`` into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = sweep_document(result)
+    js = out_dir / "sweep.json"
+    js.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    html = out_dir / "report.html"
+    html.write_text(render_sweep_html(doc), encoding="utf-8")
+    return js, html
+
+
+def plan_trial_timeout(plan: SweepPlan) -> float:
+    """Per-trial timeout (s): the whole budget, at least a minute."""
+    return max(60.0, plan.time_budget_s)
+
+
+def sweep(plan: SweepPlan, out_dir: Path, progress: TextIO | None = sys.stderr,
+          auto: bool = False) -> tuple[SweepResult, Path, Path]:
+    """Run the sweep with child processes and write its outputs; the public entry point."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start: int | None = None
+    source: str | None = None
+    if auto:
+        if progress is not None:
+            progress.write("[sweep] auto: one profiled run for the diagnosis' recommendation ...\n")
+        start, source = recommended_start(plan.target, plan.args, plan.module, out_dir)
+        if start is None:
+            source = f"{source}; started from num_workers=0"
+        if progress is not None:
+            progress.write(f"[sweep] auto: starting at num_workers={start or 0} ({source})\n")
+    runner = subprocess_runner(out_dir, plan_trial_timeout(plan))
+    result = run_sweep(plan, runner, Progress(progress), auto_start=start, auto_start_source=source)
+    js, html = write_outputs(result, out_dir)
+    return result, js, html
+
+
+__all__ = [
+    "Choice", "Setting", "SweepPlan", "SweepResult", "Throughput", "Trial", "choose", "grid",
+    "is_within_noise", "next_auto_workers", "run_sweep", "summarize", "sweep", "sweep_document",
+    "window_rates",
+]
