@@ -1,23 +1,39 @@
-"""Terminal summary of an analysis: the verdict, the numbers, the settings to use."""
+"""Terminal summary of an analysis: the verdict, the numbers, the DataLoader change, findings.
+
+The wording (verdict sentence, settings diff) is shared with the HTML report
+(:mod:`tracelens.report`). Colour only on a terminal that supports it: ``NO_COLOR`` (non-empty)
+turns it off, ``FORCE_COLOR`` on, ``TERM=dumb`` off. Strings from the trace are stripped of
+control characters so a crafted name cannot drive the terminal.
+"""
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import sys
+import textwrap
 from typing import Any, TextIO
 
-VERDICTS = {
-    "healthy": "The DataLoader keeps up: little of the step is spent waiting for data.",
-    "input_bound": "The run is input-bound: the step waits for data.",
-    "cpu_starvation": "The run is input-bound: loading is CPU-bound and short of processes doing it.",
-    "io_bound": "The run is input-bound: loading mostly waits (I/O or latency), not computes.",
-    "oversubscription": "Loader processes and threads oversubscribe the CPU cores and slow the step.",
-    "undetermined": "The trace cannot say whether data loading slows this run.",
-}
-SEVERITY_COLOR = {"high": "31", "medium": "33", "low": "36", "info": "2"}
+from tracelens.report import (
+    SETTING_KEYS,
+    fmt_ms,
+    fmt_pct,
+    settings_call,
+    settings_diff,
+    verdict_sentence,
+)
+
+__all__ = ["format_summary", "print_summary", "settings_call", "use_color"]
+
+SEVERITY_COLOR = {"high": "1;31", "medium": "1;33", "low": "1;36", "info": "2"}
+DIFF_COLOR = {"+": "32", "-": "31", " ": "0"}
+TONE_COLOR = {"healthy": "1;32", "undetermined": "1;33"}
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
-def _use_color(stream: TextIO) -> bool:
+def use_color(stream: TextIO) -> bool:
+    """Whether to colour output written to ``stream``."""
     if os.environ.get("NO_COLOR"):
         return False
     if os.environ.get("FORCE_COLOR"):
@@ -25,19 +41,30 @@ def _use_color(stream: TextIO) -> bool:
     return hasattr(stream, "isatty") and stream.isatty() and os.environ.get("TERM") != "dumb"
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f} %"
+_use_color = use_color  # older name
 
 
-def _ms(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:,.1f} ms"
+def _clean(s: Any) -> str:
+    """``s`` as text without terminal control characters (escape sequences, bells)."""
+    return _CONTROL.sub("?", str(s))
 
 
-def settings_call(settings: dict[str, Any]) -> str:
-    """``DataLoader(num_workers=..., ...)`` for the settings given."""
-    keys = ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor")
-    parts = [f"{k}={settings[k]!r}" for k in keys if settings.get(k) is not None]
-    return "DataLoader(..., " + ", ".join(parts) + ")"
+def _width() -> int:
+    return max(60, min(110, shutil.get_terminal_size((100, 24)).columns))
+
+
+def _wrap(text: str, indent: str) -> list[str]:
+    return textwrap.wrap(_clean(text), width=_width(), initial_indent=indent, subsequent_indent=indent) or [indent]
+
+
+def _first_sentence(text: str, at_least: int = 60) -> str:
+    """The first sentences of ``text`` making at least ``at_least`` characters."""
+    out = ""
+    for part in re.split(r"(?<=[.!?])\s+", text.strip()):
+        out = f"{out} {part}".strip()
+        if len(out) >= at_least:
+            break
+    return out
 
 
 def format_summary(doc: dict[str, Any], color: bool = False) -> str:
@@ -46,59 +73,80 @@ def format_summary(doc: dict[str, Any], color: bool = False) -> str:
         return f"\x1b[{code}m{s}\x1b[0m" if color else s
 
     if "ranks" in doc and isinstance(doc["ranks"], list):
-        lines = [c("1", f"tracelens: {len(doc['ranks'])} ranks in {doc['source']['path']}")]
-        lines.append(f"  {'rank':>4}  {'steps':>5}  {'step median':>12}  {'data wait':>9}  {'exposed':>8}  {'GPU busy':>8}  diagnosis")
-        for r in doc["ranks"]:
-            m = r["metrics"]
-            mark = " <- slowest" if r["rank"] == doc["slowest_rank"] else ""
-            lines.append(
-                f"  {r['rank']:>4}  {r['steps']:>5}  {_ms(m['step_time_ms_median']):>12}  "
-                f"{_pct(m['data_wait_fraction']):>9}  {_pct(m['exposed_data_wait_fraction']):>8}  "
-                f"{_pct(m['gpu_busy_fraction']):>8}  {r['diagnosis']}{mark}"
-            )
-        lines.append("")
-        slow = next(r for r in doc["ranks"] if r["rank"] == doc["slowest_rank"])
-        lines.append(c("1", f"Slowest rank {doc['slowest_rank']}") + " (every rank waits for it at the next collective):")
-        lines.append(format_summary(slow, color))
-        return "\n".join(lines)
+        return _format_ranks(doc, color, c)
 
     m = doc["metrics"]
-    lines = [c("1", f"tracelens: {doc['source']['path']}")]
-    verdict = VERDICTS.get(doc["diagnosis"], doc["diagnosis"])
-    ceiling = m.get("speedup_ceiling")
-    if doc["diagnosis"] not in ("healthy", "undetermined") and ceiling:
-        verdict += f" Removing the exposed wait would make steps up to {ceiling:.2f}x faster."
-    tone = "32" if doc["diagnosis"] == "healthy" else "33" if doc["diagnosis"] == "undetermined" else "31"
-    lines.append(c(tone + ";1", f"  {doc['diagnosis']}: ") + verdict)
-    steps_line = f"  steps: {doc['steps']}"
+    lines = [c("1", f"tracelens: {_clean(doc['source']['path'])}")]
+    label = doc["diagnosis"].replace("_", " ").upper()
+    tone = TONE_COLOR.get(doc["diagnosis"], "1;31")
+    sentence = _wrap(verdict_sentence(doc), "  ")
+    lines.append("  " + c(tone, label))
+    lines += [c("1", ln) for ln in sentence]
+    if m.get("step_time_ms_median") is not None:
+        n = m.get("measured_steps") or doc.get("steps") or 0
+        lines.append(
+            f"  step {fmt_ms(m['step_time_ms_median'])} median over {n} step{'s' if n != 1 else ''}"
+            f" · data wait {fmt_pct(m['data_wait_fraction'])}"
+            f" · exposed {fmt_pct(m['exposed_data_wait_fraction'])}"
+            f" · GPU busy {fmt_pct(m['gpu_busy_fraction'])}"
+        )
     if doc.get("fallback"):
-        steps_line += f" ({doc['fallback']}; {m.get('measured_steps', 0)} measured)"
-    lines.append(steps_line)
-    if m["step_time_ms_median"] is not None:
-        lines.append(f"  step time (median):   {_ms(m['step_time_ms_median'])}")
-        lines.append(f"  data wait:            {_pct(m['data_wait_fraction'])} of step time")
-        lines.append(f"  exposed data wait:    {_pct(m['exposed_data_wait_fraction'])} (GPU idle while waiting)")
-        lines.append(f"  GPU busy:             {_pct(m['gpu_busy_fraction'])}")
-    loader = doc["loader"]
-    lines.append(f"  loader iterator:      {loader['iterator']}")
+        lines += _wrap(f"steps: {doc['fallback']}", "  ")
     for w in doc.get("warnings", []):
-        lines.append(c("33", f"  warning: {w}"))
+        lines += [c("33", ln) for ln in _wrap(f"warning: {w}", "  ")]
+
+    current = {k: doc["loader"].get(k) for k in SETTING_KEYS}
+    recommended = {k: doc["recommendation"].get(k) for k in SETTING_KEYS}
+    diff = settings_diff(current, recommended)
+    if any(d["op"] != " " for d in diff):
+        lines.append("")
+        lines.append(c("1", "  change the DataLoader call:"))
+        lines += [c(DIFF_COLOR[d["op"]], f"  {d['op']} {d['text']}") for d in diff]
+    else:
+        lines.append("  keep the DataLoader settings: " + settings_call(recommended))
+    for note in doc["recommendation"].get("notes", []):
+        lines += _wrap("- " + _first_sentence(str(note)), "    ")
+
     findings = doc.get("findings", [])
     if findings:
-        lines.append("  findings:")
-        for f in findings:
-            sev = c(SEVERITY_COLOR.get(f["severity"], "0"), f"[{f['severity']}]")
-            lines.append(f"    {sev} {f['title']} (confidence {f['confidence']:.0%})")
-            if f.get("advice"):
-                lines.append(f"        {f['advice']}")
-    rec = doc["recommendation"]
-    lines.append("  recommended: " + c("1", settings_call(rec)))
-    for n in rec.get("notes", []):
-        lines.append(f"    - {n}")
+        lines.append("")
+        lines.append(c("1", "  findings:"))
+        order = {"high": 0, "medium": 1, "low": 2, "info": 3}
+        for f in sorted(findings, key=lambda f: order.get(f["severity"], 9)):
+            sev = c(SEVERITY_COLOR.get(f["severity"], "0"), f"{f['severity'].upper():<6}")
+            conf = f.get("confidence")
+            conf_s = f" (confidence {conf:.0%})" if isinstance(conf, (int, float)) else ""
+            head = _wrap(f"{f.get('id', '')} {f['title']}{conf_s}", " " * 11)
+            lines.append(f"    {sev} " + head[0].lstrip())
+            lines += head[1:]
+            if f.get("advice") and f["severity"] in ("high", "medium"):
+                lines += [c("2", ln) for ln in _wrap(_first_sentence(str(f["advice"])), " " * 11)]
+    return "\n".join(lines)
+
+
+def _format_ranks(doc: dict[str, Any], color: bool, c: Any) -> str:
+    lines = [c("1", f"tracelens: {len(doc['ranks'])} ranks in {_clean(doc['source']['path'])}")]
+    lines.append(f"  {'rank':>4}  {'steps':>5}  {'step median':>12}  {'data wait':>9}  {'exposed':>8}  {'GPU busy':>8}  diagnosis")
+    for r in doc["ranks"]:
+        m = r["metrics"]
+        slow = r["rank"] == doc["slowest_rank"]
+        row = (f"  {r['rank']:>4}  {r['steps']:>5}  {fmt_ms(m['step_time_ms_median']):>12}  "
+               f"{fmt_pct(m['data_wait_fraction']):>9}  {fmt_pct(m['exposed_data_wait_fraction']):>8}  "
+               f"{fmt_pct(m['gpu_busy_fraction']):>8}  {r['diagnosis']}" + (" <- slowest" if slow else ""))
+        lines.append(c("1", row) if slow else row)
+    lines.append("")
+    slowest = next(r for r in doc["ranks"] if r["rank"] == doc["slowest_rank"])
+    lines.append(c("1", f"Slowest rank {doc['slowest_rank']}") + " (every rank waits for it at the next collective):")
+    lines.append(format_summary(slowest, color))
     return "\n".join(lines)
 
 
 def print_summary(doc: dict[str, Any], stream: TextIO | None = None) -> None:
     """Print :func:`format_summary`, with colour when the stream is a colour terminal."""
     out = stream or sys.stdout
-    out.write(format_summary(doc, color=_use_color(out)) + "\n")
+    text = format_summary(doc, color=use_color(out)) + "\n"
+    try:
+        out.write(text)
+    except UnicodeEncodeError:  # a terminal that cannot show "×" or "·"
+        enc = getattr(out, "encoding", None) or "ascii"
+        out.write(text.encode(enc, "replace").decode(enc))

@@ -1,0 +1,108 @@
+"""The report in a real browser: headless Chromium loads it with no console error.
+
+Console messages reach Chromium's stderr log as ``CONSOLE`` lines (``--enable-logging=stderr``);
+a control page with a deliberate error proves the harness sees them, so a changed log format
+fails loudly instead of passing silently. ``--dump-dom`` shows the page script ran under its
+Content-Security-Policy (it turns SVG titles into tooltips). Screenshots are kept in
+``$TRACELENS_SCREENSHOT_DIR`` (default: pytest's tmp dir).
+
+Skipped where no chromium is installed, except in CI (``CI`` set), where it must run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.builders import TraceBuilder
+from tests.conftest import REPO, SHARED_TRACES
+from tracelens.api import analyze_path
+from tracelens.report import write_report
+
+pytestmark = pytest.mark.browser
+
+CONSOLE = re.compile(r"CONSOLE[:(]\d*\)?\]?\s*(.*)")
+HOSTILE = "</script><img src=x onerror=alert(1)>"
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        found = shutil.which(name)
+        if found:
+            return found
+    if os.environ.get("CI"):
+        pytest.fail("chromium is not installed; CI must run the browser test (.ci/run installs it)")
+    pytest.skip("chromium is not installed")
+
+
+def _run(page: Path, *mode: str) -> subprocess.CompletedProcess[str]:
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run(
+            [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-default-apps", "--hide-scrollbars", f"--user-data-dir={profile}",
+             "--enable-logging=stderr", "--v=0", "--window-size=1280,2400", *mode, page.as_uri()],
+            capture_output=True, text=True, timeout=120,
+        )
+
+
+def _console(proc: subprocess.CompletedProcess[str]) -> list[str]:
+    return [m.group(1) for line in proc.stderr.splitlines() if (m := CONSOLE.search(line))]
+
+
+def _shot_dir(tmp_path: Path) -> Path:
+    d = Path(os.environ.get("TRACELENS_SCREENSHOT_DIR") or tmp_path)
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def test_harness_sees_console_errors(tmp_path: Path) -> None:
+    page = tmp_path / "control.html"
+    page.write_text("<!doctype html><p>x</p><script>console.error('control-error'); nosuchfn();</script>")
+    messages = _console(_run(page, "--dump-dom"))
+    assert any("control-error" in m for m in messages), "chromium's console log format changed"
+
+
+def _reports(tmp_path: Path) -> list[tuple[str, Path]]:
+    b = TraceBuilder(device_names=(HOSTILE,))
+    for i in range(30):
+        t0 = i * 100_000
+        b.step(i, t0, 100_000).next_call(t0, 20_000 + (i % 5) * 5_000, iterator=HOSTILE)
+        b.kernel(t0 + 26_000, 55_000, name=HOSTILE).memcpy(t0 + 25_000, 500)
+    inputs = [("built", b.write(tmp_path / "built.json"))]
+    samples = sorted(p for p in (REPO / "sample_traces").glob("*") if p.is_dir())
+    inputs += [(p.name, p) for p in samples[:2]]
+    pair = SHARED_TRACES / "kineto" / "plugin" / "samples"
+    for name in ("resnet50_num_workers_0", "resnet50_num_workers_4"):
+        f = pair / name / "worker0.pt.trace.json.gz"
+        if f.is_file():
+            inputs.append((name, f))
+    ranks = SHARED_TRACES / "param/train/compute/python/test/data/dlrm_kineto"
+    if ranks.is_dir():
+        inputs.append(("dlrm_8_ranks", ranks))
+    out = []
+    for name, src in inputs:
+        page = tmp_path / f"{name}.html"
+        write_report(analyze_path(src), page)
+        out.append((name, page))
+    return out
+
+
+def test_reports_load_without_console_errors(tmp_path: Path) -> None:
+    shots = _shot_dir(tmp_path)
+    for name, page in _reports(tmp_path):
+        shot = shots / f"report-{name}.png"
+        proc = _run(page, f"--screenshot={shot}")
+        assert _console(proc) == [], f"{name}: console messages {_console(proc)}"
+        assert shot.is_file() and shot.stat().st_size > 10_000, f"{name}: no screenshot"
+        dom = _run(page, "--dump-dom")
+        assert _console(dom) == []
+        # the page script ran (allowed by the CSP hash) and the hostile names stayed text
+        assert 'class="tip"' in dom.stdout and "data-tip=" in dom.stdout, f"{name}: the page script did not run"
+        assert "<img" not in dom.stdout.lower()

@@ -1,0 +1,81 @@
+"""The terminal summary: same verdict and change as the report, colour only where wanted."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from tests.builders import TraceBuilder
+from tracelens.api import analyze_path
+from tracelens.render_terminal import format_summary, print_summary, use_color
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _doc(tmp_path: Path, iterator: str = "_SingleProcessDataLoaderIter") -> dict:  # type: ignore[type-arg]
+    b = TraceBuilder(device_names=("H100",))
+    for i in range(4):
+        b.step(i, i * 100_000, 100_000).next_call(i * 100_000, 30_000, iterator).kernel(i * 100_000 + 30_100, 60_000)
+    return analyze_path(b.write(tmp_path / "t.json")).document
+
+
+def test_summary_holds_verdict_numbers_and_the_change(tmp_path: Path) -> None:
+    text = format_summary(_doc(tmp_path))
+    assert "Input-bound" in text and "1.43× faster" in text
+    assert "exposed 30.0 %" in text
+    assert "loader = DataLoader(" in text or "keep the DataLoader settings" in text
+    assert "\x1b[" not in text
+
+
+def test_no_color_wins_over_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not use_color(_Tty())
+    monkeypatch.delenv("NO_COLOR")
+    assert use_color(_Tty())
+    assert not use_color(io.StringIO())
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    assert use_color(io.StringIO())
+
+
+def test_colour_codes_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    out = io.StringIO()
+    print_summary(_doc(tmp_path), out)
+    assert "\x1b[1;31m" in out.getvalue()
+
+
+def test_control_characters_from_the_trace_are_stripped(tmp_path: Path) -> None:
+    # GIVEN a DataLoader iterator name with an escape sequence that would clear the screen
+    doc = _doc(tmp_path)
+    doc["findings"] = [{"id": "TL1", "kind": "x", "severity": "high", "confidence": 1.0,
+                        "title": "evil \x1b[2J name", "evidence": {}, "advice": "do \x07 this."}]
+    text = format_summary(doc)
+    assert "\x1b" not in text and "\x07" not in text and "evil ?[2J name" in text
+
+
+def test_multi_rank_summary_marks_the_slowest(tmp_path: Path) -> None:
+    d = tmp_path / "ranks"
+    d.mkdir()
+    for rank, wait in ((0, 10_000), (1, 30_000)):
+        b = TraceBuilder(rank=rank)
+        for i in range(3):
+            b.step(i, i * 100_000, 100_000).next_call(i * 100_000, wait).kernel(i * 100_000 + wait + 10, 50_000)
+        b.write(d / f"rank{rank}.json")
+    text = format_summary(analyze_path(d, jobs=1).document)
+    assert "<- slowest" in text and "Slowest rank 1" in text
+
+
+def test_non_utf8_stream_gets_a_readable_fallback(tmp_path: Path) -> None:
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="ascii")
+    print_summary(_doc(tmp_path), stream)
+    stream.flush()
+    assert b"faster" in raw.getvalue()

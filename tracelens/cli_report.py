@@ -1,0 +1,54 @@
+"""``tracelens report PATH [-o FILE] [--redact] [--force]``: write the shareable HTML report.
+
+Default output: ``report.html`` inside a ``tracelens profile`` run directory (the file
+``profile`` itself writes, so regenerating it is expected), else
+``tracelens-report-<name>.html`` in the current directory (named by tracelens, so it is
+regenerated too). An explicit ``-o FILE`` that exists is never overwritten without ``--force``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tracelens.errors import UsageError
+
+
+def default_output(path: Path) -> Path:
+    """Where the report goes when ``-o`` is not given."""
+    if path.is_dir() and (path / "run.json").is_file():
+        return path / "report.html"
+    name = path.resolve().name or "trace"
+    for suffix in (".json.gz", ".json"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    name = re.sub(r"[^\w.-]+", "_", name.removesuffix(".pt.trace")).strip("._") or "trace"
+    return Path(f"tracelens-report-{name}.html")
+
+
+def report(
+    path: Annotated[Path, typer.Argument(help="A trace (.json / .json.gz), a run directory, or a directory of traces (ranks).", show_default=False)],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="The HTML file to write (default: report.html in a run directory, else tracelens-report-<name>.html here).", show_default=False)] = None,
+    redact: Annotated[bool, typer.Option("--redact", help="Hide file paths, file names, the host name and the command line, for sharing.")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite FILE given with -o when it exists.")] = False,
+) -> None:
+    """Write the self-contained HTML report: verdict, the DataLoader change to make, findings, charts."""
+    from tracelens.api import analyze_path
+    from tracelens.report import write_report
+
+    out = output if output is not None else default_output(path)
+    if output is not None and out.exists() and not force:
+        raise UsageError(f"{out}: exists; pass --force to overwrite it, or choose another file with -o")
+    if out.exists() and out.is_dir():
+        raise UsageError(f"{out}: is a directory; give a file name with -o")
+    result = analyze_path(path)
+    write_report(result, out, redact=redact)
+    typer.echo(f"report: {out}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``report`` command to the ``tracelens`` app."""
+    app.command("report")(report)
