@@ -33,7 +33,8 @@ DEMO = Path(__file__).resolve().parent / "sweep_scripts" / "loader_demo.py"
 
 
 def tp(rate: float, spread: float = 0.0) -> Throughput:
-    return Throughput(rate, spread, rate - spread, rate + spread, (rate,), 50, 0.1)
+    return Throughput(rate, 2 * spread, rate - spread, rate + spread, (rate,), 50, 0.1,
+                      q1=rate - spread, q3=rate + spread)
 
 
 def test_window_rates_average_bursts() -> None:
@@ -46,7 +47,8 @@ def test_window_rates_average_bursts() -> None:
 def test_summarize_pools_repeats_and_measures_wait() -> None:
     t = summarize([([10_000_000] * 10, [5_000_000] * 10), ([20_000_000] * 10, [0] * 10)], windows=2)
     assert t.window_rates == (100.0, 100.0, 50.0, 50.0)
-    assert t.steps_per_s == pytest.approx(75.0) and t.min == 50.0 and t.max == 100.0
+    assert t.steps_per_s == pytest.approx(20 / 0.3)  # all steps / all time, not a mean of rates
+    assert t.min == 50.0 and t.max == 100.0 and t.spread == pytest.approx(50.0)
     assert t.data_wait_fraction == pytest.approx(50 / 300)
     assert t.steps == 20
 
@@ -57,6 +59,16 @@ def test_choice_is_cheapest_within_noise() -> None:
     assert c.fastest == 2 and c.best == 1  # 2 workers are within 5 % of 4 and cheaper
     c = choose(settings, [tp(10), tp(15), tp(20), tp(19.8)])
     assert c.best == 2
+
+
+def test_noisy_fastest_does_not_absorb_a_clearly_slower_setting() -> None:
+    # GIVEN 16 workers whose windows swing 70-290 steps/s and 0 workers steady at 12.6
+    settings = [Setting(0), Setting(16)]
+    c = choose(settings, [tp(12.6, 0.2), tp(117.0, 95.0)])
+    # THEN the quartiles do not overlap: 16 is chosen
+    assert c.best == 1
+    # AND overlapping quartiles count as "cannot tell": the cheaper one is chosen
+    assert choose(settings, [tp(100.0, 10.0), tp(117.0, 15.0)]).best == 0
 
 
 def test_choice_prefers_no_pinned_memory_then_shallow_prefetch() -> None:
@@ -126,7 +138,7 @@ def test_run_sweep_with_fake_trials_writes_spec_document(tmp_path: Path) -> None
     assert t["steps_per_s"] == pytest.approx(20.0, rel=1e-3) and t["samples_per_s"] == pytest.approx(1280, rel=1e-3)
     assert {"steps_per_s_spread", "exposed_data_wait_fraction", "pin_memory", "prefetch_factor"} <= set(t)
     assert doc["baseline"]["num_workers"] == 0
-    assert "CPU-bound" in doc["reason"] and "within the noise" in doc["reason"]
+    assert "CPU-bound" in doc["reason"] and "up to the noise" in doc["reason"]
     json.dumps(doc, allow_nan=False)
     assert "+     num_workers=2," in format_sweep(doc)
     html = render_sweep_html(doc)

@@ -111,13 +111,15 @@ def parse_bool_list(text: str, name: str) -> list[bool]:
 class Throughput:
     """Steady-state throughput of one setting from its measurement windows (all repeats)."""
 
-    steps_per_s: float  # median of the window rates
+    steps_per_s: float  # all measured steps / their total time (the mean rate, burst-proof)
     spread: float  # interquartile range of the window rates (steps/s)
     min: float
     max: float
     window_rates: tuple[float, ...]
     steps: int  # steps measured (all repeats)
     data_wait_fraction: float  # Σ __next__ wait / Σ step time
+    q1: float = 0.0  # quartiles of the window rates
+    q3: float = 0.0
 
 
 def window_rates(step_ns: Sequence[int], windows: int = DEFAULT_WINDOWS) -> list[float]:
@@ -148,30 +150,29 @@ def summarize(repeats: Sequence[tuple[Sequence[int], Sequence[int]]], windows: i
     if not rates:
         return Throughput(0.0, 0.0, 0.0, 0.0, (), 0, 0.0)
     arr = np.asarray(rates)
-    q1, med, q3 = np.percentile(arr, [25, 50, 75])
+    q1, q3 = np.percentile(arr, [25, 75])
     return Throughput(
-        steps_per_s=float(med), spread=float(q3 - q1), min=float(arr.min()), max=float(arr.max()),
-        window_rates=tuple(round(r, 4) for r in rates), steps=n,
-        data_wait_fraction=wait_total / steps_total if steps_total else 0.0,
+        steps_per_s=n * NS_PER_S / steps_total, spread=float(q3 - q1), min=float(arr.min()),
+        max=float(arr.max()), window_rates=tuple(round(r, 4) for r in rates), steps=n,
+        data_wait_fraction=wait_total / steps_total if steps_total else 0.0, q1=float(q1), q3=float(q3),
     )
 
 
 def noise(a: Throughput, b: Throughput) -> float:
-    """Smallest throughput difference (steps/s) between ``a`` and ``b`` that counts as real.
-
-    The larger of :data:`NOISE_FLOOR_FRACTION` of the faster and the mean of their spreads.
-    """
-    return max(NOISE_FLOOR_FRACTION * max(a.steps_per_s, b.steps_per_s), (a.spread + b.spread) / 2)
+    """The throughput difference (steps/s) below which ``a`` and ``b`` count as equal on the
+    floor alone: :data:`NOISE_FLOOR_FRACTION` of the faster."""
+    return NOISE_FLOOR_FRACTION * max(a.steps_per_s, b.steps_per_s)
 
 
 def is_within_noise(candidate: Throughput, best: Throughput) -> bool:
-    """Whether ``candidate`` is as fast as ``best`` up to the noise."""
-    return candidate.steps_per_s >= best.steps_per_s - noise(candidate, best)
+    """Whether ``candidate`` is as fast as ``best`` up to the noise: within the floor, or its
+    window rates overlap the best's (upper quartile above the best's lower quartile)."""
+    return candidate.steps_per_s >= best.steps_per_s - noise(candidate, best) or candidate.q3 >= best.q1
 
 
 def is_faster(a: Throughput, b: Throughput) -> bool:
-    """Whether ``a`` beats ``b`` by more than the noise."""
-    return a.steps_per_s > b.steps_per_s + noise(a, b)
+    """Whether ``a`` beats ``b`` beyond the noise: above the floor, and with separate quartiles."""
+    return a.steps_per_s > b.steps_per_s + noise(a, b) and a.q1 > b.q3
 
 
 def cost_key(s: Setting) -> tuple[int, int, int]:
@@ -438,8 +439,10 @@ def explain(trials: Sequence[Trial], choice: Choice, usable_cores: int) -> str:
             parts.append(f"the fastest, {bt.steps_per_s / max(runner_up.throughput.steps_per_s, 1e-9):.2f}× "
                          f"the next best ({runner_up.setting.label()}: {runner_up.throughput.steps_per_s:,.1f})")
     else:
-        parts.append(f"within the noise (±{100 * noise(bt, ft) / ft.steps_per_s:.0f} %) of the fastest, "
-                     f"{fastest.setting.label()} at {ft.steps_per_s:,.1f} steps/s, and cheaper")
+        how = (f"within {100 * NOISE_FLOOR_FRACTION:.0f} %" if bt.steps_per_s >= ft.steps_per_s - noise(bt, ft)
+               else "within the spread of its window rates")
+        parts.append(f"as fast as the fastest up to the noise ({how}: {fastest.setting.label()} at "
+                     f"{ft.steps_per_s:,.1f} steps/s), and cheaper")
     cheapest = min((t for t in trials if t.ok), key=lambda t: cost_key(t.setting))
     if cheapest is not best and cheapest.throughput.steps_per_s > 0:
         parts.append(f"{bt.steps_per_s / cheapest.throughput.steps_per_s:.1f}× num_workers="
@@ -579,6 +582,8 @@ def trial_record(trial: Trial) -> dict[str, Any]:
         "steps_per_s_spread": round(t.spread, 4),
         "steps_per_s_min": round(t.min, 4),
         "steps_per_s_max": round(t.max, 4),
+        "steps_per_s_q1": round(t.q1, 4),
+        "steps_per_s_q3": round(t.q3, 4),
         "spread_kind": "interquartile range of per-window rates",
         "samples_per_s": round(t.steps_per_s * batch, 2) if isinstance(batch, int) else None,
         "batch_size": batch,
@@ -692,11 +697,10 @@ def _chart(doc: dict[str, Any]) -> dict[str, Any]:
         def y(v: float) -> float:
             return round(top + h - v / ymax * h, 2)
 
-        q1 = t["steps_per_s"] - t["steps_per_s_spread"] / 2
         pts.append({
             "x": round(x, 2), "label": t["label"], "rate": t["steps_per_s"],
             "y": y(t["steps_per_s"]), "y_min": y(t["steps_per_s_min"]), "y_max": y(t["steps_per_s_max"]),
-            "y_q1": y(max(q1, 0.0)), "y_q3": y(q1 + t["steps_per_s_spread"]),
+            "y_q1": y(t["steps_per_s_q1"]), "y_q3": y(t["steps_per_s_q3"]),
             "wait_pct": round(100 * t["exposed_data_wait_fraction"], 1),
             "y_wait": round(top + h - t["exposed_data_wait_fraction"] * h, 2),
             "is_best": doc["trials"].index(t) == doc.get("best_index"),
