@@ -289,14 +289,15 @@ def verdict_sentence(doc: dict[str, Any]) -> str:
         reason = doc.get("fallback") or (
             "it holds no DataLoader __next__ events" if not m.get("next_calls") else "the evidence is inconclusive")
         return f"The trace cannot say whether data loading slows this run: {reason}."
-    waiting = ("steps wait for data with the GPU idle" if has_gpu
-               else "steps spend waiting for data")
     c = f"{ceiling:.2f}×" if ceiling else "unbounded"
+    if has_gpu:
+        share = f"steps wait for data with the GPU idle {'only ' if diagnosis == 'healthy' else ''}{fmt_pct(exposed)} of the time"
+    else:
+        share = f"steps spend {'only ' if diagnosis == 'healthy' else ''}{fmt_pct(exposed)} of their time waiting for data"
     if diagnosis == "healthy":
-        return (f"{CAUSES['healthy']}: {waiting} only {fmt_pct(exposed)} of the time, "
-                f"so faster loading would make steps at most {c} faster.")
+        return f"{CAUSES['healthy']}: {share}, so faster loading would make steps at most {c} faster."
     cause = CAUSES.get(diagnosis, diagnosis)
-    return f"{cause}: {waiting} {fmt_pct(exposed)} of the time; removing that wait would make steps up to {c} faster."
+    return f"{cause}: {share}; removing that wait would make steps up to {c} faster."
 
 
 def settings_call(settings: dict[str, Any]) -> str:
@@ -650,6 +651,10 @@ def _evidence_item(key: str, value: Any) -> dict[str, str]:
         return {"key": key[: -len("_fraction")].replace("_", " "), "value": fmt_pct(float(value))}
     if number and key.endswith("_ms"):
         return {"key": key[:-3].replace("_", " "), "value": fmt_ms(float(value))}
+    if number and key.endswith("_ms_per_step"):
+        return {"key": key[: -len("_ms_per_step")].replace("_", " ") + " per step", "value": fmt_ms(float(value))}
+    if number and key.endswith("_bytes"):
+        return {"key": key[: -len("_bytes")].replace("_", " "), "value": f"{float(value) / 1e6:,.1f} MB"}
     return {"key": key.replace("_", " "), "value": fmt_value(value)}
 
 
@@ -738,7 +743,9 @@ def _metric_tiles(doc: dict[str, Any]) -> list[dict[str, str]]:
          "hint": "of step time, GPU idle while waiting" if m.get("gpu_busy_fraction") is not None
          else "of step time (no GPU activity in the trace)"},
         {"label": "data wait", "value": fmt_pct(m.get("data_wait_fraction")), "hint": "of step time, in __next__"},
-        {"label": "GPU busy", "value": fmt_pct(m.get("gpu_busy_fraction")), "hint": "of step time"},
+        {"label": "GPU busy", "value": fmt_pct(m.get("gpu_busy_fraction")), "hint": "of step time"}
+        if m.get("gpu_busy_fraction") is not None else
+        {"label": "GPU busy", "value": "no GPU", "hint": "no GPU activity in the trace"},
         {"label": "step time", "value": fmt_ms(m.get("step_time_ms_median")), "hint": "median"},
         {"label": "steps", "value": f"{m.get('measured_steps') or 0:,}",
          "hint": "measured" + (" (fallback)" if doc.get("fallback") else "")},
