@@ -54,17 +54,10 @@ class Result:
 
 
 def load_run_info(run_json: Path) -> Any:
-    """run.json of a ``tracelens profile`` run, as the typed reader gives it (None if unreadable)."""
-    import importlib
+    """run.json of a ``tracelens profile`` run, through the typed reader."""
+    from tracelens.runinfo import read_run_info
 
-    try:
-        runinfo = importlib.import_module("tracelens.runinfo")
-    except ImportError:
-        return None
-    reader = getattr(runinfo, "load_run_info", None)
-    if reader is None:
-        return None
-    return reader(run_json)
+    return read_run_info(run_json)
 
 
 def analyze_files(paths: list[Path], run: Any = None, rank: int | None = None) -> RankResult:

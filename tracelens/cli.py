@@ -99,7 +99,9 @@ _register_commands()
 def main() -> None:
     """Console entry point: one error boundary turns TracelensError into its exit code."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
+        # Without standalone mode click returns typer.Exit's code instead of exiting.
+        sys.exit(rc if isinstance(rc, int) else 0)
     except TracelensError as exc:
         if _state["debug"]:
             traceback.print_exc()

@@ -157,8 +157,57 @@ def _open_stream(path: Path) -> tuple[IO[bytes], str]:
     magic = raw.read(2)
     raw.seek(0)
     if magic == GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=raw, mode="rb"), "json.gz"  # type: ignore[return-value]
+        return _GunzipStream(raw), "json.gz"  # type: ignore[return-value]
     return raw, "json"
+
+
+class _GunzipStream:
+    """Streaming gunzip that hands out what it decoded before a cut or a corrupt block.
+
+    (``gzip.GzipFile.read`` discards the partial output of a read that hits the problem.)
+    Concatenated members are read one after the other, as gzip does.
+    """
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.dec = zlib.decompressobj(wbits=31)
+        self.pending = b""  # compressed input not yet fed
+        self.in_member = False  # a member has started and not ended
+        self.done = False
+        self.error: Exception | None = None
+
+    def read(self, n: int) -> bytes:
+        out = bytearray()
+        while len(out) < n and not self.done:
+            data = self.dec.unconsumed_tail or self.pending
+            self.pending = b""
+            if not data:
+                data = self.raw.read(1 << 20)
+                if not data:
+                    self.done = True
+                    if self.in_member:
+                        self.error = EOFError("the compressed stream ends before its end marker")
+                    break
+            if not self.in_member and not data.strip(b"\x00"):
+                continue  # padding after the last member
+            self.in_member = True
+            try:
+                out += self.dec.decompress(data, n - len(out) + 1)
+            except zlib.error as exc:
+                self.done = True
+                self.error = exc
+                break
+            if self.dec.eof:
+                self.pending = self.dec.unused_data
+                self.dec = zlib.decompressobj(wbits=31)
+                self.in_member = False
+        if not out and self.error is not None:
+            err, self.error = self.error, None
+            raise err
+        return bytes(out)
+
+    def close(self) -> None:
+        self.raw.close()
 
 
 class _Reader:
@@ -267,16 +316,22 @@ def _decode_chunk(view: memoryview, cols: _Columns) -> bool:
     return True
 
 
-def _decode_piecewise(data: bytes, cols: _Columns) -> None:
-    """Decode events one at a time, joining pieces a boundary wrongly split; skip bad ones."""
-    cuts = [m.start() + 1 for m in _BOUNDARY.finditer(data)]
-    bounds = [0, *cuts, len(data)]
+def _decode_piecewise(buf: bytearray, start: int, end: int, cols: _Columns, at_eof: bool = False) -> int:
+    """Decode events one at a time from ``start`` until at least ``end``; return where it stopped.
+
+    A piece that does not decode is joined with the next ones (a boundary look-alike inside a
+    string split it), up to a few; one that still fails is skipped and counted as malformed,
+    except the last one of the file, which is left for the tail parser.
+    """
+    cuts = [m.start() + 1 for m in _BOUNDARY.finditer(buf, start)]
+    bounds = [start, *cuts]
+    if bounds[-1] < len(buf) and (not cuts or cuts[-1] < end):
+        bounds.append(end)
     pieces: list[RawEvent] = []
     i = 0
-    while i < len(bounds) - 1:
-        start = bounds[i]
+    while i < len(bounds) - 1 and bounds[i] < end:
         for j in range(i + 1, min(i + 9, len(bounds))):
-            piece = data[start : bounds[j]].strip(_WS).lstrip(b",").strip(_WS)
+            piece = bytes(buf[bounds[i] : bounds[j]]).strip(_WS).lstrip(b",").strip(_WS)
             try:
                 pieces.append(_event_decoder.decode(piece))
             except (msgspec.DecodeError, msgspec.ValidationError):
@@ -284,9 +339,12 @@ def _decode_piecewise(data: bytes, cols: _Columns) -> None:
             i = j
             break
         else:
+            if at_eof and i + 9 >= len(bounds):
+                break
             cols.skipped += 1
             i += 1
     cols.add(pieces)
+    return bounds[i]
 
 
 def _parse_tail(r: _Reader, cols: _Columns) -> tuple[dict[str, Any], bool]:
@@ -358,8 +416,9 @@ def _parse_events(r: _Reader, cols: _Columns) -> tuple[dict[str, Any], bool]:
                     return _parse_tail(r, cols)
                 m = last
         end = m.start() + 1  # just past the event's closing brace
-        _decode_region(r, end, cols)
-        r.pos = end
+        r.pos = _decode_region(r, end, cols)
+        if r.pos < end:  # the last event holds a boundary look-alike: parse it as the tail
+            return _parse_tail(r, cols)
         r.skip_ws()
         if r.pos < len(r.buf) and r.buf[r.pos] == ord(","):
             r.pos += 1
@@ -368,12 +427,16 @@ def _parse_events(r: _Reader, cols: _Columns) -> tuple[dict[str, Any], bool]:
             return _parse_tail(r, cols)
 
 
-def _decode_region(r: _Reader, end: int, cols: _Columns) -> None:
-    """Decode ``buf[pos:end]`` (whole events separated by commas) as one JSON array."""
+def _decode_region(r: _Reader, end: int, cols: _Columns) -> int:
+    """Decode ``buf[pos:end]`` (whole events separated by commas) as one JSON array.
+
+    Returns the position parsing continues from: ``end``, or further when the region had to
+    be decoded piece by piece across a boundary look-alike.
+    """
     buf = r.buf
     start = r.pos
     if end <= start:
-        return
+        return end
     # Borrow the bytes around the region as brackets to decode in place, without a copy.
     before = buf[start - 1]
     after = buf[end] if end < len(buf) else None
@@ -393,7 +456,8 @@ def _decode_region(r: _Reader, end: int, cols: _Columns) -> None:
         else:
             buf[end] = after
     if not ok:
-        _decode_piecewise(bytes(buf[start:end]), cols)
+        return _decode_piecewise(buf, start, end, cols, at_eof=r.eof)
+    return end
 
 
 def _meta(path: Path, fmt: str, top: str, header: dict[str, Any]) -> TraceMeta:

@@ -1,0 +1,18 @@
+"""Shared fixtures: the builder, and the real traces in ../shared/traces when present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_TRACES = REPO.parent / "shared" / "traces"
+
+
+@pytest.fixture
+def shared_traces() -> Path:
+    """The directory of real traces beside the repository (skip when absent)."""
+    if not SHARED_TRACES.is_dir():
+        pytest.skip("../shared/traces is not present")
+    return SHARED_TRACES
