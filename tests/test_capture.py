@@ -286,8 +286,23 @@ def test_out_dir_not_overwritten_without_force(tmp_path: Path) -> None:
 def test_window_filling_one_epoch_closes_cleanly(tmp_path: Path) -> None:
     # GIVEN a one-epoch script of exactly wait + warmup + active batches
     script, _ = _write_toy(tmp_path, n_items=40)  # 10 batches
-    result, run = _run(tmp_path, str(script), wait=3, warmup=2, active=5)
+    result, _run_doc = _run(tmp_path, str(script), wait=3, warmup=2, active=5)
     # THEN the window closes at the epoch's end, not at the script's end
     assert result.window_captured and result.steps_captured == 5
     assert result.stop_reason == "window_captured"
     assert not result.notes
+
+
+def test_loader_reused_across_two_api_sessions(tmp_path: Path) -> None:
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from tracelens.capture import profile
+
+    dl = DataLoader(TensorDataset(torch.randn(40, 4)), batch_size=4)
+    for name in ("first", "second"):
+        with profile(tmp_path / name, wait=1, warmup=1, active=3, no_report=True) as session:
+            for (x,) in dl:
+                x.sum()
+        assert session.result is not None and session.result.steps_captured == 3
+        run = json.loads(session.result.run_json_path.read_text())
+        assert len(run["loaders"]) == 1 and run["loaders"][0]["batches_drawn"] == 10

@@ -538,6 +538,8 @@ class CaptureSession:
         )
 
     def _restore_worker_init(self) -> None:
+        """Give loaders back their own ``worker_init_fn`` and forget this session's ids, so a
+        loader reused in a later session is registered afresh."""
         for ref in self._loader_refs:
             loader = ref()
             if loader is None:
@@ -546,6 +548,11 @@ class CaptureSession:
             if loader_id in self._user_worker_init:
                 with contextlib.suppress(Exception):
                     loader.worker_init_fn = self._user_worker_init[loader_id]
+            with contextlib.suppress(AttributeError):
+                object.__delattr__(loader, "_tracelens_id")
+        for it in list(self._iterators):
+            with contextlib.suppress(AttributeError):
+                del it._tracelens_loader_id
 
     def _shutdown_iterators(self) -> None:
         for it in list(self._iterators):
