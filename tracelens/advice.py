@@ -43,11 +43,12 @@ THRESHOLDS: dict[str, Threshold] = {t.name: t for t in (
        "Little's law gives the mean; batch-production times vary (the p90 of worker batch "
        "times is typically 10-20 % above the median) and each batch also pays the queue hand-over, "
        "so the count gets 15 % more workers, at least one"),
-    _T("cpu_bound_fraction", 0.70, "CPU time / wall time",
-       "a loading process on CPU for 70 % or more of the time it spends producing a batch is "
-       "limited by CPU; the rest is IPC, allocation and page faults, not waiting"),
-    _T("io_bound_fraction", 0.50, "CPU time / wall time",
-       "a loading process on CPU for at most half the time it produces batches mostly waits "
+    _T("cpu_bound_fraction", 0.70, "(CPU time + run-queue delay) / wall time",
+       "loading that is on a CPU, or runnable and waiting for one, 70 % or more of the time it "
+       "spends producing a batch is limited by CPU (the run-queue delay counts: CPU-bound work on "
+       "a busy machine shows a low CPU share); the rest is IPC, allocation and page faults"),
+    _T("io_bound_fraction", 0.50, "(CPU time + run-queue delay) / wall time",
+       "loading that wants a CPU at most half the time it produces batches mostly waits "
        "(storage, network, sleep); more workers than cores can still help"),
     _T("run_delay_fraction", 0.10, "run-queue delay / wall time",
        "on a machine with spare cores the scheduler delay of a busy process stays at a few %; "

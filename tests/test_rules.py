@@ -1,0 +1,379 @@
+"""Each rule's trigger, precondition and boundaries, on traces from the TraceBuilder.
+
+GIVEN a hand-checkable trace (and, for telemetry rules, run facts), WHEN diagnosed, THEN the
+rule fires (or is skipped with its reason) and the computed settings follow the stated math.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from tests.builders import TraceBuilder
+from tracelens import analyze_trace, load_trace, rules
+from tracelens.advice import THRESHOLDS
+from tracelens.analysis import TraceAnalysis
+from tracelens.rules import Diagnosis, LoaderSettings, ProcessUsage, RunFacts, diagnose
+
+SINGLE = "_SingleProcessDataLoaderIter"
+MULTI = "_MultiProcessingDataLoaderIter"
+
+
+def loop(waits_ms: Sequence[float], compute_ms: float, iterator: str = SINGLE, *, copy_ms: float = 0.0,
+         gpu: bool = True, idle_ms: float = 0.0, b: TraceBuilder | None = None) -> TraceBuilder:
+    """One step per wait: wait for data, copy, then kernels for the rest of ``compute_ms``
+    except ``idle_ms`` (GPU idle not for data)."""
+    b = b or TraceBuilder()
+    t = 0.0
+    for i, w in enumerate(waits_ms):
+        wait_us, comp_us = w * 1000, compute_ms * 1000
+        b.step(i + 1, t, wait_us + comp_us)
+        b.next_call(t, wait_us, iterator)
+        if copy_ms:
+            b.memcpy(t + wait_us, copy_ms * 1000)
+        if gpu:
+            b.kernel(t + wait_us + copy_ms * 1000, comp_us - copy_ms * 1000 - idle_ms * 1000)
+        t += wait_us + comp_us
+    return b
+
+
+def analyze(b: TraceBuilder, tmp_path: Path) -> TraceAnalysis:
+    return analyze_trace(load_trace(b.write(tmp_path / "t.json")))
+
+
+def run(b: TraceBuilder, tmp_path: Path, facts: RunFacts | None = None) -> Diagnosis:
+    return diagnose(analyze(b, tmp_path), facts)
+
+
+def ids(d: Diagnosis) -> set[str]:
+    return {f.id for f in d.findings}
+
+
+def finding(d: Diagnosis, rule_id: str) -> rules.Finding:
+    return next(f for f in d.findings if f.id == rule_id)
+
+
+def skip_reason(d: Diagnosis, rule_id: str) -> str:
+    return next(s.reason for s in d.skipped if s.id == rule_id)
+
+
+def facts(num_workers: int = 0, cores: float = 4, *, cpu: float | None = None, delay: float = 0.0,
+          batch_ms: float = 300.0, n_batches: int = 20, worker_threads: int = 1, main_threads: int = 1,
+          main_delay: float = 0.0, **kw: object) -> RunFacts:
+    """Run facts with batch records whose CPU share is ``cpu`` (None: no telemetry)."""
+    usage = ProcessUsage("worker", 10.0, cpu_s=(cpu or 0) * 10, run_delay_s=delay * 10, ctx_involuntary=0)
+    main = ProcessUsage("main", 10.0, cpu_s=5.0, run_delay_s=main_delay * 10, ctx_involuntary=0)
+    tele = cpu is not None
+    args: dict[str, object] = dict(
+        settings=LoaderSettings(num_workers=num_workers, pin_memory=False, persistent_workers=False,
+                                prefetch_factor=2 if num_workers else None),
+        usable_cores=cores, torch_threads_main=main_threads,
+        torch_threads_worker=worker_threads if num_workers else None,
+        main=main if tele else None,
+        workers=tuple(usage for _ in range(num_workers)) if tele else (),
+        batch_ms=(batch_ms,) * n_batches if tele else (),
+        batch_cpu_ms=(batch_ms * (cpu or 0),) * n_batches if tele else (),
+        batch_source="workers" if num_workers else "main process",
+    )
+    args.update(kw)
+    return RunFacts(**args)  # type: ignore[arg-type]
+
+
+# --- the rule table itself --------------------------------------------------------------------
+
+
+def test_rule_ids_are_unique_stable_and_their_thresholds_exist() -> None:
+    assert len({r.id for r in rules.RULES}) == len(rules.RULES)
+    for r in rules.RULES:
+        assert r.id.startswith("TL") and r.kind and r.precondition and r.severity in rules.SEVERITIES
+        assert all(n in THRESHOLDS for n in r.thresholds)
+    kinds = {r.kind for r in rules.RULES}
+    assert {"cpu_starvation", "io_bound", "oversubscription", "pageable_memcpy", "worker_respawn",
+            "prefetch_depth", "host_bound", "trace_quality"} <= kinds
+
+
+def test_rules_read_only_the_analysis_and_run_facts_never_events() -> None:
+    src = inspect.getsource(rules)
+    assert "tracelens.model" not in src and "load_trace" not in src and "tracelens.load" not in src
+
+
+# --- TL104 input-bound (no telemetry) and the exposed-wait threshold -------------------------
+
+
+def test_single_process_starved_loop_is_input_bound_with_littles_law_workers(tmp_path: Path) -> None:
+    # GIVEN 6 steps: 30 ms in __next__ (num_workers=0, so T_b = 30 ms), then 70 ms of GPU work
+    d = run(loop([30] * 6, 70), tmp_path)
+    # THEN input-bound (no telemetry to name the cause), and N = ceil(30 / 70) + 1 = 2
+    assert d.diagnosis == "input_bound"
+    f = finding(d, "TL104")
+    assert f.severity == "high" and f.evidence["batch_ms"] == pytest.approx(30.0)
+    assert f.evidence["compute_ms_per_step"] == pytest.approx(70.0)
+    rec = d.recommendation
+    assert rec.num_workers == 2 and rec.prefetch_factor == 2 and rec.persistent_workers is False
+    assert rec.expected_speedup == pytest.approx(1 / 0.7, rel=1e-3)
+    text = " ".join(rec.notes)
+    assert "Little's law" in text and "tracelens profile" in text and "capped at 8" in text
+
+
+def test_input_bound_caps_at_the_stated_assumption_without_machine_facts(tmp_path: Path) -> None:
+    # GIVEN T_b = 200 ms per batch and C = 10 ms: 20 workers needed
+    d = run(loop([200] * 6, 10), tmp_path)
+    assert d.diagnosis == "input_bound"
+    assert d.recommendation.num_workers == int(THRESHOLDS["assumed_worker_cap"].value)
+    assert finding(d, "TL104").evidence["num_workers_uncapped"] == 23
+
+
+@pytest.mark.parametrize(("wait_ms", "expected"), [(4.9, "healthy"), (5.1, "input_bound")])
+def test_exposed_wait_threshold_boundary(tmp_path: Path, wait_ms: float, expected: str) -> None:
+    # GIVEN steps of 100 ms with ``wait_ms`` of exposed wait
+    d = run(loop([wait_ms] * 6, 100 - wait_ms), tmp_path)
+    assert d.diagnosis == expected
+
+
+def test_one_time_warmup_step_does_not_dilute_the_steady_wait(tmp_path: Path) -> None:
+    # GIVEN a 2 s warm-up step followed by 5 steps waiting 30 of 100 ms
+    b = TraceBuilder()
+    b.step(1, 0, 2_000_000).next_call(0, 30_000).kernel(30_000, 1_900_000)
+    t = 2_000_000.0
+    for i in range(5):
+        b.step(i + 2, t, 100_000).next_call(t, 30_000).kernel(t + 30_000, 70_000)
+        t += 100_000
+    a = analyze(b, tmp_path)
+    assert a.exposed_data_wait_fraction is not None and a.exposed_data_wait_fraction < 0.1
+    d = diagnose(a)
+    assert d.diagnosis == "input_bound"
+    assert finding(d, "TL104").evidence["exposed_wait_fraction"] == pytest.approx(0.3)
+
+
+def test_healthy_multi_process_keeps_the_unknown_worker_count(tmp_path: Path) -> None:
+    d = run(loop([0.3] * 8, 100, MULTI), tmp_path)
+    assert d.diagnosis == "healthy"
+    assert d.recommendation.keep_current == ("num_workers",)
+    assert d.recommendation.expected_speedup == 1.0
+
+
+def test_drained_queue_period_estimates_the_worker_count(tmp_path: Path) -> None:
+    # GIVEN a multi-process loader, every 4th __next__ waits 120 ms, the rest 0.2 ms; C = 50 ms
+    waits = [120.0 if i % 4 == 3 else 0.2 for i in range(16)]
+    d = run(loop(waits, 50, MULTI), tmp_path)
+    f = finding(d, "TL104")
+    # THEN T_b = 4 * (C + W) with W the mean wait (30.15 ms): 320.6 ms -> 6.4 workers -> 7 + 2
+    assert "assuming num_workers=4" in f.evidence["batch_ms_source"]
+    assert f.evidence["batch_ms"] == pytest.approx(4 * (50 + (120 * 4 + 0.2 * 12) / 16), rel=1e-3)
+    assert d.recommendation.num_workers == 8  # capped by the stated assumption
+
+
+# --- TL102 / TL103: the cause from telemetry ----------------------------------------------------
+
+
+def test_cpu_bound_loading_is_cpu_starvation_capped_by_the_core_budget(tmp_path: Path) -> None:
+    # GIVEN workers that spend 95 % of each 300 ms batch on CPU, 2 workers, 4 usable cores
+    b = loop([30] * 8, 70, MULTI, gpu=False)
+    d = run(b, tmp_path, facts(2, cores=4, cpu=0.95, batch_ms=300.0))
+    assert d.diagnosis == "cpu_starvation"
+    f = finding(d, "TL102")
+    # THEN Little's law wants ceil(300/70)+1 = 6, capped at 4 cores - 1 = 3, and says so
+    assert f.evidence["num_workers_uncapped"] == 6 and d.recommendation.num_workers == 3
+    assert "More workers cannot help" in f.advice and "cache decoded" in f.advice
+    assert d.recommendation.pin_memory is False  # CPU-only run
+
+
+def test_cpu_bound_work_on_a_busy_machine_counts_run_queue_delay(tmp_path: Path) -> None:
+    # GIVEN batches on CPU 40 % of the time and waiting for a CPU 50 % (other processes)
+    d = run(loop([30] * 8, 70, gpu=False), tmp_path,
+            facts(0, cores=4, cpu=0.4, batch_ms=30.0, main_delay=0.5))
+    assert d.diagnosis == "cpu_starvation"
+
+
+@pytest.mark.parametrize(("cpu", "expected"), [
+    (0.69, "input_bound"), (0.70, "cpu_starvation"), (0.50, "io_bound"), (0.51, "input_bound"),
+])
+def test_cpu_share_boundaries(tmp_path: Path, cpu: float, expected: str) -> None:
+    d = run(loop([30] * 8, 70, MULTI, gpu=False), tmp_path, facts(2, cpu=cpu))
+    assert d.diagnosis == expected
+
+
+def test_waiting_loader_is_io_bound_and_not_capped_by_cores(tmp_path: Path) -> None:
+    # GIVEN 2 workers on 2 cores whose 300 ms batches are on CPU 5 % of the time (sleep / I/O)
+    d = run(loop([80] * 8, 70, MULTI, gpu=False), tmp_path, facts(2, cores=2, cpu=0.05))
+    assert d.diagnosis == "io_bound"
+    # THEN 300/70 -> 5 + 1 = 6 workers although only 1 core is free for workers (cap 4 x 2 = 8)
+    assert d.recommendation.num_workers == 6
+    assert "not capped by cores" in finding(d, "TL103").advice
+
+
+def test_cause_rules_are_skipped_without_telemetry(tmp_path: Path) -> None:
+    d = run(loop([30] * 6, 70), tmp_path)
+    assert "telemetry" in skip_reason(d, "TL102") and "telemetry" in skip_reason(d, "TL103")
+    assert "machine facts" in skip_reason(d, "TL101")
+
+
+# --- TL101 oversubscription ------------------------------------------------------------------
+
+
+def test_oversubscribed_threads_with_run_queue_delay(tmp_path: Path) -> None:
+    # GIVEN 2 cores, 4 workers with 2 torch threads each, 2 main threads: 10 runnable threads,
+    # and processes waiting for a CPU 30 % of the time; the data wait itself is small
+    f = facts(4, cores=2, cpu=0.9, delay=0.3, main_delay=0.3, worker_threads=2, main_threads=2)
+    d = run(loop([1] * 8, 100, MULTI, gpu=False), tmp_path, f)
+    assert d.diagnosis == "oversubscription"
+    o = finding(d, "TL101")
+    assert o.evidence["runnable_threads"] == 10 and o.severity == "high"
+    rec = d.recommendation
+    assert rec.torch_threads_per_worker == 1 and rec.env["OMP_NUM_THREADS"] == "1"
+    assert rec.num_workers == 1 and rec.torch_threads_main == 1
+    assert "makes this worse" in o.advice
+
+
+def test_many_threads_without_run_queue_delay_is_not_oversubscription(tmp_path: Path) -> None:
+    f = facts(4, cores=2, cpu=0.9, delay=0.01, worker_threads=2, main_threads=2)
+    d = run(loop([1] * 8, 100, MULTI, gpu=False), tmp_path, f)
+    assert d.diagnosis == "healthy" and "TL101" not in ids(d)
+
+
+def test_busy_looking_workers_that_wait_for_cpus_are_oversubscribed_not_starved(tmp_path: Path) -> None:
+    # GIVEN workers burning 1.8 cores each (spinning math threads) and waiting for a CPU 40 %
+    f = facts(2, cores=4, cpu=1.8, delay=0.4, worker_threads=1, main_threads=1)
+    d = run(loop([40] * 8, 60, MULTI, gpu=False), tmp_path, f)
+    assert d.diagnosis == "oversubscription"
+
+
+# --- secondary findings ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("copy_ms", "severity"), [(0.4, None), (0.6, "low"), (6.0, "medium")])
+def test_pageable_copies_boundaries(tmp_path: Path, copy_ms: float, severity: str | None) -> None:
+    # GIVEN 100 ms steps with ``copy_ms`` of pageable host-to-device copy each
+    d = run(loop([1] * 6, 99, MULTI, copy_ms=copy_ms), tmp_path)
+    if severity is None:
+        assert "TL201" not in ids(d) and d.recommendation.pin_memory is False
+    else:
+        assert finding(d, "TL201").severity == severity
+        assert d.recommendation.pin_memory is True
+        assert "pin_memory=True" in " ".join(d.recommendation.notes)
+
+
+def test_pageable_rule_needs_gpu_activity(tmp_path: Path) -> None:
+    d = run(loop([1] * 6, 99, gpu=False), tmp_path)
+    assert skip_reason(d, "TL201") == "no GPU activity in the trace"
+
+
+@pytest.mark.parametrize(("idle_ms", "fires"), [(10.0, False), (30.0, True)])
+def test_host_bound_when_gpu_idles_not_for_data(tmp_path: Path, idle_ms: float, fires: bool) -> None:
+    d = run(loop([1] * 6, 99, MULTI, idle_ms=idle_ms), tmp_path)
+    assert ("TL204" in ids(d)) is fires
+    assert d.diagnosis == "healthy"  # the loader is not blamed
+
+
+def test_worker_respawn_from_the_trace(tmp_path: Path) -> None:
+    # GIVEN a multi-process loop where step 4 holds the epoch's last (StopIteration) __next__
+    # and the new iterator's first one, which waits 400 ms for worker start-up
+    b = loop([0.5] * 6, 100, MULTI)
+    b.next_call(3 * 100_500 + 200, 400_000, MULTI)  # inside step 4, after its own call
+    d = run(b, tmp_path)
+    f = finding(d, "TL202")
+    assert f.evidence["startup_ms_median"] == pytest.approx(400.0)
+    assert d.recommendation.persistent_workers is True
+
+
+def test_worker_respawn_from_run_facts_and_not_when_persistent(tmp_path: Path) -> None:
+    b = loop([0.5] * 6, 100, MULTI)
+    f = facts(2, iterator_creations=3, first_next_ms=(200.0, 210.0, 190.0))
+    d = run(b, tmp_path, f)
+    assert finding(d, "TL202").evidence["iterators"] == 3
+    assert d.recommendation.persistent_workers is True
+    persistent = RunFacts(settings=LoaderSettings(2, False, True, 2), iterator_creations=3,
+                          first_next_ms=(200.0, 210.0, 190.0))
+    assert "TL202" not in ids(run(b, tmp_path, persistent))
+
+
+def test_worker_respawn_below_threshold_is_ignored(tmp_path: Path) -> None:
+    f = facts(2, iterator_creations=3, first_next_ms=(20.0, 21.0, 19.0))
+    assert "TL202" not in ids(run(loop([0.5] * 6, 100, MULTI), tmp_path, f))
+
+
+def test_worker_respawn_skipped_without_workers(tmp_path: Path) -> None:
+    d = run(loop([0.5] * 6, 100), tmp_path)
+    assert skip_reason(d, "TL202") == "num_workers=0: no worker processes"
+
+
+def test_rare_long_waits_ask_for_deeper_prefetch(tmp_path: Path) -> None:
+    # GIVEN 2 known workers, one 120 ms wait every 10 calls (period 10 >= 2 x 2), C = 50 ms
+    waits = [120.0 if i % 10 == 9 else 0.2 for i in range(20)]
+    d = run(loop(waits, 50, MULTI), tmp_path, RunFacts(settings=LoaderSettings(2, False, False, 2)))
+    f = finding(d, "TL203")
+    # THEN 120 / 50 / 2 -> 2 more batches per worker
+    assert d.recommendation.prefetch_factor == 4 and f.settings == {"prefetch_factor": 4}
+
+
+def test_periodic_long_waits_are_a_rate_deficit_not_prefetch(tmp_path: Path) -> None:
+    # GIVEN 4 known workers and every 4th call long: the queue drains, more workers are needed
+    waits = [120.0 if i % 4 == 3 else 0.2 for i in range(16)]
+    d = run(loop(waits, 50, MULTI), tmp_path, RunFacts(settings=LoaderSettings(4, False, False, 2)))
+    assert "TL203" not in ids(d) and d.diagnosis == "input_bound"
+    assert d.recommendation.num_workers > 4
+
+
+def test_prefetch_rule_needs_a_known_worker_count(tmp_path: Path) -> None:
+    d = run(loop([0.2] * 9 + [120.0], 50, MULTI), tmp_path)
+    assert skip_reason(d, "TL203") == "num_workers unknown"
+
+
+# --- trace quality and undetermined ------------------------------------------------------------
+
+
+def test_no_steps_at_all_is_undetermined(tmp_path: Path) -> None:
+    d = run(TraceBuilder().op("aten::mm", 0, 100), tmp_path)
+    assert d.diagnosis == "undetermined" and finding(d, "TL301").severity == "high"
+    assert "schedule(" in finding(d, "TL301").advice
+
+
+def test_steps_without_loader_events_are_undetermined(tmp_path: Path) -> None:
+    b = TraceBuilder()
+    for i in range(6):
+        b.step(i + 1, i * 100_000, 100_000).kernel(i * 100_000, 90_000)
+    d = run(b, tmp_path)
+    assert d.diagnosis == "undetermined" and "TL302" in ids(d)
+
+
+def test_fallback_steps_are_flagged(tmp_path: Path) -> None:
+    b = TraceBuilder()
+    for i in range(6):
+        b.next_call(i * 100_000, 30_000).kernel(i * 100_000 + 30_000, 70_000)
+    d = run(b, tmp_path)
+    assert "TL303" in ids(d) and d.diagnosis == "input_bound"
+
+
+def test_few_steps_lower_the_confidence(tmp_path: Path) -> None:
+    few = run(loop([30] * 3, 70), tmp_path)
+    many = run(loop([30] * 6, 70), tmp_path)
+    assert "TL304" in ids(few) and "TL304" not in ids(many)
+    assert few.confidence is not None and many.confidence is not None and few.confidence < many.confidence
+
+
+def test_with_stack_is_flagged(tmp_path: Path) -> None:
+    b = loop([1] * 6, 99)
+    b.add("train.py(12): step", "python_function", 0, 10)
+    assert "TL306" in ids(run(b, tmp_path))
+
+
+def test_gpu_run_without_gpu_activity_is_flagged(tmp_path: Path) -> None:
+    b = loop([1] * 6, 99, gpu=False, b=TraceBuilder(device_names=("NVIDIA H100",)))
+    d = run(b, tmp_path)
+    assert "ProfilerActivity.CUDA" in finding(d, "TL307").advice
+
+
+def test_num_workers_zero_recommendation_has_no_worker_only_settings(tmp_path: Path) -> None:
+    d = run(loop([1] * 6, 99, gpu=False), tmp_path, facts(0, cpu=0.9, batch_ms=1.0))
+    rec = d.recommendation
+    assert d.diagnosis == "healthy" and rec.num_workers == 0
+    assert rec.prefetch_factor is None and rec.persistent_workers is False
+
+
+def test_known_settings_prefer_run_facts(tmp_path: Path) -> None:
+    a = analyze(loop([1] * 6, 99), tmp_path)
+    assert rules.known_settings(a).num_workers == 0
+    assert rules.known_settings(a, facts(3)).num_workers == 3
