@@ -221,7 +221,9 @@ def test_oversubscribed_threads_with_run_queue_delay(tmp_path: Path) -> None:
     d = run(loop([1] * 8, 100, MULTI, gpu=False), tmp_path, f)
     assert d.diagnosis == "oversubscription"
     o = finding(d, "TL101")
-    assert o.evidence["runnable_threads"] == 10 and o.severity == "high"
+    assert o.evidence["configured_threads"] == 10 and o.severity == "high"
+    # 0.8 runnable threads in the main process + 4 x 1.2 in the workers, on 2 cores
+    assert o.evidence["threads_per_core"] == pytest.approx(2.8)
     rec = d.recommendation
     assert rec.torch_threads_per_worker == 1 and rec.env["OMP_NUM_THREADS"] == "1"
     assert rec.num_workers == 1 and rec.torch_threads_main == 1
@@ -236,7 +238,7 @@ def test_many_threads_without_run_queue_delay_is_not_oversubscription(tmp_path: 
 
 def test_busy_looking_workers_that_wait_for_cpus_are_oversubscribed_not_starved(tmp_path: Path) -> None:
     # GIVEN workers burning 1.8 cores each (spinning math threads) and waiting for a CPU 40 %
-    f = facts(2, cores=4, cpu=1.8, delay=0.4, worker_threads=1, main_threads=1)
+    f = facts(2, cores=2, cpu=1.8, delay=0.4, worker_threads=1, main_threads=1)
     d = run(loop([40] * 8, 60, MULTI, gpu=False), tmp_path, f)
     assert d.diagnosis == "oversubscription"
 

@@ -256,12 +256,30 @@ class SteadyState:
     step_ms: float  # median step
     compute_ms: float  # C: median of step time minus data wait
     wait_ms: float  # W: mean data wait per step
-    exposed_fraction: float
+    exposed_fraction: float  # without the epoch-start waits (TL202 reports those)
     data_wait_fraction: float
     gpu_idle_other_fraction: float | None
+    startup_fraction: float = 0.0  # exposed wait for a new iterator's first batch
+    startup_waits_ms: tuple[float, ...] = ()
 
 
-def steady_state(per_step: pd.DataFrame) -> SteadyState | None:
+def epoch_start_waits(per_step: pd.DataFrame) -> dict[int, float]:
+    """Row -> the wait for a new iterator's first batch (ms).
+
+    A step holding two ``__next__`` calls saw an epoch end (the StopIteration call); the new
+    iterator's first call is the longer of that step's longest call and the next step's (a
+    ProfilerStep loop keeps both in one step; ``tracelens profile`` starts a step per batch).
+    """
+    calls = per_step["next_calls"].to_numpy()
+    longest = per_step["next_longest_ms"].to_numpy(float)
+    out: dict[int, float] = {}
+    for i in np.flatnonzero(calls >= 2).tolist():
+        j = i + 1 if i + 1 < len(longest) and longest[i + 1] > longest[i] else i
+        out[j] = float(longest[j])
+    return out
+
+
+def steady_state(per_step: pd.DataFrame, multi_process: bool = True) -> SteadyState | None:
     """Median compute and mean wait per step over the steps free of one-time costs."""
     if per_step.empty:
         return None
@@ -273,6 +291,10 @@ def steady_state(per_step: pd.DataFrame) -> SteadyState | None:
     if not keep.any():
         keep = np.ones_like(keep)
     total = float(dur[keep].sum())
+    startup = epoch_start_waits(per_step) if multi_process else {}
+    start_exposed = np.zeros_like(exposed)
+    for row, ms in startup.items():
+        start_exposed[row] = min(exposed[row], ms)
     gpu = per_step["gpu_busy_ms"].to_numpy(float)
     idle_other = None
     if not np.isnan(gpu).all() and total > 0:
@@ -283,9 +305,11 @@ def steady_state(per_step: pd.DataFrame) -> SteadyState | None:
         step_ms=float(np.median(dur[keep])),
         compute_ms=float(np.median(compute[keep])),
         wait_ms=float(wait[keep].mean()),
-        exposed_fraction=float(exposed[keep].sum()) / total if total > 0 else 0.0,
+        exposed_fraction=float((exposed - start_exposed)[keep].sum()) / total if total > 0 else 0.0,
         data_wait_fraction=float(wait[keep].sum()) / total if total > 0 else 0.0,
         gpu_idle_other_fraction=idle_other,
+        startup_fraction=float(start_exposed[keep].sum()) / total if total > 0 else 0.0,
+        startup_waits_ms=tuple(startup.values()),
     )
 
 
@@ -295,17 +319,20 @@ class Loading:
 
     source: str  # "batch records in the workers", "worker processes over the window", ...
     cpu_fraction: float  # CPU / wall (summed over threads: can exceed 1)
-    run_delay_fraction: float | None  # runnable but waiting for a CPU / wall
+    run_delay_fraction: float | None  # runnable but waiting for a CPU / wall (whole process)
     read_bytes: int | None
+    cpu_share_when_runnable: float | None = None  # process CPU / (CPU + run-queue delay)
 
     @property
     def demand_fraction(self) -> float:
         """Share of the time the loading wanted a CPU: on one, or runnable and waiting for one.
 
-        CPU-bound work slowed by other processes shows a low CPU share but a high run-queue
-        delay; only the time neither on a CPU nor runnable is waiting for I/O, sleep or locks.
+        CPU-bound work slowed by other threads shows a low CPU share: when the loading process
+        gets a CPU for only a share s of its runnable time, a batch that got c of CPU wanted c / s.
+        Only the rest is waiting for I/O, sleep or locks.
         """
-        return self.cpu_fraction + (self.run_delay_fraction or 0.0)
+        s = self.cpu_share_when_runnable
+        return min(1.0, self.cpu_fraction / s) if s else self.cpu_fraction + (self.run_delay_fraction or 0.0)
 
 
 def loading_usage(facts: RunFacts | None) -> Loading | None:
@@ -316,14 +343,19 @@ def loading_usage(facts: RunFacts | None) -> Loading | None:
     delay = float(np.median(delays)) if delays else None
     reads = [w.read_bytes for w in facts.workers if w.read_bytes is not None]
     read = int(sum(reads)) if reads else None
+    procs = list(facts.workers)
     if facts.batch_source == "main process" and facts.main is not None:
         delay, read = facts.main.run_delay_fraction, facts.main.read_bytes
+        procs = [facts.main]
+    cpu = sum(p.cpu_s or 0.0 for p in procs)
+    wait = sum(p.run_delay_s or 0.0 for p in procs)
+    share = cpu / (cpu + wait) if cpu > 0 and any(p.run_delay_s is not None for p in procs) else None
     if facts.batch_ms and facts.batch_cpu_ms and sum(facts.batch_ms) > 0:
         frac = sum(facts.batch_cpu_ms) / sum(facts.batch_ms)
-        return Loading(f"batch records in the {facts.batch_source or 'workers'}", frac, delay, read)
+        return Loading(f"batch records in the {facts.batch_source or 'workers'}", frac, delay, read, share)
     fracs = [w.cpu_fraction for w in facts.workers if w.cpu_fraction is not None]
     if fracs:
-        return Loading("worker processes over the window", float(np.median(fracs)), delay, read)
+        return Loading("worker processes over the window", float(np.median(fracs)), delay, read, share)
     return None
 
 
@@ -379,12 +411,13 @@ class Context:
 def build_context(analysis: TraceAnalysis, run: Any = None) -> Context:
     """Derive the steady state, wait shape, core budget and loading usage once."""
     facts = run_facts(run)
-    steady = steady_state(analysis.per_step)
+    settings = known_settings(analysis, run)
+    steady = steady_state(analysis.per_step, (settings.num_workers or 0) > 0 or analysis.iterator != "single_process")
     shape = advice.wait_shape(analysis.next_wait_ms, steady.compute_ms if steady else 0.0)
     budget = None
     if facts is not None and facts.usable_cores:
         budget = advice.core_budget(facts.usable_cores, facts.local_world_size)
-    return Context(analysis, facts, known_settings(analysis, run), steady, shape, budget, loading_usage(facts))
+    return Context(analysis, facts, settings, steady, shape, budget, loading_usage(facts))
 
 
 # =============================================================================================
@@ -504,41 +537,44 @@ def _check_oversubscription(rule: Rule, ctx: Context) -> Finding | None:
     f = ctx.facts
     assert f is not None and ctx.budget is not None
     demand, ratio = _oversubscribed_threads(ctx)
-    procs = [p for p in (f.main, *f.workers) if p is not None]
+    procs = [p for p in (f.main, *f.workers) if p is not None and p.cpu_s is not None]
+    # Threads runnable on average (on a CPU or waiting for one), over this rank's processes.
+    load = sum(((p.cpu_s or 0.0) + (p.run_delay_s or 0.0)) / p.wall_s for p in procs)
+    load_ratio = load / max(ctx.budget.cores_per_rank, 1e-9)
     delays = [p.run_delay_fraction for p in procs if p.run_delay_fraction is not None]
     invol = [p.involuntary_per_s for p in procs if p.involuntary_per_s is not None]
     max_delay = max(delays) if delays else None
     main_delay = f.main.run_delay_fraction if f.main is not None else None
     confirmed = (max_delay is not None and max_delay >= threshold("run_delay_fraction")) or (
         bool(invol) and float(np.median(invol)) >= threshold("involuntary_switch_rate"))
-    busy_threads = ctx.loading is not None and ctx.loading.cpu_fraction > 1.2  # workers spin >1 thread
-    too_many = ratio is not None and ratio >= threshold("oversubscription_ratio")
-    if not confirmed or not (too_many or busy_threads):
+    if not confirmed or load_ratio < threshold("oversubscription_ratio"):
         return None
     slowed_main = main_delay is not None and main_delay >= threshold("run_delay_fraction")
     severity = "high" if slowed_main or ctx.input_bound else "medium"
     workers = ctx.workers_now or 0
     keep = min(workers, max(ctx.budget.worker_cores, 1 if workers else 0))
     main_threads = max(1, math.floor(ctx.budget.cores_per_rank) - keep)
-    gain = 1.0 / (1.0 - min(main_delay or 0.0, 0.9))
+    gain = min(load_ratio, 1.0 / (1.0 - min(main_delay or 0.0, 0.9)))
     evidence = {
-        "runnable_threads": demand, "cores_per_rank": ctx.budget.cores_per_rank,
-        "threads_per_core": ratio, "torch_threads_main": f.torch_threads_main,
+        "runnable_threads_mean": load, "threads_per_core": load_ratio,
+        "configured_threads": demand, "configured_threads_per_core": ratio,
+        "cores_per_rank": ctx.budget.cores_per_rank, "torch_threads_main": f.torch_threads_main,
         "torch_threads_worker": f.torch_threads_worker, "num_workers": workers,
         "max_run_delay_fraction": max_delay, "main_run_delay_fraction": main_delay,
         "involuntary_switches_per_s_median": float(np.median(invol)) if invol else None,
         "loading_cpu_fraction": ctx.loading.cpu_fraction if ctx.loading else None,
         "exposed_wait_fraction": ctx.steady.exposed_fraction if ctx.steady else None,
     }
-    text = (f"{demand} runnable threads on {ctx.budget.cores_per_rank:g} cores per rank "
-            f"({ratio:.1f} per core); processes wait for a CPU up to {_pct(max_delay or 0)} of the time")
+    text = (f"{load:.1f} threads runnable on average on {ctx.budget.cores_per_rank:g} cores per rank "
+            f"({load_ratio:.1f} per core; {demand} configured); processes wait for a CPU up to "
+            f"{_pct(max_delay or 0)} of the time")
     return _f(rule, ctx, severity, 0.85, title=f"Oversubscribed cores: {text}", evidence=evidence,
               advice=(f"Use 1 math thread per worker (worker_init_fn=lambda _: torch.set_num_threads(1); "
                       f"OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 for the workers), at most "
                       f"{ctx.budget.worker_cores} workers ({ctx.budget.describe()}), and "
                       f"torch.set_num_threads({main_threads}) in the main process. Adding workers "
-                      f"makes this worse. Expected: up to {gain:.2f}x from the main process's "
-                      f"run-queue delay alone."),
+                      f"makes this worse. Expected: up to {gain:.2f}x (the threads now share the "
+                      f"cores {load_ratio:.1f} ways)."),
               settings={"num_workers": keep, "torch_threads_per_worker": 1,
                         "torch_threads_main": main_threads, "expected_speedup": gain,
                         "env": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}})
@@ -707,7 +743,7 @@ def plan_workers(ctx: Context, cause: str) -> WorkersPlan:
                       f"that fits a machine with at least {cap + 1} free cores")
     n = min(uncapped, cap) if cap is not None else uncapped
     if current:
-        n = max(n, current) if cause != "cpu" or cap is None or current <= cap else n
+        n = max(n, current)  # fewer workers cannot shorten a wait; oversubscription (TL101) may cut them
     cannot_help = cap is not None and uncapped > cap
     if cannot_help:
         notes.append(f"Capped at {n}: {cap_reason}.")
@@ -754,14 +790,10 @@ def _check_pageable(rule: Rule, ctx: Context) -> Finding | None:
 
 
 def _respawn_from_trace(ctx: Context) -> tuple[int, float]:
-    """Steps holding two __next__ calls (an epoch ended and a new iterator started) whose
-    longest call was long: their count and the median of those longest calls (ms)."""
-    ps = ctx.analysis.per_step
-    if ps.empty:
-        return 0, 0.0
-    m = (ps["next_calls"] >= 2) & (ps["next_longest_ms"] > ctx.shape.long_ms)
-    longest = ps.loc[m, "next_longest_ms"].to_numpy(float)
-    return int(m.sum()), float(np.median(longest)) if longest.size else 0.0
+    """Epoch starts seen in the trace whose first __next__ was long: count, median wait (ms)."""
+    assert ctx.steady is not None
+    long = [w for w in ctx.steady.startup_waits_ms if w > ctx.shape.long_ms]
+    return len(long), float(np.median(long)) if long else 0.0
 
 
 def _check_respawn(rule: Rule, ctx: Context) -> Finding | None:
@@ -778,11 +810,14 @@ def _check_respawn(rule: Rule, ctx: Context) -> Finding | None:
         source, conf = "trace: steps where one iterator ended and a new one's first __next__ waited", 0.6
     if epochs < 2 or startup < threshold("respawn_min_ms"):
         return None
-    total_s = ctx.analysis.step_time_ms or 0.0
-    return _f(rule, ctx, "medium" if total_s and startup * (epochs - 1) / total_s > 0.05 else "low", conf,
+    share = ctx.steady.startup_fraction if ctx.steady else 0.0
+    sev = ("high" if share >= threshold("exposed_wait_high_fraction") else
+           "medium" if share >= threshold("exposed_wait_fraction") else "low")
+    return _f(rule, ctx, sev, conf,
               title=(f"Workers restart every epoch: {epochs} iterators, the first __next__ of each "
                      f"waits {startup:.0f} ms for worker start-up"),
-              evidence={"iterators": epochs, "startup_ms_median": startup, "source": source},
+              evidence={"iterators": epochs, "startup_ms_median": startup, "source": source,
+                        "startup_wait_fraction": share},
               advice=("Set persistent_workers=True: the workers (and their dataset copies) survive the "
                       f"end of an epoch, saving about {startup:.0f} ms per epoch."),
               settings={"persistent_workers": True})
@@ -990,6 +1025,10 @@ def _main_cause(ctx: Context, findings: Sequence[Finding]) -> tuple[str, Finding
     for kind in ("oversubscription", "cpu_starvation", "io_bound", "input_bound"):
         if kind in kinds:
             return kind, kinds[kind]
+    respawn = kinds.get("worker_respawn")
+    if respawn is not None and ctx.steady is not None and ctx.steady.startup_fraction >= threshold(
+            "exposed_wait_fraction"):
+        return "input_bound", respawn  # the wait is worker start-up: persistent_workers, not workers
     if ctx.steady is None or ctx.analysis.next_calls == 0:
         return "undetermined", None
     return "healthy", None
@@ -1021,6 +1060,12 @@ def recommend(ctx: Context, diagnosis: str, findings: Sequence[Finding]) -> Reco
                         f"(under the {_pct(threshold('exposed_wait_fraction'))} threshold), so the "
                         f"worker count stays; removing that wait entirely would gain at most "
                         f"{advice.speedup_ceiling(st.exposed_fraction):.3f}x.")
+    elif diagnosis == "input_bound" and "num_workers" not in proposed and "persistent_workers" in proposed:
+        st = ctx.steady
+        assert st is not None
+        notes.insert(0, f"The data wait is worker start-up at each epoch ({_pct(st.startup_fraction)} of "
+                        f"the step time); between epochs the loader keeps up ({_pct(st.exposed_fraction)}), "
+                        f"so more workers would not help: keep the worker count, make them persistent.")
     elif diagnosis == "undetermined":
         notes.insert(0, "The trace cannot answer (see the trace_quality findings): settings are "
                         "repeated as they are.")

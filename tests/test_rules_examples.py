@@ -1,0 +1,55 @@
+"""The recorded example runs in sample_traces/ get the diagnosis each was built for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tracelens.api import analyze_path
+from tracelens.rules import Diagnosis
+
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_traces"
+
+
+def _diagnose(name: str) -> Diagnosis:
+    d = SAMPLES / name
+    if not (d / "run.json").is_file():
+        pytest.skip(f"{d} is not recorded")
+    from tracelens.rules import diagnose
+    from tracelens.runinfo import read_run_info
+
+    r = analyze_path(d).ranks[0]
+    return diagnose(r.analysis, read_run_info(d))
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("cpu_heavy_main_process", "cpu_starvation"),
+    ("latency_bound_reads", "io_bound"),
+    ("sleep_1ms_loader", "io_bound"),
+    ("oversubscribed", "oversubscription"),
+    ("healthy_compute_bound", "healthy"),
+])
+def test_example_gets_the_diagnosis_it_was_built_for(name: str, expected: str) -> None:
+    assert _diagnose(name).diagnosis == expected
+
+
+def test_io_bound_examples_get_more_workers_than_cores() -> None:
+    rec = _diagnose("latency_bound_reads").recommendation
+    assert rec.num_workers > 2
+
+
+def test_oversubscribed_example_gets_one_thread_per_worker() -> None:
+    rec = _diagnose("oversubscribed").recommendation
+    assert rec.torch_threads_per_worker == 1 and rec.num_workers < 8
+
+
+def test_healthy_example_changes_nothing() -> None:
+    rec = _diagnose("healthy_compute_bound").recommendation
+    assert (rec.num_workers, rec.pin_memory, rec.persistent_workers, rec.prefetch_factor) == (1, False, False, 2)
+
+
+def test_respawning_example_gets_persistent_workers() -> None:
+    d = _diagnose("worker_startup_per_epoch")
+    assert any(f.kind == "worker_respawn" for f in d.findings)
+    assert d.recommendation.persistent_workers is True and d.recommendation.num_workers >= 2
