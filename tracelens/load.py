@@ -10,12 +10,15 @@ last complete event and marked truncated.
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
+import multiprocessing
+import os
 import re
 import zlib
-from collections.abc import Iterator, Sequence
+from collections import Counter, deque
+from collections.abc import Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
@@ -26,11 +29,21 @@ import numpy as np
 import pandas as pd
 
 from tracelens.errors import BadInputError
-from tracelens.model import LoadStats, SymbolTable, Trace, TraceMeta
+from tracelens.model import (
+    STRING_ID_BASE,
+    LoadStats,
+    SymbolTable,
+    Trace,
+    TraceMeta,
+    is_string_id,
+    string_id_value,
+)
 
 GZIP_MAGIC = b"\x1f\x8b"
 READ_BLOCK = 4 << 20  # bytes read from the (decompressed) stream at a time
 CHUNK_TARGET = 8 << 20  # bytes of events decoded at once
+PARALLEL_MIN_BYTES = 64 << 20  # (decompressed) size from which events are decoded in parallel
+COMPACT_AFTER = 16 << 20  # consumed bytes kept in the window before it is compacted
 HEADER_LIMIT = 256 << 20  # a top-level object with no traceEvents within this is not a trace
 
 _BOUNDARY = re.compile(rb"\}\s*,\s*\{")
@@ -46,100 +59,218 @@ class RawEvent(msgspec.Struct, frozen=True, gc=False):
     cat: str = ""
     pid: int | str = 0
     tid: int | str = 0
-    ts: float | None = None
+    ts: float = math.nan
     dur: float = 0.0
 
 
 _chunk_decoder = msgspec.json.Decoder(list[RawEvent])
 _event_decoder = msgspec.json.Decoder(RawEvent)
-_fields = attrgetter("ph", "name", "cat", "pid", "tid", "ts", "dur")
-
-
-class _Interner:
-    """Maps strings (or mixed ids) to dense int ids across chunks."""
-
-    def __init__(self) -> None:
-        self.ids: dict[Any, int] = {}
-
-    def codes(self, values: list[Any], normalize: Any = None) -> np.ndarray:
-        codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=False)
-        table = self.ids
-        mapping = np.empty(len(uniques), dtype=np.int32)
-        for i, u in enumerate(uniques):
-            key = normalize(u) if normalize else u
-            mapping[i] = table.setdefault(key, len(table))
-        return mapping[codes] if len(codes) else np.zeros(0, np.int32)
-
-    def table(self) -> SymbolTable:
-        return SymbolTable(tuple(str(k) for k in self.ids))
+_fields = attrgetter("name", "cat", "pid", "tid", "ts", "dur")
+_phase = attrgetter("ph")
 
 
 def _lower(s: Any) -> str:
     return s.lower() if isinstance(s, str) else str(s).lower()
 
 
+def _id_value(u: Any, strings: dict[str, int]) -> int:
+    """A pid/tid as int64: integers (also numeric strings) as is, other strings interned."""
+    if isinstance(u, int) and not isinstance(u, bool) and STRING_ID_BASE < u < 2**63:
+        return u
+    s = str(u)
+    if s.lstrip("-").isdigit() and STRING_ID_BASE < int(s) < 2**63:
+        return int(s)
+    return string_id_value(strings.setdefault(s, len(strings)))
+
+
+def _factorize(values: np.ndarray) -> tuple[np.ndarray, list[Any]]:
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    return codes.astype(np.int32, copy=False), list(uniques)
+
+
+@dataclass
+class Chunk:
+    """One decoded region of the event array: columns with chunk-local string codes.
+
+    ``head``/``tail`` hold bytes at the region's edges that did not decode on their own (an
+    event cut by a boundary look-alike inside a string, or a malformed one); the caller joins
+    a tail with the next region's head.
+    """
+
+    events_total: int = 0
+    skipped: int = 0
+    phases: dict[str, int] = field(default_factory=dict)
+    ts_us: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    dur_us: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    name: tuple[np.ndarray, list[Any]] = field(default_factory=lambda: (np.zeros(0, np.int32), []))
+    cat: tuple[np.ndarray, list[Any]] = field(default_factory=lambda: (np.zeros(0, np.int32), []))
+    pid: tuple[np.ndarray, list[Any]] = field(default_factory=lambda: (np.zeros(0, np.int32), []))
+    tid: tuple[np.ndarray, list[Any]] = field(default_factory=lambda: (np.zeros(0, np.int32), []))
+    head: bytes = b""
+    tail: bytes = b""
+
+
+def columnarize(events: list[RawEvent]) -> Chunk:
+    """Columns of the complete (``X``) events among ``events``; every event is counted."""
+    if not events:
+        return Chunk()
+    phases = dict(Counter(map(_phase, events)))
+    if phases.get("X", 0) != len(events):
+        events = [e for e in events if e.ph == "X"]
+        if not events:
+            return Chunk(events_total=sum(phases.values()), phases=phases)
+    name, cat, pid, tid, ts, dur = zip(*map(_fields, events))
+    ts_a = np.fromiter(ts, np.float64, len(ts))
+    dur_a = np.fromiter(dur, np.float64, len(dur))
+    obj = [np.asarray(col, dtype=object) for col in (name, cat, pid, tid)]
+    return Chunk(
+        events_total=sum(phases.values()),
+        phases=phases,
+        ts_us=ts_a,
+        dur_us=dur_a,
+        name=_factorize(obj[0]),
+        cat=_factorize(obj[1]),
+        pid=_factorize(obj[2]),
+        tid=_factorize(obj[3]),
+    )
+
+
+def decode_region(data: bytes) -> Chunk:
+    """Decode whole events separated by commas (no brackets); runs in worker processes too."""
+    try:
+        return columnarize(_chunk_decoder.decode(b"[" + data + b"]"))
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return _decode_piecewise(data)
+
+
+def _decode_piecewise(data: bytes) -> Chunk:
+    """Decode ``data`` event by event.
+
+    A piece that does not decode is joined with the next ones, up to a few (a boundary
+    look-alike inside a string split it); one that still fails is skipped and counted. Failing
+    pieces before the first success, or that reach the region's end, are handed back as
+    ``head``/``tail`` since only the neighbouring region can tell what they are.
+    """
+    bounds = [0, *(m.start() + 1 for m in _BOUNDARY.finditer(data)), len(data)]
+    events: list[RawEvent] = []
+    skipped = 0
+    head_end: int | None = None
+    tail = b""
+    i = 0
+    while i < len(bounds) - 1:
+        last_j = min(i + 9, len(bounds))
+        for j in range(i + 1, last_j):
+            piece = data[bounds[i] : bounds[j]].strip(_WS).lstrip(b",").strip(_WS)
+            try:
+                events.append(_event_decoder.decode(piece))
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue
+            if head_end is None:
+                head_end = bounds[i]
+            i = j
+            break
+        else:
+            if last_j == len(bounds):  # could not extend further: the next region may complete it
+                tail = data[bounds[i] :]
+                break
+            if head_end is not None:
+                skipped += 1
+            i += 1
+    chunk = columnarize(events)
+    chunk.skipped = skipped
+    if head_end is None:
+        chunk.head, chunk.tail = data[: len(data) - len(tail)], tail
+    else:
+        chunk.head, chunk.tail = data[:head_end], tail
+    return chunk
+
+
 @dataclass
 class _Columns:
+    """Chunks merged in file order, strings interned into global tables."""
+
     ts_us: list[np.ndarray] = field(default_factory=list)
     dur_us: list[np.ndarray] = field(default_factory=list)
     name_id: list[np.ndarray] = field(default_factory=list)
     cat_id: list[np.ndarray] = field(default_factory=list)
     pid: list[np.ndarray] = field(default_factory=list)
     tid: list[np.ndarray] = field(default_factory=list)
-    names: _Interner = field(default_factory=_Interner)
-    cats: _Interner = field(default_factory=_Interner)
-    strings: _Interner = field(default_factory=_Interner)
+    names: dict[Any, int] = field(default_factory=dict)
+    cats: dict[Any, int] = field(default_factory=dict)
+    strings: dict[str, int] = field(default_factory=dict)
     phases: dict[str, int] = field(default_factory=dict)
     events_total: int = 0
     skipped: int = 0
+    carry: bytes = b""  # the previous chunk's undecoded tail
+    keep_first_head: bool = False  # a span's first head may complete the previous span's tail
+    first_head: bytes | None = None
 
-    def add(self, events: list[RawEvent]) -> None:
-        self.events_total += len(events)
-        if not events:
-            return
-        columns: list[Sequence[Any]] = list(zip(*map(_fields, events)))
-        ph, name, cat, pid, tid, ts, dur = columns
-        phs, counts = np.unique(np.asarray(ph, dtype=object), return_counts=True)
-        for p, c in zip(phs.tolist(), counts.tolist()):
-            self.phases[p] = self.phases.get(p, 0) + int(c)
-        is_x = np.fromiter((p == "X" for p in ph), dtype=bool, count=len(ph))
-        has_ts = np.fromiter((t is not None for t in ts), dtype=bool, count=len(ts))
-        keep = is_x & has_ts
-        if not keep.all():
-            idx = np.flatnonzero(keep).tolist()
-            name = [name[i] for i in idx]
-            cat = [cat[i] for i in idx]
-            pid = [pid[i] for i in idx]
-            tid = [tid[i] for i in idx]
-            ts = [ts[i] for i in idx]
-            dur = [dur[i] for i in idx]
-        if not ts:
-            return
-        self.ts_us.append(np.asarray(ts, dtype=np.float64))
-        self.dur_us.append(np.asarray(dur, dtype=np.float64))
-        self.name_id.append(self.names.codes(list(name)))
-        self.cat_id.append(self.cats.codes(list(cat), _lower))
-        self.pid.append(self._ids(list(pid)))
-        self.tid.append(self._ids(list(tid)))
+    def merge(self, chunk: Chunk) -> None:
+        if self.keep_first_head and self.first_head is None:
+            self.first_head = chunk.head
+        elif self.carry or chunk.head:
+            joined = self.carry + b"," + chunk.head if self.carry and chunk.head else self.carry or chunk.head
+            fixed = _decode_piecewise(joined)
+            self._add(fixed)
+            self.skipped += fixed.skipped + (1 if fixed.head or fixed.tail else 0)
+        self.carry = chunk.tail
+        self._add(chunk)
+        self.skipped += chunk.skipped
 
-    def _ids(self, values: list[Any]) -> np.ndarray:
-        """Thread/process ids as int64; strings that are not integers are interned as ``-1-id``."""
-        codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=False)
-        mapping = np.empty(len(uniques), dtype=np.int64)
-        for i, u in enumerate(uniques):
-            mapping[i] = _id_value(u, self.strings.ids)
+    def to_chunk(self) -> Chunk:
+        """Everything merged so far as one Chunk (codes into this object's tables)."""
+        def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+            return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
+
+        strings = list(self.strings)
+
+        def ids(parts: list[np.ndarray]) -> tuple[np.ndarray, list[Any]]:
+            values, codes = np.unique(cat(parts, np.int64), return_inverse=True)
+            uniques = [strings[STRING_ID_BASE - v] if is_string_id(v) else v for v in values.tolist()]
+            return codes.astype(np.int32), uniques
+
+        return Chunk(
+            events_total=self.events_total,
+            skipped=self.skipped,
+            phases=dict(self.phases),
+            ts_us=cat(self.ts_us, np.float64),
+            dur_us=cat(self.dur_us, np.float64),
+            name=(cat(self.name_id, np.int32), list(self.names)),
+            cat=(cat(self.cat_id, np.int32), list(self.cats)),
+            pid=ids(self.pid),
+            tid=ids(self.tid),
+            head=self.first_head or b"",
+            tail=self.carry,
+        )
+
+    def add_events(self, events: list[RawEvent]) -> None:
+        self._add(columnarize(events))
+
+    def _add(self, c: Chunk) -> None:
+        self.events_total += c.events_total
+        for k, v in c.phases.items():
+            self.phases[k] = self.phases.get(k, 0) + v
+        if not len(c.ts_us):
+            return
+        self.ts_us.append(c.ts_us)
+        self.dur_us.append(c.dur_us)
+        self.name_id.append(self._map(c.name, self.names, lambda u: u if isinstance(u, str) else str(u)))
+        self.cat_id.append(self._map(c.cat, self.cats, _lower))
+        strings = self.strings
+        self.pid.append(self._ids(c.pid, strings))
+        self.tid.append(self._ids(c.tid, strings))
+
+    @staticmethod
+    def _map(coded: tuple[np.ndarray, list[Any]], table: dict[Any, int], norm: Any) -> np.ndarray:
+        codes, uniques = coded
+        mapping = np.fromiter((table.setdefault(norm(u), len(table)) for u in uniques), np.int32, len(uniques))
         return mapping[codes]
 
-
-def _id_value(u: Any, strings: dict[Any, int]) -> int:
-    if isinstance(u, bool):
-        return int(u)
-    if isinstance(u, int):
-        return u
-    s = str(u)
-    if s.lstrip("-").isdigit():
-        return int(s)
-    return -1 - strings.setdefault(s, len(strings))
+    @staticmethod
+    def _ids(coded: tuple[np.ndarray, list[Any]], strings: dict[str, int]) -> np.ndarray:
+        codes, uniques = coded
+        mapping = np.fromiter((_id_value(u, strings) for u in uniques), np.int64, len(uniques))
+        return mapping[codes]
 
 
 # --------------------------------------------------------------------------- byte stream
@@ -227,7 +358,7 @@ class _Reader:
         while not self.eof and len(self.buf) - self.pos < want:
             try:
                 block = self.stream.read(READ_BLOCK)
-            except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+            except (EOFError, zlib.error, OSError) as exc:
                 self.eof = True
                 self.broken = f"the gzip stream is broken ({exc})"
                 break
@@ -237,10 +368,12 @@ class _Reader:
             self.buf += block
 
     def compact(self) -> None:
-        if self.pos > (16 << 20):
-            del self.buf[: self.pos]
-            self.offset += self.pos
-            self.pos = 0
+        """Drop consumed bytes, keeping the one before ``pos`` (regions borrow it as '[')."""
+        if self.pos > COMPACT_AFTER:
+            drop = self.pos - 1
+            del self.buf[:drop]
+            self.offset += drop
+            self.pos = 1
 
     def skip_ws(self) -> None:
         while True:
@@ -307,49 +440,11 @@ def _parse_header(r: _Reader) -> tuple[str, dict[str, Any]]:
     raise BadInputError(r.path, f"is JSON but not a Chrome trace (no traceEvents; top-level keys: {keys})")
 
 
-def _decode_chunk(view: memoryview, cols: _Columns) -> bool:
-    try:
-        events = _chunk_decoder.decode(view)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return False
-    cols.add(events)
-    return True
-
-
-def _decode_piecewise(buf: bytearray, start: int, end: int, cols: _Columns, at_eof: bool = False) -> int:
-    """Decode events one at a time from ``start`` until at least ``end``; return where it stopped.
-
-    A piece that does not decode is joined with the next ones (a boundary look-alike inside a
-    string split it), up to a few; one that still fails is skipped and counted as malformed,
-    except the last one of the file, which is left for the tail parser.
-    """
-    cuts = [m.start() + 1 for m in _BOUNDARY.finditer(buf, start)]
-    bounds = [start, *cuts]
-    if bounds[-1] < len(buf) and (not cuts or cuts[-1] < end):
-        bounds.append(end)
-    pieces: list[RawEvent] = []
-    i = 0
-    while i < len(bounds) - 1 and bounds[i] < end:
-        for j in range(i + 1, min(i + 9, len(bounds))):
-            piece = bytes(buf[bounds[i] : bounds[j]]).strip(_WS).lstrip(b",").strip(_WS)
-            try:
-                pieces.append(_event_decoder.decode(piece))
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                continue
-            i = j
-            break
-        else:
-            if at_eof and i + 9 >= len(bounds):
-                break
-            cols.skipped += 1
-            i += 1
-    cols.add(pieces)
-    return bounds[i]
-
-
-def _parse_tail(r: _Reader, cols: _Columns) -> tuple[dict[str, Any], bool]:
+def _parse_tail(rest: bytes, cols: _Columns) -> tuple[dict[str, Any], bool]:
     """Decode what follows the last boundary: the last event(s), ``]`` and trailing keys."""
-    rest = bytes(r.buf[r.pos :])
+    if cols.carry:
+        rest = cols.carry + b"," + rest
+        cols.carry = b""
     dec = json.JSONDecoder()
     text = rest.decode("utf-8", errors="replace")
     i = 0
@@ -374,12 +469,10 @@ def _parse_tail(r: _Reader, cols: _Columns) -> tuple[dict[str, Any], bool]:
             cols.skipped += 1
             i = close + 1
             break
-        if isinstance(obj, dict):
-            try:
-                cols.add([msgspec.convert(obj, RawEvent)])
-            except msgspec.ValidationError:
-                cols.skipped += 1
-        else:
+        try:
+            cols.add_events([msgspec.convert(obj, RawEvent)])
+        except msgspec.ValidationError:
+            cols.events_total += 1
             cols.skipped += 1
     rest_text = text[i:].strip()
     if rest_text.startswith(","):
@@ -394,70 +487,129 @@ def _parse_tail(r: _Reader, cols: _Columns) -> tuple[dict[str, Any], bool]:
     return tail, False
 
 
-def _parse_events(r: _Reader, cols: _Columns) -> tuple[dict[str, Any], bool]:
+def _next_cut(fd: int, pos: int, limit: int) -> tuple[int, int] | None:
+    """The first event boundary at or after ``pos`` (before ``limit``): (region end, next start)."""
+    window = 1 << 20
+    while pos < limit:
+        data = os.pread(fd, min(window, limit - pos) + 64, pos)
+        m = _BOUNDARY.search(data)
+        if m is not None and pos + m.start() < limit:
+            return pos + m.start() + 1, pos + m.end() - 1
+        if pos + len(data) >= limit or not data:
+            return None
+        pos += len(data) - 64
+        window *= 2
+    return None
+
+
+def decode_span(path: str, start: int, end: int, chunk_bytes: int) -> Chunk:
+    """Decode the events in file bytes ``[start, end)`` (whole events) in chunks; one Chunk back."""
+    cols = _Columns(keep_first_head=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        pos = start
+        while pos < end:
+            cut = _next_cut(fd, pos + chunk_bytes, end) if pos + chunk_bytes < end else None
+            region_end, next_pos = cut if cut else (end, end)
+            cols.merge(decode_region(os.pread(fd, region_end - pos, pos)))
+            pos = next_pos
+    finally:
+        os.close(fd)
+    return cols.to_chunk()
+
+
+def _last_boundary(fd: int, start: int, size: int) -> tuple[int, int] | None:
+    """The file's last event boundary after ``start``: (region end, tail start)."""
+    window = 1 << 20
+    while True:
+        lo = max(start, size - window)
+        data = os.pread(fd, size - lo, lo)
+        last = None
+        for found in _BOUNDARY.finditer(data):
+            last = found
+        if last is not None:
+            return lo + last.start() + 1, lo + last.end() - 1
+        if lo == start:
+            return None
+        window *= 4
+
+
+def _parse_events_file(path: Path, start: int, cols: _Columns, pool: Executor | None, workers: int) -> tuple[dict[str, Any], bool]:
+    """Plain-JSON fast path: split the event array into one span per worker, read with pread."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        last = _last_boundary(fd, start, size)
+        if last is None:
+            return _parse_tail(os.pread(fd, size - start, start), cols)
+        events_end, tail_start = last
+        spans: list[tuple[int, int]] = []
+        pos = start
+        parts = workers * 2 if pool else 1
+        step = max((events_end - start) // parts, 1)
+        for k in range(1, parts):
+            cut = _next_cut(fd, max(start + k * step, pos), events_end)
+            if cut is None:
+                break
+            spans.append((pos, cut[0]))
+            pos = cut[1]
+        spans.append((pos, events_end))
+        futures = [pool.submit(decode_span, str(path), a, b, CHUNK_TARGET) if pool
+                   else _Inline(decode_span(str(path), a, b, CHUNK_TARGET)) for a, b in spans]
+        for f in futures:
+            cols.merge(f.result())
+        return _parse_tail(os.pread(fd, size - tail_start, tail_start), cols)
+    finally:
+        os.close(fd)
+
+
+class _Inline:
+    """A finished 'future' for chunks decoded in this process."""
+
+    def __init__(self, value: Chunk) -> None:
+        self.value = value
+
+    def result(self) -> Chunk:
+        return self.value
+
+
+def _parse_events(r: _Reader, cols: _Columns, pool: Executor | None) -> tuple[dict[str, Any], bool]:
+    """Cut the event array into regions at event boundaries and decode them (in ``pool`` if any)."""
+    pending: deque[Any] = deque()
+    in_flight = getattr(pool, "_max_workers", 1) + 1
+
+    def drain(limit: int) -> None:
+        while len(pending) > limit:
+            cols.merge(pending.popleft().result())
+
     r.skip_ws()
     while True:
         r.fill(CHUNK_TARGET + READ_BLOCK)
-        limit = len(r.buf) if r.eof else r.pos + CHUNK_TARGET
-        m = _BOUNDARY.search(r.buf, min(limit, len(r.buf)) - 1) if not r.eof else None
-        if m is None:
-            if not r.eof:
-                # One enormous event, or no boundary yet: read more and retry.
+        m = None
+        if not r.eof:
+            m = _BOUNDARY.search(r.buf, min(r.pos + CHUNK_TARGET, len(r.buf)) - 1)
+            if m is None:
+                # One enormous event, or a short read: read more and look again.
                 r.fill(len(r.buf) - r.pos + CHUNK_TARGET)
                 if not r.eof:
                     m = _BOUNDARY.search(r.buf, r.pos)
                     if m is None:
                         continue
+        if m is None:
+            for found in _BOUNDARY.finditer(r.buf, r.pos):
+                m = found
             if m is None:
-                last = None
-                for found in _BOUNDARY.finditer(r.buf, r.pos):
-                    last = found
-                if last is None:
-                    return _parse_tail(r, cols)
-                m = last
+                drain(0)
+                return _parse_tail(bytes(r.buf[r.pos :]), cols)
         end = m.start() + 1  # just past the event's closing brace
-        r.pos = _decode_region(r, end, cols)
-        if r.pos < end:  # the last event holds a boundary look-alike: parse it as the tail
-            return _parse_tail(r, cols)
+        data = bytes(r.buf[r.pos : end])
+        pending.append(pool.submit(decode_region, data) if pool else _Inline(decode_region(data)))
+        r.pos = end
         r.skip_ws()
         if r.pos < len(r.buf) and r.buf[r.pos] == ord(","):
             r.pos += 1
         r.compact()
-        if r.eof and _BOUNDARY.search(r.buf, r.pos) is None:
-            return _parse_tail(r, cols)
-
-
-def _decode_region(r: _Reader, end: int, cols: _Columns) -> int:
-    """Decode ``buf[pos:end]`` (whole events separated by commas) as one JSON array.
-
-    Returns the position parsing continues from: ``end``, or further when the region had to
-    be decoded piece by piece across a boundary look-alike.
-    """
-    buf = r.buf
-    start = r.pos
-    if end <= start:
-        return end
-    # Borrow the bytes around the region as brackets to decode in place, without a copy.
-    before = buf[start - 1]
-    after = buf[end] if end < len(buf) else None
-    buf[start - 1] = ord("[")
-    if after is None:
-        buf.append(ord("]"))
-    else:
-        buf[end] = ord("]")
-    ok = False
-    try:
-        with memoryview(buf) as mv:
-            ok = _decode_chunk(mv[start - 1 : end + 1], cols)
-    finally:
-        buf[start - 1] = before
-        if after is None:
-            buf.pop()
-        else:
-            buf[end] = after
-    if not ok:
-        return _decode_piecewise(buf, start, end, cols, at_eof=r.eof)
-    return end
+        drain(in_flight)
 
 
 def _meta(path: Path, fmt: str, top: str, header: dict[str, Any]) -> TraceMeta:
@@ -486,19 +638,48 @@ def _meta(path: Path, fmt: str, top: str, header: dict[str, Any]) -> TraceMeta:
     )
 
 
-def load_trace(path: str | Path) -> Trace:
-    """Read a Chrome trace file into a :class:`Trace`; raise :class:`BadInputError` if it is not one."""
+def _workers_for(path: Path, fmt: str, jobs: int | None) -> int:
+    """Processes to decode with: several only for big files on machines with spare cores."""
+    if jobs is not None:
+        return max(1, jobs)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    size = path.stat().st_size * (8 if fmt == "json.gz" else 1)
+    return min(cores, 4) if size >= PARALLEL_MIN_BYTES else 1
+
+
+def load_trace(path: str | Path, *, jobs: int | None = None) -> Trace:
+    """Read a Chrome trace file into a :class:`Trace`; raise :class:`BadInputError` if it is not one.
+
+    ``jobs`` is the number of processes decoding events (default: one per core, up to 4, for
+    files of 64 MB or more; one otherwise).
+    """
     p = Path(path)
     if p.exists() and p.is_file() and p.stat().st_size == 0:
         raise BadInputError(p, "the file is empty")
     r = _Reader(p)
     cols = _Columns()
+    pool: Executor | None = None
     try:
         top, header = _parse_header(r)
-        tail, truncated = _parse_events(r, cols)
-        bytes_read = r.offset + len(r.buf)
+        workers = _workers_for(p, r.format, jobs)
+        if workers > 1:
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        if r.format == "json":
+            start = r.offset + r.pos
+            tail, truncated = _parse_events_file(p, start, cols, pool, workers)
+            bytes_read = p.stat().st_size
+        else:
+            tail, truncated = _parse_events(r, cols, pool)
+            bytes_read = r.offset + len(r.buf)
     finally:
         r.close()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     truncated = truncated or r.broken is not None
     header = {**header, **tail}
     if cols.events_total == 0 and truncated:
@@ -530,7 +711,7 @@ def _build_trace(meta: TraceMeta, cols: _Columns, truncated: bool, bytes_read: i
     if not finite.all():
         ts_ns, dur_ns, name_id = ts_ns[finite], dur_ns[finite], name_id[finite]
         cat_id, pid, tid = cat_id[finite], pid[finite], tid[finite]
-    cats = cols.cats.table()
+    cats = SymbolTable(tuple(cols.cats))
     counts = np.bincount(cat_id, minlength=len(cats))
     stats = LoadStats(
         events_total=cols.events_total,
@@ -545,9 +726,9 @@ def _build_trace(meta: TraceMeta, cols: _Columns, truncated: bool, bytes_read: i
     return Trace(
         meta=meta,
         stats=stats,
-        names=cols.names.table(),
+        names=SymbolTable(tuple(cols.names)),
         cats=cats,
-        strings=cols.strings.table(),
+        strings=SymbolTable(tuple(cols.strings)),
         ts_ns=ts_ns,
         dur_ns=dur_ns,
         name_id=name_id,

@@ -21,6 +21,20 @@ GPU_ACTIVITY_CATEGORIES = frozenset({"kernel", "gpu_memcpy", "memcpy", "gpu_mems
 GPU_SIDE_CATEGORIES = GPU_ACTIVITY_CATEGORIES | {"gpu_user_annotation"}
 RUNTIME_CATEGORIES = frozenset({"cuda_runtime", "runtime", "cuda_driver", "hip_runtime"})
 
+# pid/tid columns hold integers as written; a string id k (e.g. "stream 7") is stored as
+# STRING_ID_BASE - k, far below any real (possibly negative) integer id.
+STRING_ID_BASE = -(1 << 62)
+
+
+def string_id_value(k: int) -> int:
+    """The column value of string id ``k``."""
+    return STRING_ID_BASE - k
+
+
+def is_string_id(value: int) -> bool:
+    """Whether a pid/tid column value stands for an interned string."""
+    return value <= STRING_ID_BASE
+
 
 @dataclass(frozen=True)
 class SymbolTable:
@@ -74,8 +88,8 @@ class Trace:
 
     Columns (one row per ``X`` event, in file order):
     ``ts_ns``/``dur_ns`` int64 ns; ``name_id``/``cat_id`` int32 ids into ``names``/``cats``
-    (categories lower-cased); ``pid``/``tid`` int64 (string ids are interned and negated:
-    ``-(1 + id into strings)``).
+    (categories lower-cased); ``pid``/``tid`` int64 (string ids are interned into ``strings``
+    and stored as ``STRING_ID_BASE - id``).
     """
 
     meta: TraceMeta
@@ -108,7 +122,7 @@ class Trace:
 
     def label(self, value: int) -> str:
         """A pid/tid column value as the trace wrote it."""
-        return self.strings.names[-value - 1] if value < 0 else str(value)
+        return self.strings.names[STRING_ID_BASE - value] if is_string_id(value) else str(value)
 
 
 def concat_traces(traces: list[Trace]) -> Trace:
@@ -131,9 +145,9 @@ def concat_traces(traces: list[Trace]) -> Trace:
 
         def ids(col: Int64Array, remap: np.ndarray = remap_s) -> Int64Array:
             out = col.copy()
-            neg = out < 0
+            neg = out <= STRING_ID_BASE
             if neg.any():
-                out[neg] = -1 - remap[-out[neg] - 1]
+                out[neg] = STRING_ID_BASE - remap[STRING_ID_BASE - out[neg]]
             return out
 
         start = int(t.ts_ns.min()) if len(t) else 0
