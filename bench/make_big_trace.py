@@ -39,7 +39,7 @@ def build(source: Path, out: Path, size_mb: float, compress: bool) -> int:
     steps = [int(x) for x in STEP.findall(events)]
     step_span = (max(steps) - min(steps) + 1) if steps else 0
     reps = max(1, round(size_mb * 1e6 / len(events)))
-    sink = gzip.open(out, "wb", compresslevel=6) if compress else out.open("wb")
+    sink = gzip.open(out, "wb", compresslevel=6) if compress else out.open("wb")  # noqa: SIM115
     with sink as f:
         f.write(head)
         for k in range(reps):
