@@ -135,12 +135,27 @@ def columnarize(events: list[RawEvent]) -> Chunk:
     )
 
 
+_scratch = bytearray()  # per process: reused so big chunks do not page-fault fresh memory
+
+
 def decode_region(data: bytes) -> Chunk:
     """Decode whole events separated by commas (no brackets); runs in worker processes too."""
+    global _scratch
+    n = len(data)
+    if len(_scratch) < n + 2:
+        _scratch = bytearray(n + 2 + (1 << 20))
+    with memoryview(_scratch) as mv:
+        mv[1 : n + 1] = data
+        _scratch[0], _scratch[n + 1] = 0x5B, 0x5D  # '[' and ']'
+        return _decode_bracketed(mv[: n + 2])
+
+
+def _decode_bracketed(view: memoryview) -> Chunk:
+    """Like :func:`decode_region` for ``[`` + events + ``]`` already in a reusable buffer."""
     try:
-        return columnarize(_chunk_decoder.decode(b"[" + data + b"]"))
+        return columnarize(_chunk_decoder.decode(view))
     except (msgspec.DecodeError, msgspec.ValidationError):
-        return _decode_piecewise(data)
+        return _decode_piecewise(bytes(view[1:-1]))
 
 
 def _decode_piecewise(data: bytes) -> Chunk:
@@ -308,8 +323,9 @@ class _GunzipStream:
         self.error: Exception | None = None
 
     def read(self, n: int) -> bytes:
-        out = bytearray()
-        while len(out) < n and not self.done:
+        out: list[bytes] = []
+        got = 0
+        while got < n and not self.done:
             data = self.dec.unconsumed_tail or self.pending
             self.pending = b""
             if not data:
@@ -323,19 +339,21 @@ class _GunzipStream:
                 continue  # padding after the last member
             self.in_member = True
             try:
-                out += self.dec.decompress(data, n - len(out) + 1)
+                piece = self.dec.decompress(data, n - got + 1)
             except zlib.error as exc:
                 self.done = True
                 self.error = exc
                 break
+            out.append(piece)
+            got += len(piece)
             if self.dec.eof:
                 self.pending = self.dec.unused_data
                 self.dec = zlib.decompressobj(wbits=31)
                 self.in_member = False
-        if not out and self.error is not None:
+        if not got and self.error is not None:
             err, self.error = self.error, None
             raise err
-        return bytes(out)
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def close(self) -> None:
         self.raw.close()
@@ -366,6 +384,20 @@ class _Reader:
                 self.eof = True
                 break
             self.buf += block
+
+    def read_block(self, n: int) -> bytes:
+        """Up to ``n`` more bytes of the stream (b"" at its end, or where it breaks)."""
+        if self.eof:
+            return b""
+        try:
+            block = self.stream.read(n)
+        except (EOFError, zlib.error, OSError) as exc:
+            self.eof = True
+            self.broken = f"the gzip stream is broken ({exc})"
+            return b""
+        if not block:
+            self.eof = True
+        return block
 
     def compact(self) -> None:
         """Drop consumed bytes, keeping the one before ``pos`` (regions borrow it as '[')."""
@@ -506,12 +538,20 @@ def decode_span(path: str, start: int, end: int, chunk_bytes: int) -> Chunk:
     """Decode the events in file bytes ``[start, end)`` (whole events) in chunks; one Chunk back."""
     cols = _Columns(keep_first_head=True)
     fd = os.open(path, os.O_RDONLY)
+    # One buffer, reused: fresh multi-MB allocations per chunk cost page faults (system time).
+    buf = bytearray(chunk_bytes + (2 << 20))
     try:
         pos = start
         while pos < end:
             cut = _next_cut(fd, pos + chunk_bytes, end) if pos + chunk_bytes < end else None
             region_end, next_pos = cut if cut else (end, end)
-            cols.merge(decode_region(os.pread(fd, region_end - pos, pos)))
+            n = region_end - pos
+            if n + 2 > len(buf):
+                buf = bytearray(n + 2)
+            with memoryview(buf) as mv:
+                got = os.preadv(fd, [mv[1 : 1 + n]], pos)
+                buf[0], buf[got + 1] = 0x5B, 0x5D  # '[' and ']'
+                cols.merge(_decode_bracketed(mv[: got + 2]))
             pos = next_pos
     finally:
         os.close(fd)
@@ -572,44 +612,61 @@ class _Inline:
     def result(self) -> Chunk:
         return self.value
 
+    def done(self) -> bool:
+        return True
+
 
 def _parse_events(r: _Reader, cols: _Columns, pool: Executor | None) -> tuple[dict[str, Any], bool]:
-    """Cut the event array into regions at event boundaries and decode them (in ``pool`` if any)."""
+    """Stream path (gzip): cut the event array at event boundaries as it is decompressed.
+
+    Regions go to ``pool`` while a worker is free; otherwise this process decodes the region
+    itself rather than wait, so decompression and decoding share the cores.
+    """
     pending: deque[Any] = deque()
-    in_flight = getattr(pool, "_max_workers", 1) + 1
+    workers = getattr(pool, "_max_workers", 0)
 
     def drain(limit: int) -> None:
-        while len(pending) > limit:
+        while pending and (len(pending) > limit or pending[0].done()):
             cols.merge(pending.popleft().result())
 
-    r.skip_ws()
+    data = bytes(memoryview(r.buf)[r.pos :])
+    r.buf, r.pos = bytearray(), 0
+    eof = r.eof
+    need_more = False
     while True:
-        r.fill(CHUNK_TARGET + READ_BLOCK)
+        blocks = [data]
+        size = len(data)
+        while (size < CHUNK_TARGET + READ_BLOCK or need_more) and not eof:
+            block = r.read_block(CHUNK_TARGET)
+            if not block:
+                eof = True
+                break
+            blocks.append(block)
+            size += len(block)
+            need_more = False
+        data = blocks[0] if len(blocks) == 1 else b"".join(blocks)
+        del blocks
         m = None
-        if not r.eof:
-            m = _BOUNDARY.search(r.buf, min(r.pos + CHUNK_TARGET, len(r.buf)) - 1)
-            if m is None:
-                # One enormous event, or a short read: read more and look again.
-                r.fill(len(r.buf) - r.pos + CHUNK_TARGET)
-                if not r.eof:
-                    m = _BOUNDARY.search(r.buf, r.pos)
-                    if m is None:
-                        continue
-        if m is None:
-            for found in _BOUNDARY.finditer(r.buf, r.pos):
+        if not eof:
+            m = _BOUNDARY.search(data, min(CHUNK_TARGET, len(data)) - 1)
+            if m is None:  # one enormous event: read on
+                need_more = True
+                continue
+        else:
+            for found in _BOUNDARY.finditer(data):
                 m = found
             if m is None:
                 drain(0)
-                return _parse_tail(bytes(r.buf[r.pos :]), cols)
-        end = m.start() + 1  # just past the event's closing brace
-        data = bytes(r.buf[r.pos : end])
-        pending.append(pool.submit(decode_region, data) if pool else _Inline(decode_region(data)))
-        r.pos = end
-        r.skip_ws()
-        if r.pos < len(r.buf) and r.buf[r.pos] == ord(","):
-            r.pos += 1
-        r.compact()
-        drain(in_flight)
+                return _parse_tail(data, cols)
+        region = data[: m.start() + 1]  # whole events, up to the closing brace
+        data = data[m.end() - 1 :]  # from the next event's opening brace
+        busy = sum(1 for f in pending if not f.done())
+        if pool is not None and busy < workers:
+            pending.append(pool.submit(decode_region, region))
+        else:
+            pending.append(_Inline(decode_region(region)))
+        del region
+        drain(2 * workers + 2)
 
 
 def _meta(path: Path, fmt: str, top: str, header: dict[str, Any]) -> TraceMeta:
@@ -668,7 +725,10 @@ def load_trace(path: str | Path, *, jobs: int | None = None) -> Trace:
         if workers > 1:
             methods = multiprocessing.get_all_start_methods()
             ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
-            pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+            # A gzip stream keeps this process busy too (decompressing, and decoding when the
+            # workers are busy), so it gets one worker fewer.
+            n = workers - 1 if r.format == "json.gz" else workers
+            pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx)
         if r.format == "json":
             start = r.offset + r.pos
             tail, truncated = _parse_events_file(p, start, cols, pool, workers)
