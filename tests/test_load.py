@@ -70,6 +70,10 @@ def test_many_small_chunks_decode_the_same_events(tmp_path: Path, monkeypatch: p
     parallel = load_trace(path, jobs=2)
     assert parallel.ts_ns.tolist() == whole.ts_ns.tolist()
     assert parallel.names.names == chunked.names.names
+    gz = b.write(tmp_path / "t.json.gz", indent=indent, compress=True)
+    spooled = load_trace(gz, jobs=2)
+    assert spooled.ts_ns.tolist() == whole.ts_ns.tolist()
+    assert spooled.stats.events_total == whole.stats.events_total and not spooled.stats.truncated
     assert len(chunked) == len(whole) == len(b.events)
     assert chunked.ts_ns.tolist() == whole.ts_ns.tolist()
     assert "weird },{ name }, {" in chunked.names.names
@@ -95,6 +99,8 @@ def test_truncated_file_keeps_complete_events_and_says_so(tmp_path: Path) -> Non
     gz.write_bytes(data[: int(len(data) * 0.6)])
     tg = load_trace(gz)
     assert tg.stats.truncated and len(tg) > 0
+    tp = load_trace(gz, jobs=2)
+    assert tp.stats.truncated and len(tp) == len(tg)
 
 
 def _write(path: Path, text: str | bytes) -> Path:
