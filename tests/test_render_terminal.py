@@ -79,3 +79,19 @@ def test_non_utf8_stream_gets_a_readable_fallback(tmp_path: Path) -> None:
     print_summary(_doc(tmp_path), stream)
     stream.flush()
     assert b"faster" in raw.getvalue()
+
+
+def test_thread_advice_environment_and_expected_gain_are_printed(tmp_path: Path) -> None:
+    # GIVEN a recommendation with thread and environment advice, and one that keeps num_workers
+    doc = _doc(tmp_path)
+    doc["diagnosis"] = "oversubscription"
+    doc["recommendation"].update(torch_threads_per_worker=1, torch_threads_main=1, expected_speedup=2.0,
+                                 env={"OMP_NUM_THREADS": "1"}, keep_current=[])
+    text = format_summary(doc)
+    assert "torch.set_num_threads(1)  # main process" in text and "worker_init_fn=" in text
+    assert "+ export OMP_NUM_THREADS=1" in text and "about 2.00× faster" in text
+    doc["loader"].update(num_workers=None, pin_memory=None, persistent_workers=None, prefetch_factor=None)
+    doc["recommendation"].update(torch_threads_per_worker=None, torch_threads_main=None, env={},
+                                 keep_current=["num_workers"], num_workers=1, pin_memory=False,
+                                 persistent_workers=False, prefetch_factor=None)
+    assert "keep the DataLoader settings as they are (the trace does not show num_workers)" in format_summary(doc)

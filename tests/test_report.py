@@ -17,8 +17,11 @@ from tests.conftest import REPO, SHARED_TRACES
 from tracelens.api import Result, analyze_files, analyze_path
 from tracelens.report import (
     build_view,
+    current_settings,
+    diff_after,
     histogram_spec,
     nice_axis,
+    recommendation_view,
     redact_view,
     render_page,
     render_report,
@@ -282,6 +285,45 @@ def test_settings_diff_marks_changes_and_unknowns() -> None:
     assert (" ", "persistent_workers=False,") in lines and (" ", "batch_size=64,") in lines
 
 
+def test_settings_diff_keeps_unshown_values_and_adds_thread_advice() -> None:
+    # GIVEN a recommendation whose num_workers is only a lower bound, with thread advice
+    cur = {"num_workers": None, "pin_memory": None, "persistent_workers": None, "prefetch_factor": None}
+    rec = {"num_workers": 1, "pin_memory": True, "persistent_workers": False, "prefetch_factor": None}
+    lines = settings_diff(cur, rec, keep=["num_workers"], threads_per_worker=1, threads_main=2)
+    pairs = [(d["op"], d["text"].strip()) for d in lines]
+    # THEN the bound is not shown as a value; an unknown setting at PyTorch's default is no change
+    assert (" ", "# num_workers: keep your current value") in pairs
+    assert not any("num_workers=1" in t or "persistent_workers" in t for _, t in pairs)
+    assert pairs[0] == ("+", "torch.set_num_threads(2)  # main process")
+    assert ("+", "worker_init_fn=lambda _: torch.set_num_threads(1),") in pairs
+    # AND the code to copy has no comment lines left
+    code = diff_after(lines)
+    assert "#" not in code and "keep" not in code and code.startswith("torch.set_num_threads(2)")
+
+
+def test_recommendation_view_words_keep_env_and_expected_gain() -> None:
+    doc: dict[str, Any] = {
+        "diagnosis": "oversubscription",
+        "loader": {"num_workers": 8, "pin_memory": False, "persistent_workers": False, "prefetch_factor": 2},
+        "copies": {"h2d_pinned": 0, "h2d_pageable": 0},
+        "recommendation": {"num_workers": 1, "pin_memory": False, "persistent_workers": False,
+                           "prefetch_factor": 2, "expected_speedup": 2.5, "torch_threads_per_worker": 1,
+                           "torch_threads_main": 1, "keep_current": [], "notes": [],
+                           "env": {"OMP_NUM_THREADS": "1", "BAD;rm -rf": "x", "MKL_NUM_THREADS": "$(x)"}},
+    }
+    view = recommendation_view(doc)
+    assert view["changed"] and view["expected"] == "2.50×" and view["env"] == ["OMP_NUM_THREADS=1"]
+    doc["diagnosis"] = "healthy"
+    assert recommendation_view(doc)["expected"] is None
+
+
+def test_current_pin_memory_is_inferred_from_pinned_copies() -> None:
+    doc: dict[str, Any] = {"loader": {"num_workers": None, "pin_memory": None}, "copies": {"h2d_pinned": 5, "h2d_pageable": 0}}
+    assert current_settings(doc)["pin_memory"] is True
+    doc["copies"]["h2d_pageable"] = 1
+    assert current_settings(doc)["pin_memory"] is None
+
+
 @pytest.mark.parametrize(("diagnosis", "needle"), [
     ("healthy", "keeps up"), ("input_bound", "up to 1.25× faster"), ("cpu_starvation", "CPU-starved"),
     ("io_bound", "I/O-bound"), ("oversubscription", "Oversubscribed"), ("undetermined", "cannot say"),
@@ -303,6 +345,12 @@ def test_histogram_uses_log_bins_when_waits_span_decades() -> None:
     spec = histogram_spec("w", [0.1, 0.2, 50.0, 60.0])
     assert spec is not None and spec["log"] and sum(b["count"] for b in spec["bins"]) == 4
     assert histogram_spec("w", []) is None
+
+
+def test_histogram_of_alike_waits_starts_near_the_shortest() -> None:
+    spec = histogram_spec("w", [0.061, 0.07, 0.071, 0.073])
+    assert spec is not None and not spec["log"] and 0 < spec["bins"][0]["lo"] <= 0.061
+    assert spec["bins"][-1]["hi"] >= 0.073 and sum(b["count"] for b in spec["bins"]) == 4
 
 
 def test_telemetry_aggregates_many_workers_and_tolerates_missing_fields() -> None:

@@ -19,8 +19,8 @@ from tracelens.report import (
     SETTING_KEYS,
     fmt_ms,
     fmt_pct,
+    recommendation_view,
     settings_call,
-    settings_diff,
     verdict_sentence,
 )
 
@@ -95,14 +95,21 @@ def format_summary(doc: dict[str, Any], color: bool = False) -> str:
     for w in doc.get("warnings", []):
         lines += [c("33", ln) for ln in _wrap(f"warning: {w}", "  ")]
 
-    current = {k: doc["loader"].get(k) for k in SETTING_KEYS}
-    recommended = {k: doc["recommendation"].get(k) for k in SETTING_KEYS}
-    diff = settings_diff(current, recommended)
-    if any(d["op"] != " " for d in diff):
+    rec = recommendation_view(doc)
+    if rec["changed"]:
         lines.append("")
         lines.append(c("1", "  change the DataLoader call:"))
-        lines += [c(DIFF_COLOR[d["op"]], f"  {d['op']} {d['text']}") for d in diff]
+        lines += [c(DIFF_COLOR[d["op"]], f"  {d['op']} {_clean(d['text'])}") for d in rec["diff"]]
+        if rec["env"]:
+            lines.append(c("1", "  and start training with:"))
+            lines += [c(DIFF_COLOR["+"], f"  + export {_clean(e)}") for e in rec["env"]]
+        if rec["expected"]:
+            lines.append(f"  expected: steps about {rec['expected']} faster (estimate)")
+    elif rec["keep"]:
+        lines.append("  keep the DataLoader settings as they are (the trace does not show "
+                     + ", ".join(rec["keep"]) + ")")
     else:
+        recommended = {k: doc["recommendation"].get(k) for k in SETTING_KEYS}
         lines.append("  keep the DataLoader settings: " + settings_call(recommended))
     for note in doc["recommendation"].get("notes", []):
         lines += _wrap("- " + _first_sentence(str(note)), "    ")

@@ -230,8 +230,13 @@ def histogram_spec(title: str, values: Sequence[float], *, unit: str = "ms", wha
     log = lo > 0 and hi / lo > 50
     if log:
         edges = np.geomspace(lo, hi, nbins + 1)
-    else:
-        edges = np.linspace(0.0, hi if hi > 0 else 1.0, nbins + 1)
+    else:  # from 0, or from a round number below the shortest when all are alike
+        start, end = 0.0, hi if hi > 0 else 1.0
+        if lo > 0.3 * hi:
+            mag = 10 ** math.floor(math.log10(hi - lo if hi > lo else lo))
+            start = math.floor(lo / mag) * mag
+            end = max(hi, start + mag)
+        edges = np.linspace(start, end, nbins + 1)
     counts, _ = np.histogram(v, bins=edges)
     bins = []
     for i, c in enumerate(counts.tolist()):
@@ -306,18 +311,39 @@ def settings_call(settings: dict[str, Any]) -> str:
     return "DataLoader(dataset, " + ", ".join(parts) + ")"
 
 
+# PyTorch's DataLoader defaults: an unknown current value recommended at its default is no change.
+DEFAULTS: dict[str, Any] = {"num_workers": 0, "pin_memory": False, "persistent_workers": False,
+                            "prefetch_factor": (None, 2)}
+
+
+def _is_default(key: str, value: Any) -> bool:
+    d = DEFAULTS.get(key)
+    return value in d if isinstance(d, tuple) else value == d
+
+
 def settings_diff(current: dict[str, Any], recommended: dict[str, Any],
-                  context: Sequence[str] = ()) -> list[dict[str, str]]:
+                  context: Sequence[str] = (), *, keep: Sequence[str] = (),
+                  threads_per_worker: int | None = None,
+                  threads_main: int | None = None) -> list[dict[str, str]]:
     """The recommended ``DataLoader(...)`` call as diff lines ``{op: " "|"-"|"+", text}``.
 
     ``current`` values of ``None`` are unknown (not in the trace): their line is added with a
-    comment. ``context`` lines (e.g. ``batch_size=64``) are shown unchanged.
+    comment, or left out when the recommendation is PyTorch's default. ``keep`` settings (whose
+    recommended value is only a lower bound) become a "keep your current value" comment.
+    ``context`` lines (e.g. ``batch_size=64``) are shown unchanged. Thread advice adds a
+    ``torch.set_num_threads`` line for the main process and a ``worker_init_fn``.
     """
-    lines = [{"op": " ", "text": "loader = DataLoader("}, {"op": " ", "text": "    dataset,"}]
+    lines = []
+    if threads_main is not None:
+        lines.append({"op": "+", "text": f"torch.set_num_threads({threads_main})  # main process"})
+    lines += [{"op": " ", "text": "loader = DataLoader("}, {"op": " ", "text": "    dataset,"}]
     lines += [{"op": " ", "text": f"    {c},"} for c in context]
     for k in SETTING_KEYS:
         cur, rec = current.get(k), recommended.get(k)
-        if cur is None and rec is None:
+        if k in keep:
+            lines.append({"op": " ", "text": f"    # {k}: keep your current value"})
+            continue
+        if cur is None and (rec is None or _is_default(k, rec)):
             continue
         if cur == rec:
             lines.append({"op": " ", "text": f"    {k}={rec!r},"})
@@ -327,14 +353,44 @@ def settings_diff(current: dict[str, Any], recommended: dict[str, Any],
         if rec is not None:
             note = "  # current value not recorded in the trace" if cur is None else ""
             lines.append({"op": "+", "text": f"    {k}={rec!r},{note}"})
+    if threads_per_worker is not None:
+        lines.append({"op": "+", "text": f"    worker_init_fn=lambda _: torch.set_num_threads({threads_per_worker}),"})
     lines.append({"op": " ", "text": ")"})
     return lines
 
 
 def diff_after(lines: Sequence[dict[str, str]]) -> str:
     """The code after applying the diff, comments dropped: what the copy button copies."""
-    kept = [ln["text"].split("  #")[0] for ln in lines if ln["op"] != "-"]
+    kept = [ln["text"].split("  #")[0] for ln in lines
+            if ln["op"] != "-" and not ln["text"].lstrip().startswith("#")]
     return "\n".join(kept)
+
+
+def current_settings(doc: dict[str, Any]) -> dict[str, Any]:
+    """The loader settings the trace shows; ``pin_memory`` inferred when every copy was pinned."""
+    cur = {k: doc["loader"].get(k) for k in SETTING_KEYS}
+    copies = doc.get("copies") or {}
+    if cur["pin_memory"] is None and copies.get("h2d_pinned") and not copies.get("h2d_pageable"):
+        cur["pin_memory"] = True
+    return cur
+
+
+def recommendation_view(doc: dict[str, Any], context: Sequence[str] = ()) -> dict[str, Any]:
+    """The change to make (one rank's document): diff, code to copy, environment, expected gain."""
+    rec = doc["recommendation"]
+    keep = [str(k) for k in rec.get("keep_current") or []]
+    diff = settings_diff(current_settings(doc), {k: rec.get(k) for k in SETTING_KEYS}, context,
+                         keep=keep, threads_per_worker=rec.get("torch_threads_per_worker"),
+                         threads_main=rec.get("torch_threads_main"))
+    env = {str(k): str(v) for k, v in (rec.get("env") or {}).items()
+           if re.fullmatch(r"[A-Z][A-Z0-9_]*", str(k)) and re.fullmatch(r"[\w.,:-]*", str(v))}
+    speed = rec.get("expected_speedup")
+    expected = (f"{speed:.2f}×" if isinstance(speed, (int, float)) and speed >= 1.005
+                and doc.get("diagnosis") not in ("healthy", "undetermined") else None)
+    return {"diff": diff, "code": diff_after(diff), "changed": any(ln["op"] != " " for ln in diff) or bool(env),
+            "keep": keep, "env": [f"{k}={v}" for k, v in sorted(env.items())], "expected": expected,
+            "expected_value": float(speed) if expected else None,
+            "notes": [str(n) for n in rec.get("notes", [])]}
 
 
 # ----------------------------------------------------------------------------- run.json (duck typed)
@@ -793,11 +849,8 @@ def build_view(result: Result, *, redact: bool = False) -> dict[str, Any]:
     telemetry = telemetry_view(focus.run)
     if telemetry is not None and telemetry["reduced"]:
         notices.append(f"Telemetry lines show at most {MAX_LINE_POINTS} points each (means of neighbouring samples).")
-    current = {k: doc["loader"].get(k) for k in SETTING_KEYS}
-    recommended = {k: doc["recommendation"].get(k) for k in SETTING_KEYS}
     ml = _main_loader(run)
     context = [f"batch_size={ml['batch_size']!r}"] if ml and ml.get("batch_size") is not None else []
-    diff = settings_diff(current, recommended, context)
     findings = sorted((_finding_view(f) for f in doc.get("findings", [])),
                       key=lambda f: (SEVERITY_ORDER.get(f["severity"], 9), f["id"]))
     source_path = str(result.document.get("source", {}).get("path") or result.path)
@@ -814,9 +867,7 @@ def build_view(result: Result, *, redact: bool = False) -> dict[str, Any]:
                     "tone": TONES.get(doc["diagnosis"], "bad"),
                     "ceiling": doc["metrics"].get("speedup_ceiling")},
         "metrics": _metric_tiles(doc),
-        "recommendation": {"diff": diff, "code": diff_after(diff),
-                           "changed": any(ln["op"] != " " for ln in diff),
-                           "notes": [str(n) for n in doc["recommendation"].get("notes", [])]},
+        "recommendation": recommendation_view(doc, context),
         "findings": findings,
         "charts": {"steps": steps, "timeline": timeline, "waits": hist},
         "wait_stats": wait_stats(waits, int(doc["metrics"].get("measured_steps") or 0)),
