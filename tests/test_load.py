@@ -65,7 +65,6 @@ def test_many_small_chunks_decode_the_same_events(tmp_path: Path, monkeypatch: p
     whole = load_trace(path)
     monkeypatch.setattr(load, "CHUNK_TARGET", 700)
     monkeypatch.setattr(load, "READ_BLOCK", 333)
-    monkeypatch.setattr(load, "COMPACT_AFTER", 1000)
     chunked = load_trace(path)
     parallel = load_trace(path, jobs=2)
     assert parallel.ts_ns.tolist() == whole.ts_ns.tolist()

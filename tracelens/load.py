@@ -17,7 +17,6 @@ import os
 import re
 import zlib
 from collections import Counter, deque
-from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -43,7 +42,6 @@ GZIP_MAGIC = b"\x1f\x8b"
 READ_BLOCK = 4 << 20  # bytes read from the (decompressed) stream at a time
 CHUNK_TARGET = 8 << 20  # bytes of events decoded at once
 PARALLEL_MIN_BYTES = 64 << 20  # (decompressed) size from which events are decoded in parallel
-COMPACT_AFTER = 16 << 20  # consumed bytes kept in the window before it is compacted
 HEADER_LIMIT = 256 << 20  # a top-level object with no traceEvents within this is not a trace
 
 _BOUNDARY = re.compile(rb"\}\s*,\s*\{")
@@ -360,7 +358,7 @@ class _GunzipStream:
 
 
 class _Reader:
-    """A growing window over the decompressed stream."""
+    """A growing window over the start of the (decompressed) stream, for the header."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -398,14 +396,6 @@ class _Reader:
         if not block:
             self.eof = True
         return block
-
-    def compact(self) -> None:
-        """Drop consumed bytes, keeping the one before ``pos`` (regions borrow it as '[')."""
-        if self.pos > COMPACT_AFTER:
-            drop = self.pos - 1
-            del self.buf[:drop]
-            self.offset += drop
-            self.pos = 1
 
     def skip_ws(self) -> None:
         while True:
@@ -797,16 +787,3 @@ def _build_trace(meta: TraceMeta, cols: _Columns, truncated: bool, bytes_read: i
         tid=tid,
         origin_us=origin_us,
     )
-
-
-def iter_events_for_debug(trace: Trace, limit: int = 20) -> Iterator[dict[str, Any]]:
-    """The first ``limit`` rows as dicts (for ``--debug`` output and notebooks)."""
-    for i in range(min(limit, len(trace))):
-        yield {
-            "name": trace.names.names[trace.name_id[i]],
-            "cat": trace.cats.names[trace.cat_id[i]],
-            "ts_ns": int(trace.ts_ns[i]),
-            "dur_ns": int(trace.dur_ns[i]),
-            "pid": trace.label(int(trace.pid[i])),
-            "tid": trace.label(int(trace.tid[i])),
-        }
