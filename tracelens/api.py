@@ -60,9 +60,10 @@ def load_run_info(run_json: Path) -> Any:
     return read_run_info(run_json)
 
 
-def analyze_files(paths: list[Path], run: Any = None, rank: int | None = None) -> RankResult:
-    """Analyze one rank held in one or more trace files."""
-    traces = [load_trace(p) for p in paths]
+def analyze_files(paths: list[Path], run: Any = None, rank: int | None = None,
+                  jobs: int | None = None) -> RankResult:
+    """Analyze one rank held in one or more trace files (``jobs``: decoding processes per file)."""
+    traces = [load_trace(p, jobs=jobs) for p in paths]
     analysis = analyze_trace(concat_traces(traces))
     if rank is not None and analysis.rank is None:
         analysis = _with_rank(analysis, rank)
@@ -123,9 +124,9 @@ def group_by_rank(files: list[Path]) -> dict[int, list[Path]]:
     return ranks
 
 
-def _analyze_rank_job(args: tuple[list[str], int]) -> RankResult:
-    paths, rank = args
-    return analyze_files([Path(p) for p in paths], rank=rank)
+def _analyze_rank_job(args: tuple[list[str], int, int | None]) -> RankResult:
+    paths, rank, jobs = args
+    return analyze_files([Path(p) for p in paths], rank=rank, jobs=jobs)
 
 
 def analyze_path(path: str | Path, jobs: int | None = None) -> Result:
@@ -151,7 +152,9 @@ def analyze_path(path: str | Path, jobs: int | None = None) -> Result:
         return Result(str(p), (r,), r.document)
     items = sorted(groups.items())
     workers = jobs or min(len(items), os.cpu_count() or 1)
-    job_args = [([str(f) for f in fs], rank) for rank, fs in items]
+    # Ranks in parallel processes already use the cores: each decodes its file in one process.
+    per_file_jobs = 1 if workers > 1 else None
+    job_args = [([str(f) for f in fs], rank, per_file_jobs) for rank, fs in items]
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(_analyze_rank_job, job_args))
