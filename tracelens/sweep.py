@@ -354,6 +354,8 @@ def _failure(trial: Trial) -> str:
     raw = trial.raw[0] if trial.raw else {}
     if raw.get("error"):
         return str(raw["error"])
+    if raw.get("script_error"):
+        return f"the script failed ({raw['script_error']}), exit status {raw.get('exit_status')}"
     return f"exit status {raw.get('exit_status')}, stopped: {raw.get('stop_reason')}"
 
 

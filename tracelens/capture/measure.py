@@ -13,11 +13,9 @@ Result (JSON): per-step ``step_ns`` and ``wait_ns`` lists, the loader's settings
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
-import runpy
 import shutil
 import sys
 import tempfile
@@ -27,6 +25,7 @@ from typing import Any
 
 from tracelens.capture import hooks
 from tracelens.capture.session import CaptureSession, SessionConfig, StopRun
+from tracelens.capture.target import run_target
 from tracelens.capture.worker import read_record_file, unpatch_fetch
 
 #: Cap on the warm-up chosen for a loader: skip start-up and the pre-filled queue, not more.
@@ -120,36 +119,6 @@ class TimingSession(CaptureSession):
         return cpu / wall if wall > 0 else None
 
 
-def _run_target(target: str, args: list[str], module: bool) -> tuple[int, str]:
-    """Run the script as ``python SCRIPT ARGS`` would; return (exit status, stop reason)."""
-    saved_argv, saved_path = sys.argv[:], sys.path[:]
-    try:
-        sys.argv = [target, *args]
-        if module:
-            sys.path[0:1] = [os.getcwd()]
-            runpy.run_module(target, run_name="__main__", alter_sys=True)
-        else:
-            sys.path[0:1] = [str(Path(target).resolve().parent)]
-            runpy.run_path(target, run_name="__main__")
-        return 0, "finished"
-    except StopRun:
-        return 0, "steps_measured"
-    except SystemExit as exc:
-        code = exc.code
-        status = 0 if code is None else code if isinstance(code, int) else 1
-        return status, "finished" if status == 0 else "exited"
-    except KeyboardInterrupt:
-        return 130, "interrupted"
-    except BaseException as exc:
-        import traceback
-
-        traceback.print_exception(type(exc), exc, exc.__traceback__)
-        return 1, "error"
-    finally:
-        sys.argv = saved_argv
-        sys.path[:] = saved_path
-
-
 def run_timing_trial(
     target: str,
     args: list[str],
@@ -168,17 +137,15 @@ def run_timing_trial(
     wall0 = time.perf_counter_ns()
     session.start()
     try:
-        status, reason = _run_target(target, args, module)
+        status, reason, error = run_target(target, args, module, stop_reason="steps_measured")
     finally:
-        with contextlib.suppress(Exception):
-            for stream in (sys.stdout, sys.stderr):
-                stream.flush()
         session.close()
     starts = session.next_starts
     loader = session.loaders[session.timed_loader] if session.timed_loader is not None else None
     result = {
         "exit_status": status,
         "stop_reason": reason,
+        "script_error": error,
         "warmup": session.warmup,
         "steps_requested": steps,
         "step_ns": [b - a for a, b in itertools.pairwise(starts)],
