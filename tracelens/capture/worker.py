@@ -2,9 +2,11 @@
 
 ``WorkerInit`` replaces a loader's ``worker_init_fn``; it is a module-level class, so it pickles
 for ``spawn``. In the worker it times every ``fetch`` (one batch: indexing the dataset and
-collating) and appends one line per batch to ``<record_dir>/<loader>-<worker>-<pid>.rec``:
+collating) and records one line per batch in ``<record_dir>/<loader>-<worker>-<pid>.rec``:
 ``start_ns,end_ns,cpu_ns`` with ``time.time_ns()`` (the trace's clock) and the worker's
-process CPU time. The first line is a JSON header (pid, worker id, torch threads).
+process CPU time. The JSON header line (pid, worker id, torch threads) is written when the
+worker starts (the telemetry sampler finds workers by their files); batch lines are buffered
+and appended every quarter second or so and when the worker exits.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from typing import Any
 _ORIGINAL_ATTR = "__tracelens_original__"
 #: Per-worker cap on batch records (a 1-hour run must not fill the disk).
 MAX_RECORDS_PER_WORKER = 20_000
+#: A worker appends its buffered batch records at most this often (ns) ...
+FLUSH_INTERVAL_NS = 250_000_000
+#: ... or once this many are pending, and when it exits.
+FLUSH_RECORDS = 1024
 
 
 def _fetcher_classes() -> list[type]:
@@ -57,11 +63,25 @@ def unpatch_fetch() -> None:
 
 
 class _RecordFile:
-    """Append-only record file; one ``os.write`` per batch so a killed worker loses nothing."""
+    """Per-batch records of one worker, kept in memory and appended to the file in blocks.
+
+    A write per batch costs a system call in every worker, on cores the workers share with the
+    training process (measured: up to 5 % of a 2-core run's throughput with 2 workers). Records
+    are therefore written at most every :data:`FLUSH_INTERVAL_NS` (so the telemetry and a
+    killed worker lose at most that much), when :data:`FLUSH_RECORDS` are pending, and when
+    the worker exits (a ``multiprocessing`` finalizer: DataLoader workers leave through
+    ``Process._bootstrap``, which runs them).
+    """
 
     def __init__(self, path: str) -> None:
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self.count = 0
+        self.pending: list[tuple[int, int, int]] = []
+        self.last_flush_ns = time.time_ns()
+        with contextlib.suppress(Exception):
+            from multiprocessing import util
+
+            util.Finalize(None, self.flush, exitpriority=100)
 
     def write_line(self, line: str) -> None:
         os.write(self.fd, line.encode())
@@ -69,7 +89,22 @@ class _RecordFile:
     def record(self, start_ns: int, end_ns: int, cpu_ns: int) -> None:
         if self.count < MAX_RECORDS_PER_WORKER:
             self.count += 1
-            self.write_line(f"{start_ns},{end_ns},{cpu_ns}\n")
+            self.pending.append((start_ns, end_ns, cpu_ns))
+            if (
+                end_ns - self.last_flush_ns >= FLUSH_INTERVAL_NS
+                or len(self.pending) >= FLUSH_RECORDS
+                or self.count == MAX_RECORDS_PER_WORKER
+            ):
+                self.flush()
+
+    def flush(self) -> None:
+        """Append the pending records (one ``os.write``)."""
+        self.last_flush_ns = time.time_ns()
+        if not self.pending:
+            return
+        rows, self.pending = self.pending, []
+        with contextlib.suppress(OSError):
+            self.write_line("".join(f"{s},{e},{c}\n" for s, e, c in rows))
 
 
 class WorkerInit:
