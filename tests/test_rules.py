@@ -181,6 +181,32 @@ def test_cpu_bound_loading_is_cpu_starvation_capped_by_the_core_budget(tmp_path:
     assert d.recommendation.pin_memory is False  # CPU-only run
 
 
+def test_cpu_starved_main_process_gets_main_threads_that_fit_the_cores(tmp_path: Path) -> None:
+    # GIVEN num_workers=0 on 2 cores, 30 ms CPU-bound batches in the main process, 10 ms compute,
+    # and 2 torch threads in the main process
+    d = run(loop([30] * 8, 10, gpu=False), tmp_path, facts(0, cores=2, cpu=0.95, batch_ms=30.0, main_threads=2))
+    assert d.diagnosis == "cpu_starvation"
+    rec = d.recommendation
+    # THEN 1 worker (the core budget) and 1 main thread: 1 + 1 threads on 2 cores
+    assert (rec.num_workers, rec.torch_threads_main, rec.torch_threads_per_worker) == (1, 1, 1)
+    text = " ".join(rec.notes)
+    assert "torch.set_num_threads(1) in the main process" in text and "Capped at num_workers=1" in text
+    # the expected gain assumes the worst case: compute doubles to 20 ms -> 40 / max(20, 30)
+    assert rec.expected_speedup == pytest.approx(40 / 30, rel=1e-3)
+    # AND with cores to spare the main threads stay
+    d8 = run(loop([30] * 8, 10, gpu=False), tmp_path, facts(0, cores=8, cpu=0.95, batch_ms=30.0, main_threads=2))
+    assert d8.recommendation.num_workers == 4 and d8.recommendation.torch_threads_main is None
+
+
+def test_latency_cap_is_stated_plainly(tmp_path: Path) -> None:
+    # GIVEN 2 waiting workers on 2 cores with 3 s batches and 70 ms of compute: Little's law wants 50
+    d = run(loop([80] * 8, 70, MULTI, gpu=False), tmp_path, facts(2, cores=2, cpu=0.05, batch_ms=3000.0))
+    adv = finding(d, "TL103").advice
+    assert d.recommendation.num_workers == 8
+    assert adv.startswith("Set num_workers=8 (capped: Little's law asks for 50).")
+    assert "4 workers per usable core × 2 usable cores = 8" in adv
+
+
 def test_cpu_bound_work_on_a_busy_machine_counts_run_queue_delay(tmp_path: Path) -> None:
     # GIVEN batches on CPU 40 % of the time and waiting for a CPU 50 % (other processes)
     d = run(loop([30] * 8, 70, gpu=False), tmp_path,
@@ -300,6 +326,55 @@ def test_worker_respawn_below_threshold_is_ignored(tmp_path: Path) -> None:
 def test_worker_respawn_skipped_without_workers(tmp_path: Path) -> None:
     d = run(loop([0.5] * 6, 100), tmp_path)
     assert skip_reason(d, "TL202") == "num_workers=0: no worker processes"
+
+
+def epochs_loop(calls_per_step: Sequence[Sequence[float]], compute_ms: float) -> TraceBuilder:
+    """One step per entry: its ``__next__`` calls back to back (ms), then ``compute_ms`` of CPU work."""
+    b = TraceBuilder()
+    t = 0.0
+    for i, calls in enumerate(calls_per_step):
+        dur = (sum(calls) + compute_ms) * 1000
+        b.step(i + 1, t, dur)
+        c = t
+        for w in calls:
+            b.next_call(c, w * 1000, MULTI)
+            c += w * 1000
+        t += dur
+    return b
+
+
+def test_epoch_turnover_refill_counts_as_start_up_not_steady_wait(tmp_path: Path) -> None:
+    # GIVEN 2 workers x prefetch 2, 3 epochs of 8 batches, 20 ms of compute per step: each epoch
+    # ends with a 30 ms StopIteration call (worker shutdown), the new iterator's first batch waits
+    # 400 ms (start-up), and the next refilling batches 10 ms; between epochs the loader keeps up
+    steps: list[list[float]] = []
+    for epoch in range(3):
+        for k in range(8):
+            w = [400.0] if (epoch and k == 0) else [10.0] if (epoch and k in (1, 2)) else [0.5]
+            steps.append(w + ([30.0] if k == 7 and epoch < 2 else []))
+    f = facts(2, cores=2, cpu=0.9, batch_ms=1.0, iterator_creations=3, first_next_ms=(400.0, 400.0))
+    d = run(epochs_loop(steps, 20), tmp_path, f)
+    # THEN the turnover is start-up: input_bound with worker_respawn as the main finding,
+    # persistent workers, the worker count and prefetch kept, no CPU-starvation or prefetch advice
+    assert d.diagnosis == "input_bound" and d.findings[0].id == "TL202"
+    assert finding(d, "TL202").severity == "high" and "TL102" not in ids(d) and "TL203" not in ids(d)
+    rec = d.recommendation
+    assert (rec.num_workers, rec.persistent_workers, rec.prefetch_factor) == (2, True, 2)
+    assert "start-up" in rec.notes[0] and rec.expected_speedup is not None and rec.expected_speedup > 2
+
+
+def test_epoch_turnover_rows_are_the_stop_step_and_the_refill() -> None:
+    import pandas as pd
+    per_step = pd.DataFrame({"next_calls": [1, 1, 2, 1, 1, 1, 1], "next_longest_ms": [1, 1, 30, 400, 9, 9, 1]})
+    assert rules.epoch_turnover_rows(per_step, 2) == [2, 3, 4]
+    assert rules.epoch_turnover_rows(per_step, 4) == [2, 3, 4, 5, 6]
+
+
+def test_small_bursts_under_the_wait_threshold_get_no_prefetch_advice(tmp_path: Path) -> None:
+    # GIVEN 2 known workers and one 120 ms wait in 40 steps of 100 ms: 2.9 % exposed
+    waits = [120.0 if i == 20 else 0.2 for i in range(40)]
+    d = run(loop(waits, 100, MULTI), tmp_path, RunFacts(settings=LoaderSettings(2, False, False, 2)))
+    assert d.diagnosis == "healthy" and "TL203" not in ids(d)
 
 
 def test_rare_long_waits_ask_for_deeper_prefetch(tmp_path: Path) -> None:

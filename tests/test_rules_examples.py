@@ -29,6 +29,7 @@ def _diagnose(name: str) -> Diagnosis:
     ("sleep_1ms_loader", "io_bound"),
     ("oversubscribed", "oversubscription"),
     ("healthy_compute_bound", "healthy"),
+    ("worker_startup_per_epoch", "input_bound"),  # input-bound by worker start-up: TL202 leads
 ])
 def test_example_gets_the_diagnosis_it_was_built_for(name: str, expected: str) -> None:
     assert _diagnose(name).diagnosis == expected
@@ -51,5 +52,12 @@ def test_healthy_example_changes_nothing() -> None:
 
 def test_respawning_example_gets_persistent_workers() -> None:
     d = _diagnose("worker_startup_per_epoch")
-    assert any(f.kind == "worker_respawn" for f in d.findings)
-    assert d.recommendation.persistent_workers is True and d.recommendation.num_workers >= 2
+    assert d.findings[0].kind == "worker_respawn" and d.findings[0].severity == "high"
+    assert not any(f.kind in ("cpu_starvation", "prefetch_depth") for f in d.findings)
+    rec = d.recommendation
+    assert (rec.persistent_workers, rec.num_workers, rec.prefetch_factor) == (True, 2, 2)
+
+
+def test_cpu_heavy_example_gets_workers_and_main_threads_that_fit_two_cores() -> None:
+    rec = _diagnose("cpu_heavy_main_process").recommendation
+    assert (rec.num_workers, rec.torch_threads_main, rec.torch_threads_per_worker) == (1, 1, 1)

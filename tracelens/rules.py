@@ -259,8 +259,9 @@ class SteadyState:
     exposed_fraction: float  # without the epoch-start waits (TL202 reports those)
     data_wait_fraction: float
     gpu_idle_other_fraction: float | None
-    startup_fraction: float = 0.0  # exposed wait for a new iterator's first batch
-    startup_waits_ms: tuple[float, ...] = ()
+    startup_fraction: float = 0.0  # exposed wait of the epoch turnover (epoch_turnover_rows)
+    startup_waits_ms: tuple[float, ...] = ()  # each new iterator's first wait
+    turnover_rows: tuple[int, ...] = ()  # the per_step rows counted in startup_fraction
 
 
 def epoch_start_waits(per_step: pd.DataFrame) -> dict[int, float]:
@@ -279,8 +280,33 @@ def epoch_start_waits(per_step: pd.DataFrame) -> dict[int, float]:
     return out
 
 
-def steady_state(per_step: pd.DataFrame, multi_process: bool = True) -> SteadyState | None:
-    """Median compute and mean wait per step over the steps free of one-time costs."""
+def epoch_turnover_rows(per_step: pd.DataFrame, refill_batches: int) -> list[int]:
+    """Rows whose wait belongs to an epoch change rather than to steady loading.
+
+    At an epoch end the old iterator stops (non-persistent workers are shut down and joined
+    inside the StopIteration call) and the new one starts with an empty queue: it requests
+    num_workers × prefetch_factor batches at once, which fresh workers produce right after their
+    start-up (fork, worker_init_fn, first touches of copy-on-write memory). Those first
+    ``refill_batches`` batches wait for the start-up and the refill, not for a rate deficit.
+    The rows are the step holding the StopIteration call and the new iterator's first
+    ``max(1, refill_batches)`` steps.
+    """
+    calls = per_step["next_calls"].to_numpy()
+    rows: set[int] = set()
+    for i, j in zip(np.flatnonzero(calls >= 2).tolist(), epoch_start_waits(per_step)):
+        rows.add(i)
+        rows.update(r for r in range(j, j + max(1, refill_batches)) if r < len(calls))
+    return sorted(rows)
+
+
+def steady_state(per_step: pd.DataFrame, multi_process: bool = True,
+                 refill_batches: int | None = None) -> SteadyState | None:
+    """Median compute and mean wait per step over the steps free of one-time costs.
+
+    With worker processes, the waits of the epoch turnover (:func:`epoch_turnover_rows`) are
+    reported as ``startup_fraction`` and left out of ``exposed_fraction``: more workers do not
+    shorten them, persistent workers do (TL202).
+    """
     if per_step.empty:
         return None
     dur = per_step["duration_ms"].to_numpy(float)
@@ -293,8 +319,9 @@ def steady_state(per_step: pd.DataFrame, multi_process: bool = True) -> SteadySt
     total = float(dur[keep].sum())
     startup = epoch_start_waits(per_step) if multi_process else {}
     start_exposed = np.zeros_like(exposed)
-    for row, ms in startup.items():
-        start_exposed[row] = min(exposed[row], ms)
+    if multi_process:
+        for row in epoch_turnover_rows(per_step, refill_batches or 1):
+            start_exposed[row] = exposed[row]
     gpu = per_step["gpu_busy_ms"].to_numpy(float)
     idle_other = None
     if not np.isnan(gpu).all() and total > 0:
@@ -304,12 +331,13 @@ def steady_state(per_step: pd.DataFrame, multi_process: bool = True) -> SteadySt
         excluded_steps=int((~keep).sum()),
         step_ms=float(np.median(dur[keep])),
         compute_ms=float(np.median(compute[keep])),
-        wait_ms=float(wait[keep].mean()),
+        wait_ms=float((wait - start_exposed)[keep].mean()),
         exposed_fraction=float((exposed - start_exposed)[keep].sum()) / total if total > 0 else 0.0,
         data_wait_fraction=float(wait[keep].sum()) / total if total > 0 else 0.0,
         gpu_idle_other_fraction=idle_other,
         startup_fraction=float(start_exposed[keep].sum()) / total if total > 0 else 0.0,
         startup_waits_ms=tuple(startup.values()),
+        turnover_rows=tuple(r for r in np.flatnonzero(start_exposed > 0).tolist()),
     )
 
 
@@ -408,12 +436,28 @@ class Context:
         return f
 
 
+def steady_waits(analysis: TraceAnalysis, steady: SteadyState | None) -> list[float]:
+    """The ``__next__`` waits without the epoch turnover's (its rows' longest call each)."""
+    waits = list(analysis.next_wait_ms)
+    if steady is None or not steady.turnover_rows:
+        return waits
+    longest = analysis.per_step["next_longest_ms"].to_numpy(float)
+    for row in steady.turnover_rows:
+        ms = float(longest[row])
+        k = min(range(len(waits)), key=lambda i: abs(waits[i] - ms), default=None)
+        if k is not None and abs(waits[k] - ms) < 1e-6 + 1e-6 * ms:
+            waits.pop(k)
+    return waits
+
+
 def build_context(analysis: TraceAnalysis, run: Any = None) -> Context:
     """Derive the steady state, wait shape, core budget and loading usage once."""
     facts = run_facts(run)
     settings = known_settings(analysis, run)
-    steady = steady_state(analysis.per_step, (settings.num_workers or 0) > 0 or analysis.iterator != "single_process")
-    shape = advice.wait_shape(analysis.next_wait_ms, steady.compute_ms if steady else 0.0)
+    multi = (settings.num_workers or 0) > 0 or analysis.iterator != "single_process"
+    refill = (settings.num_workers or 0) * (settings.prefetch_factor or 2)
+    steady = steady_state(analysis.per_step, multi, refill)
+    shape = advice.wait_shape(steady_waits(analysis, steady), steady.compute_ms if steady else 0.0)
     budget = None
     if facts is not None and facts.usable_cores:
         budget = advice.core_budget(facts.usable_cores, facts.local_world_size)
@@ -597,7 +641,7 @@ def _check_cpu_starvation(rule: Rule, ctx: Context) -> Finding | None:
                         "loading_run_delay_fraction": ld.run_delay_fraction, "loading_source": ld.source,
                         **plan.evidence},
               advice=plan.advice(PER_SAMPLE_COST_ADVICE),
-              settings={"num_workers": plan.num_workers, "expected_speedup": plan.expected_speedup})
+              settings=plan.settings)
 
 
 def _check_io_bound(rule: Rule, ctx: Context) -> Finding | None:
@@ -615,7 +659,7 @@ def _check_io_bound(rule: Rule, ctx: Context) -> Finding | None:
                         "loading_cpu_fraction": ld.cpu_fraction, "loading_source": ld.source,
                         "read_bytes": ld.read_bytes, **plan.evidence},
               advice=plan.advice(STORAGE_ADVICE),
-              settings={"num_workers": plan.num_workers, "expected_speedup": plan.expected_speedup})
+              settings=plan.settings)
 
 
 def _check_input_bound(rule: Rule, ctx: Context) -> Finding | None:
@@ -647,7 +691,7 @@ def _check_input_bound(rule: Rule, ctx: Context) -> Finding | None:
                                  f"on storage: {STORAGE_ADVICE}") +
               " To settle CPU-bound vs I/O-bound vs oversubscribed, re-run under `tracelens profile "
               "train.py ARGS`: it records per-worker CPU time, I/O bytes and run-queue delay.",
-              settings={"num_workers": plan.num_workers, "expected_speedup": plan.expected_speedup})
+              settings=plan.settings)
 
 
 # --- the workers plan (Little's law) ---------------------------------------------------------
@@ -668,16 +712,33 @@ class WorkersPlan:
     expected_speedup: float | None
     notes: tuple[str, ...]
     cannot_help: bool  # more workers cannot help: the cap is reached
+    torch_threads_main: int | None = None  # torch.set_num_threads for the main process, when it must shrink
+    torch_threads_per_worker: int | None = None
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The settings this plan proposes (for a Finding)."""
+        out: dict[str, Any] = {"num_workers": self.num_workers, "expected_speedup": self.expected_speedup}
+        if self.torch_threads_main is not None:
+            out["torch_threads_main"] = self.torch_threads_main
+        if self.torch_threads_per_worker is not None:
+            out["torch_threads_per_worker"] = self.torch_threads_per_worker
+        return out
 
     @property
     def evidence(self) -> dict[str, Any]:
         return {"batch_ms": self.batch_ms, "batch_ms_source": self.batch_source,
                 "compute_ms_per_step": self.compute_ms, "workers_needed": self.workers_needed,
                 "num_workers_uncapped": self.uncapped, "num_workers_cap": self.cap,
-                "recommended_num_workers": self.num_workers, "expected_speedup": self.expected_speedup}
+                "recommended_num_workers": self.num_workers, "expected_speedup": self.expected_speedup,
+                "torch_threads_main": self.torch_threads_main}
 
     def advice(self, reduce_cost: str) -> str:
-        s = f"Set num_workers={self.num_workers}. " + " ".join(self.notes)
+        capped = (f" (capped: Little's law asks for {self.uncapped})"
+                  if self.uncapped is not None and self.uncapped > self.num_workers else "")
+        threads = (f" with torch.set_num_threads({self.torch_threads_main}) in the main process"
+                   if self.torch_threads_main is not None else "")
+        s = f"Set num_workers={self.num_workers}{threads}{capped}. " + " ".join(self.notes)
         if self.cannot_help:
             s += f" More workers cannot help beyond that; reduce the per-batch cost instead: {reduce_cost}."
         else:
@@ -729,12 +790,18 @@ def plan_workers(ctx: Context, cause: str) -> WorkersPlan:
                  f"needs T_b / C = {need:.2f} workers; with headroom {uncapped}.")
     cores_per_rank = ctx.budget.cores_per_rank if ctx.budget else None
     if cause == "cpu" and ctx.budget is not None:
-        cap, cap_reason = ctx.budget.worker_cores, ctx.budget.describe() + " (CPU-bound work gains nothing past it)"
+        cap, cap_reason = ctx.budget.worker_cores, (
+            "the " + ctx.budget.describe() + " (CPU-bound work gains nothing past it)")
     elif cause == "latency":
         cap = advice.latency_worker_cap(cores_per_rank)
-        cap_reason = (f"latency-bound work is not capped by cores; the stated limit is "
-                      f"{int(threshold('latency_workers_per_core'))} workers per usable core, at most "
-                      f"{int(threshold('latency_workers_max'))} (memory and processes)")
+        per_core, most = int(threshold("latency_workers_per_core")), int(threshold("latency_workers_max"))
+        by_cores = (f"{per_core} workers per usable core × {cores_per_rank:g} usable cores"
+                    if cores_per_rank is not None else "")
+        cap_reason = ((f"{by_cores} = {cap}" if cores_per_rank is not None and cap < most
+                       else f"the absolute limit of {most} workers") +
+                      " (latency-bound work is not capped by cores, but each worker is a process "
+                      "holding a dataset copy and prefetch_factor batches in shared memory: "
+                      f"{per_core} per core, at most {most})")
     elif ctx.budget is not None:
         cap, cap_reason = ctx.budget.worker_cores, ctx.budget.describe() + " (assuming CPU-bound work)"
     else:
@@ -746,19 +813,48 @@ def plan_workers(ctx: Context, cause: str) -> WorkersPlan:
         n = max(n, current)  # fewer workers cannot shorten a wait; oversubscription (TL101) may cut them
     cannot_help = cap is not None and uncapped > cap
     if cannot_help:
-        notes.append(f"Capped at {n}: {cap_reason}.")
+        notes.append(f"Capped at num_workers={n}, fewer than the {uncapped} Little's law asks for: "
+                     f"the cap is {cap_reason}.")
     else:
-        notes.append(f"Cap: {cap_reason}.")
+        notes.append(f"Under the cap: {cap_reason}.")
+    main_threads, c_new = _main_threads_for(ctx, cause, n)
+    if main_threads is not None:
+        now = ctx.facts.torch_threads_main if ctx.facts is not None else None
+        notes.append(f"torch.set_num_threads({main_threads}) in the main process (now {now}): CPU-bound "
+                     f"workers need cores of their own, and {now} main-process math threads + {n} "
+                     f"worker(s) × 1 thread exceed the {cores_per_rank:g} cores, so they would take turns "
+                     f"and the workers would cost more than they save. Workers keep the DataLoader's "
+                     f"1 thread each.")
     # Predicted step period: the loop waits only when the workers deliver slower than it consumes.
     period_now = c + st.wait_ms
-    period_new = max(c, t_b / n) if n > 0 else c + t_b
+    period_new = max(c_new, t_b / n) if n > 0 else c + t_b
     gain = period_now / period_new if period_new > 0 else None
     ceiling = advice.speedup_ceiling(st.exposed_fraction)
     if gain is not None:
         gain = max(1.0, min(gain, ceiling))
+        slower = (f"; this assumes the main process's compute C slows to {c_new:.1f} ms with fewer "
+                  f"threads (the worst case)" if c_new > c else "")
         notes.append(f"Expected gain: up to {gain:.2f}x in steps per second (the exposed wait of "
-                     f"{_pct(st.exposed_fraction)} bounds it at {ceiling:.2f}x).")
-    return WorkersPlan(n, t_b, source, c, need, uncapped, cap, cap_reason, gain, tuple(notes), cannot_help)
+                     f"{_pct(st.exposed_fraction)} bounds it at {ceiling:.2f}x{slower}).")
+    return WorkersPlan(n, t_b, source, c, need, uncapped, cap, cap_reason, gain, tuple(notes), cannot_help,
+                       main_threads, 1 if main_threads is not None else None)
+
+
+def _main_threads_for(ctx: Context, cause: str, workers: int) -> tuple[int | None, float]:
+    """torch threads for the main process so that it and ``workers`` CPU-bound workers fit the
+    cores, and the worst-case compute per step with them (C scaled by the thread ratio).
+
+    Only for CPU-bound loading with run.json's thread count: latency-bound workers mostly wait.
+    """
+    st, f, b = ctx.steady, ctx.facts, ctx.budget
+    assert st is not None
+    if cause != "cpu" or workers <= 0 or f is None or b is None or not f.torch_threads_main:
+        return None, st.compute_ms
+    fit = max(1, math.floor(b.cores_per_rank + 1e-9) - workers)
+    if f.torch_threads_main <= fit:
+        return None, st.compute_ms
+    used_now = min(f.torch_threads_main, max(1, math.floor(b.cores_per_rank + 1e-9)))
+    return fit, st.compute_ms * used_now / fit
 
 
 # --- secondary rules -------------------------------------------------------------------------
@@ -813,21 +909,26 @@ def _check_respawn(rule: Rule, ctx: Context) -> Finding | None:
     share = ctx.steady.startup_fraction if ctx.steady else 0.0
     sev = ("high" if share >= threshold("exposed_wait_high_fraction") else
            "medium" if share >= threshold("exposed_wait_fraction") else "low")
+    gain = advice.speedup_ceiling(share)
     return _f(rule, ctx, sev, conf,
               title=(f"Workers restart every epoch: {epochs} iterators, the first __next__ of each "
-                     f"waits {startup:.0f} ms for worker start-up"),
+                     f"waits {startup:.0f} ms for worker start-up; the epoch turnover (shutdown, "
+                     f"start-up, refilling the queue) is {_pct(share)} of the step time"),
               evidence={"iterators": epochs, "startup_ms_median": startup, "source": source,
-                        "startup_wait_fraction": share},
+                        "startup_wait_fraction": share, "expected_speedup": gain},
               advice=("Set persistent_workers=True: the workers (and their dataset copies) survive the "
-                      f"end of an epoch, saving about {startup:.0f} ms per epoch."),
-              settings={"persistent_workers": True})
+                      f"end of an epoch, saving about {startup:.0f} ms of start-up per epoch. Expected "
+                      f"gain: up to {gain:.2f}x in steps per second (if the whole turnover wait of "
+                      f"{_pct(share)} went away; the first batches of each epoch still wait for the "
+                      "workers to refill the queue)."),
+              settings={"persistent_workers": True, "expected_speedup": gain})
 
 
 def _check_prefetch(rule: Rule, ctx: Context) -> Finding | None:
     st, shape, n = ctx.steady, ctx.shape, ctx.workers_now
     assert st is not None
-    if not n or shape.long_calls == 0:
-        return None
+    if not n or shape.long_calls == 0 or not ctx.input_bound:
+        return None  # under the exposed-wait threshold a deeper queue has nothing to gain
     f = ctx.facts
     rate_ok: bool
     if f is not None and f.batch_ms:
@@ -970,8 +1071,11 @@ RULES: tuple[Rule, ...] = (
     Rule("TL201", "pageable_memcpy", "low", "Pageable host-to-device copies",
          "GPU activity in the trace", ("pageable_copy_fraction", "pageable_copy_high_fraction"),
          _needs_gpu, _check_pageable),
-    Rule("TL202", "worker_respawn", "medium", "Workers restart every epoch",
-         "num_workers > 0", ("respawn_min_ms", "long_wait_factor"),
+    Rule("TL202", "worker_respawn", "medium",
+         "Workers restart every epoch; when the epoch turnover (shutdown, start-up, the first "
+         "num_workers × prefetch_factor batches) is the data wait, it leads and the diagnosis is input_bound",
+         "num_workers > 0 and persistent_workers=False", (
+             "respawn_min_ms", "long_wait_factor", "exposed_wait_fraction", "exposed_wait_high_fraction"),
          _needs_workers, _check_respawn),
     Rule("TL203", "prefetch_depth", "low", "Bursty waits a deeper prefetch would absorb",
          "num_workers > 0 and known (run.json or a single-process trace)", (
@@ -1063,9 +1167,11 @@ def recommend(ctx: Context, diagnosis: str, findings: Sequence[Finding]) -> Reco
     elif diagnosis == "input_bound" and "num_workers" not in proposed and "persistent_workers" in proposed:
         st = ctx.steady
         assert st is not None
-        notes.insert(0, f"The data wait is worker start-up at each epoch ({_pct(st.startup_fraction)} of "
-                        f"the step time); between epochs the loader keeps up ({_pct(st.exposed_fraction)}), "
-                        f"so more workers would not help: keep the worker count, make them persistent.")
+        notes.insert(0, f"Input-bound by worker start-up: the epoch turnover (worker shutdown, start-up, "
+                        f"refilling the queue) is {_pct(st.startup_fraction)} of the step time; between "
+                        f"epochs the loader keeps up ({_pct(st.exposed_fraction)} waits for data), so "
+                        f"the per-batch work is neither CPU- nor I/O-bound in a way more workers would "
+                        f"fix: keep the worker count, make the workers persistent.")
     elif diagnosis == "undetermined":
         notes.insert(0, "The trace cannot answer (see the trace_quality findings): settings are "
                         "repeated as they are.")
