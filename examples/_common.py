@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ def loader_args(
     batch_size: int,
     epochs: int,
     persistent_workers: bool = False,
+    worker_threads: int | None = None,
 ) -> argparse.ArgumentParser:
     """The DataLoader flags every example takes, so it can be re-run with recommended settings."""
     ap = argparse.ArgumentParser(description=description)
@@ -32,11 +34,35 @@ def loader_args(
     ap.add_argument(
         "--multiprocessing-context", default=None, choices=[None, "fork", "spawn", "forkserver"]
     )
+    ap.add_argument(
+        "--main-threads", type=int, default=None,
+        help="torch.set_num_threads in the training process (default: torch's, one per core)",
+    )
+    ap.add_argument(
+        "--worker-threads", type=int, default=worker_threads,
+        help="torch.set_num_threads in each worker (default: the DataLoader's, 1)",
+    )
     return ap
 
 
+def _init_worker(
+    threads: int | None, user_init: Callable[[int], None] | None, worker_id: int
+) -> None:
+    """worker_init_fn: set the worker's torch threads, then run the example's own init."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if user_init is not None:
+        user_init(worker_id)
+
+
 def make_loader(dataset: Dataset[Any], args: argparse.Namespace, **extra: Any) -> DataLoader[Any]:
-    """A DataLoader built from the flags (prefetch/persistence only with workers)."""
+    """A DataLoader built from the flags (prefetch/persistence only with workers).
+
+    Also applies ``--main-threads`` to this process and ``--worker-threads`` to each worker
+    (composed with an example's own ``worker_init_fn``).
+    """
+    if args.main_threads is not None:
+        torch.set_num_threads(args.main_threads)
     kw: dict[str, Any] = dict(
         batch_size=args.batch_size,
         shuffle=True,
@@ -49,6 +75,9 @@ def make_loader(dataset: Dataset[Any], args: argparse.Namespace, **extra: Any) -
         kw["multiprocessing_context"] = args.multiprocessing_context
         if args.prefetch_factor is not None:
             kw["prefetch_factor"] = args.prefetch_factor
+    user_init = extra.pop("worker_init_fn", None)
+    if args.num_workers > 0 and (user_init is not None or args.worker_threads is not None):
+        kw["worker_init_fn"] = functools.partial(_init_worker, args.worker_threads, user_init)
     kw.update(extra)
     return DataLoader(dataset, **kw)
 
