@@ -374,6 +374,16 @@ def test_telemetry_aggregates_many_workers_and_tolerates_missing_fields() -> Non
     assert telemetry_view(None) is None and telemetry_view({"telemetry": None}) is None
 
 
+def test_telemetry_lists_the_main_process_then_workers_by_id() -> None:
+    t = [i * 100_000.0 for i in range(5)]
+    procs = [{"pid": 10 + w, "role": "worker", "worker_id": w, "samples": {"t_us": t, "cpu_ns": [i * 1e8 for i in range(5)]}}
+             for w in (3, 10, 0, 2)]
+    procs.append({"pid": 1, "role": "main", "worker_id": None, "samples": {"t_us": t, "cpu_ns": [0.0] * 5}})
+    tv = telemetry_view({"telemetry": {"start_us": 0.0, "processes": procs}})
+    assert tv is not None
+    assert [r["label"] for r in tv["processes"]] == ["main process", "worker 0", "worker 2", "worker 3", "worker 10"]
+
+
 def test_write_report_replaces_the_file_atomically(tmp_path: Path) -> None:
     out = tmp_path / "sub" / "report.html"
     result = _result(_gpu_trace(TraceBuilder()).write(tmp_path / "t.json"))
@@ -381,3 +391,12 @@ def test_write_report_replaces_the_file_atomically(tmp_path: Path) -> None:
     write_report(result, out)
     assert out.read_text().startswith("<!doctype html>")
     assert [p.name for p in out.parent.iterdir()] == ["report.html"]
+
+
+def test_notes_repeating_a_finding_are_cut_to_a_first_sentence_with_a_link() -> None:
+    from tracelens.report import _short_notes
+
+    advice = "Set num_workers=2 (capped: 5). Each batch takes 44 ms."
+    notes = _short_notes([advice, "prefetch_factor=2: fine."], [{"id": "TL104", "advice": advice}])
+    assert notes == [{"text": "Set num_workers=2 (capped: 5).", "see": "TL104"},
+                     {"text": "prefetch_factor=2: fine.", "see": ""}]

@@ -480,6 +480,13 @@ def telemetry_view(run: Any) -> dict[str, Any] | None:
         t0_us = min(float(f[0]) for f in firsts)
     series: dict[str, list[dict[str, Any]]] = {"cpu": [], "io": [], "delay": []}
     rows: list[dict[str, Any]] = []
+
+    def order(p: Any) -> tuple[int, float, str]:  # main process, then workers by id
+        wid = _get(p, "worker_id")
+        return (0 if _get(p, "role") == "main" else 1,
+                float(wid) if isinstance(wid, (int, float)) else math.inf, str(_get(p, "pid")))
+
+    procs = sorted(procs, key=order)
     workers = [p for p in procs if _get(p, "role") != "main"]
     many = len(workers) > MAX_WORKER_LINES
     agg: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"cpu": [], "io": [], "delay": []}
@@ -717,6 +724,19 @@ def _evidence_item(key: str, value: Any) -> dict[str, str]:
 SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2, "info": 3}
 
 
+def _short_notes(notes: Sequence[str], findings: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    """Notes as ``{text, see}``: one repeating a finding's advice is cut to its first sentence."""
+    out = []
+    for n in notes:
+        f = next((f for f in findings if f["advice"] and f["advice"] in n), None)
+        if f is None:
+            out.append({"text": n, "see": ""})
+            continue
+        first = re.split(r"(?<=[.!?])\s+", n.strip(), maxsplit=1)[0]
+        out.append({"text": first, "see": f["id"]})
+    return out
+
+
 def _facts(doc: dict[str, Any], analysis: Any, run: dict[str, Any] | None) -> dict[str, list[dict[str, str]]]:
     loader = doc["loader"]
     lrows: list[tuple[str, Any]] = [("iterator", loader.get("iterator"))]
@@ -853,6 +873,8 @@ def build_view(result: Result, *, redact: bool = False) -> dict[str, Any]:
     context = [f"batch_size={ml['batch_size']!r}"] if ml and ml.get("batch_size") is not None else []
     findings = sorted((_finding_view(f) for f in doc.get("findings", [])),
                       key=lambda f: (SEVERITY_ORDER.get(f["severity"], 9), f["id"]))
+    recommendation = recommendation_view(doc, context)
+    recommendation["notes"] = _short_notes(recommendation["notes"], findings)
     source_path = str(result.document.get("source", {}).get("path") or result.path)
     name = Path(source_path).name or source_path
     view: dict[str, Any] = {
@@ -867,7 +889,7 @@ def build_view(result: Result, *, redact: bool = False) -> dict[str, Any]:
                     "tone": TONES.get(doc["diagnosis"], "bad"),
                     "ceiling": doc["metrics"].get("speedup_ceiling")},
         "metrics": _metric_tiles(doc),
-        "recommendation": recommendation_view(doc, context),
+        "recommendation": recommendation,
         "findings": findings,
         "charts": {"steps": steps, "timeline": timeline, "waits": hist},
         "wait_stats": wait_stats(waits, int(doc["metrics"].get("measured_steps") or 0)),

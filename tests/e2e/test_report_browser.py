@@ -3,7 +3,8 @@
 Console messages reach Chromium's stderr log as ``CONSOLE`` lines (``--enable-logging=stderr``);
 a control page with a deliberate error proves the harness sees them, so a changed log format
 fails loudly instead of passing silently. ``--dump-dom`` shows the page script ran under its
-Content-Security-Policy (it turns SVG titles into tooltips). Screenshots are kept in
+Content-Security-Policy (it turns SVG titles into tooltips). The page also reads without its
+script and prints to PDF. Screenshots are kept in
 ``$TRACELENS_SCREENSHOT_DIR`` (default: pytest's tmp dir).
 
 Skipped where no chromium is installed, except in CI (``CI`` set), where it must run.
@@ -106,3 +107,39 @@ def test_reports_load_without_console_errors(tmp_path: Path) -> None:
         # the page script ran (allowed by the CSP hash) and the hostile names stayed text
         assert 'class="tip"' in dom.stdout and "data-tip=" in dom.stdout, f"{name}: the page script did not run"
         assert "<img" not in dom.stdout.lower()
+
+
+def _sample_report(tmp_path: Path) -> Path:
+    """The oversubscribed example: telemetry, thread and environment advice, several pages."""
+    page = tmp_path / "sample.html"
+    write_report(analyze_path(REPO / "sample_traces" / "oversubscribed"), page)
+    return page
+
+
+def test_report_reads_with_scripts_disabled(tmp_path: Path) -> None:
+    # GIVEN the report without its page script (headless Chromium cannot screenshot with
+    # scriptEnabled=false, so the script is removed, which is what a reader without scripts gets)
+    html = _sample_report(tmp_path).read_text(encoding="utf-8")
+    bare = re.sub(r"<script>\(function.*?</script>", "", html, flags=re.S)
+    assert bare != html
+    page = tmp_path / "noscript.html"
+    page.write_text(bare, encoding="utf-8")
+    shot = _shot_dir(tmp_path) / "report-noscript.png"
+    proc = _run(page, f"--screenshot={shot}")
+    assert _console(proc) == [] and shot.is_file() and shot.stat().st_size > 10_000
+    dom = _run(page, "--dump-dom").stdout
+    # THEN the verdict, the change and the charts are there, hover texts stay SVG titles,
+    # and the copy button (which needs the script) stays hidden
+    assert 'id="verdict"' in dom and "loader = DataLoader(" in dom and "<svg" in dom
+    assert "<title>" in dom and 'class="tip"' not in dom
+    assert re.search(r"<button[^>]*data-copy[^>]*hidden", dom)
+
+
+def test_report_prints_to_pdf(tmp_path: Path) -> None:
+    page = _sample_report(tmp_path)
+    pdf = _shot_dir(tmp_path) / "report-print.pdf"
+    proc = _run(page, "--no-pdf-header-footer", f"--print-to-pdf={pdf}")
+    assert _console(proc) == []
+    data = pdf.read_bytes()
+    pages = len(re.findall(rb"/Type\s*/Page[^s]", data))
+    assert data.startswith(b"%PDF") and 2 <= pages <= 12, f"{pages} pages"
