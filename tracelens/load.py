@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import multiprocessing
 import os
 import re
@@ -606,57 +607,96 @@ class _Inline:
         return True
 
 
-def _parse_events(r: _Reader, cols: _Columns, pool: Executor | None) -> tuple[dict[str, Any], bool]:
+_shared: mmap.mmap | None = None  # regions for forked workers; created before they fork
+
+
+def decode_shared(offset: int, length: int) -> Chunk:
+    """Decode ``[`` + events + ``]`` that the parent placed in the shared buffer (worker side)."""
+    if _shared is None:
+        raise RuntimeError("tracelens: worker started before the shared buffer existed")
+    with memoryview(_shared) as mv:
+        return _decode_bracketed(mv[offset : offset + length])
+
+
+def _parse_events(r: _Reader, cols: _Columns, pool: Executor | None, forked: bool = False) -> tuple[dict[str, Any], bool]:
     """Stream path (gzip): cut the event array at event boundaries as it is decompressed.
 
-    Regions go to ``pool`` while a worker is free; otherwise this process decodes the region
-    itself rather than wait, so decompression and decoding share the cores.
+    Regions go to ``pool`` while a worker is free (through slots of an anonymous shared
+    mapping when the workers are forked, so nothing is pickled; as bytes otherwise); when all
+    are busy this process decodes the region itself rather than wait.
     """
-    pending: deque[Any] = deque()
+    global _shared
     workers = getattr(pool, "_max_workers", 0)
+    slot_size = CHUNK_TARGET + 2 * READ_BLOCK
+    free_slots: list[int] = []
+    if pool is not None and forked:
+        _shared = mmap.mmap(-1, (2 * workers + 2) * slot_size)
+        free_slots = list(range(2 * workers + 2))
+    pending: deque[tuple[Any, int | None]] = deque()
 
     def drain(limit: int) -> None:
-        while pending and (len(pending) > limit or pending[0].done()):
-            cols.merge(pending.popleft().result())
+        while pending and (len(pending) > limit or pending[0][0].done()):
+            future, slot = pending.popleft()
+            cols.merge(future.result())
+            if slot is not None:
+                free_slots.append(slot)
 
-    data = bytes(memoryview(r.buf)[r.pos :])
-    r.buf, r.pos = bytearray(), 0
-    eof = r.eof
-    need_more = False
-    while True:
-        blocks = [data]
-        size = len(data)
-        while (size < CHUNK_TARGET + READ_BLOCK or need_more) and not eof:
-            block = r.read_block(CHUNK_TARGET)
-            if not block:
-                eof = True
-                break
-            blocks.append(block)
-            size += len(block)
-            need_more = False
-        data = blocks[0] if len(blocks) == 1 else b"".join(blocks)
-        del blocks
-        m = None
-        if not eof:
-            m = _BOUNDARY.search(data, min(CHUNK_TARGET, len(data)) - 1)
-            if m is None:  # one enormous event: read on
-                need_more = True
-                continue
-        else:
-            for found in _BOUNDARY.finditer(data):
-                m = found
-            if m is None:
-                drain(0)
-                return _parse_tail(data, cols)
-        region = data[: m.start() + 1]  # whole events, up to the closing brace
-        data = data[m.end() - 1 :]  # from the next event's opening brace
-        busy = sum(1 for f in pending if not f.done())
+    def dispatch(view: memoryview) -> None:
+        busy = sum(1 for f, _ in pending if not f.done())
+        n = len(view)
         if pool is not None and busy < workers:
-            pending.append(pool.submit(decode_region, region))
+            if _shared is not None and free_slots and n + 2 <= slot_size:
+                slot = free_slots.pop()
+                at = slot * slot_size
+                _shared[at] = 0x5B  # '['
+                _shared[at + 1 : at + 1 + n] = view
+                _shared[at + 1 + n] = 0x5D  # ']'
+                pending.append((pool.submit(decode_shared, at, n + 2), slot))
+            else:
+                pending.append((pool.submit(decode_region, bytes(view)), None))
         else:
-            pending.append(_Inline(decode_region(region)))
-        del region
-        drain(2 * workers + 2)
+            pending.append((_Inline(decode_region(bytes(view))), None))
+
+    try:
+        data = bytes(memoryview(r.buf)[r.pos :])
+        r.buf, r.pos = bytearray(), 0
+        eof = r.eof
+        need_more = False
+        while True:
+            blocks = [data]
+            size = len(data)
+            while (size < CHUNK_TARGET + READ_BLOCK or need_more) and not eof:
+                block = r.read_block(CHUNK_TARGET)
+                if not block:
+                    eof = True
+                    break
+                blocks.append(block)
+                size += len(block)
+                need_more = False
+            data = blocks[0] if len(blocks) == 1 else b"".join(blocks)
+            del blocks
+            m = None
+            if not eof:
+                m = _BOUNDARY.search(data, min(CHUNK_TARGET, len(data)) - 1)
+                if m is None:  # one enormous event: read on
+                    need_more = True
+                    continue
+            else:
+                for found in _BOUNDARY.finditer(data):
+                    m = found
+                if m is None:
+                    drain(0)
+                    return _parse_tail(data, cols)
+            with memoryview(data) as mv:
+                dispatch(mv[: m.start() + 1])  # whole events, up to the closing brace
+            data = data[m.end() - 1 :]  # from the next event's opening brace
+            drain(2 * workers + 1)
+    finally:
+        for future, _ in pending:
+            future.cancel()
+        if _shared is not None:
+            _shared.close()  # workers keep their own (forked) mapping until they exit
+            _shared = None
 
 
 def _meta(path: Path, fmt: str, top: str, header: dict[str, Any]) -> TraceMeta:
@@ -712,19 +752,16 @@ def load_trace(path: str | Path, *, jobs: int | None = None) -> Trace:
     try:
         top, header = _parse_header(r)
         workers = _workers_for(p, r.format, jobs)
+        forked = "fork" in multiprocessing.get_all_start_methods()
         if workers > 1:
-            methods = multiprocessing.get_all_start_methods()
-            ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
-            # A gzip stream keeps this process busy too (decompressing, and decoding when the
-            # workers are busy), so it gets one worker fewer.
-            n = workers - 1 if r.format == "json.gz" else workers
-            pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx)
+            ctx = multiprocessing.get_context("fork" if forked else None)
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
         if r.format == "json":
             start = r.offset + r.pos
             tail, truncated = _parse_events_file(p, start, cols, pool, workers)
             bytes_read = p.stat().st_size
         else:
-            tail, truncated = _parse_events(r, cols, pool)
+            tail, truncated = _parse_events(r, cols, pool, forked)
             bytes_read = r.offset + len(r.buf)
     finally:
         r.close()
