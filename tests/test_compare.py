@@ -150,10 +150,21 @@ def test_cli_json_and_html(tmp_path: Path) -> None:
                           "--html", str(tmp_path / "c.html")], capture_output=True, text=True, check=True)
     doc = json.loads(out.stdout)
     assert doc["delta"]["step_time_ms_median"] == pytest.approx(-28.0, abs=0.01)
-    assert (tmp_path / "c.html").read_text().count("<svg") == 1
+    assert (tmp_path / "c.html").read_text().count("<svg") == 2
 
 
 def test_cli_bad_input_is_one_line(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "tracelens", "compare", str(tmp_path / "nope.json"),
                           str(tmp_path / "nope2.json")], capture_output=True, text=True)
     assert out.returncode == 1 and "nope.json" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_page_uses_the_report_layout_and_chart_macros() -> None:
+    c = compare_documents(_doc(176.0, 0.30, findings=[_finding("TL101", "high")]), _doc(127.0, 0.01))
+    html = render_comparison_html(c)
+    assert "Content-Security-Policy" in html and '<main class="page">' in html  # base.html.j2
+    assert "svg.svg-chart" in html  # the shared tracelens.css, inline
+    body = html.split("<body>", 1)[1]
+    assert "http" not in body and " src=" not in body and "<link" not in body
+    assert "tone-good" in html and "Mean step: exposed data wait and the rest" in html
+    assert 'class="gone"' in html

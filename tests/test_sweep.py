@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tracelens.sweep import (
@@ -27,14 +28,17 @@ from tracelens.sweep import (
     summarize,
     sweep_document,
     window_rates,
+    write_outputs,
 )
 
 DEMO = Path(__file__).resolve().parent / "sweep_scripts" / "loader_demo.py"
 
 
-def tp(rate: float, spread: float = 0.0) -> Throughput:
+def tp(rate: float, spread: float = 0.0, ci: float | None = None) -> Throughput:
+    """A throughput with window quartiles rate ± spread and a mean-rate interval rate ± ci."""
+    ci = spread / 2 if ci is None else ci
     return Throughput(rate, 2 * spread, rate - spread, rate + spread, (rate,), 50, 0.1,
-                      q1=rate - spread, q3=rate + spread)
+                      q1=rate - spread, q3=rate + spread, ci_lo=rate - ci, ci_hi=rate + ci)
 
 
 def test_window_rates_average_bursts() -> None:
@@ -65,10 +69,23 @@ def test_noisy_fastest_does_not_absorb_a_clearly_slower_setting() -> None:
     # GIVEN 16 workers whose windows swing 70-290 steps/s and 0 workers steady at 12.6
     settings = [Setting(0), Setting(16)]
     c = choose(settings, [tp(12.6, 0.2), tp(117.0, 95.0)])
-    # THEN the quartiles do not overlap: 16 is chosen
+    # THEN the intervals of the mean rates do not overlap: 16 is chosen
     assert c.best == 1
-    # AND overlapping quartiles count as "cannot tell": the cheaper one is chosen
-    assert choose(settings, [tp(100.0, 10.0), tp(117.0, 15.0)]).best == 0
+    # AND overlapping intervals count as "cannot tell": the cheaper one is chosen
+    assert choose(settings, [tp(100.0, 10.0, ci=8.0), tp(117.0, 15.0, ci=10.0)]).best == 0
+    # BUT window rates that overlap (a busy machine) while the means are well measured do not
+    # make a slower setting equal
+    assert choose(settings, [tp(100.0, 20.0, ci=4.0), tp(117.0, 25.0, ci=5.0)]).best == 1
+
+
+def test_bootstrap_interval_narrows_with_more_steps() -> None:
+    rng = np.random.default_rng(1)
+    short = summarize([(list(rng.integers(5_000_000, 15_000_000, 50)), [0] * 50)])
+    long = summarize([(list(rng.integers(5_000_000, 15_000_000, 2000)), [0] * 2000)])
+    assert short.ci_lo < short.steps_per_s < short.ci_hi
+    assert long.ci_lo < long.steps_per_s < long.ci_hi
+    assert (long.ci_hi - long.ci_lo) < (short.ci_hi - short.ci_lo)
+    assert summarize([([10_000_000] * 20, [0] * 20)]).ci_lo == pytest.approx(100.0)
 
 
 def test_choice_prefers_no_pinned_memory_then_shallow_prefetch() -> None:
@@ -186,7 +203,7 @@ def test_real_sweep_on_the_article_loader(tmp_path: Path) -> None:
     assert four["num_workers"] == 4 and four["batch_size"] == 64
     assert doc["best"]["num_workers"] == 4
     assert zero["exposed_data_wait_fraction"] > 0.9
-    assert (tmp_path / "s" / "report.html").read_text().count("<svg") == 1
+    assert (tmp_path / "s" / "report.html").read_text().count("<svg") == 2
 
 
 @pytest.mark.slow
@@ -198,3 +215,35 @@ def test_real_trial_script_error_is_reported(tmp_path: Path) -> None:
                           "--out", str(tmp_path / "s"), str(bad)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert "no steps measured" in out.stdout and "Traceback" not in out.stderr
+
+
+def _assert_offline_page(html: str) -> None:
+    """A tracelens page: the report's layout (CSP, shared CSS and script), nothing fetched."""
+    assert html.startswith("<!doctype html>")
+    assert "Content-Security-Policy" in html and "default-src" in html
+    assert '<main class="page">' in html and "svg.svg-chart" in html  # base.html.j2 + tracelens.css
+    body = html.split("<body>", 1)[1]
+    assert "http" not in body and " src=" not in body and "<link" not in body
+
+
+def test_sweep_page_uses_the_report_layout_and_chart_macros(tmp_path: Path) -> None:
+    plan = SweepPlan(target="train.py", settings=tuple(grid([0, 2, 4])), steps=20, usable_cores=2)
+    doc = sweep_document(run_sweep(plan, _fake_runner({0: 10.0, 2: 19.6, 4: 20.0})))
+    html = render_sweep_html(doc)
+    _assert_offline_page(html)
+    assert html.count('<svg class="svg-chart"') == 2  # scaling curve + step-time split
+    assert "Throughput against the setting" in html and "waiting for data" in html
+    assert 'class="ln add"' in html and "num_workers=2," in html  # the DataLoader diff
+    assert "use num_workers=2" in html
+    js, page = write_outputs(run_sweep(plan, _fake_runner({0: 10.0, 2: 19.6, 4: 20.0})), tmp_path)
+    assert page.read_text(encoding="utf-8").count("<svg") == 2 and js.is_file()
+
+
+def test_sweep_page_without_measurements_renders() -> None:
+    def broken(spec: TrialSpec, k: int) -> dict[str, Any]:
+        return {"error": "the trial process failed <x>", "step_ns": [], "wait_ns": []}
+
+    doc = sweep_document(run_sweep(SweepPlan(target="t.py", settings=(Setting(0),)), broken))
+    html = render_sweep_html(doc)
+    _assert_offline_page(html)
+    assert "no setting measured" in html and "failed &lt;x&gt;" in html and "<svg" not in html

@@ -303,23 +303,64 @@ def format_comparison(c: Comparison) -> str:
     return "\n".join(lines)
 
 
-def _render(template_name: str, **context: Any) -> str:
-    """Render one of tracelens' templates (from the wheel's copy, else the repository's)."""
-    import jinja2
+def _mean_step_ms(doc: dict[str, Any]) -> float | None:
+    m = doc.get("metrics", {})
+    total, n = m.get("step_time_ms_total"), m.get("measured_steps")
+    return float(total) / int(n) if total is not None and n else None
 
-    here = Path(__file__).resolve().parent
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader([str(here / "templates"), str(here.parent / "templates")]),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    return env.get_template(template_name).render(**context)
+
+def step_charts(c: Comparison) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Chart specs (tracelens.report's builders): per-step durations of A and B with their
+    medians, and the mean step of each split into exposed data wait and the rest."""
+    from tracelens.report import fmt_ms, line_chart_spec, stacked_bars_spec
+
+    a, b = rank_document(c.a), rank_document(c.b)
+    series: list[dict[str, Any]] = []
+    for name, doc, cls in (("A (before)", a, "c-s1"), ("B (after)", b, "c-s0")):
+        steps = _step_durations(doc)
+        if steps:
+            series.append({"label": f"{name}: step duration", "cls": cls,
+                           "points": [[i, round(d, 4)] for i, d in enumerate(steps)]})
+            med = doc["metrics"].get("step_time_ms_median")
+            if med is not None:
+                series.append({"label": f"{name}: median {fmt_ms(med)}", "cls": cls, "thin": True,
+                               "points": [[0, med], [max(len(steps) - 1, 1), med]]})
+    lines = line_chart_spec("Step durations", series, x_unit="step", y_unit="ms", markers=True,
+                            note="Thin lines: each run's median.") if series else None
+    bars = []
+    for name, doc in (("A (before)", a), ("B (after)", b)):
+        step, wait = _mean_step_ms(doc), exposed_wait_ms_per_step(doc)
+        if step is None:
+            continue
+        wait = min(wait or 0.0, step)
+        bars.append({"label": name, "values": [round(wait, 4), round(step - wait, 4)],
+                     "tip": f"{name}: mean step {fmt_ms(step)}, of which exposed data wait {fmt_ms(wait)}"})
+    split = stacked_bars_spec(
+        "Mean step: exposed data wait and the rest",
+        [{"key": "wait", "label": "exposed data wait", "cls": "c-exposed"},
+         {"key": "rest", "label": "the rest of the step", "cls": "c-other"}],
+        bars, y_unit="ms") if len(bars) == 2 else None
+    return lines, split
+
+
+def verdict_tone(c: Comparison) -> str:
+    """``good`` when B is faster or waits less, ``bad`` when it is slower, else ``neutral``."""
+    step = c.delta.get("step_time_change_fraction")
+    wait = c.delta.get("exposed_data_wait_fraction")
+    if c.step_time_changed and step is not None:
+        return "good" if step < 0 else "bad"
+    if wait is not None and abs(wait) >= NEGLIGIBLE_WAIT_FRACTION:
+        return "good" if wait < 0 else "bad"
+    return "neutral"
 
 
 def render_comparison_html(c: Comparison) -> str:
-    """The one-file HTML page for a comparison."""
+    """The one-file HTML page for a comparison (the report's base layout and chart macros)."""
+    from tracelens.report import render_page
+
     a, b = rank_document(c.a), rank_document(c.b)
-    return _render(
+    lines, split = step_charts(c)
+    return render_page(
         "compare.html.j2",
         title="tracelens compare",
         path_a=a["source"]["path"],
@@ -327,11 +368,10 @@ def render_comparison_html(c: Comparison) -> str:
         rows=comparison_rows(c),
         findings=[asdict(f) for f in c.findings],
         verdict=c.verdict,
+        tone=verdict_tone(c),
         notes=list(c.notes),
-        steps_a=_step_durations(a),
-        steps_b=_step_durations(b),
-        median_a=a["metrics"].get("step_time_ms_median"),
-        median_b=b["metrics"].get("step_time_ms_median"),
+        steps_chart=lines,
+        split_chart=split,
     )
 
 

@@ -35,6 +35,11 @@ NOISE_FLOOR_FRACTION = 0.05
 #: bimodal with workers (most batches are ready, every k-th is not), so a median of single
 #: steps misstates throughput; windows of several steps average that out.
 DEFAULT_WINDOWS = 5
+#: The uncertainty of a mean rate: a bootstrap over this many blocks of consecutive steps per
+#: trial, at this level (two 90 % intervals that do not overlap differ at about the 1 % level).
+BOOTSTRAP_BLOCKS = 10
+BOOTSTRAP_RESAMPLES = 2000
+CI_LEVEL = 0.90
 DEFAULT_STEPS = 50
 DEFAULT_TIME_BUDGET_S = 600.0
 #: Auto exploration never goes beyond this many workers per usable core (latency-bound loaders
@@ -120,6 +125,10 @@ class Throughput:
     data_wait_fraction: float  # Σ __next__ wait / Σ step time
     q1: float = 0.0  # quartiles of the window rates
     q3: float = 0.0
+    #: Bootstrap interval (:data:`CI_LEVEL`) of ``steps_per_s``, resampling blocks of
+    #: consecutive steps; 0/0 when unknown (then the quartiles stand in).
+    ci_lo: float = 0.0
+    ci_hi: float = 0.0
 
 
 def window_rates(step_ns: Sequence[int], windows: int = DEFAULT_WINDOWS) -> list[float]:
@@ -137,13 +146,43 @@ def window_rates(step_ns: Sequence[int], windows: int = DEFAULT_WINDOWS) -> list
     return rates
 
 
+def blocks(step_ns: Sequence[int], count: int = BOOTSTRAP_BLOCKS) -> list[tuple[int, int]]:
+    """``count`` contiguous blocks of the per-step times as (steps, ns) pairs."""
+    n = len(step_ns)
+    k = max(1, min(count, n))
+    bounds = np.linspace(0, n, k + 1).round().astype(int).tolist()
+    return [(hi - lo, int(sum(step_ns[lo:hi]))) for lo, hi in itertools.pairwise(bounds) if hi > lo]
+
+
+def bootstrap_interval(parts: Sequence[tuple[int, int]], level: float = CI_LEVEL,
+                       resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> tuple[float, float]:
+    """Interval of the mean rate (Σ steps / Σ time) from resampling blocks with replacement.
+
+    Blocks, not single steps: workers deliver in bursts (consecutive step times depend on each
+    other); a block spans several rounds of the workers. Deterministic (fixed seed).
+    """
+    if not parts:
+        return 0.0, 0.0
+    arr = np.asarray(parts, dtype=float)
+    if len(arr) == 1:
+        rate = arr[0, 0] * NS_PER_S / arr[0, 1] if arr[0, 1] > 0 else 0.0
+        return rate, rate
+    idx = np.random.default_rng(seed).integers(0, len(arr), size=(resamples, len(arr)))
+    sampled = arr[idx]  # (resamples, blocks, 2)
+    rates = sampled[:, :, 0].sum(axis=1) * NS_PER_S / np.maximum(sampled[:, :, 1].sum(axis=1), 1.0)
+    lo, hi = np.percentile(rates, [50 * (1 - level), 50 * (1 + level)])
+    return float(lo), float(hi)
+
+
 def summarize(repeats: Sequence[tuple[Sequence[int], Sequence[int]]], windows: int = DEFAULT_WINDOWS) -> Throughput:
     """Throughput from the (step_ns, wait_ns) lists of each repeat of one setting."""
     rates: list[float] = []
+    parts: list[tuple[int, int]] = []
     steps_total = wait_total = 0
     n = 0
     for step_ns, wait_ns in repeats:
         rates.extend(window_rates(step_ns, windows))
+        parts.extend(blocks(step_ns))
         steps_total += int(sum(step_ns))
         wait_total += int(sum(wait_ns[: len(step_ns)]))
         n += len(step_ns)
@@ -151,11 +190,18 @@ def summarize(repeats: Sequence[tuple[Sequence[int], Sequence[int]]], windows: i
         return Throughput(0.0, 0.0, 0.0, 0.0, (), 0, 0.0)
     arr = np.asarray(rates)
     q1, q3 = np.percentile(arr, [25, 75])
+    lo, hi = bootstrap_interval(parts)
     return Throughput(
         steps_per_s=n * NS_PER_S / steps_total, spread=float(q3 - q1), min=float(arr.min()),
         max=float(arr.max()), window_rates=tuple(round(r, 4) for r in rates), steps=n,
         data_wait_fraction=wait_total / steps_total if steps_total else 0.0, q1=float(q1), q3=float(q3),
+        ci_lo=lo, ci_hi=hi,
     )
+
+
+def _interval(t: Throughput) -> tuple[float, float]:
+    """The uncertainty interval of ``t``'s mean rate (its quartiles when no bootstrap ran)."""
+    return (t.ci_lo, t.ci_hi) if t.ci_hi > 0 else (t.q1, t.q3)
 
 
 def noise(a: Throughput, b: Throughput) -> float:
@@ -165,14 +211,20 @@ def noise(a: Throughput, b: Throughput) -> float:
 
 
 def is_within_noise(candidate: Throughput, best: Throughput) -> bool:
-    """Whether ``candidate`` is as fast as ``best`` up to the noise: within the floor, or its
-    window rates overlap the best's (upper quartile above the best's lower quartile)."""
-    return candidate.steps_per_s >= best.steps_per_s - noise(candidate, best) or candidate.q3 >= best.q1
+    """Whether ``candidate`` is as fast as ``best`` up to the noise: within the floor, or the
+    bootstrap intervals of their mean rates overlap (the measurements cannot tell them apart).
+
+    The interval of a mean narrows with more steps, unlike the spread of window rates, so a
+    busy machine widens it only as much as the measurement really is uncertain; it never makes
+    a setting that is slower in every resample "equal"."""
+    if candidate.steps_per_s >= best.steps_per_s - noise(candidate, best):
+        return True
+    return _interval(candidate)[1] >= _interval(best)[0]
 
 
 def is_faster(a: Throughput, b: Throughput) -> bool:
-    """Whether ``a`` beats ``b`` beyond the noise: above the floor, and with separate quartiles."""
-    return a.steps_per_s > b.steps_per_s + noise(a, b) and a.q1 > b.q3
+    """Whether ``a`` beats ``b`` beyond the noise: above the floor, with separate intervals."""
+    return a.steps_per_s > b.steps_per_s + noise(a, b) and _interval(a)[0] > _interval(b)[1]
 
 
 def cost_key(s: Setting) -> tuple[int, int, int]:
@@ -442,7 +494,7 @@ def explain(trials: Sequence[Trial], choice: Choice, usable_cores: int) -> str:
                          f"the next best ({runner_up.setting.label()}: {runner_up.throughput.steps_per_s:,.1f})")
     else:
         how = (f"within {100 * NOISE_FLOOR_FRACTION:.0f} %" if bt.steps_per_s >= ft.steps_per_s - noise(bt, ft)
-               else "within the spread of its window rates")
+               else f"the {100 * CI_LEVEL:.0f} % intervals of the two rates overlap")
         parts.append(f"as fast as the fastest up to the noise ({how}: {fastest.setting.label()} at "
                      f"{ft.steps_per_s:,.1f} steps/s), and cheaper")
     cheapest = min((t for t in trials if t.ok), key=lambda t: cost_key(t.setting))
@@ -587,6 +639,8 @@ def trial_record(trial: Trial) -> dict[str, Any]:
         "steps_per_s_q1": round(t.q1, 4),
         "steps_per_s_q3": round(t.q3, 4),
         "spread_kind": "interquartile range of per-window rates",
+        "steps_per_s_ci": [round(t.ci_lo, 4), round(t.ci_hi, 4)],
+        "ci_kind": f"{100 * CI_LEVEL:.0f} % block-bootstrap interval of the mean rate",
         "samples_per_s": round(t.steps_per_s * batch, 2) if isinstance(batch, int) else None,
         "batch_size": batch,
         "exposed_data_wait_fraction": round(t.data_wait_fraction, 6),
@@ -684,53 +738,64 @@ def format_sweep(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _chart(doc: dict[str, Any]) -> dict[str, Any]:
-    """SVG geometry of the scaling curve: throughput with spread, data wait, per setting."""
-    trials = [t for t in doc["trials"] if t["steps_measured"]]
-    order = sorted(range(len(trials)), key=lambda i: (trials[i]["num_workers"], trials[i]["label"]))
-    w, h, left, right, top = 640, 260, 60, 60, 16
-    ymax = max((t["steps_per_s_max"] for t in trials), default=1.0) * 1.1 or 1.0
-    n = len(order)
-    pts = []
-    for pos, i in enumerate(order):
-        t = trials[i]
-        x = left + (pos + 0.5) * w / max(n, 1)
+def scaling_chart(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The scaling curve: mean rate per setting (in num_workers order) with the interquartile
+    range (box) and min–max (whisker) of its window rates; the y axis from the report's
+    :func:`tracelens.report.nice_axis`."""
+    from tracelens.report import nice_axis
 
-        def y(v: float) -> float:
-            return round(top + h - v / ymax * h, 2)
-
-        pts.append({
-            "x": round(x, 2), "label": t["label"], "rate": t["steps_per_s"],
-            "y": y(t["steps_per_s"]), "y_min": y(t["steps_per_s_min"]), "y_max": y(t["steps_per_s_max"]),
-            "y_q1": y(t["steps_per_s_q1"]), "y_q3": y(t["steps_per_s_q3"]),
-            "wait_pct": round(100 * t["exposed_data_wait_fraction"], 1),
-            "y_wait": round(top + h - t["exposed_data_wait_fraction"] * h, 2),
-            "is_best": doc["trials"].index(t) == doc.get("best_index"),
+    trials = [(i, t) for i, t in enumerate(doc["trials"]) if t["steps_measured"]]
+    if not trials:
+        return None
+    trials.sort(key=lambda it: (it[1]["num_workers"], it[1]["label"]))
+    points = []
+    for i, t in trials:
+        points.append({
+            "label": t["label"], "rate": t["steps_per_s"], "q1": t["steps_per_s_q1"], "q3": t["steps_per_s_q3"],
+            "min": t["steps_per_s_min"], "max": t["steps_per_s_max"], "is_best": i == doc.get("best_index"),
+            "tip": (f"num_workers={t['label']}: {t['steps_per_s']:,.1f} steps/s (all steps / all time); "
+                    f"window rates {t['steps_per_s_min']:,.1f}–{t['steps_per_s_max']:,.1f}, "
+                    f"IQR {t['steps_per_s_q1']:,.1f}–{t['steps_per_s_q3']:,.1f}; "
+                    f"data wait {100 * t['exposed_data_wait_fraction']:.1f} %"),
         })
-    ticks = [{"v": round(ymax * f, 1), "y": round(top + h - f * h, 2)} for f in (0, 0.25, 0.5, 0.75, 1.0)]
-    return {"w": w, "h": h, "left": left, "right": right, "top": top, "points": pts, "ticks": ticks,
-            "rate_path": " ".join(f"{p['x']},{p['y']}" for p in pts),
-            "wait_path": " ".join(f"{p['x']},{p['y_wait']}" for p in pts)}
+    top = max(max(p["max"], p["rate"]) for p in points)
+    return {"title": "Throughput against the setting", "points": points,
+            "y_axis": nice_axis(top, unit="steps/s"),
+            "note": "Dot: mean rate (all measured steps / their time); box: interquartile range of the "
+                    "window rates; whisker: min–max; green: the chosen setting."}
 
 
-def _render(template_name: str, **context: Any) -> str:
-    """Render one of tracelens' templates (from the wheel's copy, else the repository's)."""
-    import jinja2
+def step_split_chart(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """Mean step time per setting, split into the exposed data wait and the rest (stacked bars)."""
+    from tracelens.report import fmt_ms, stacked_bars_spec
 
-    here = Path(__file__).resolve().parent
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader([str(here / "templates"), str(here.parent / "templates")]),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
+    trials = sorted((t for t in doc["trials"] if t["steps_measured"] and t["steps_per_s"] > 0),
+                    key=lambda t: (t["num_workers"], t["label"]))
+    if not trials:
+        return None
+    bars = []
+    for t in trials:
+        step = 1000.0 / t["steps_per_s"]
+        wait = step * t["exposed_data_wait_fraction"]
+        bars.append({"label": t["label"], "values": [round(wait, 4), round(max(step - wait, 0.0), 4)],
+                     "tip": f"num_workers={t['label']}: step {fmt_ms(step)}, of which waiting for data "
+                            f"{fmt_ms(wait)} ({100 * t['exposed_data_wait_fraction']:.1f} %)"})
+    return stacked_bars_spec(
+        "Mean step time: waiting for data and the rest",
+        [{"key": "wait", "label": "waiting for data (DataLoader.__next__)", "cls": "c-exposed"},
+         {"key": "rest", "label": "the rest of the step", "cls": "c-other"}],
+        bars, y_unit="ms", x_label="num_workers",
     )
-    return env.get_template(template_name).render(**context)
 
 
 def render_sweep_html(doc: dict[str, Any]) -> str:
-    """The one-file report page: scaling curve, table, choice and its DataLoader diff."""
+    """The one-file report page (the report's base layout and chart macros, offline): choice,
+    scaling curve, step-time split, table and the DataLoader diff."""
+    from tracelens.report import render_page
+
     diff = dataloader_diff(doc["baseline"], doc["best"]) if doc["best"] is not None else []
-    return _render("sweep.html.j2", doc=doc, chart=_chart(doc), diff=diff,
-                   command=" ".join([doc["command"]["target"], *doc["command"]["args"]]))
+    return render_page("sweep.html.j2", doc=doc, scaling=scaling_chart(doc), split=step_split_chart(doc),
+                       diff=diff, command=" ".join([doc["command"]["target"], *doc["command"]["args"]]))
 
 
 def default_out_dir(target: str, root: Path = Path("tracelens-runs")) -> Path:
