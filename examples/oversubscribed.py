@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 
 class MatmulFeatures(Dataset[tuple[torch.Tensor, int]]):
-    """Features computed with a few matmuls per sample (threaded by torch)."""
+    """Features computed with matmuls and elementwise ops per sample (each threaded by torch)."""
 
     def __init__(self, n: int = 4096) -> None:
         self.n = n
@@ -26,8 +26,10 @@ class MatmulFeatures(Dataset[tuple[torch.Tensor, int]]):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         x = torch.randn(256, 256, generator=torch.Generator().manual_seed(i))
-        for _ in range(4):
+        for _ in range(2):
             x = torch.tanh(x @ self.w)
+        for _ in range(12):  # elementwise ops on 65k elements: torch splits each across its threads
+            x = torch.tanh(x * 0.9 + 0.1)
         return x.mean(0), i % 5
 
 

@@ -191,8 +191,8 @@ def test_cpu_starved_main_process_gets_main_threads_that_fit_the_cores(tmp_path:
     assert (rec.num_workers, rec.torch_threads_main, rec.torch_threads_per_worker) == (1, 1, 1)
     text = " ".join(rec.notes)
     assert "torch.set_num_threads(1) in the main process" in text and "Capped at num_workers=1" in text
-    # the expected gain assumes the worst case: compute doubles to 20 ms -> 40 / max(20, 30)
-    assert rec.expected_speedup == pytest.approx(40 / 30, rel=1e-3)
+    # the expected gain: 40 / max(10, 30); the worst case (compute doubles to 20 ms) is stated too
+    assert rec.expected_speedup == pytest.approx(40 / 30, rel=1e-3) and "C grew to 20.0 ms" in text
     # AND with cores to spare the main threads stay
     d8 = run(loop([30] * 8, 10, gpu=False), tmp_path, facts(0, cores=8, cpu=0.95, batch_ms=30.0, main_threads=2))
     assert d8.recommendation.num_workers == 4 and d8.recommendation.torch_threads_main is None
@@ -252,8 +252,18 @@ def test_oversubscribed_threads_with_run_queue_delay(tmp_path: Path) -> None:
     assert o.evidence["threads_per_core"] == pytest.approx(2.8)
     rec = d.recommendation
     assert rec.torch_threads_per_worker == 1 and rec.env["OMP_NUM_THREADS"] == "1"
-    assert rec.num_workers == 1 and rec.torch_threads_main == 1
-    assert "makes this worse" in o.advice
+    # the main process uses 0.5 cores: the workers get round(2 - 0.5) = 2 of them
+    assert rec.num_workers == 2 and rec.torch_threads_main == 1
+    assert "makes this worse" in o.advice and "measured 0.50 cores" in o.advice
+
+
+def test_oversubscription_leaves_a_busy_main_process_its_core(tmp_path: Path) -> None:
+    # GIVEN the same run whose main process uses 0.9 cores: round(2 - 0.9) = 1 worker
+    f = facts(4, cores=2, cpu=0.9, delay=0.3, main_delay=0.3, worker_threads=2, main_threads=2,
+              main=ProcessUsage("main", 10.0, cpu_s=9.0, run_delay_s=3.0, ctx_involuntary=0))
+    d = run(loop([1] * 8, 100, MULTI, gpu=False), tmp_path, f)
+    assert d.diagnosis == "oversubscription"
+    assert (d.recommendation.num_workers, d.recommendation.torch_threads_main) == (1, 1)
 
 
 def test_many_threads_without_run_queue_delay_is_not_oversubscription(tmp_path: Path) -> None:

@@ -596,7 +596,12 @@ def _check_oversubscription(rule: Rule, ctx: Context) -> Finding | None:
     slowed_main = main_delay is not None and main_delay >= threshold("run_delay_fraction")
     severity = "high" if slowed_main or ctx.input_bound else "medium"
     workers = ctx.workers_now or 0
-    keep = min(workers, max(ctx.budget.worker_cores, 1 if workers else 0))
+    # The workers get the cores the main process leaves: its measured CPU use (at most one core
+    # once it runs one math thread), rounded to whole workers; a worker sharing a core with a
+    # light main loop loses only the main loop's share, an idle core loses all of it.
+    main_cores = min(1.0, f.main.cpu_fraction) if f.main is not None and f.main.cpu_fraction is not None else 1.0
+    room = max(1, math.floor(ctx.budget.cores_per_rank - main_cores + 0.5))
+    keep = min(workers, room)
     main_threads = max(1, math.floor(ctx.budget.cores_per_rank) - keep)
     gain = min(load_ratio, 1.0 / (1.0 - min(main_delay or 0.0, 0.9)))
     evidence = {
@@ -605,6 +610,7 @@ def _check_oversubscription(rule: Rule, ctx: Context) -> Finding | None:
         "cores_per_rank": ctx.budget.cores_per_rank, "torch_threads_main": f.torch_threads_main,
         "torch_threads_worker": f.torch_threads_worker, "num_workers": workers,
         "max_run_delay_fraction": max_delay, "main_run_delay_fraction": main_delay,
+        "main_cpu_cores": main_cores,
         "involuntary_switches_per_s_median": float(np.median(invol)) if invol else None,
         "loading_cpu_fraction": ctx.loading.cpu_fraction if ctx.loading else None,
         "exposed_wait_fraction": ctx.steady.exposed_fraction if ctx.steady else None,
@@ -614,11 +620,14 @@ def _check_oversubscription(rule: Rule, ctx: Context) -> Finding | None:
             f"{_pct(max_delay or 0)} of the time")
     return _f(rule, ctx, severity, 0.85, title=f"Oversubscribed cores: {text}", evidence=evidence,
               advice=(f"Use 1 math thread per worker (worker_init_fn=lambda _: torch.set_num_threads(1); "
-                      f"OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 for the workers), at most "
-                      f"{ctx.budget.worker_cores} workers ({ctx.budget.describe()}), and "
+                      f"OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 for the workers), num_workers={keep} "
+                      f"(the {ctx.budget.cores_per_rank:g} cores per rank minus the main process's "
+                      f"measured {main_cores:.2f} cores, rounded to whole workers), and "
                       f"torch.set_num_threads({main_threads}) in the main process. Adding workers "
-                      f"makes this worse. Expected: up to {gain:.2f}x (the threads now share the "
-                      f"cores {load_ratio:.1f} ways)."),
+                      f"makes this worse. Expected: at most {gain:.2f}x (the threads now share the "
+                      f"cores {load_ratio:.1f} ways), an upper bound: the CPU work itself stays, so "
+                      f"the real gain is the contention overhead removed (time slicing, threads "
+                      f"waiting for each other in parallel regions), typically far less; measure it."),
               settings={"num_workers": keep, "torch_threads_per_worker": 1,
                         "torch_threads_main": main_threads, "expected_speedup": gain,
                         "env": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}})
@@ -817,7 +826,7 @@ def plan_workers(ctx: Context, cause: str) -> WorkersPlan:
                      f"the cap is {cap_reason}.")
     else:
         notes.append(f"Under the cap: {cap_reason}.")
-    main_threads, c_new = _main_threads_for(ctx, cause, n)
+    main_threads, c_new = _main_threads_for(ctx, cause, n, t_b)
     if main_threads is not None:
         now = ctx.facts.torch_threads_main if ctx.facts is not None else None
         notes.append(f"torch.set_num_threads({main_threads}) in the main process (now {now}): CPU-bound "
@@ -827,30 +836,37 @@ def plan_workers(ctx: Context, cause: str) -> WorkersPlan:
                      f"1 thread each.")
     # Predicted step period: the loop waits only when the workers deliver slower than it consumes.
     period_now = c + st.wait_ms
-    period_new = max(c_new, t_b / n) if n > 0 else c + t_b
+    period_new = max(c, t_b / n) if n > 0 else c + t_b
     gain = period_now / period_new if period_new > 0 else None
     ceiling = advice.speedup_ceiling(st.exposed_fraction)
     if gain is not None:
         gain = max(1.0, min(gain, ceiling))
-        slower = (f"; this assumes the main process's compute C slows to {c_new:.1f} ms with fewer "
-                  f"threads (the worst case)" if c_new > c else "")
+        slower = ""
+        if c_new > c and n > 0:
+            worst = max(1.0, min(period_now / max(c_new, t_b / n), ceiling))
+            slower = (f"; at least {worst:.2f}x if the main process's math scaled perfectly with its "
+                      f"threads and C grew to {c_new:.1f} ms with fewer of them")
         notes.append(f"Expected gain: up to {gain:.2f}x in steps per second (the exposed wait of "
                      f"{_pct(st.exposed_fraction)} bounds it at {ceiling:.2f}x{slower}).")
     return WorkersPlan(n, t_b, source, c, need, uncapped, cap, cap_reason, gain, tuple(notes), cannot_help,
                        main_threads, 1 if main_threads is not None else None)
 
 
-def _main_threads_for(ctx: Context, cause: str, workers: int) -> tuple[int | None, float]:
+def _main_threads_for(ctx: Context, cause: str, workers: int, batch_ms: float) -> tuple[int | None, float]:
     """torch threads for the main process so that it and ``workers`` CPU-bound workers fit the
     cores, and the worst-case compute per step with them (C scaled by the thread ratio).
 
-    Only for CPU-bound loading with run.json's thread count: latency-bound workers mostly wait.
+    The workers busy T_b / max(C, T_b / N) cores between them (the rate the main loop consumes
+    at); the main process keeps the rest, rounded to whole threads (at least one). Only for
+    CPU-bound loading with run.json's thread count: latency-bound workers mostly wait.
     """
     st, f, b = ctx.steady, ctx.facts, ctx.budget
     assert st is not None
     if cause != "cpu" or workers <= 0 or f is None or b is None or not f.torch_threads_main:
         return None, st.compute_ms
-    fit = max(1, math.floor(b.cores_per_rank + 1e-9) - workers)
+    period = max(st.compute_ms, batch_ms / workers)
+    worker_cores = min(float(workers), batch_ms / period) if period > 0 else float(workers)
+    fit = max(1, math.floor(b.cores_per_rank - worker_cores + 0.5))
     if f.torch_threads_main <= fit:
         return None, st.compute_ms
     used_now = min(f.torch_threads_main, max(1, math.floor(b.cores_per_rank + 1e-9)))
