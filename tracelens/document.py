@@ -20,9 +20,9 @@ def _num(x: float | None, digits: int = 6) -> float | None:
 
 def per_step_records(analysis: TraceAnalysis) -> list[dict[str, Any]]:
     """The per-step table as JSON-ready rows (ms, NaN as null)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for rec in analysis.per_step.to_dict(orient="records"):
-        rows.append({k: (int(v) if k in ("step", "next_calls") else _num(v, 4)) for k, v in rec.items()})
+        rows.append({str(k): (int(v) if k in ("step", "next_calls") else _num(v, 4)) for k, v in rec.items()})
     return rows
 
 
