@@ -13,7 +13,7 @@ from typing import Any
 from tracelens.analysis import TraceAnalysis, analyze_trace
 from tracelens.document import build_document, build_multirank_document
 from tracelens.errors import BadInputError
-from tracelens.load import load_trace
+from tracelens.load import Progress, load_trace
 from tracelens.model import concat_traces
 from tracelens.rules import Diagnosis, diagnose
 
@@ -61,9 +61,9 @@ def load_run_info(run_json: Path) -> Any:
 
 
 def analyze_files(paths: list[Path], run: Any = None, rank: int | None = None,
-                  jobs: int | None = None) -> RankResult:
+                  jobs: int | None = None, progress: Progress | None = None) -> RankResult:
     """Analyze one rank held in one or more trace files (``jobs``: decoding processes per file)."""
-    traces = [load_trace(p, jobs=jobs) for p in paths]
+    traces = [load_trace(p, jobs=jobs, progress=progress) for p in paths]
     analysis = analyze_trace(concat_traces(traces))
     if rank is not None and analysis.rank is None:
         analysis = _with_rank(analysis, rank)
@@ -129,13 +129,16 @@ def _analyze_rank_job(args: tuple[list[str], int, int | None]) -> RankResult:
     return analyze_files([Path(p) for p in paths], rank=rank, jobs=jobs)
 
 
-def analyze_path(path: str | Path, jobs: int | None = None) -> Result:
-    """Analyze a trace file, a ``tracelens profile`` run directory, or a directory of traces."""
+def analyze_path(path: str | Path, jobs: int | None = None, progress: Progress | None = None) -> Result:
+    """Analyze a trace file, a ``tracelens profile`` run directory, or a directory of traces.
+
+    ``progress(done, total)`` is called now and then while a single file is read (bytes).
+    """
     p = Path(path)
     if not p.exists():
         raise BadInputError(p, "no such file or directory")
     if p.is_file():
-        r = analyze_files([p])
+        r = analyze_files([p], progress=progress)
         return Result(str(p), (r,), r.document)
     if _is_run_dir(p):
         trace = p / "trace.json.gz" if (p / "trace.json.gz").is_file() else p / "trace.json"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -29,6 +30,22 @@ app = typer.Typer(
 _state = {"debug": False}
 
 SEVERITIES = ("info", "low", "medium", "high")
+PROGRESS_MIN_BYTES = 64 << 20  # files smaller than this load too fast to need a progress line
+
+
+def _progress_printer(path: Path) -> Callable[[int, int], None] | None:
+    """A one-line progress display on stderr, for big files and an interactive terminal."""
+    if not sys.stderr.isatty() or not path.is_file() or path.stat().st_size < PROGRESS_MIN_BYTES:
+        return None
+    name = path.name
+
+    def show(done: int, total: int) -> None:
+        end = "\n" if done >= total else ""
+        sys.stderr.write(f"\rreading {name}: {100 * done // max(total, 1):3d} % "
+                         f"({done / 1e6:,.0f} of {total / 1e6:,.0f} MB){end}")
+        sys.stderr.flush()
+
+    return show
 
 
 def _version(value: bool) -> None:
@@ -62,7 +79,7 @@ def analyze(
 
     if fail_on is not None and fail_on not in SEVERITIES:
         raise TracelensError(f"--fail-on must be one of {', '.join(SEVERITIES)}, not {fail_on!r}", exit_code=2)
-    result = analyze_path(path, jobs=jobs)
+    result = analyze_path(path, jobs=jobs, progress=_progress_printer(path))
     if as_json:
         sys.stdout.write(json.dumps(result.document, indent=2) + "\n")
     else:

@@ -18,6 +18,7 @@ import os
 import re
 import zlib
 from collections import Counter, deque
+from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -44,6 +45,8 @@ READ_BLOCK = 4 << 20  # bytes read from the (decompressed) stream at a time
 CHUNK_TARGET = 8 << 20  # bytes of events decoded at once
 PARALLEL_MIN_BYTES = 64 << 20  # (decompressed) size from which events are decoded in parallel
 HEADER_LIMIT = 256 << 20  # a top-level object with no traceEvents within this is not a trace
+
+Progress = Callable[[int, int], None]  # (bytes of the file done, file size)
 
 _BOUNDARY = re.compile(rb"\}\s*,\s*\{")
 _EVENTS_KEY = re.compile(rb'"traceEvents"\s*:\s*\[')
@@ -364,6 +367,7 @@ class _Reader:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.stream, self.format = _open_stream(path)
+        self.size = path.stat().st_size
         self.buf = bytearray()
         self.pos = 0  # parse position in buf
         self.offset = 0  # stream offset of buf[0]
@@ -383,6 +387,11 @@ class _Reader:
                 self.eof = True
                 break
             self.buf += block
+
+    def compressed_position(self) -> tuple[int, int]:
+        """(bytes of the file read so far, file size): progress through a gzip stream."""
+        raw = getattr(self.stream, "raw", self.stream)
+        return raw.tell(), self.size
 
     def read_block(self, n: int) -> bytes:
         """Up to ``n`` more bytes of the stream (b"" at its end, or where it breaks)."""
@@ -565,7 +574,8 @@ def _last_boundary(fd: int, start: int, size: int) -> tuple[int, int] | None:
         window *= 4
 
 
-def _parse_events_file(path: Path, start: int, cols: _Columns, pool: Executor | None, workers: int) -> tuple[dict[str, Any], bool]:
+def _parse_events_file(path: Path, start: int, cols: _Columns, pool: Executor | None, workers: int,
+                       progress: Progress | None = None) -> tuple[dict[str, Any], bool]:
     """Plain-JSON fast path: split the event array into one span per worker, read with pread."""
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -576,7 +586,7 @@ def _parse_events_file(path: Path, start: int, cols: _Columns, pool: Executor | 
         events_end, tail_start = last
         spans: list[tuple[int, int]] = []
         pos = start
-        parts = workers * 2 if pool else 1
+        parts = workers * 4 if pool else 1
         step = max((events_end - start) // parts, 1)
         for k in range(1, parts):
             cut = _next_cut(fd, max(start + k * step, pos), events_end)
@@ -587,8 +597,10 @@ def _parse_events_file(path: Path, start: int, cols: _Columns, pool: Executor | 
         spans.append((pos, events_end))
         futures = [pool.submit(decode_span, str(path), a, b, CHUNK_TARGET) if pool
                    else _Inline(decode_span(str(path), a, b, CHUNK_TARGET)) for a, b in spans]
-        for f in futures:
+        for f, (_, b) in zip(futures, spans):
             cols.merge(f.result())
+            if progress is not None:
+                progress(b, size)
         return _parse_tail(os.pread(fd, size - tail_start, tail_start), cols)
     finally:
         os.close(fd)
@@ -618,7 +630,8 @@ def decode_shared(offset: int, length: int) -> Chunk:
         return _decode_bracketed(mv[offset : offset + length])
 
 
-def _parse_events(r: _Reader, cols: _Columns, pool: Executor | None, forked: bool = False) -> tuple[dict[str, Any], bool]:
+def _parse_events(r: _Reader, cols: _Columns, pool: Executor | None, forked: bool = False,
+                  progress: Progress | None = None) -> tuple[dict[str, Any], bool]:
     """Stream path (gzip): cut the event array at event boundaries as it is decompressed.
 
     Regions go to ``pool`` while a worker is free (through slots of an anonymous shared
@@ -691,6 +704,8 @@ def _parse_events(r: _Reader, cols: _Columns, pool: Executor | None, forked: boo
                 dispatch(mv[: m.start() + 1])  # whole events, up to the closing brace
             data = data[m.end() - 1 :]  # from the next event's opening brace
             drain(2 * workers + 1)
+            if progress is not None:
+                progress(*r.compressed_position())
     finally:
         for future, _ in pending:
             future.cancel()
@@ -737,11 +752,12 @@ def _workers_for(path: Path, fmt: str, jobs: int | None) -> int:
     return min(cores, 4) if size >= PARALLEL_MIN_BYTES else 1
 
 
-def load_trace(path: str | Path, *, jobs: int | None = None) -> Trace:
+def load_trace(path: str | Path, *, jobs: int | None = None, progress: Progress | None = None) -> Trace:
     """Read a Chrome trace file into a :class:`Trace`; raise :class:`BadInputError` if it is not one.
 
     ``jobs`` is the number of processes decoding events (default: one per core, up to 4, for
-    files of 64 MB or more; one otherwise).
+    files of 64 MB or more; one otherwise). ``progress(done, total)`` is called now and then
+    with bytes of the file.
     """
     p = Path(path)
     if p.exists() and p.is_file() and p.stat().st_size == 0:
@@ -758,15 +774,17 @@ def load_trace(path: str | Path, *, jobs: int | None = None) -> Trace:
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
         if r.format == "json":
             start = r.offset + r.pos
-            tail, truncated = _parse_events_file(p, start, cols, pool, workers)
+            tail, truncated = _parse_events_file(p, start, cols, pool, workers, progress)
             bytes_read = p.stat().st_size
         else:
-            tail, truncated = _parse_events(r, cols, pool, forked)
+            tail, truncated = _parse_events(r, cols, pool, forked, progress)
             bytes_read = r.offset + len(r.buf)
     finally:
         r.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+    if progress is not None:
+        progress(p.stat().st_size, p.stat().st_size)
     truncated = truncated or r.broken is not None
     header = {**header, **tail}
     if cols.events_total == 0 and truncated:
