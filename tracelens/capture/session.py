@@ -331,9 +331,11 @@ class CaptureSession:
     def on_next(self, it: Any, orig: Any) -> Any:
         """One batch drawn: advance the window, time the wait, stop the script after the window."""
         loader_id = getattr(it, "_tracelens_loader_id", None)
-        if _is_exhausted(it):
+        if self.phase == "window" and _is_exhausted(it):
             # The call that ends an epoch (StopIteration) is no step, but it closes a window
-            # whose last active step is the epoch's last batch.
+            # whose last active step is the epoch's last batch. (Outside the window such a call
+            # raises StopIteration from ``orig`` before anything is counted: no check needed,
+            # which keeps the per-batch cost outside the window small.)
             with self.lock:
                 if self.phase == "window" and self._closes_window():
                     self._step()

@@ -65,12 +65,13 @@ def unpatch_fetch() -> None:
 class _RecordFile:
     """Per-batch records of one worker, kept in memory and appended to the file in blocks.
 
-    A write per batch costs a system call in every worker, on cores the workers share with the
-    training process (measured: up to 5 % of a 2-core run's throughput with 2 workers). Records
-    are therefore written at most every :data:`FLUSH_INTERVAL_NS` (so the telemetry and a
-    killed worker lose at most that much), when :data:`FLUSH_RECORDS` are pending, and when
-    the worker exits (a ``multiprocessing`` finalizer: DataLoader workers leave through
-    ``Process._bootstrap``, which runs them).
+    A write per batch is a system call per batch in every worker, on cores the workers share
+    with the training process (bench/results-profile-overhead.md: not measurable against the
+    noise of a shared 2-core machine, but nothing the window needs). Records are written at
+    most every :data:`FLUSH_INTERVAL_NS` (so the telemetry and a killed worker lose at most
+    that much), when :data:`FLUSH_RECORDS` are pending, and when the worker exits (a
+    ``multiprocessing`` finalizer: DataLoader workers leave through ``Process._bootstrap``,
+    which runs them).
     """
 
     def __init__(self, path: str) -> None:
