@@ -848,6 +848,13 @@ def plan_workers(ctx: Context, cause: str) -> WorkersPlan:
                       f"threads and C grew to {c_new:.1f} ms with fewer of them")
         notes.append(f"Expected gain: up to {gain:.2f}x in steps per second (the exposed wait of "
                      f"{_pct(st.exposed_fraction)} bounds it at {ceiling:.2f}x{slower}).")
+    if main_threads is not None and cannot_help and ctx.workers_now == 0:
+        overlap = (t_b + c) / max(t_b, c)
+        notes.append(f"On {cores_per_rank:g} cores the worker(s) can overlap at most the compute with the "
+                     f"loading, (T_b + C) / max(T_b, C) = {overlap:.2f}x, and each batch then pays the "
+                     f"hand-over to the main process (pickled into shared memory); if the re-run is not "
+                     f"faster, keep num_workers=0 with torch.set_num_threads({main_threads}) (the main "
+                     f"process's math threads and its loading no longer contend) and cut the per-sample cost.")
     return WorkersPlan(n, t_b, source, c, need, uncapped, cap, cap_reason, gain, tuple(notes), cannot_help,
                        main_threads, 1 if main_threads is not None else None)
 
