@@ -5,7 +5,7 @@ process itself: the model waits for every batch. Expected diagnosis: cpu_starvat
 (data wait ≈ most of the step; the fix is workers, up to the core budget).
 
     tracelens profile examples/cpu_heavy_main_process.py
-    python examples/cpu_heavy_main_process.py --num-workers 1     # re-run with a recommendation
+    python examples/cpu_heavy_main_process.py --num-workers 1 --main-threads 1   # the recommendation
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ machine with a couple of cores. Expected diagnosis: oversubscription (run-queue 
 involuntary context switches in the telemetry; fewer workers and 1 thread each go faster).
 
     tracelens profile examples/oversubscribed.py
-    python examples/oversubscribed.py --num-workers 2 --worker-threads 1
+    python examples/oversubscribed.py --num-workers 2 --worker-threads 1 --main-threads 1
 """
 
 from __future__ import annotations
