@@ -247,3 +247,34 @@ def test_sweep_page_without_measurements_renders() -> None:
     html = render_sweep_html(doc)
     _assert_offline_page(html)
     assert "no setting measured" in html and "failed &lt;x&gt;" in html and "<svg" not in html
+
+
+def _busy_runner(rates: dict[int, float], demand: float) -> Any:
+    """Trials on a shared machine: CPU-bound workers (demand ≈ 1) that beyond 2 workers win
+    CPU time from other processes, so more workers measure faster."""
+    base = _fake_runner(rates)
+
+    def run(spec: TrialSpec, k: int) -> dict[str, Any]:
+        raw = base(spec, k)
+        w = spec.overrides["num_workers"]
+        raw["contention"] = {"cpu_per_s": 1.0, "run_queue_delay_per_s": 0.8 * w,
+                             "worker_demand": demand if w else None}
+        return raw
+    return run
+
+
+def test_cpu_bound_choice_stops_at_the_core_budget_on_a_busy_machine() -> None:
+    # GIVEN CPU-bound loading on 2 cores shared with other work: 4 and 8 workers measure faster
+    rates = {0: 15.0, 1: 15.0, 2: 18.0, 4: 30.0, 8: 27.0}
+    plan = SweepPlan(target="t.py", settings=tuple(grid([0, 1, 2, 4, 8])), steps=20, usable_cores=2)
+    result = run_sweep(plan, _busy_runner(rates, demand=1.0))
+    # THEN the choice stays within the core budget, and the note says why 4 was not chosen
+    assert result.choice is not None and result.trials[result.choice.best].setting.num_workers == 2
+    assert any("num_workers=4" in n and "not chosen" in n for n in result.notes)
+    assert "CPU-bound" in result.reason and sweep_document(result)["cpu_bound"] is True
+    # AND auto stops adding workers at the budget
+    auto = run_sweep(SweepPlan(target="t.py", steps=20, usable_cores=2), _busy_runner(rates, 1.0), auto_start=0)
+    assert [t.setting.num_workers for t in auto.trials] == [0, 1, 2]
+    # BUT latency-bound loading (workers seldom want a CPU) may go beyond the cores
+    result = run_sweep(plan, _busy_runner(rates, demand=0.1))
+    assert result.choice is not None and result.trials[result.choice.best].setting.num_workers == 4

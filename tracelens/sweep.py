@@ -307,6 +307,7 @@ class Trial:
     throughput: Throughput
     raw: tuple[dict[str, Any], ...] = field(repr=False)
     wall_s: float = 0.0
+    remeasured: bool = False  # measured twice: the machine was busy the first time
 
     @property
     def loader(self) -> dict[str, Any]:
@@ -364,8 +365,34 @@ def steps_for(setting: Setting, steps: int, windows: int) -> int:
     return max(steps, windows * MIN_ROUNDS_PER_WINDOW * max(1, setting.num_workers))
 
 
+#: A trial whose threads waited this long (s per s) for a core while they were no more than
+#: the usable cores was slowed by other processes on the machine.
+BUSY_RUN_QUEUE_PER_S = 0.25
+
+
+def machine_was_busy(trial: Trial, usable_cores: int) -> bool:
+    """Whether other processes held the cores during ``trial``: its threads (main + workers)
+    fit the usable cores, yet they waited for a core (run-queue delay) and used fewer cores
+    than they wanted."""
+    wait, used = _contention(trial, "run_queue_delay_per_s"), _contention(trial, "cpu_per_s")
+    if wait is None or used is None or trial.setting.num_workers + 1 > max(usable_cores, 1) + 1:
+        return False
+    return wait >= BUSY_RUN_QUEUE_PER_S and used + 0.2 < min(usable_cores, used + wait)
+
+
 def run_setting(plan: SweepPlan, setting: Setting, runner: TrialRunner, index: int) -> Trial:
-    """Measure one setting ``plan.repeats`` times."""
+    """Measure one setting ``plan.repeats`` times; once more when the machine was busy during
+    it (the measurement that waited less for a core is kept, with a note)."""
+    trial = _run_setting_once(plan, setting, runner, index)
+    if machine_was_busy(trial, plan.usable_cores):
+        again = _run_setting_once(plan, setting, runner, index + 50)
+        waits = [_contention(t, "run_queue_delay_per_s") or 0.0 for t in (trial, again)]
+        kept = again if again.ok and waits[1] < waits[0] else trial
+        return Trial(kept.setting, kept.throughput, kept.raw, trial.wall_s + again.wall_s, remeasured=True)
+    return trial
+
+
+def _run_setting_once(plan: SweepPlan, setting: Setting, runner: TrialRunner, index: int) -> Trial:
     raws = []
     t0 = time.perf_counter()
     steps = steps_for(setting, plan.steps, plan.windows)
@@ -427,7 +454,7 @@ def run_sweep(plan: SweepPlan, runner: TrialRunner, progress: Progress | None = 
     notes: list[str] = []
 
     def best_so_far() -> Trial | None:
-        ok = [t for t in trials if t.ok]
+        ok = [trials[i] for i in eligible(trials, plan.usable_cores)]
         if not ok:
             return None
         c = choose([t.setting for t in ok], [t.throughput for t in ok])
@@ -449,7 +476,10 @@ def run_sweep(plan: SweepPlan, runner: TrialRunner, progress: Progress | None = 
         by_workers: dict[int, Throughput] = {}
         k = 0
         while True:
-            w = next_auto_workers(by_workers, start, max_workers)
+            cap = max_workers
+            if cpu_bound(trials):  # more workers than cores cannot add throughput of its own
+                cap = max(1, min(max_workers, plan.usable_cores))
+            w = next_auto_workers({k: v for k, v in by_workers.items() if k <= cap}, min(start, cap), cap)
             if w is None:
                 break
             if trials and not _budget_allows(started, plan.time_budget_s, trials):
@@ -465,13 +495,30 @@ def run_sweep(plan: SweepPlan, runner: TrialRunner, progress: Progress | None = 
             if not trial.ok:
                 notes.append(f"num_workers={w} measured no step: auto exploration stopped")
                 break
-    ok = [i for i, t in enumerate(trials) if t.ok]
+    for t in trials:
+        if t.remeasured:
+            notes.append(f"num_workers={t.setting.label()}: other processes held the cores during the first "
+                         "measurement (its threads waited for a core while fewer than the cores); measured "
+                         "again, the less disturbed run is kept"
+                         + (": still disturbed, so it may understate this setting" if machine_was_busy(t, plan.usable_cores) else ""))
+    ok = eligible(trials, plan.usable_cores)
     choice: Choice | None = None
     reason = "no trial measured any step: " + "; ".join(f"{t.setting.label()}: {_failure(t)}" for t in trials)
     if ok:
         sub = choose([trials[i].setting for i in ok], [trials[i].throughput for i in ok])
         choice = Choice(ok[sub.best], ok[sub.fastest], tuple(ok[i] for i in sub.within_noise))
         reason = explain(trials, choice, plan.usable_cores)
+        over = [t for i, t in enumerate(trials) if t.ok and i not in ok
+                and is_faster(t.throughput, trials[choice.fastest].throughput)]
+        if over:
+            t = max(over, key=lambda t: t.throughput.steps_per_s)
+            wait = _contention(t, "run_queue_delay_per_s")
+            notes.append(
+                f"num_workers={t.setting.label()} measured {t.throughput.steps_per_s:,.1f} steps/s, more than "
+                f"any setting within the {plan.usable_cores}-core budget, but the loading is CPU-bound: "
+                "beyond the budget its workers only win CPU time from other processes on this machine"
+                + (f" (its threads waited {wait:.1f} s per second for a core)" if wait is not None else "")
+                + "; not chosen")
     return SweepResult(plan, tuple(trials), choice, reason, auto_start, auto_start_source, tuple(notes),
                        time.perf_counter() - started)
 
@@ -479,6 +526,42 @@ def run_sweep(plan: SweepPlan, runner: TrialRunner, progress: Progress | None = 
 def _worker_cpu(trial: Trial) -> float | None:
     vals = [r["worker_cpu_fraction"] for r in trial.raw if r.get("worker_cpu_fraction") is not None]
     return sum(vals) / len(vals) if vals else None
+
+
+def _contention(trial: Trial, key: str) -> float | None:
+    vals = [r["contention"][key] for r in trial.raw if r.get("contention") and r["contention"].get(key) is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def worker_demand(trials: Sequence[Trial]) -> float | None:
+    """Share of its time a worker wants a CPU (on one or runnable), from the measured setting
+    with the fewest workers (the one its own workers contend with least)."""
+    with_workers = sorted((t for t in trials if t.ok and t.setting.num_workers > 0),
+                          key=lambda t: cost_key(t.setting))
+    for t in with_workers:
+        d = _contention(t, "worker_demand")
+        if d is not None:
+            return d
+    return None
+
+
+def cpu_bound(trials: Sequence[Trial]) -> bool:
+    """Whether the loading work is CPU-bound: its workers want a CPU most of the time."""
+    d = worker_demand(trials)
+    return d is not None and d >= CPU_BOUND_FRACTION
+
+
+def eligible(trials: Sequence[Trial], usable_cores: int) -> list[int]:
+    """Indices of the measured trials the choice may pick: for CPU-bound loading, those within
+    the core budget (num_workers ≤ usable cores) when any was measured. Beyond the budget a
+    CPU-bound loader can only be faster by taking CPU time from other processes on a shared
+    machine (the scheduler shares cores per thread) or from the training loop itself."""
+    ok = [i for i, t in enumerate(trials) if t.ok]
+    if cpu_bound(trials):
+        within = [i for i in ok if trials[i].setting.num_workers <= usable_cores]
+        if within:
+            return within
+    return ok
 
 
 def explain(trials: Sequence[Trial], choice: Choice, usable_cores: int) -> str:
@@ -490,8 +573,13 @@ def explain(trials: Sequence[Trial], choice: Choice, usable_cores: int) -> str:
         others = [t for i, t in enumerate(trials) if i != choice.best and t.ok]
         if others:
             runner_up = max(others, key=lambda t: t.throughput.steps_per_s)
-            parts.append(f"the fastest, {bt.steps_per_s / max(runner_up.throughput.steps_per_s, 1e-9):.2f}× "
-                         f"the next best ({runner_up.setting.label()}: {runner_up.throughput.steps_per_s:,.1f})")
+            ru = runner_up.throughput.steps_per_s
+            if ru > bt.steps_per_s:  # a setting beyond the core budget, left out of the choice
+                parts.append(f"the fastest within the {usable_cores}-core budget "
+                             f"(num_workers={runner_up.setting.label()} measured {ru:,.1f})")
+            else:
+                parts.append(f"the fastest, {bt.steps_per_s / max(ru, 1e-9):.2f}× "
+                             f"the next best ({runner_up.setting.label()}: {ru:,.1f})")
     else:
         how = (f"within {100 * NOISE_FLOOR_FRACTION:.0f} %" if bt.steps_per_s >= ft.steps_per_s - noise(bt, ft)
                else f"the {100 * CI_LEVEL:.0f} % intervals of the two rates overlap")
@@ -502,10 +590,19 @@ def explain(trials: Sequence[Trial], choice: Choice, usable_cores: int) -> str:
         parts.append(f"{bt.steps_per_s / cheapest.throughput.steps_per_s:.1f}× num_workers="
                      f"{cheapest.setting.label()} ({cheapest.throughput.steps_per_s:,.1f} steps/s)")
     sentence = "; ".join(parts) + "."
+    demand = worker_demand(trials)
     cpu = _worker_cpu(best) if best.setting.num_workers > 0 else None
     if cpu is None:
         cpu = next((c for t in trials if (c := _worker_cpu(t)) is not None), None)
-    if cpu is not None:
+    if demand is not None:
+        if demand >= CPU_BOUND_FRACTION:
+            sentence += (f" Loading is CPU-bound (a worker wants a CPU {100 * demand:.0f} % of the time, "
+                         f"on one or waiting for one): more workers than the {usable_cores} usable core(s) "
+                         "cannot add throughput of their own.")
+        else:
+            sentence += (f" Loading mostly waits (a worker wants a CPU {100 * demand:.0f} % of the time): "
+                         f"latency-bound work gains from more workers than the {usable_cores} usable core(s).")
+    elif cpu is not None:
         if cpu >= CPU_BOUND_FRACTION:
             sentence += (f" Loading is CPU-bound (workers compute {100 * cpu:.0f} % of their batch time): "
                          f"more workers than the {usable_cores} usable core(s) cannot add throughput.")
@@ -651,10 +748,16 @@ def trial_record(trial: Trial) -> dict[str, Any]:
         "repeats": len(trial.raw),
         "window_steps_per_s": list(t.window_rates),
         "worker_cpu_fraction": None if (c := _worker_cpu(trial)) is None else round(c, 4),
+        "cores_used": None if (u := _contention(trial, "cpu_per_s")) is None else round(u, 3),
+        "run_queue_delay_per_s": None if (d := _contention(trial, "run_queue_delay_per_s")) is None
+        else round(d, 3),
+        "load_average_1m": raw0.get("load_average_1m"),
+        "worker_cpu_demand": None if (wd := _contention(trial, "worker_demand")) is None else round(wd, 4),
         "startup_ms": None if raw0.get("startup_ns") is None else round(raw0["startup_ns"] / 1e6, 2),
         "overrides": trial.setting.overrides(),
         "label": trial.setting.label(),
         "wall_s": round(trial.wall_s, 3),
+        "remeasured": trial.remeasured,
         "exit_status": raw0.get("exit_status"),
         "stop_reason": raw0.get("stop_reason"),
         "error": raw0.get("error"),
@@ -687,6 +790,8 @@ def sweep_document(result: SweepResult) -> dict[str, Any]:
         "time_budget_s": plan.time_budget_s,
         "usable_cores": plan.usable_cores,
         "noise_floor_fraction": NOISE_FLOOR_FRACTION,
+        "worker_cpu_demand": worker_demand(result.trials),
+        "cpu_bound": cpu_bound(result.trials),
         "notes": list(result.notes),
         "wall_s": round(result.wall_s, 3),
     }
@@ -715,7 +820,7 @@ def format_sweep(doc: dict[str, Any]) -> str:
     has_samples = any(t.get("samples_per_s") for t in doc["trials"])
     head = f"  {'setting':<12} {'steps/s':>9} {'IQR':>7} {'min–max':>15}"
     head += f" {'samples/s':>10}" if has_samples else ""
-    head += f" {'data wait':>9} {'worker CPU':>10}"
+    head += f" {'data wait':>9} {'worker CPU':>10} {'cores used':>10} {'CPU wait':>8}"
     lines = [head]
     for i, t in enumerate(doc["trials"]):
         mark = " <- best" if i == doc.get("best_index") else " (fastest)" if i == doc.get("fastest") else ""
@@ -724,7 +829,9 @@ def format_sweep(doc: dict[str, Any]) -> str:
                f"{t['steps_per_s_min']:>7,.1f}–{t['steps_per_s_max']:<7,.1f}")
         if has_samples:
             row += f" {t['samples_per_s'] or 0:>10,.0f}"
-        row += f" {100 * t['exposed_data_wait_fraction']:>7.1f} % {cpu:>10}{mark}"
+        used = "n/a" if t.get("cores_used") is None else f"{t['cores_used']:.2f}"
+        rq = "n/a" if t.get("run_queue_delay_per_s") is None else f"{t['run_queue_delay_per_s']:.2f}"
+        row += f" {100 * t['exposed_data_wait_fraction']:>7.1f} % {cpu:>10} {used:>10} {rq:>8}{mark}"
         if t.get("error") or not t["steps_measured"]:
             row = f"  {t['label']:<12} no steps measured: {t.get('error') or t.get('stop_reason')}"
         lines.append(row)
@@ -735,6 +842,9 @@ def format_sweep(doc: dict[str, Any]) -> str:
         lines.extend(f"  {sign} {text}" for sign, text in dataloader_diff(doc["baseline"], doc["best"]))
     for n in doc.get("notes", []):
         lines.append(f"note: {n}")
+    lines.append("(cores used: CPU seconds per second of the trial's processes; CPU wait: seconds per "
+                 "second their threads waited runnable for a core — a busy machine or more threads "
+                 "than cores)")
     return "\n".join(lines)
 
 

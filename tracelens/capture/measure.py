@@ -13,6 +13,7 @@ Result (JSON): per-step ``step_ns`` and ``wait_ns`` lists, the loader's settings
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -56,6 +57,8 @@ class TimingSession(CaptureSession):
         self.waits: list[int] = []
         self.first_batch_ns: int | None = None
         self.iter_ns: int | None = None
+        #: (perf ns, {pid: (on-CPU ns, run-queue delay ns)}) at the first and last measured step
+        self.sched: list[tuple[int, dict[int, tuple[int, int]]]] = []
 
     def start(self) -> None:
         """Create the scratch directory and install the DataLoader hooks (no profiler)."""
@@ -81,7 +84,10 @@ class TimingSession(CaptureSession):
         timed = loader_id is not None and loader_id == self.timed_loader
         if timed and self.batches_drawn >= (self.warmup or 0) + self.steps:
             self.next_starts.append(time.perf_counter_ns())  # closes the last step
+            self._mark_sched()
             raise StopRun()
+        if timed and self.batches_drawn == (self.warmup or 0) and not self.sched:
+            self._mark_sched()
         t0 = time.perf_counter_ns()
         data = orig(it)  # StopIteration at an epoch's end propagates untimed
         t1 = time.perf_counter_ns()
@@ -94,6 +100,38 @@ class TimingSession(CaptureSession):
             self.batches_drawn += 1
             self.loaders[loader_id]["batches_drawn"] += 1
         return data
+
+    def _mark_sched(self) -> None:
+        now = time.perf_counter_ns()
+        got = tree_schedstat()
+        if got is not None:
+            self.sched.append((now, got))
+
+    def contention(self) -> dict[str, float | None] | None:
+        """Over the measured steps, per second of wall time: CPU seconds this trial's processes
+        used (main + workers), seconds their threads sat runnable waiting for a CPU
+        (``/proc/<pid>/task/*/schedstat``: a busy machine, or more threads than cores), and
+        ``worker_demand``: the share of its time an average worker wanted a CPU (on one, or
+        waiting for one). Unlike CPU time / batch time, the demand does not fall when other
+        processes take the cores: a CPU-bound loader reads about 1.0 on a busy machine too."""
+        if len(self.sched) < 2:
+            return None
+        (t0, s0), (t1, s1) = self.sched[0], self.sched[-1]
+        wall = max(t1 - t0, 1)
+        both = [p for p in s1 if p in s0]
+        cpu = sum(s1[p][0] - s0[p][0] for p in both)
+        delay = sum(s1[p][1] - s0[p][1] for p in both)
+        workers = [p for p in both if p != os.getpid()]
+        demand = (
+            sum(s1[p][0] - s0[p][0] + s1[p][1] - s0[p][1] for p in workers) / wall / len(workers)
+            if workers
+            else None
+        )
+        return {
+            "cpu_per_s": round(cpu / wall, 4),
+            "run_queue_delay_per_s": round(delay / wall, 4),
+            "worker_demand": None if demand is None else round(demand, 4),
+        }
 
     def close(self) -> None:
         """Remove the hooks, restore worker_init_fn, stop the workers."""
@@ -119,6 +157,24 @@ class TimingSession(CaptureSession):
         return cpu / wall if wall > 0 else None
 
 
+def tree_schedstat() -> dict[int, tuple[int, int]] | None:
+    """pid → (on-CPU ns, run-queue delay ns) of this process and its child processes (the
+    workers), or None where ``/proc/<pid>/task/*/schedstat`` is not available."""
+    from tracelens.capture.telemetry import read_schedstat
+
+    pids = [os.getpid()]
+    with contextlib.suppress(Exception):
+        import psutil
+
+        pids += [c.pid for c in psutil.Process().children(recursive=True)]
+    out = {}
+    for pid in pids:
+        got = read_schedstat(pid)
+        if got is not None:
+            out[pid] = got
+    return out or None
+
+
 def run_timing_trial(
     target: str,
     args: list[str],
@@ -135,6 +191,7 @@ def run_timing_trial(
         SessionConfig(run_dir=scratch, command=command, loader_overrides=overrides), warmup, steps
     )
     wall0 = time.perf_counter_ns()
+    load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     session.start()
     try:
         status, reason, error = run_target(target, args, module, stop_reason="steps_measured")
@@ -156,6 +213,8 @@ def run_timing_trial(
         "loader": loader,
         "loaders": len(session.loaders),
         "worker_cpu_fraction": session.worker_cpu_fraction(),
+        "contention": session.contention(),
+        "load_average_1m": [load0, os.getloadavg()[0] if hasattr(os, "getloadavg") else None],
         "wall_ns": time.perf_counter_ns() - wall0,
     }
     shutil.rmtree(scratch, ignore_errors=True)
