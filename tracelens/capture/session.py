@@ -31,6 +31,8 @@ RUN_JSON_SCHEMA_VERSION = 1
 SYNC_MARKER = "tracelens#sync"
 #: Cap on per-batch records kept in memory (main-process timings, main-process fetches).
 MAX_BATCH_RECORDS = 20_000
+#: Main-process fetches are timed from this many batches before the window starts.
+MAIN_FETCH_LEAD_BATCHES = 64
 #: Worker batch records are kept from this long before the window starts (ns).
 WORKER_RECORD_LEAD_NS = 5_000_000_000
 
@@ -103,6 +105,11 @@ class CaptureSession:
         self.batches_drawn = 0
         self.batch_cols: dict[str, list[Any]] = {"loader_id": [], "start_ns": [], "wait_ns": []}
         self.main_fetch: list[tuple[int, int, int]] = []
+        from tracelens.capture.worker import FetchGate
+
+        #: Main-process fetches are timed while recording everything (before the first loader)
+        #: and from MAIN_FETCH_LEAD_BATCHES before the window on; not in between (its cost).
+        self.fetch_gate = FetchGate()
         self.prof: Any = None
         self.sampler: TelemetrySampler | None = None
         self.schedule: dict[str, Any] = {}
@@ -176,7 +183,7 @@ class CaptureSession:
             if os.getpid() == main_pid and len(self.main_fetch) < MAX_BATCH_RECORDS:
                 self.main_fetch.append((start_ns, end_ns, cpu_ns))
 
-        patch_fetch(record, time.thread_time_ns)
+        patch_fetch(record, time.thread_time_ns, self.fetch_gate)
 
     # ------------------------------------------------------------------ loader events
     def apply_overrides(self, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -347,7 +354,9 @@ class CaptureSession:
                     self.schedule = self._choose_schedule(
                         self.loaders[loader_id] if loader_id is not None else _UNKNOWN_LOADER
                     )
-                if index >= self.schedule["wait"]:
+                wait = self.schedule["wait"]
+                self.fetch_gate.on = index + MAIN_FETCH_LEAD_BATCHES >= wait
+                if index >= wait:
                     self._start_window(index)
             elif self.phase == "window":
                 self._step()

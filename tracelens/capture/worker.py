@@ -39,12 +39,27 @@ def original_fetch(cls: type) -> Callable[..., Any]:
     return getattr(current, _ORIGINAL_ATTR, current)
 
 
-def patch_fetch(record: Callable[[int, int, int], None], cpu_clock: Callable[[], int]) -> None:
-    """Time every fetcher ``fetch`` call: ``record(start_ns, end_ns, cpu_ns)``."""
+class FetchGate:
+    """Switch for a fetch probe: while ``on`` is False the patched ``fetch`` only calls the
+    original (no clock reads, no record)."""
+
+    on = True
+
+
+def patch_fetch(
+    record: Callable[[int, int, int], None],
+    cpu_clock: Callable[[], int],
+    gate: FetchGate | None = None,
+) -> None:
+    """Time every fetcher ``fetch`` call: ``record(start_ns, end_ns, cpu_ns)`` (while
+    ``gate.on``, when a gate is given)."""
+    gate = gate or FetchGate()
     for cls in _fetcher_classes():
         orig = original_fetch(cls)
 
         def fetch(self: Any, index: Any, _orig: Callable[..., Any] = orig) -> Any:
+            if not gate.on:
+                return _orig(self, index)
             c0 = cpu_clock()
             t0 = time.time_ns()
             try:
