@@ -113,3 +113,24 @@ def test_worker_records_are_buffered_then_appended(tmp_path: Path) -> None:
     assert read_record_file(str(path))[1][-1] == (1, 2, 3)
     rec.flush()  # nothing pending: nothing written twice
     assert len(read_record_file(str(path))[1]) == 4
+
+
+def test_main_process_fetches_are_timed_only_near_the_window(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader
+
+    from tracelens.capture.session import MAIN_FETCH_LEAD_BATCHES, CaptureSession, SessionConfig
+
+    wait = MAIN_FETCH_LEAD_BATCHES + 40
+    session = CaptureSession(
+        SessionConfig(run_dir=tmp_path / "r", command={}, wait=wait, record_unstepped=False)
+    )
+    session.start()
+    try:
+        for i, _ in enumerate(DataLoader(torch.zeros(200, 1), batch_size=1)):
+            if i + 1 == wait - 10:  # stop before the window: no profiler starts
+                break
+    finally:
+        session.finish(0, "finished", None, shutdown_workers=True)
+    # the batches from `wait - lead` on are timed, the 40 before them are not
+    assert len(session.main_fetch) == wait - 10 - 40
