@@ -634,9 +634,10 @@ def _parse_events(r: _Reader, cols: _Columns, pool: Executor | None, forked: boo
                   progress: Progress | None = None) -> tuple[dict[str, Any], bool]:
     """Stream path (gzip): cut the event array at event boundaries as it is decompressed.
 
-    Regions go to ``pool`` while a worker is free (through slots of an anonymous shared
-    mapping when the workers are forked, so nothing is pickled; as bytes otherwise); when all
-    are busy this process decodes the region itself rather than wait.
+    Regions go to ``pool`` (through slots of an anonymous shared mapping when the workers
+    are forked, so nothing is pickled; as bytes otherwise) while this process goes on
+    decompressing; it waits only when ``2 × workers + 1`` regions are in flight. (Decoding
+    regions here as well when the workers were busy measured slower: decompression stalled.)
     """
     global _shared
     workers = getattr(pool, "_max_workers", 0)
@@ -654,55 +655,49 @@ def _parse_events(r: _Reader, cols: _Columns, pool: Executor | None, forked: boo
             if slot is not None:
                 free_slots.append(slot)
 
-    def dispatch(view: memoryview) -> None:
-        busy = sum(1 for f, _ in pending if not f.done())
-        n = len(view)
-        if pool is not None and busy < workers:
+    def dispatch(parts: list[bytes | memoryview]) -> None:
+        """Send the region made of ``parts`` (consecutive pieces of the stream) to be decoded."""
+        n = sum(len(x) for x in parts)
+        if pool is not None:
             if _shared is not None and free_slots and n + 2 <= slot_size:
                 slot = free_slots.pop()
                 at = slot * slot_size
                 _shared[at] = 0x5B  # '['
-                _shared[at + 1 : at + 1 + n] = view
-                _shared[at + 1 + n] = 0x5D  # ']'
+                pos = at + 1
+                for x in parts:  # the one copy: straight into the slot
+                    _shared[pos : pos + len(x)] = x
+                    pos += len(x)
+                _shared[pos] = 0x5D  # ']'
                 pending.append((pool.submit(decode_shared, at, n + 2), slot))
             else:
-                pending.append((pool.submit(decode_region, bytes(view)), None))
+                pending.append((pool.submit(decode_region, b"".join(parts)), None))
         else:
-            pending.append((_Inline(decode_region(bytes(view))), None))
+            pending.append((_Inline(decode_region(b"".join(parts))), None))
 
     try:
-        data = bytes(memoryview(r.buf)[r.pos :])
+        # ``rest``: the stream from the current event on, as pieces not yet decoded.
+        rest: list[bytes | memoryview] = [bytes(memoryview(r.buf)[r.pos :])]
         r.buf, r.pos = bytearray(), 0
-        eof = r.eof
-        need_more = False
         while True:
-            blocks = [data]
-            size = len(data)
-            while (size < CHUNK_TARGET + READ_BLOCK or need_more) and not eof:
-                block = r.read_block(CHUNK_TARGET)
-                if not block:
-                    eof = True
-                    break
-                blocks.append(block)
-                size += len(block)
-                need_more = False
-            data = blocks[0] if len(blocks) == 1 else b"".join(blocks)
-            del blocks
-            m = None
-            if not eof:
-                m = _BOUNDARY.search(data, min(CHUNK_TARGET, len(data)) - 1)
-                if m is None:  # one enormous event: read on
-                    need_more = True
-                    continue
-            else:
+            block = r.read_block(CHUNK_TARGET)
+            if not block:
+                data = b"".join(rest)
+                m = None
                 for found in _BOUNDARY.finditer(data):
                     m = found
                 if m is None:
                     drain(0)
                     return _parse_tail(data, cols)
-            with memoryview(data) as mv:
-                dispatch(mv[: m.start() + 1])  # whole events, up to the closing brace
-            data = data[m.end() - 1 :]  # from the next event's opening brace
+                dispatch([memoryview(data)[: m.start() + 1]])
+                drain(0)
+                return _parse_tail(data[m.end() - 1 :], cols)
+            m = _BOUNDARY.search(block)
+            if m is None:  # the block lies inside one enormous event: read on
+                rest.append(block)
+                continue
+            head = memoryview(block)
+            dispatch([*rest, head[: m.start() + 1]])  # whole events, up to the closing brace
+            rest = [head[m.end() - 1 :]]  # from the next event's opening brace
             drain(2 * workers + 1)
             if progress is not None:
                 progress(*r.compressed_position())
