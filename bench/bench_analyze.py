@@ -3,7 +3,7 @@
 Builds ``bench/out/big.json`` (and ``.json.gz``) of about ``--size-mb`` MB from a real trace by
 repeating its steps with shifted times (bench/make_big_trace.py), then runs each command
 ``--runs`` times, alternating, each in a fresh process, and reports the median wall time and
-the median peak memory. Memory is the peak, sampled every 20 ms with psutil, of the memory of
+the median peak memory. Memory is the peak, sampled every 50 ms with psutil, of the memory of
 the whole process tree (tracelens decodes in worker processes): the sum of PSS where Linux
 gives it (pages shared by forked workers counted once), else the sum of RSS.
 
@@ -49,7 +49,7 @@ def measure(cmd: list[str]) -> tuple[float, float]:
             peak = max(peak, sum(_memory(p) for p in procs if p.is_running()))
         except psutil.Error:
             pass
-        time.sleep(0.02)
+        time.sleep(0.05)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed with {proc.returncode}")
