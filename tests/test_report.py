@@ -295,7 +295,8 @@ def test_settings_diff_keeps_unshown_values_and_adds_thread_advice() -> None:
     assert (" ", "# num_workers: keep your current value") in pairs
     assert not any("num_workers=1" in t or "persistent_workers" in t for _, t in pairs)
     assert pairs[0] == ("+", "torch.set_num_threads(2)  # main process")
-    assert ("+", "worker_init_fn=lambda _: torch.set_num_threads(1),") in pairs
+    assert ("+", "worker_init_fn=set_worker_threads,") in pairs
+    assert ("+", "torch.set_num_threads(1)") in pairs  # inside the module-level function (picklable for spawn)
     # AND the code to copy has no comment lines left
     code = diff_after(lines)
     assert "#" not in code and "keep" not in code and code.startswith("torch.set_num_threads(2)")

@@ -336,6 +336,12 @@ def settings_diff(current: dict[str, Any], recommended: dict[str, Any],
     lines = []
     if threads_main is not None:
         lines.append({"op": "+", "text": f"torch.set_num_threads({threads_main})  # main process"})
+    if threads_per_worker is not None:
+        # A module-level function, not a lambda: spawn/forkserver workers must pickle it.
+        lines += [
+            {"op": "+", "text": "def set_worker_threads(worker_id):  # call it from your worker_init_fn if you have one"},
+            {"op": "+", "text": f"    torch.set_num_threads({threads_per_worker})"},
+        ]
     lines += [{"op": " ", "text": "loader = DataLoader("}, {"op": " ", "text": "    dataset,"}]
     lines += [{"op": " ", "text": f"    {c},"} for c in context]
     for k in SETTING_KEYS:
@@ -354,7 +360,7 @@ def settings_diff(current: dict[str, Any], recommended: dict[str, Any],
             note = "  # current value not recorded in the trace" if cur is None else ""
             lines.append({"op": "+", "text": f"    {k}={rec!r},{note}"})
     if threads_per_worker is not None:
-        lines.append({"op": "+", "text": f"    worker_init_fn=lambda _: torch.set_num_threads({threads_per_worker}),"})
+        lines.append({"op": "+", "text": "    worker_init_fn=set_worker_threads,"})
     lines.append({"op": " ", "text": ")"})
     return lines
 

@@ -619,7 +619,7 @@ def _check_oversubscription(rule: Rule, ctx: Context) -> Finding | None:
             f"({load_ratio:.1f} per core; {demand} configured); processes wait for a CPU up to "
             f"{_pct(max_delay or 0)} of the time")
     return _f(rule, ctx, severity, 0.85, title=f"Oversubscribed cores: {text}", evidence=evidence,
-              advice=(f"Use 1 math thread per worker (worker_init_fn=lambda _: torch.set_num_threads(1); "
+              advice=(f"Use 1 math thread per worker (a module-level worker_init_fn that calls torch.set_num_threads(1); "
                       f"OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 for the workers), num_workers={keep} "
                       f"(the {ctx.budget.cores_per_rank:g} cores per rank minus the main process's "
                       f"measured {main_cores:.2f} cores, rounded to whole workers), and "
