@@ -33,3 +33,16 @@ def test_synthetic_ranks_sample_names_the_slowest_rank() -> None:
 def test_every_recorded_example_analyzes(run_dir: str) -> None:
     doc = analyze_path(SAMPLES / run_dir).document
     assert doc["steps"] > 0 and doc["diagnosis"] != "undetermined"
+
+
+def test_no_sample_is_a_copy_of_a_shared_trace() -> None:
+    """Run directories must name their trace trace.json.gz (SPEC §1), a name some shared traces
+    also have: the contents must be our own recordings, never copies of ../shared/traces."""
+    from tests.conftest import SHARED_TRACES
+
+    if not SHARED_TRACES.is_dir():
+        pytest.skip("../shared/traces is not present")
+    ours = [p for p in SAMPLES.rglob("*.json*") if p.is_file()]
+    for p in ours:
+        for twin in SHARED_TRACES.rglob(p.name):
+            assert twin.read_bytes() != p.read_bytes(), f"{p} is a copy of {twin}"
