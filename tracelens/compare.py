@@ -273,7 +273,8 @@ def comparison_rows(c: Comparison) -> list[dict[str, str]]:
         rows.append({"label": label, "a": _fmt(key, va), "b": _fmt(key, vb), "delta": _fmt_delta(key, c.delta.get(key))})
     rows.append({"label": "diagnosis", "a": str(a.get("diagnosis")), "b": str(b.get("diagnosis")), "delta": ""})
     for k, (x, y) in c.loader_changes.items():
-        rows.append({"label": k, "a": str(x), "b": str(y), "delta": ""})
+        rows.append({"label": k, "a": "unknown" if x is None else str(x),
+                     "b": "unknown" if y is None else str(y), "delta": ""})
     return rows
 
 
