@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -235,6 +236,76 @@ def test_cause_rules_are_skipped_without_telemetry(tmp_path: Path) -> None:
     d = run(loop([30] * 6, 70), tmp_path)
     assert "telemetry" in skip_reason(d, "TL102") and "telemetry" in skip_reason(d, "TL103")
     assert "machine facts" in skip_reason(d, "TL101")
+
+
+# --- worker surplus: a wait that more workers cannot shorten -------------------------------------
+
+
+def test_busy_machine_with_fast_workers_is_input_bound_not_cpu_starvation(tmp_path: Path) -> None:
+    # GIVEN the validation case: 1 worker producing a CPU-bound batch in 8 ms, a 130 ms step,
+    # every __next__ waiting 16 ms (11 % exposed), and processes waiting for a CPU (other tenants)
+    f = facts(1, cores=2, cpu=0.95, batch_ms=8.0, delay=0.10, main_delay=0.30)
+    d = run(loop([16] * 8, 130, MULTI, gpu=False), tmp_path, f)
+    # THEN the capacity (1 x 130 / 8 = 16x the demand) rules out TL102 and TL103 ...
+    assert d.diagnosis == "input_bound" and not {"TL102", "TL103"} & ids(d)
+    assert "16.2x the batches" in skip_reason(d, "TL102") and "TL104" in skip_reason(d, "TL103")
+    # ... and TL104 says why: capacity N x the demand, the wait is bursts or a busy machine
+    t = finding(d, "TL104")
+    assert t.evidence["worker_capacity_ratio"] == pytest.approx(16.25)
+    assert t.evidence["busy_machine"] is True and t.evidence["main_run_delay_fraction"] == pytest.approx(0.3)
+    assert "not a loader capacity shortage" in t.title and "16.2x the batches" in t.title
+    assert t.advice.startswith("Keep num_workers=1:")
+    assert "the main process 30.0 % and the workers (median) 10.0 %" in t.advice
+    assert "other processes" in t.advice and "not bursty" in t.advice
+    assert t.thresholds["worker_capacity_ratio"] == 2.0
+    # AND the recommendation keeps the worker count
+    assert d.recommendation.num_workers == 1 and d.findings[0].id == "TL104"
+    assert t.advice in d.recommendation.notes
+
+
+def test_waiting_workers_with_a_surplus_are_not_io_bound(tmp_path: Path) -> None:
+    # GIVEN 2 workers that mostly wait (5 % CPU) but need only 20 ms per batch for a 100 ms step
+    d = run(loop([15] * 8, 100, MULTI, gpu=False), tmp_path, facts(2, cpu=0.05, batch_ms=20.0))
+    assert d.diagnosis == "input_bound" and "TL103" not in ids(d)
+    t = finding(d, "TL104")
+    assert t.evidence["worker_capacity_ratio"] == pytest.approx(10.0) and t.evidence["busy_machine"] is False
+    assert d.recommendation.num_workers == 2
+
+
+@pytest.mark.parametrize(("batch_ms", "expected"), [
+    (50.0, "input_bound"),  # 1 x 100 / 50 = 2.0: at the threshold, a surplus
+    (50.5, "cpu_starvation"),  # 1.98x: a capacity shortage is still possible
+])
+def test_worker_capacity_boundary(tmp_path: Path, batch_ms: float, expected: str) -> None:
+    d = run(loop([15] * 8, 100, MULTI, gpu=False), tmp_path, facts(1, cpu=0.95, batch_ms=batch_ms))
+    assert d.diagnosis == expected
+    if expected == "input_bound":
+        assert "not a loader capacity shortage" in finding(d, "TL104").title
+    else:
+        assert "TL104" not in ids(d)
+
+
+def test_bursty_waits_with_a_surplus_get_deeper_prefetch_and_keep_the_workers(tmp_path: Path) -> None:
+    # GIVEN 2 workers at 5 ms per batch (20x the demand of a 50 ms step) with 2 slow 300 ms
+    # batches in 20, and one 120 ms wait every 10 calls
+    waits = [120.0 if i % 10 == 9 else 0.2 for i in range(20)]
+    batch = (5.0,) * 18 + (300.0,) * 2
+    f = replace(facts(2, cpu=0.95), batch_ms=batch, batch_cpu_ms=tuple(0.95 * b for b in batch))
+    d = run(loop(waits, 50, MULTI), tmp_path, f)
+    assert d.diagnosis == "input_bound" and not {"TL102", "TL103"} & ids(d)
+    t = finding(d, "TL104")
+    assert t.evidence["bursty_waits"] is True and "deeper prefetch" in t.advice
+    # THEN TL203 sizes the queue and the worker count stays
+    assert "TL203" in ids(d)
+    rec = d.recommendation
+    assert rec.num_workers == 2 and rec.prefetch_factor is not None and rec.prefetch_factor > 2
+
+
+def test_no_surplus_without_measured_worker_batches(tmp_path: Path) -> None:
+    # GIVEN num_workers=0: the main process makes the batches, so there is no worker capacity
+    d = run(loop([30] * 8, 70, gpu=False), tmp_path, facts(0, cores=4, cpu=0.95, batch_ms=5.0))
+    assert d.diagnosis == "cpu_starvation"
+    assert rules.worker_capacity(rules.build_context(analyze(loop([30] * 8, 70, gpu=False), tmp_path))) is None
 
 
 # --- TL101 oversubscription ------------------------------------------------------------------

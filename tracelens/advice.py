@@ -90,6 +90,12 @@ THRESHOLDS: dict[str, Threshold] = {t.name: t for t in (
     _T("host_bound_idle_fraction", 0.20, "of step time",
        "the GPU idle (not waiting for data) for 20 % of a step means the main thread's own work, "
        "launches or synchronizations limit the step, not the loader"),
+    _T("worker_capacity_ratio", 2.0, "x consumption (num_workers × C / T_b)",
+       "when the current workers, at their measured time per batch, could produce twice the "
+       "batches the loop consumes, a data wait is not a shortage of loading capacity: it comes "
+       "from bursts of slow batches (a shallow queue) or from a busy machine (other processes, "
+       "run-queue delay), and more workers cannot shorten it; below 2x the median batch time, its "
+       "spread (p90 10-20 % above the median) and the queue hand-over can still drain the queue"),
     _T("respawn_min_ms", 50.0, "ms per epoch",
        "a worker start-up under 50 ms per epoch is not worth persistent_workers' held memory"),
 )}

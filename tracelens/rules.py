@@ -532,6 +532,19 @@ def _needs_telemetry(ctx: Context) -> str | None:
     return None
 
 
+def _needs_shortage(ctx: Context) -> str | None:
+    """TL102/TL103 name a shortage of loading capacity; with the current workers' measured
+    capacity well above the demand, a wait is bursts or a busy machine, which TL104 reports."""
+    if (r := _needs_telemetry(ctx)) is not None:
+        return r
+    cap = worker_capacity(ctx)
+    if cap is not None and cap >= threshold("worker_capacity_ratio"):
+        return (f"the {ctx.workers_now} worker(s) can produce {cap:.1f}x the batches the loop consumes "
+                f"(num_workers × C / T_b ≥ {threshold('worker_capacity_ratio'):g}): a data wait is not "
+                "a loading-capacity shortage and more workers cannot help (TL104 reports it)")
+    return None
+
+
 def _needs_machine(ctx: Context) -> str | None:
     if ctx.facts is None or ctx.budget is None:
         return "no machine facts (run.json): the core budget is unknown"
@@ -559,6 +572,21 @@ def _always(ctx: Context) -> str | None:
 
 
 # --- main-cause rules ------------------------------------------------------------------------
+
+
+def worker_capacity(ctx: Context) -> float | None:
+    """num_workers × C / T_b: how many times the loop's consumption the current workers produce.
+
+    Only from batch times measured in the worker processes (run.json): a T_b estimated from the
+    waits assumes a drained queue and cannot show a surplus. None without them.
+    """
+    f, st, n = ctx.facts, ctx.steady, ctx.workers_now
+    if f is None or not f.batch_ms or f.batch_source != "workers" or not n or st is None:
+        return None
+    t_b = float(np.median(f.batch_ms))
+    if t_b <= 0 or st.compute_ms <= 0:
+        return None
+    return n * st.compute_ms / t_b
 
 
 def _oversubscribed_threads(ctx: Context) -> tuple[int | None, float | None]:
@@ -675,6 +703,9 @@ def _check_input_bound(rule: Rule, ctx: Context) -> Finding | None:
     assert ctx.steady is not None
     if not ctx.input_bound:
         return None
+    cap = worker_capacity(ctx)
+    if cap is not None and cap >= threshold("worker_capacity_ratio"):
+        return _surplus_capacity(rule, ctx, cap)
     if loading_cause(ctx.loading) is not None:
         return None  # TL102 / TL103 name the cause
     plan = plan_workers(ctx, "unknown")
@@ -701,6 +732,55 @@ def _check_input_bound(rule: Rule, ctx: Context) -> Finding | None:
               " To settle CPU-bound vs I/O-bound vs oversubscribed, re-run under `tracelens profile "
               "train.py ARGS`: it records per-worker CPU time, I/O bytes and run-queue delay.",
               settings=plan.settings)
+
+
+def _surplus_capacity(rule: Rule, ctx: Context, cap: float) -> Finding:
+    """Input-bound although the current workers produce ``cap`` times the demand: the wait is
+    bursts (a shallow prefetch queue, TL203) or a busy machine, not too few workers."""
+    st, f, shape, n = ctx.steady, ctx.facts, ctx.shape, ctx.workers_now
+    assert st is not None and f is not None and n
+    t_b = float(np.median(f.batch_ms))
+    main_delay = f.main.run_delay_fraction if f.main is not None else None
+    delays = [w.run_delay_fraction for w in f.workers if w.run_delay_fraction is not None]
+    worker_delay = float(np.median(delays)) if delays else None
+    busy = any(d is not None and d >= threshold("run_delay_fraction") for d in (main_delay, worker_delay))
+    sev = "high" if st.exposed_fraction >= threshold("exposed_wait_high_fraction") else "medium"
+    if shape.is_bimodal:
+        bursts = (f"The waits are bursty ({shape.long_calls} of {shape.calls} __next__ calls wait "
+                  f"{shape.long_median_ms:.1f} ms while the rest find a batch ready): a deeper prefetch "
+                  "queue absorbs them (TL203 sizes prefetch_factor when the spikes outgrow the queue).")
+    else:
+        bursts = (f"The waits are not bursty (median __next__ {shape.median_ms:.1f} ms, p90 "
+                  f"{shape.p90_ms:.1f} ms), so a deeper prefetch queue is unlikely to help.")
+    parts = [f"{role} {_pct(d)}" for role, d in (("the main process", main_delay),
+                                                 ("the workers (median)", worker_delay)) if d is not None]
+    if parts:
+        queue = (f"Run-queue delay (runnable but waiting for a CPU): {' and '.join(parts)} of the time"
+                 + (f", at or above the {_pct(threshold('run_delay_fraction'))} that marks a busy machine. "
+                    if busy else ". "))
+    else:
+        queue = "The run-queue delay of the processes was not recorded. "
+    return _f(rule, ctx, sev, 0.8,
+              title=(f"Input-bound, not a loader capacity shortage: {_pct(st.exposed_fraction)} of each "
+                     f"step waits for data although the {n} worker(s) produce {cap:.1f}x the batches the "
+                     f"loop consumes (T_b {t_b:.1f} ms per batch, C {st.compute_ms:.1f} ms per step); "
+                     f"the wait comes from bursts or a busy machine"),
+              evidence={"exposed_wait_fraction": st.exposed_fraction,
+                        "data_wait_fraction": st.data_wait_fraction, "num_workers": n,
+                        "batch_ms": t_b, "batch_ms_source": f"measured per batch in the {f.batch_source}",
+                        "compute_ms_per_step": st.compute_ms,
+                        "workers_needed": advice.workers_needed(t_b, st.compute_ms),
+                        "worker_capacity_ratio": cap, "main_run_delay_fraction": main_delay,
+                        "worker_run_delay_fraction": worker_delay, "busy_machine": busy,
+                        "bursty_waits": shape.is_bimodal, "wait_median_ms": shape.median_ms,
+                        "wait_p90_ms": shape.p90_ms, "long_calls": shape.long_calls,
+                        "calls": shape.calls, "recommended_num_workers": n},
+              advice=(f"Keep num_workers={n}: at T_b = {t_b:.1f} ms per batch the workers' capacity is "
+                      f"num_workers × C / T_b = {n} × {st.compute_ms:.1f} / {t_b:.1f} = {cap:.1f}x the "
+                      f"demand, so the wait is not a shortage of loading capacity and more workers "
+                      f"cannot shorten it. {bursts} {queue}Check the machine for other processes "
+                      "(uptime, top) and re-measure when it is quiet before changing the loader."),
+              settings={"num_workers": n})
 
 
 # --- the workers plan (Little's law) ---------------------------------------------------------
@@ -1078,18 +1158,25 @@ RULES: tuple[Rule, ...] = (
              "oversubscription_ratio", "run_delay_fraction", "involuntary_switch_rate"),
          lambda c: _needs_machine(c) or _needs_steps(c), _check_oversubscription, True),
     Rule("TL102", "cpu_starvation", "high", "The loading work is CPU-bound and too slow",
-         "input-bound steps and loader telemetry (per-batch records or worker CPU time)", (
-             "exposed_wait_fraction", "exposed_wait_high_fraction", "cpu_bound_fraction", "headroom_fraction"),
-         _needs_telemetry, _check_cpu_starvation, True),
+         "input-bound steps and loader telemetry (per-batch records or worker CPU time); skipped when "
+         "the current workers' measured capacity is worker_capacity_ratio x the demand or more", (
+             "exposed_wait_fraction", "exposed_wait_high_fraction", "cpu_bound_fraction", "headroom_fraction",
+             "worker_capacity_ratio"),
+         _needs_shortage, _check_cpu_starvation, True),
     Rule("TL103", "io_bound", "high", "The loading work mostly waits (storage, network, sleep)",
-         "input-bound steps and loader telemetry", (
+         "input-bound steps and loader telemetry; skipped when the current workers' measured "
+         "capacity is worker_capacity_ratio x the demand or more", (
              "exposed_wait_fraction", "exposed_wait_high_fraction", "io_bound_fraction", "run_delay_fraction",
-             "headroom_fraction", "latency_workers_per_core", "latency_workers_max"),
-         _needs_telemetry, _check_io_bound, True),
-    Rule("TL104", "input_bound", "high", "Input-bound, cause not determinable from the evidence",
+             "headroom_fraction", "latency_workers_per_core", "latency_workers_max", "worker_capacity_ratio"),
+         _needs_shortage, _check_io_bound, True),
+    Rule("TL104", "input_bound", "high",
+         "Input-bound, cause not determinable from the evidence, or not a loader capacity shortage "
+         "(the current workers' measured capacity is worker_capacity_ratio x the demand or more: the "
+         "wait is bursts or a busy machine, and num_workers stays)",
          "steps with DataLoader events", (
              "exposed_wait_fraction", "exposed_wait_high_fraction", "outlier_compute_factor",
-             "headroom_fraction", "assumed_worker_cap", "long_wait_factor"),
+             "headroom_fraction", "assumed_worker_cap", "long_wait_factor", "worker_capacity_ratio",
+             "run_delay_fraction"),
          _needs_steps, _check_input_bound, True),
     Rule("TL201", "pageable_memcpy", "low", "Pageable host-to-device copies",
          "GPU activity in the trace", ("pageable_copy_fraction", "pageable_copy_high_fraction"),
