@@ -287,15 +287,20 @@ class CaptureSession:
             with contextlib.suppress(TypeError):
                 self._iterators.add(it)
 
-    def _discard_preloader(self) -> None:
-        self.phase = "waiting"
+    def _stop_recording(self, *, drop_sampler: bool) -> None:
+        """Stop our profiler and the telemetry sampler (keeping its samples unless ``drop_sampler``)."""
         if self.prof is not None:
             prof, self.prof = self.prof, None
             with contextlib.suppress(Exception):
                 prof.stop()
         if self.sampler is not None:
             self.sampler.stop()
-            self.sampler = None
+            if drop_sampler:
+                self.sampler = None
+
+    def _discard_preloader(self) -> None:
+        self.phase = "waiting"
+        self._stop_recording(drop_sampler=True)
 
     def _choose_schedule(self, loader: dict[str, Any]) -> dict[str, Any]:
         """Window for the first loader iterated: explicit values win; defaults fit short loaders.
@@ -426,11 +431,7 @@ class CaptureSession:
     def _end_window(self) -> None:
         self.phase = "done"
         self.window.setdefault("end_ns", time.time_ns())
-        prof, self.prof = self.prof, None
-        with contextlib.suppress(Exception):
-            prof.stop()
-        if self.sampler is not None:
-            self.sampler.stop()
+        self._stop_recording(drop_sampler=False)
 
     def _on_trace_ready(self, prof: Any) -> None:
         path = self.run_dir / "trace.json.gz"
@@ -449,12 +450,7 @@ class CaptureSession:
             if self.user_profiler is not None:
                 return
             self.user_profiler = name
-            if self.prof is not None:
-                prof, self.prof = self.prof, None
-                with contextlib.suppress(Exception):
-                    prof.stop()
-            if self.sampler is not None:
-                self.sampler.stop()
+            self._stop_recording(drop_sampler=False)
             self.phase = "user_profiler"
             self.notes.append(
                 f"the script drives its own profiler ({name}); tracelens left it alone and "
