@@ -26,17 +26,17 @@ SAMPLES = REPO / "sample_traces"
 SHARED_RANK_DIRS = ("param/train/compute/python/test/data/dlrm_kineto", "hta/tests/data/trace_filter")
 
 
+def _is_sample_case(p: Path) -> bool:
+    """A run directory, the ranks directory, or a trace file that is neither inside them."""
+    if p.is_dir():
+        return (p / "run.json").is_file() or p.name == "ranks"
+    in_group = (p.parent / "run.json").is_file() or p.parent.name == "ranks"
+    return p.name.endswith((".json", ".json.gz")) and p.name != "run.json" and not in_group
+
+
 def sample_cases() -> dict[str, Path]:
     """Every trace file, run directory and rank directory under sample_traces/."""
-    cases: dict[str, Path] = {}
-    for p in sorted(SAMPLES.rglob("*")):
-        rel = str(p.relative_to(SAMPLES))
-        if p.is_dir() and ((p / "run.json").is_file() or any(p.glob("*.json*")) and p.name == "ranks"):
-            cases[rel] = p
-        elif p.is_file() and p.name.endswith((".json", ".json.gz")) and p.name != "run.json":
-            if not (p.parent / "run.json").is_file() and p.parent.name != "ranks":
-                cases[rel] = p
-    return cases
+    return {str(p.relative_to(SAMPLES)): p for p in sorted(SAMPLES.rglob("*")) if _is_sample_case(p)}
 
 
 def shared_cases() -> dict[str, Path]:

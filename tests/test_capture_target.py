@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from tracelens.capture import target as target_mod
-from tracelens.capture.session import StopRun
-from tracelens.capture.target import exit_status_of, run_target
+from tracelens.capture.target import StopRun, exit_status_of, run_target
 from tracelens.capture.worker import FLUSH_INTERVAL_NS, _RecordFile, read_record_file
 
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from tracelens._version import __version__
 from tracelens.analysis import TraceAnalysis, analyze_trace
-from tracelens.api import Result, analyze_path
+from tracelens.api import analyze_path
 from tracelens.errors import BadInputError, TracelensError
 from tracelens.load import load_trace
 from tracelens.model import Trace
-
-__version__ = "0.1.0"
+from tracelens.results import Result
 
 __all__ = [
     "BadInputError",

@@ -2,65 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tracelens.analysis import TraceAnalysis, analyze_trace
 from tracelens.document import build_document, build_multirank_document
 from tracelens.errors import BadInputError
-from tracelens.load import Progress, load_trace
+from tracelens.load import Progress, load_trace, read_header
 from tracelens.model import concat_traces
-from tracelens.rules import Diagnosis, diagnose
+from tracelens.results import RankResult, Result
+from tracelens.rules import diagnose
+from tracelens.runinfo import RunInfo, read_run_info
 
 RUN_FILES = ("trace.json.gz", "run.json")
 NOT_TRACES = {"run.json", "analysis.json", "sweep.json", "compare.json"}
 _RANK_IN_NAME = re.compile(r"(?:rank|worker)[-_]?(\d+)", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class RankResult:
-    """One rank (or the single trace) analyzed, diagnosed and turned into its document."""
-
-    rank: int | None
-    paths: tuple[str, ...]
-    analysis: TraceAnalysis
-    diagnosis: Diagnosis
-    run: Any  # tracelens.runinfo.RunInfo when a run.json was found
-    document: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Result:
-    """What ``analyze`` found at a path: one rank, or several with the slowest named."""
-
-    path: str
-    ranks: tuple[RankResult, ...]
-    document: dict[str, Any]
-
-    @property
-    def is_multi_rank(self) -> bool:
-        return len(self.ranks) > 1
-
-    @property
-    def slowest(self) -> RankResult:
-        if not self.is_multi_rank:
-            return self.ranks[0]
-        return next(r for r in self.ranks if r.rank == self.document["slowest_rank"])
-
-
-def load_run_info(run_json: Path) -> Any:
-    """run.json of a ``tracelens profile`` run, through the typed reader."""
-    from tracelens.runinfo import read_run_info
-
-    return read_run_info(run_json)
-
-
-def analyze_files(paths: list[Path], run: Any = None, rank: int | None = None,
+def analyze_files(paths: list[Path], run: RunInfo | None = None, rank: int | None = None,
                   jobs: int | None = None, progress: Progress | None = None) -> RankResult:
     """Analyze one rank held in one or more trace files (``jobs``: decoding processes per file)."""
     traces = [load_trace(p, jobs=jobs, progress=progress) for p in paths]
@@ -91,15 +52,10 @@ def _trace_files(d: Path) -> list[Path]:
 
 def _peek_rank(path: Path) -> int | None:
     """The rank a file declares (distributedInfo), read from its header only."""
-    from tracelens.load import _parse_header, _Reader
-
-    r = _Reader(path)
     try:
-        _, header = _parse_header(r)
+        header = read_header(path)
     except BadInputError:
         return None
-    finally:
-        r.close()
     info = header.get("distributedInfo")
     if isinstance(info, dict) and isinstance(info.get("rank"), int):
         return int(info["rank"])
@@ -142,7 +98,7 @@ def analyze_path(path: str | Path, jobs: int | None = None, progress: Progress |
         return Result(str(p), (r,), r.document)
     if _is_run_dir(p):
         trace = p / "trace.json.gz" if (p / "trace.json.gz").is_file() else p / "trace.json"
-        run = load_run_info(p / "run.json")
+        run = read_run_info(p / "run.json")
         r = analyze_files([trace], run=run)
         return Result(str(p), (r,), r.document)
     files = _trace_files(p)
@@ -166,15 +122,3 @@ def analyze_path(path: str | Path, jobs: int | None = None, progress: Progress |
     doc = build_multirank_document([r.document for r in results], str(p))
     return Result(str(p), tuple(results), doc)
 
-
-def write_run_outputs(run_dir: str | Path) -> Result:
-    """Analyze a run directory and write its ``analysis.json`` and ``report.html``."""
-    d = Path(run_dir)
-    result = analyze_path(d)
-    (d / "analysis.json").write_text(json.dumps(result.document, indent=2) + "\n")
-    try:
-        from tracelens.report import write_report
-    except ImportError:
-        return result
-    write_report(result, d / "report.html")
-    return result

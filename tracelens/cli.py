@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from tracelens import __version__
+from tracelens._version import __version__
 from tracelens.errors import TracelensError
 
 app = typer.Typer(
@@ -90,11 +90,8 @@ def analyze(
         write_report(result, html)
         if not as_json:
             typer.echo(f"report: {html}")
-    if fail_on is not None:
-        floor = SEVERITIES.index(fail_on)
-        for r in result.ranks:
-            if any(SEVERITIES.index(f.severity) >= floor for f in r.diagnosis.findings):
-                raise typer.Exit(3)
+    if fail_on is not None and result.has_finding_at_least(fail_on):
+        raise typer.Exit(3)
 
 
 # Commands that live in their own modules register themselves on ``app``.

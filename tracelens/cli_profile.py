@@ -51,9 +51,8 @@ def profile(
         record_shapes=record_shapes, with_stack=with_stack, profile_memory=profile_memory,
     )
     result = run_profile(options)
-    analysis = result.analysis_path
-    if analysis is not None and Path(analysis).is_file():
-        doc = json.loads(Path(analysis).read_text())
+    if result.analysis is not None:
+        doc = result.analysis.document
         if as_json:
             sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         else:

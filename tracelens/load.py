@@ -839,3 +839,13 @@ def _build_trace(meta: TraceMeta, cols: _Columns, truncated: bool, bytes_read: i
         tid=tid,
         origin_us=origin_us,
     )
+
+
+def read_header(path: str | Path) -> dict[str, Any]:
+    """The top-level keys before ``traceEvents`` (``{}`` for a bare event array), read from the
+    start of the file only; raises :class:`BadInputError` when the file is not a trace."""
+    r = _Reader(Path(path))
+    try:
+        return _parse_header(r)[1]
+    finally:
+        r.close()

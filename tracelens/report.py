@@ -36,7 +36,7 @@ from tracelens.errors import TracelensError
 if TYPE_CHECKING:
     import jinja2
 
-    from tracelens.api import Result
+    from tracelens.results import Result
 
 MAX_STEP_BARS = 400  # per-step bars drawn; longer runs are shown as means of consecutive steps
 MAX_LINE_POINTS = 300  # points per telemetry line
@@ -51,9 +51,7 @@ REDACTED = "[redacted]"
 
 def templates_dir() -> Path:
     """The templates: inside the package (wheel), else the repository's top-level ``templates/``."""
-    import tracelens
-
-    pkg = Path(tracelens.__file__).resolve().parent
+    pkg = Path(__file__).resolve().parent  # the tracelens package
     candidates = (pkg / "templates", pkg.parent / "templates")
     for cand in candidates:
         if (cand / "base.html.j2").is_file():
@@ -857,7 +855,7 @@ def _rank_rows(result: Result) -> list[dict[str, Any]]:
 
 def build_view(result: Result, *, redact: bool = False) -> dict[str, Any]:
     """Everything the report shows, as JSON-ready data (no HTML, nothing escaped yet)."""
-    from tracelens import __version__
+    from tracelens._version import __version__
 
     focus = result.slowest
     doc = focus.document
@@ -971,17 +969,23 @@ def render_report(result: Result, *, redact: bool = False) -> str:
 
 def write_report(result: Result, path: str | Path, *, redact: bool = False) -> None:
     """Write the report to ``path`` atomically (a reader never sees half a file)."""
-    html = render_report(result, redact=redact)
+    write_atomic(path, render_report(result, redact=redact))
+
+
+def write_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and a rename, readable by others
+    (the umask's permissions: a report is meant to be shared)."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=str(out.parent))
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(html)
+            fh.write(text)
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a report is meant to be shared
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return out

@@ -12,7 +12,9 @@ from tracelens.capture.options import (
     DEFAULT_WARMUP_STEPS,
     ProfileResult,
 )
-from tracelens.capture.session import CaptureSession, SessionConfig, StopRun
+from tracelens.capture.runner import analyze_run, default_run_dir
+from tracelens.capture.session import CaptureSession, SessionConfig
+from tracelens.capture.target import StopRun
 
 
 class ProfileSession:
@@ -55,7 +57,8 @@ class ProfileSession:
             reason, error = ("finished" if status == 0 else "exited"), None
         else:
             status, reason, error = 1, "error", f"{exc_type.__name__}: {exc}"
-        self.result = self._session.finish(status, reason, error, shutdown_workers=False)
+        recorded = self._session.finish(status, reason, error, shutdown_workers=False)
+        self.result = analyze_run(recorded, no_report=self._session.config.no_report)
         # Swallow only our own stop signal: the code after the block goes on.
         return exc_type is not None and issubclass(exc_type, StopRun)
 
@@ -83,7 +86,6 @@ def profile(
     after the window (the code after the ``with`` goes on).
     """
     from tracelens.capture.options import ProfileOptions
-    from tracelens.capture.runner import default_run_dir
 
     main = sys.modules.get("__main__")
     stem = Path(getattr(main, "__file__", None) or "session").stem

@@ -9,16 +9,32 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from tracelens.capture.session import CaptureSession
 
-_ACTIVE: CaptureSession | None = None
+class SessionEvents(Protocol):
+    """What the patches call on the active session (``CaptureSession`` and ``TimingSession``)."""
+
+    loader_overrides: dict[str, Any]
+
+    def apply_overrides(self, arguments: dict[str, Any]) -> dict[str, Any]: ...
+
+    def register_loader(self, loader: Any, applied: dict[str, Any] | None = None) -> int: ...
+
+    def before_iter(self, loader: Any) -> None: ...
+
+    def after_iter(self, loader: Any, it: Any) -> None: ...
+
+    def on_next(self, it: Any, orig: Any) -> Any: ...
+
+    def on_user_profiler(self, name: str) -> None: ...
+
+
+_ACTIVE: SessionEvents | None = None
 _ORIGINALS: dict[tuple[type, str], Any] = {}
 
 
-def active_session() -> CaptureSession | None:
+def active_session() -> SessionEvents | None:
     """The session that receives DataLoader events now, if any."""
     return _ACTIVE
 
@@ -38,7 +54,7 @@ def _targets() -> dict[tuple[type, str], Callable[..., Any]]:
     }
 
 
-def install(session: CaptureSession) -> None:
+def install(session: SessionEvents) -> None:
     """Route DataLoader and profiler events to ``session`` (one session at a time)."""
     global _ACTIVE
     if _ACTIVE is not None:

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from tracelens.capture import hooks
-from tracelens.capture.session import CaptureSession, SessionConfig, StopRun
-from tracelens.capture.target import run_target
+from tracelens.capture.session import CaptureSession, SessionConfig
+from tracelens.capture.target import StopRun, run_target
 from tracelens.capture.worker import read_record_file, unpatch_fetch
 
 #: Cap on the warm-up chosen for a loader: skip start-up and the pre-filled queue, not more.

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tracelens.results import Result
 
 #: Loader constructor arguments that ``loader_overrides`` may set (the ``sweep`` knobs).
 OVERRIDABLE_LOADER_ARGS = frozenset(
@@ -79,12 +82,13 @@ class ProfileResult:
     window_captured: bool
     trace_path: Path | None
     run_json_path: Path
-    analysis_path: Path | None
-    report_path: Path | None
     tensorboard_dir: Path | None
     user_profiler: bool
     wall_s: float
     notes: tuple[str, ...] = ()
+    analysis_path: Path | None = None  # set once the run is analyzed (``runner.analyze_run``)
+    report_path: Path | None = None
+    analysis: Result | None = None
 
     def summary_lines(self) -> list[str]:
         """Human-readable lines for the terminal (paths, steps, why a trace has no steps)."""

@@ -4,6 +4,7 @@ capture session, and keep its exit status."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from tracelens.capture.options import ProfileOptions, ProfileResult
 from tracelens.capture.session import CaptureSession, SessionConfig
 from tracelens.capture.target import run_target
 from tracelens.errors import UsageError
+from tracelens.outputs import write_run_outputs
 
 
 def default_run_dir(options: ProfileOptions, now: datetime | None = None) -> Path:
@@ -77,7 +79,24 @@ def run_profile(options: ProfileOptions) -> ProfileResult:
     status, reason, error = run_target(
         options.target, options.args, options.module, stop_reason="window_captured"
     )
-    return session.finish(status, reason, error, shutdown_workers=True)
+    recorded = session.finish(status, reason, error, shutdown_workers=True)
+    return analyze_run(recorded, no_report=options.no_report)
+
+
+def analyze_run(recorded: ProfileResult, *, no_report: bool) -> ProfileResult:
+    """Write ``analysis.json`` and ``report.html`` beside a finished recording.
+
+    The recording is already on disk: a failed analysis is a note, never a lost run.
+    """
+    if no_report or recorded.trace_path is None:
+        return recorded
+    try:
+        result = write_run_outputs(recorded.run_dir)
+    except Exception as exc:
+        note = f"analysis failed: {type(exc).__name__}: {exc}"
+        return replace(recorded, notes=(*recorded.notes, note))
+    return replace(recorded, analysis=result, analysis_path=recorded.run_dir / "analysis.json",
+                   report_path=recorded.run_dir / "report.html")
 
 
 def _jsonable(value: object) -> object:

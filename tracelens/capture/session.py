@@ -24,6 +24,7 @@ from tracelens.capture.options import (
     OVERRIDABLE_LOADER_ARGS,
     ProfileResult,
 )
+from tracelens.capture.target import StopRun
 from tracelens.capture.telemetry import SAMPLE_FIELDS, TelemetrySampler
 from tracelens.capture.worker import read_record_file
 
@@ -35,13 +36,6 @@ MAX_BATCH_RECORDS = 20_000
 MAIN_FETCH_LEAD_BATCHES = 64
 #: Worker batch records are kept from this long before the window starts (ns).
 WORKER_RECORD_LEAD_NS = 5_000_000_000
-
-
-class StopRun(BaseException):
-    """Raised from ``DataLoader.__next__`` to stop the script once the window is captured.
-
-    A ``BaseException`` so that the script's own ``except Exception`` does not swallow it.
-    """
 
 
 @dataclass
@@ -461,7 +455,8 @@ class CaptureSession:
     def finish(
         self, exit_status: int, stop_reason: str, error: str | None, shutdown_workers: bool
     ) -> ProfileResult:
-        """Stop recording, write trace.json.gz, run.json, TensorBoard files and the report."""
+        """Stop recording and write trace.json.gz, run.json and the TensorBoard files (the caller
+        analyzes the run: see ``runner.analyze_run``)."""
         end_ns = time.time_ns()
         with self.lock:
             if self.phase == "window" and self.prof is not None:
@@ -499,7 +494,6 @@ class CaptureSession:
         run_json.write_text(json.dumps(run, separators=(",", ":"), allow_nan=False))
         shutil.rmtree(self.record_dir, ignore_errors=True)
         tb_dir = self._write_tensorboard(run) if self.config.tensorboard_dir else None
-        analysis, report = self._write_outputs()
         return ProfileResult(
             run_dir=self.run_dir,
             exit_status=exit_status,
@@ -509,8 +503,6 @@ class CaptureSession:
             window_captured=bool(self.window["captured"]),
             trace_path=self.trace_path,
             run_json_path=run_json,
-            analysis_path=analysis,
-            report_path=report,
             tensorboard_dir=tb_dir,
             user_profiler=self.user_profiler is not None,
             wall_s=(end_ns - self.started_ns) / 1e9,
@@ -777,26 +769,6 @@ class CaptureSession:
         finally:
             writer.close()
         return out
-
-    def _write_outputs(self) -> tuple[Path | None, Path | None]:
-        if self.config.no_report:
-            return None, None
-        if self.trace_path is None:
-            return None, None
-        try:
-            from tracelens.api import write_run_outputs
-        except (ImportError, AttributeError):
-            self.notes.append(
-                "analysis.json/report.html not written: tracelens.api.write_run_outputs is not available yet"
-            )
-            return None, None
-        try:
-            write_run_outputs(self.run_dir)
-        except Exception as exc:  # the run's own data is saved; the analysis must not lose it
-            self.notes.append(f"analysis failed: {type(exc).__name__}: {exc}")
-        analysis = self.run_dir / "analysis.json"
-        report = self.run_dir / "report.html"
-        return (analysis if analysis.exists() else None, report if report.exists() else None)
 
 
 _UNKNOWN_LOADER: dict[str, Any] = {

@@ -16,7 +16,12 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from tracelens.capture.session import StopRun
+
+class StopRun(BaseException):
+    """Raised from ``DataLoader.__next__`` to stop the script once the window is captured.
+
+    A ``BaseException`` so that the script's own ``except Exception`` does not swallow it.
+    """
 
 #: Stop reasons :func:`run_target` returns (``stopped`` is the caller's, see ``stop_reason``).
 REASONS = ("finished", "exited", "interrupted", "error")

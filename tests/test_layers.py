@@ -1,0 +1,163 @@
+"""The import graph is a stack: no cycles (counting imports inside functions and under
+``TYPE_CHECKING``), every import points down the declared layers, the analysis core never
+imports torch or the capture package, and renderers never import capture."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "tracelens"
+
+#: Lowest first. A module may import modules of its own layer or of lower layers (a name
+#: stands for the module and everything under it).
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("tracelens._version", "tracelens.errors", "tracelens.model", "tracelens.intervals"),
+    ("tracelens.load", "tracelens.runinfo"),
+    ("tracelens.analysis",),
+    ("tracelens.advice", "tracelens.rules"),
+    ("tracelens.document", "tracelens.results"),
+    ("tracelens.api", "tracelens.compare"),
+    ("tracelens.report", "tracelens.render_terminal"),
+    ("tracelens.outputs",),
+    ("tracelens.capture",),
+    ("tracelens.sweep",),
+    ("tracelens.cli", "tracelens.cli_profile", "tracelens.cli_report", "tracelens.cli_sweep",
+     "tracelens.cli_compare", "tracelens.cli_rules", "tracelens.__main__"),
+    ("tracelens",),  # the package face: the public API, above everything it re-exports
+)
+#: The analysis core: reads traces and run.json, computes, diagnoses. No torch, no capture.
+CORE = ("tracelens.errors", "tracelens.model", "tracelens.intervals", "tracelens.load",
+        "tracelens.runinfo", "tracelens.analysis", "tracelens.advice", "tracelens.rules",
+        "tracelens.document", "tracelens.results", "tracelens.api")
+RENDERERS = ("tracelens.report", "tracelens.render_terminal")
+#: Upward imports still to remove (each names the importer and the imported module).
+KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset({("tracelens.compare", "tracelens.report")})
+
+
+def _modules() -> dict[str, Path]:
+    mods: dict[str, Path] = {}
+    for p in PACKAGE.rglob("*.py"):
+        parts = p.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        mods[name] = p
+    return mods
+
+
+def _imported(mods: dict[str, Path], module: str, node: ast.Import | ast.ImportFrom) -> set[str]:
+    """Every name an import statement refers to: tracelens modules and top-level packages."""
+    if isinstance(node, ast.Import):
+        names = [a.name for a in node.names]
+    else:
+        base = node.module or ""
+        if node.level:
+            package = module.split(".")
+            if mods[module].name != "__init__.py":
+                package = package[:-1]
+            package = package[: len(package) - node.level + 1]
+            base = ".".join([*package, base] if base else package)
+        names = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
+    out: set[str] = set()
+    for name in names:
+        if not name.startswith("tracelens"):
+            out.add(name.split(".")[0])
+            continue
+        while name not in mods and "." in name:
+            name = name.rsplit(".", 1)[0]
+        if name != module:
+            out.add(name)
+    return out
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> everything it imports anywhere in its source (functions and TYPE_CHECKING too)."""
+    mods = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in mods.items():
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                found |= _imported(mods, name, node)
+        graph[name] = found
+    return graph
+
+
+def _layer(module: str) -> int:
+    best, depth = -1, -1
+    for i, layer in enumerate(LAYERS):
+        for prefix in layer:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > depth:
+                best, depth = i, len(prefix)
+    return best
+
+
+def _within(module: str, prefixes: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle among tracelens modules, or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(x for x in graph[m] if x in graph):
+            if state.get(n) == 1:
+                return [*stack[stack.index(n):], n]
+            if n not in state and (c := visit(n)) is not None:
+                return c
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state and (c := visit(m)) is not None:
+            return c
+    return None
+
+
+def test_every_module_has_a_layer() -> None:
+    assert [m for m in import_graph() if _layer(m) < 0] == []
+
+
+def test_no_import_cycle_anywhere() -> None:
+    assert find_cycle(import_graph()) is None
+
+
+def test_imports_point_down_the_layers() -> None:
+    graph = import_graph()
+    upward = sorted((m, n) for m, ns in graph.items() for n in ns
+                    if n in graph and _layer(n) > _layer(m) and (m, n) not in KNOWN_UPWARD)
+    assert upward == []
+    stale = [pair for pair in KNOWN_UPWARD if pair[1] not in graph.get(pair[0], set())]
+    assert stale == [], "an upward import listed as known is gone: remove it from KNOWN_UPWARD"
+
+
+@pytest.mark.parametrize("forbidden", ["torch", "tracelens.capture"])
+def test_analysis_core_needs_neither_torch_nor_capture(forbidden: str) -> None:
+    graph = import_graph()
+    bad = sorted(m for m, ns in graph.items() if _within(m, CORE) and any(_within(n, (forbidden,)) for n in ns))
+    assert bad == []
+
+
+def test_renderers_never_import_capture() -> None:
+    graph = import_graph()
+    bad = sorted(m for m, ns in graph.items()
+                 if _within(m, RENDERERS) and any(_within(n, ("tracelens.capture",)) for n in ns))
+    assert bad == []
+
+
+def test_the_checker_sees_imports_inside_functions_and_type_checking() -> None:
+    source = ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from tracelens.api import x\n"
+              "def f():\n    import tracelens.capture.session\n")
+    mods = _modules()
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            found |= _imported(mods, "tracelens.load", node)
+    assert {"tracelens.api", "tracelens.capture.session"} <= found
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
