@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tracelens.capture import ProfileOptions, ProfileResult, run_profile  # noqa: E402
-from tracelens.runinfo import read_run_info  # noqa: E402
+from tracelens.runjson import read_run_info  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 

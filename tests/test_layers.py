@@ -15,10 +15,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tracelens"
 #: stands for the module and everything under it).
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("tracelens._version", "tracelens.errors", "tracelens.model", "tracelens.intervals"),
-    ("tracelens.load", "tracelens.runinfo"),
+    ("tracelens.load", "tracelens.runjson"),
     ("tracelens.analysis",),
     ("tracelens.advice", "tracelens.rules"),
-    ("tracelens.document", "tracelens.results"),
+    ("tracelens.document", "tracelens.results", "tracelens.docgen"),
     ("tracelens.api", "tracelens.compare"),
     ("tracelens.report", "tracelens.render_terminal"),
     ("tracelens.outputs",),
@@ -30,7 +30,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 #: The analysis core: reads traces and run.json, computes, diagnoses. No torch, no capture.
 CORE = ("tracelens.errors", "tracelens.model", "tracelens.intervals", "tracelens.load",
-        "tracelens.runinfo", "tracelens.analysis", "tracelens.advice", "tracelens.rules",
+        "tracelens.runjson", "tracelens.analysis", "tracelens.advice", "tracelens.rules",
         "tracelens.document", "tracelens.results", "tracelens.api")
 RENDERERS = ("tracelens.report", "tracelens.render_terminal")
 #: Upward imports still to remove (each names the importer and the imported module).

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import pandas as pd
 import pytest
@@ -31,6 +32,7 @@ from tracelens.report import (
     verdict_sentence,
     write_report,
 )
+from tracelens.runjson import RunInfo
 
 HOSTILE = "</script><img src=x onerror=alert(1)>"
 TAG = re.compile(r"<[a-zA-Z][^>]*>")
@@ -48,6 +50,11 @@ def _gpu_trace(b: TraceBuilder, steps: int = 4, wait_us: float = 30_000, kernel:
 
 def _result(path: Path) -> Result:
     return analyze_path(path)
+
+
+def _run(doc: dict[str, Any]) -> RunInfo:
+    """A typed run.json from the keys given (schema_version 1)."""
+    return msgspec.convert({"schema_version": 1, **doc}, RunInfo)
 
 
 def _assert_offline(html: str) -> None:
@@ -159,7 +166,7 @@ def test_sample_run_directory_report_charts_worker_telemetry() -> None:
     d = REPO / "sample_traces" / "latency_bound_reads"
     if not (d / "run.json").is_file():
         pytest.skip("sample run directory not present")
-    from tracelens.runinfo import read_run_info
+    from tracelens.runjson import read_run_info
 
     r = analyze_files([d / "trace.json.gz"], run=read_run_info(d / "run.json"))
     # WHEN rendered THEN CPU and run-queue charts and the per-process table appear
@@ -360,10 +367,10 @@ def test_telemetry_aggregates_many_workers_and_tolerates_missing_fields() -> Non
     procs = [{"pid": 1, "role": "main", "worker_id": None,
               "samples": {"t_us": t, "cpu_user_s": [i * 0.05 for i in range(20)], "cpu_system_s": [0.0] * 20}}]
     procs += [{"pid": 10 + w, "role": "worker", "worker_id": w,
-               "samples": {"t_us": t, "cpu_ns": [i * 9e7 for i in range(20)], "read_bytes": [i * 1e6 for i in range(20)]}}
+               "samples": {"t_us": t, "cpu_ns": [i * 90_000_000 for i in range(20)], "read_bytes": [i * 1_000_000 for i in range(20)]}}
               for w in range(12)]
-    run = {"telemetry": {"interval_ms": 100, "start_us": 0.0, "processes": procs},
-           "window": {"start_us": 200_000.0, "end_us": 1_500_000.0}}
+    run = _run({"telemetry": {"interval_ms": 100, "start_us": 0.0, "processes": procs},
+                "window": {"start_us": 200_000.0, "end_us": 1_500_000.0}})
     # WHEN turned into the view
     tv = telemetry_view(run)
     # THEN workers are drawn as sum and mean, and the missing run-queue delay is said
@@ -372,15 +379,15 @@ def test_telemetry_aggregates_many_workers_and_tolerates_missing_fields() -> Non
     assert [s["label"] for s in cpu["series"]] == ["main process", "12 workers (sum)", "workers (mean)"]
     assert cpu["series"][1]["points"][3][1] == pytest.approx(10.8)
     assert any("run-queue" in m for m in tv["missing"])
-    assert telemetry_view(None) is None and telemetry_view({"telemetry": None}) is None
+    assert telemetry_view(None) is None and telemetry_view(_run({"telemetry": None})) is None
 
 
 def test_telemetry_lists_the_main_process_then_workers_by_id() -> None:
     t = [i * 100_000.0 for i in range(5)]
-    procs = [{"pid": 10 + w, "role": "worker", "worker_id": w, "samples": {"t_us": t, "cpu_ns": [i * 1e8 for i in range(5)]}}
+    procs = [{"pid": 10 + w, "role": "worker", "worker_id": w, "samples": {"t_us": t, "cpu_ns": [i * 100_000_000 for i in range(5)]}}
              for w in (3, 10, 0, 2)]
-    procs.append({"pid": 1, "role": "main", "worker_id": None, "samples": {"t_us": t, "cpu_ns": [0.0] * 5}})
-    tv = telemetry_view({"telemetry": {"start_us": 0.0, "processes": procs}})
+    procs.append({"pid": 1, "role": "main", "worker_id": None, "samples": {"t_us": t, "cpu_ns": [0] * 5}})
+    tv = telemetry_view(_run({"telemetry": {"start_us": 0.0, "processes": procs}}))
     assert tv is not None
     assert [r["label"] for r in tv["processes"]] == ["main process", "worker 0", "worker 2", "worker 3", "worker 10"]
 

@@ -17,7 +17,7 @@ def _diagnose(name: str) -> Diagnosis:
     if not (d / "run.json").is_file():
         pytest.skip(f"{d} is not recorded")
     from tracelens.rules import diagnose
-    from tracelens.runinfo import read_run_info
+    from tracelens.runjson import read_run_info
 
     r = analyze_path(d).ranks[0]
     return diagnose(r.analysis, read_run_info(d))

@@ -14,7 +14,7 @@ from tracelens.load import Progress, load_trace, read_header
 from tracelens.model import concat_traces
 from tracelens.results import RankResult, Result
 from tracelens.rules import diagnose
-from tracelens.runinfo import RunInfo, read_run_info
+from tracelens.runjson import RunInfo, read_run_info
 
 RUN_FILES = ("trace.json.gz", "run.json")
 NOT_TRACES = {"run.json", "analysis.json", "sweep.json", "compare.json"}

@@ -8,6 +8,7 @@ from typing import Any
 
 from tracelens.analysis import TraceAnalysis
 from tracelens.rules import Diagnosis, known_settings
+from tracelens.runjson import RunInfo
 
 SCHEMA_VERSION = 1
 
@@ -26,7 +27,7 @@ def per_step_records(analysis: TraceAnalysis) -> list[dict[str, Any]]:
     return rows
 
 
-def build_document(analysis: TraceAnalysis, diagnosis: Diagnosis, run: Any = None) -> dict[str, Any]:
+def build_document(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo | None = None) -> dict[str, Any]:
     """One rank's analysis as the SPEC §3 object (required keys first, extras after)."""
     settings = known_settings(analysis, run)
     rec = diagnosis.recommendation

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import jinja2
 
     from tracelens.results import Result
+    from tracelens.runjson import ProcessTelemetry, RunInfo, Samples
 
 MAX_STEP_BARS = 400  # per-step bars drawn; longer runs are shown as means of consecutive steps
 MAX_LINE_POINTS = 300  # points per telemetry line
@@ -400,42 +401,6 @@ def recommendation_view(doc: dict[str, Any], context: Sequence[str] = ()) -> dic
 # ----------------------------------------------------------------------------- run.json (duck typed)
 
 
-def _plain(obj: Any) -> Any:
-    """A run.json reader's object (dict, msgspec Struct or dataclass) as builtins, else None."""
-    if obj is None or isinstance(obj, dict):
-        return obj
-    raw = getattr(obj, "raw", None)
-    if isinstance(raw, dict):
-        return raw
-    try:
-        import msgspec
-
-        return msgspec.to_builtins(obj)
-    except Exception:
-        pass
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    d = getattr(obj, "__dict__", None)
-    return dict(d) if isinstance(d, dict) else None
-
-
-def _get(d: Any, *keys: str) -> Any:
-    for k in keys:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(k)
-    return d
-
-
-def _main_loader(run: dict[str, Any] | None) -> dict[str, Any] | None:
-    loaders = _get(run, "loaders")
-    if isinstance(loaders, list) and loaders:
-        with_batches = [x for x in loaders if isinstance(x, dict)]
-        return max(with_batches, key=lambda x: x.get("batches_drawn") or x.get("batches") or 0) if with_batches else None
-    loader = _get(run, "main_loader")
-    return loader if isinstance(loader, dict) else None
-
-
 def _arr(v: Any) -> np.ndarray:
     if v is None:
         return np.zeros(0)
@@ -468,79 +433,80 @@ def _points(t: np.ndarray, y: np.ndarray) -> list[list[float]]:
     return [[_r(a, 3), _r(b, 4)] for a, b in zip(tt.tolist(), yy.tolist())]
 
 
-def telemetry_view(run: Any) -> dict[str, Any] | None:
-    """Worker CPU, I/O and run-queue charts over the window from run.json telemetry (or None)."""
-    tel = _get(_plain(run), "telemetry")
-    procs = _get(tel, "processes")
-    if not isinstance(procs, list) or not procs:
+def _process_label(p: ProcessTelemetry) -> str:
+    if p.role == "main":
+        return "main process"
+    return f"worker {p.worker_id}" if p.worker_id is not None else f"{p.role or 'process'} {p.pid}"
+
+
+def _process_row(p: ProcessTelemetry) -> dict[str, Any] | None:
+    """The telemetry table's row of one process: its counters over all its samples."""
+    s = p.summary()
+    if s is None:
         return None
-    window = _get(_plain(run), "window") or {}
-    t0_us = _get(tel, "start_us")
-    firsts = [_arr(_get(p, "samples", "t_us")) for p in procs]
-    firsts = [f for f in firsts if f.size and np.isfinite(f[0])]
+    read = s.read_bytes if s.read_bytes is not None else s.read_chars
+    return {
+        "label": _process_label(p), "role": p.role or "process",
+        "cpu_s": _r(s.cpu_s, 3), "cores": _r(s.cpu_s / s.wall_s, 3) if s.wall_s > 0 else None,
+        "read_mb": _r(read / 1e6, 3) if read is not None else None,
+        "delay_ms": _r(s.run_delay_s * 1e3, 3) if s.run_delay_s is not None else None,
+        "threads": s.max_threads or None,
+    }
+
+
+def _cpu_seconds(samples: Samples, size: int) -> np.ndarray:
+    cpu_ns = _arr(samples.cpu_ns)
+    if cpu_ns.size == size and np.isfinite(cpu_ns).sum() >= 2:
+        return cpu_ns / 1e9
+    return _arr(samples.cpu_user_s) + _arr(samples.cpu_system_s)
+
+
+def telemetry_view(run: RunInfo | None) -> dict[str, Any] | None:
+    """Worker CPU, I/O and run-queue charts over the window from run.json telemetry (or None)."""
+    tel = run.telemetry if run is not None else None
+    if run is None or tel is None or not tel.processes:
+        return None
+    t0_us = tel.start_us
     if t0_us is None:
+        firsts = [p.samples.t_us[0] for p in tel.processes if p.samples.t_us and p.samples.t_us[0] is not None]
         if not firsts:
             return None
-        t0_us = min(float(f[0]) for f in firsts)
+        t0_us = min(firsts)
     series: dict[str, list[dict[str, Any]]] = {"cpu": [], "io": [], "delay": []}
     rows: list[dict[str, Any]] = []
-
-    def order(p: Any) -> tuple[int, float, str]:  # main process, then workers by id
-        wid = _get(p, "worker_id")
-        return (0 if _get(p, "role") == "main" else 1,
-                float(wid) if isinstance(wid, (int, float)) else math.inf, str(_get(p, "pid")))
-
-    procs = sorted(procs, key=order)
-    workers = [p for p in procs if _get(p, "role") != "main"]
+    # the main process, then workers by id
+    procs = sorted(tel.processes, key=lambda p: (0 if p.role == "main" else 1,
+                                                  math.inf if p.worker_id is None else float(p.worker_id), str(p.pid)))
+    workers = [p for p in procs if p.role != "main"]
     many = len(workers) > MAX_WORKER_LINES
     agg: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"cpu": [], "io": [], "delay": []}
     reduced = False
     for idx, p in enumerate(procs):
-        s = _get(p, "samples") or {}
-        t = (_arr(s.get("t_us")) - float(t0_us)) / 1e6
+        s = p.samples
+        t = (_arr(s.t_us) - float(t0_us)) / 1e6
         if t.size < 2:
             continue
-        cpu_ns = _arr(s.get("cpu_ns"))
-        if cpu_ns.size == t.size and np.isfinite(cpu_ns).sum() >= 2:
-            cpu_s = cpu_ns / 1e9
-        else:
-            cpu_s = _arr(s.get("cpu_user_s")) + _arr(s.get("cpu_system_s"))
-        read = _arr(s.get("read_bytes"))
+        read = _arr(s.read_bytes)
         if not (read.size == t.size and np.isfinite(read).sum() >= 2):
-            read = _arr(s.get("read_chars"))
-        delay = _arr(s.get("run_delay_ns"))
-        role = str(_get(p, "role") or "process")
-        wid = _get(p, "worker_id")
-        label = "main process" if role == "main" else (f"worker {wid}" if wid is not None else f"{role} {_get(p, 'pid')}")
-        cls = "c-main" if role == "main" else f"c-s{idx % 8}"
-        rates = {}
-        for key, vals, scale in (("cpu", cpu_s, 1.0), ("io", read, 1e-6), ("delay", delay / 1e9 if delay.size else delay, 1.0)):
+            read = _arr(s.read_chars)
+        delay = _arr(s.run_delay_ns)
+        label = _process_label(p)
+        cls = "c-main" if p.role == "main" else f"c-s{idx % 8}"
+        for key, vals, scale in (("cpu", _cpu_seconds(s, t.size), 1.0), ("io", read, 1e-6),
+                                 ("delay", delay / 1e9 if delay.size else delay, 1.0)):
             if vals.size != t.size:
                 continue
             tm, r = _rates(t, vals * scale)
             if tm.size == 0:
                 continue
-            rates[key] = (tm, r)
             if tm.size > MAX_LINE_POINTS:
                 reduced = True
-            if role == "main" or not many:
+            if p.role == "main" or not many:
                 series[key].append({"label": label, "cls": cls, "points": _points(tm, r)})
             else:
                 agg[key].append((tm, r))
-        span = float(t[np.isfinite(t)][-1] - t[np.isfinite(t)][0]) if np.isfinite(t).sum() >= 2 else 0.0
-        fin = cpu_s[np.isfinite(cpu_s)]
-        cpu_used = float(fin[-1] - fin[0]) if fin.size >= 2 else None
-        dfin = delay[np.isfinite(delay)] if delay.size else delay
-        rfin = read[np.isfinite(read)] if read.size else read
-        rows.append({
-            "label": label,
-            "role": role,
-            "cpu_s": _r(cpu_used, 3) if cpu_used is not None else None,
-            "cores": _r(cpu_used / span, 3) if cpu_used is not None and span > 0 else None,
-            "read_mb": _r((rfin[-1] - rfin[0]) / 1e6, 3) if rfin.size >= 2 else None,
-            "delay_ms": _r((dfin[-1] - dfin[0]) / 1e6, 3) if dfin.size >= 2 else None,
-            "threads": int(np.nanmax(_arr(s.get("num_threads")))) if np.isfinite(_arr(s.get("num_threads"))).any() else None,
-        })
+        if (row := _process_row(p)) is not None:
+            rows.append(row)
     if many:
         for key, parts in agg.items():
             if not parts:
@@ -550,11 +516,10 @@ def telemetry_view(run: Any) -> dict[str, Any] | None:
             series[key].append({"label": f"{len(parts)} workers (sum)", "cls": "c-s1", "points": _points(grid, stacked.sum(0))})
             series[key].append({"label": "workers (mean)", "cls": "c-s3", "points": _points(grid, stacked.mean(0))})
     bands = []
-    ws, we = _get(window, "start_us"), _get(window, "end_us")
-    if isinstance(ws, (int, float)) and isinstance(we, (int, float)):
+    ws, we = run.window.start_us, run.window.end_us
+    if ws is not None and we is not None:
         bands.append({"x0": _r((ws - t0_us) / 1e6, 3), "x1": _r((we - t0_us) / 1e6, 3), "label": "recorded window"})
-    interval = _get(tel, "interval_ms")
-    sampled = f"Sampled every {interval:g} ms." if isinstance(interval, (int, float)) else ""
+    sampled = f"Sampled every {tel.interval_ms:g} ms." if tel.interval_ms is not None else ""
 
     def flat(key: str) -> bool:  # every point zero: nothing to draw
         return all(p[1] == 0 for s in series[key] for p in s["points"])
@@ -741,63 +706,60 @@ def _short_notes(notes: Sequence[str], findings: Sequence[dict[str, Any]]) -> li
     return out
 
 
-def _facts(doc: dict[str, Any], analysis: Any, run: dict[str, Any] | None) -> dict[str, list[dict[str, str]]]:
+MACHINE_ROWS = (("logical_cores", "logical cores"), ("physical_cores", "physical cores"),
+                ("affinity_cores", "cores in affinity mask"), ("cgroup_cpu_quota_cores", "cgroup CPU quota (cores)"),
+                ("usable_cores", "cores usable by the run"), ("torch_threads_main", "torch threads (main)"),
+                ("torch_interop_threads_main", "torch inter-op threads (main)"),
+                ("local_world_size", "local world size"), ("world_size", "world size"),
+                ("torch_version", "torch"), ("torch_cuda_version", "CUDA (torch build)"),
+                ("python_version", "Python"), ("memory_total_bytes", "memory"))
+
+
+def _machine_rows(run: RunInfo) -> list[tuple[str, Any]]:
+    mach = run.machine
+    rows: list[tuple[str, Any]] = []
+    for k, label in MACHINE_ROWS:
+        v = getattr(mach, k)
+        if v is None:
+            continue
+        rows.append((label, f"{v / 2**30:.1f} GiB" if k == "memory_total_bytes" else v))
+    # the allow-listed thread variables only; never the environment
+    rows += [(k, mach.thread_env[k]) for k in sorted(mach.thread_env)
+             if re.fullmatch(r"[A-Z_]*(THREADS|THREAD_LIMIT)[A-Z_]*", k)]
+    if mach.gpus:
+        rows.append(("GPUs", ", ".join(str(g.name or "?") for g in mach.gpus)))
+    if run.host:
+        rows.append(("host", run.host))
+    if run.command.argv:
+        rows.append(("command", " ".join(run.command.argv)))
+    return rows
+
+
+def _facts(doc: dict[str, Any], run: RunInfo | None) -> dict[str, list[dict[str, str]]]:
     loader = doc["loader"]
     lrows: list[tuple[str, Any]] = [("iterator", loader.get("iterator"))]
     lrows += [(k.replace("_", " "), loader.get(k)) for k in SETTING_KEYS]
-    ml = _main_loader(run)
-    if ml:
-        for k in ("batch_size", "multiprocessing_context", "worker_init_fn", "drop_last", "shuffle"):
-            if k in ml:
-                lrows.append((k.replace("_", " "), ml[k]))
+    ml = run.main_loader if run is not None else None
+    if ml is not None:
+        lrows += [("batch size", ml.batch_size), ("multiprocessing context", ml.multiprocessing_context),
+                  ("drop last", ml.drop_last)]
     names = loader.get("iterator_names") or []
     if names:
         lrows.append(("iterator events", ", ".join(names)))
-    mrows: list[tuple[str, Any]] = []
-    mach = _get(run, "machine")
-    if isinstance(mach, dict):
-        for k, label in (("logical_cores", "logical cores"), ("physical_cores", "physical cores"),
-                         ("affinity_cores", "cores in affinity mask"), ("cgroup_cpu_quota_cores", "cgroup CPU quota (cores)"),
-                         ("usable_cores", "cores usable by the run"), ("torch_threads_main", "torch threads (main)"),
-                         ("torch_interop_threads_main", "torch inter-op threads (main)"),
-                         ("local_world_size", "local world size"), ("world_size", "world size"),
-                         ("torch_version", "torch"), ("torch_cuda_version", "CUDA (torch build)"),
-                         ("python_version", "Python"), ("memory_total_bytes", "memory")):
-            v = mach.get(k)
-            if v is None:
-                continue
-            if k == "memory_total_bytes" and isinstance(v, (int, float)):
-                v = f"{v / 2**30:.1f} GiB"
-            mrows.append((label, v))
-        env = mach.get("thread_env")
-        if isinstance(env, dict):  # the allow-listed thread variables only; never the environment
-            for k in sorted(env):
-                if re.fullmatch(r"[A-Z_]*(THREADS|THREAD_LIMIT)[A-Z_]*", str(k)):
-                    mrows.append((str(k), env[k]))
-        gpus = mach.get("gpus")
-        if isinstance(gpus, list) and gpus:
-            mrows.append(("GPUs", ", ".join(str(g.get("name", "?")) for g in gpus if isinstance(g, dict))))
-    host = _get(run, "host")
-    if host:
-        mrows.append(("host", host))
-    cmd = _get(run, "command")
-    if isinstance(cmd, dict):
-        argv = cmd.get("argv") or ([cmd.get("script"), *list(cmd.get("args") or [])] if cmd.get("script") else None)
-        if argv:
-            mrows.append(("command", " ".join(str(a) for a in argv)))
+    mrows = _machine_rows(run) if run is not None else []
     m = doc["metrics"]
     trows: list[tuple[str, Any]] = [
         ("file", doc["source"]["path"]), ("format", doc["source"].get("format")),
-        ("events", _get(doc, "trace", "events")),
+        ("events", doc["trace"]["events"]),
         ("steps (ProfilerStep#)", doc.get("steps")), ("steps measured", m.get("measured_steps")),
     ]
     if doc.get("fallback"):
         trows.append(("step fallback", doc["fallback"]))
     trows += [("devices", ", ".join(doc["source"].get("devices") or []) or "none"),
-              ("GPU activity", _get(doc, "trace", "has_gpu_activity")),
-              ("Python stacks recorded", _get(doc, "trace", "with_stack")),
-              ("truncated", _get(doc, "trace", "truncated")),
-              ("malformed events skipped", _get(doc, "trace", "skipped_events"))]
+              ("GPU activity", doc["trace"]["has_gpu_activity"]),
+              ("Python stacks recorded", doc["trace"]["with_stack"]),
+              ("truncated", doc["trace"]["truncated"]),
+              ("malformed events skipped", doc["trace"]["skipped_events"])]
     copies = doc.get("copies") or {}
     if copies.get("h2d_pageable") or copies.get("h2d_pinned") or copies.get("h2d_other"):
         trows.append(("host→device copies", f"{copies.get('h2d_pageable', 0):,} pageable, "
@@ -860,7 +822,7 @@ def build_view(result: Result, *, redact: bool = False) -> dict[str, Any]:
     focus = result.slowest
     doc = focus.document
     analysis = focus.analysis
-    run = _plain(focus.run)
+    run = focus.run
     notices: list[str] = []
     steps, step_notice = steps_chart(analysis)
     if step_notice:
@@ -873,8 +835,8 @@ def build_view(result: Result, *, redact: bool = False) -> dict[str, Any]:
     telemetry = telemetry_view(focus.run)
     if telemetry is not None and telemetry["reduced"]:
         notices.append(f"Telemetry lines show at most {MAX_LINE_POINTS} points each (means of neighbouring samples).")
-    ml = _main_loader(run)
-    context = [f"batch_size={ml['batch_size']!r}"] if ml and ml.get("batch_size") is not None else []
+    ml = run.main_loader if run is not None else None
+    context = [f"batch_size={ml.batch_size!r}"] if ml is not None and ml.batch_size is not None else []
     findings = sorted((_finding_view(f) for f in doc.get("findings", [])),
                       key=lambda f: (SEVERITY_ORDER.get(f["severity"], 9), f["id"]))
     recommendation = recommendation_view(doc, context)
@@ -898,7 +860,7 @@ def build_view(result: Result, *, redact: bool = False) -> dict[str, Any]:
         "charts": {"steps": steps, "timeline": timeline, "waits": hist},
         "wait_stats": wait_stats(waits, int(doc["metrics"].get("measured_steps") or 0)),
         "telemetry": telemetry,
-        "facts": _facts(doc, analysis, run),
+        "facts": _facts(doc, run),
         "warnings": [str(w) for w in doc.get("warnings", [])],
         "notices": notices,
     }
@@ -921,18 +883,10 @@ def sensitive_strings(result: Result) -> list[str]:
     paths = [result.path, str(result.document.get("source", {}).get("path") or "")]
     for r in result.ranks:
         paths += [*r.paths, r.analysis.path]
-        run = _plain(r.run)
-        for key in ("host",):
-            if isinstance(_get(run, key), str):
-                found.add(_get(run, key))
-        cmd = _get(run, "command")
-        if isinstance(cmd, dict):
-            for v in cmd.values():
-                for a in v if isinstance(v, list) else [v]:
-                    if isinstance(a, str):
-                        found.add(a)
-        if isinstance(_get(run, "trace", "path"), str):
-            found.add(_get(run, "trace", "path"))
+        run = r.run
+        if run is not None:
+            cmd = run.command
+            found.update(s for s in (run.host, cmd.kind, cmd.target, cmd.cwd, run.trace.path, *cmd.argv) if s)
     for p in paths:
         if not p:
             continue

@@ -7,7 +7,7 @@ from typing import Any
 
 from tracelens.analysis import TraceAnalysis
 from tracelens.rules import SEVERITIES, Diagnosis
-from tracelens.runinfo import RunInfo
+from tracelens.runjson import RunInfo
 
 
 @dataclass(frozen=True)

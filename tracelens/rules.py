@@ -20,7 +20,7 @@ import pandas as pd
 from tracelens import advice
 from tracelens.advice import CoreBudget, WaitShape, threshold
 from tracelens.analysis import TraceAnalysis
-from tracelens.runinfo import RunInfo
+from tracelens.runjson import Loader, ProcessSummary, RunInfo
 
 EXPOSED_WAIT_THRESHOLD = advice.threshold("exposed_wait_fraction")
 DIAGNOSES = ("cpu_starvation", "io_bound", "oversubscription", "input_bound", "healthy", "undetermined")
@@ -146,7 +146,7 @@ class ProcessUsage:
 
 @dataclass(frozen=True)
 class RunFacts:
-    """The run.json facts the rules use (from ``tracelens.runinfo.RunInfo``, or built in tests)."""
+    """The run.json facts the rules use (from ``tracelens.runjson.RunInfo``, or built in tests)."""
 
     settings: LoaderSettings = field(default_factory=LoaderSettings)
     usable_cores: float | None = None
@@ -170,14 +170,14 @@ class RunFacts:
         return self.main is not None or bool(self.workers) or bool(self.batch_ms)
 
 
-def _usage(p: Any) -> ProcessUsage:
-    """A ``runinfo.ProcessSummary`` as :class:`ProcessUsage`."""
+def _usage(p: ProcessSummary) -> ProcessUsage:
+    """A ``runjson.ProcessSummary`` as :class:`ProcessUsage`."""
     return ProcessUsage(role=p.role, wall_s=p.wall_s, cpu_s=p.cpu_s, run_delay_s=p.run_delay_s,
                         read_bytes=p.read_bytes, ctx_involuntary=p.ctx_involuntary,
                         threads=p.max_threads or None)
 
 
-def _first_waits_ms(run: RunInfo, loader: Any) -> tuple[float, ...]:
+def _first_waits_ms(run: RunInfo, loader: Loader) -> tuple[float, ...]:
     """The main process's wait for the first batch of each iterator of ``loader`` (ms).
 
     run.json lists every batch drawn in order; with ``batches_per_epoch`` known, iterator k's
@@ -186,13 +186,13 @@ def _first_waits_ms(run: RunInfo, loader: Any) -> tuple[float, ...]:
     per_epoch = loader.batches_per_epoch
     if not per_epoch or loader.iterators_created < 2:
         return ()
-    ids = run.raw.get("batches", {}).get("loader_id") or [loader.id] * len(run.batch_wait_us)
+    ids = [loader.id if li is None else li for li in run.batch_loader_ids]
     waits = [w for w, li in zip(run.batch_wait_us, ids) if li == loader.id]
     return tuple(waits[i] / 1000.0 for i in range(0, len(waits), per_epoch))
 
 
-def run_facts(run: Any) -> RunFacts | None:
-    """Reduce ``run`` (a ``runinfo.RunInfo``, a :class:`RunFacts`, or None) to :class:`RunFacts`."""
+def run_facts(run: RunInfo | RunFacts | None) -> RunFacts | None:
+    """Reduce ``run`` (a ``runjson.RunInfo``, a :class:`RunFacts`, or None) to :class:`RunFacts`."""
     if run is None or isinstance(run, RunFacts):
         return run
     loader = run.main_loader
@@ -233,7 +233,7 @@ def run_facts(run: Any) -> RunFacts | None:
     )
 
 
-def known_settings(analysis: TraceAnalysis, run: Any = None) -> LoaderSettings:
+def known_settings(analysis: TraceAnalysis, run: RunInfo | RunFacts | None = None) -> LoaderSettings:
     """Settings from run.json when present, else what the iterator kind implies."""
     facts = run_facts(run)
     if facts is not None and facts.settings != LoaderSettings():
@@ -450,7 +450,7 @@ def steady_waits(analysis: TraceAnalysis, steady: SteadyState | None) -> list[fl
     return waits
 
 
-def build_context(analysis: TraceAnalysis, run: Any = None) -> Context:
+def build_context(analysis: TraceAnalysis, run: RunInfo | RunFacts | None = None) -> Context:
     """Derive the steady state, wait shape, core budget and loading usage once."""
     facts = run_facts(run)
     settings = known_settings(analysis, run)
@@ -1337,7 +1337,7 @@ def recommend(ctx: Context, diagnosis: str, findings: Sequence[Finding]) -> Reco
     )
 
 
-def diagnose(analysis: TraceAnalysis, run: Any = None) -> Diagnosis:
+def diagnose(analysis: TraceAnalysis, run: RunInfo | RunFacts | None = None) -> Diagnosis:
     """Name the main loader-related cause of lost throughput and the settings to use next."""
     ctx = build_context(analysis, run)
     findings, skipped = run_rules(ctx)

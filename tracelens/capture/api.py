@@ -33,7 +33,7 @@ class ProfileSession:
     @property
     def window_captured(self) -> bool:
         """Whether the profiler window has been recorded and saved."""
-        return bool(self._session.window.get("captured"))
+        return self._session.window.captured
 
     def __enter__(self) -> ProfileSession:
         self._session.start()

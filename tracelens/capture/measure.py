@@ -24,8 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from tracelens.capture import hooks
-from tracelens.capture.session import CaptureSession, SessionConfig
+from tracelens.capture.registry import LoaderRegistry
 from tracelens.capture.target import StopRun, run_target
 from tracelens.capture.worker import read_record_file, unpatch_fetch
 
@@ -40,18 +42,21 @@ def auto_warmup(num_workers: int, prefetch_factor: int | None) -> int:
     return max(MIN_AUTO_WARMUP, min(MAX_AUTO_WARMUP, prefilled + 2))
 
 
-class TimingSession(CaptureSession):
-    """A capture session that times batches instead of profiling them.
+class TimingSession:
+    """Times batches instead of profiling them (the hooks' other session).
 
-    Reuses the session's override, loader-registration and iterator hooks; only ``on_next``
-    and the lifecycle differ. Only the first loader iterated is timed (a validation loader
-    iterated later does not count as steps).
+    Composes the loader registry (overrides, settings, iterators); only the first loader
+    iterated is timed (a validation loader iterated later does not count as steps).
     """
 
-    def __init__(self, config: SessionConfig, warmup: int | None, steps: int) -> None:
-        super().__init__(config)
+    def __init__(self, scratch: Path, overrides: dict[str, Any], warmup: int | None, steps: int) -> None:
+        self.run_dir = scratch
+        self.record_dir = scratch / ".workers"
+        self.registry = LoaderRegistry(overrides, self.record_dir)
+        self.loader_overrides = self.registry.overrides
         self.warmup = warmup
         self.steps = steps
+        self.batches_drawn = 0
         self.timed_loader: int | None = None
         self.next_starts: list[int] = []
         self.waits: list[int] = []
@@ -62,16 +67,25 @@ class TimingSession(CaptureSession):
 
     def start(self) -> None:
         """Create the scratch directory and install the DataLoader hooks (no profiler)."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.record_dir.mkdir(exist_ok=True)
-        self.started_ns = time.time_ns()
+        self.record_dir.mkdir(parents=True, exist_ok=True)
         hooks.install(self)
-        self.phase = "waiting"
+
+    def apply_overrides(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        return self.registry.apply_overrides(arguments)
+
+    def register_loader(self, loader: Any, applied: dict[str, Any] | None = None) -> int:
+        return self.registry.register(loader, applied)
 
     def before_iter(self, loader: Any) -> None:
-        super().before_iter(loader)
+        self.registry.on_iter(loader)
         if self.iter_ns is None:
             self.iter_ns = time.perf_counter_ns()
+
+    def after_iter(self, loader: Any, it: Any) -> None:
+        self.registry.on_iterator(loader, it)
+
+    def on_user_profiler(self, name: str) -> None:
+        """The script's own profiler runs as it likes: a timing trial records no trace."""
 
     def on_next(self, it: Any, orig: Any) -> Any:
         """Time one ``__next__``; stop the script once the steady-state steps are recorded."""
@@ -79,8 +93,8 @@ class TimingSession(CaptureSession):
         if self.timed_loader is None and loader_id is not None:
             self.timed_loader = loader_id
             if self.warmup is None:
-                info = self.loaders[loader_id]
-                self.warmup = auto_warmup(info["num_workers"], info["prefetch_factor"])
+                info = self.registry.record_of(loader_id)
+                self.warmup = auto_warmup(info.num_workers, info.prefetch_factor)
         timed = loader_id is not None and loader_id == self.timed_loader
         if timed and self.batches_drawn >= (self.warmup or 0) + self.steps:
             self.next_starts.append(time.perf_counter_ns())  # closes the last step
@@ -98,7 +112,7 @@ class TimingSession(CaptureSession):
                 self.next_starts.append(t0)
                 self.waits.append(t1 - t0)
             self.batches_drawn += 1
-            self.loaders[loader_id]["batches_drawn"] += 1
+            self.registry.count_batch(loader_id)
         return data
 
     def _mark_sched(self) -> None:
@@ -137,8 +151,8 @@ class TimingSession(CaptureSession):
         """Remove the hooks, restore worker_init_fn, stop the workers."""
         hooks.uninstall()
         unpatch_fetch()
-        self._restore_worker_init()
-        self._shutdown_iterators()
+        self.registry.restore()
+        self.registry.shutdown_iterators()
 
     def worker_cpu_fraction(self) -> float | None:
         """Σ worker CPU time / Σ worker batch time over the timed loader's batches (0-1)."""
@@ -186,10 +200,7 @@ def run_timing_trial(
 ) -> dict[str, Any]:
     """Run ``target`` once with ``overrides``, timing ``steps`` batches after ``warmup``."""
     scratch = Path(tempfile.mkdtemp(prefix="tracelens-trial-"))
-    command = {"kind": "module" if module else "script", "target": target, "argv": [target, *args]}
-    session = TimingSession(
-        SessionConfig(run_dir=scratch, command=command, loader_overrides=overrides), warmup, steps
-    )
+    session = TimingSession(scratch, overrides, warmup, steps)
     wall0 = time.perf_counter_ns()
     load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     session.start()
@@ -198,7 +209,9 @@ def run_timing_trial(
     finally:
         session.close()
     starts = session.next_starts
-    loader = session.loaders[session.timed_loader] if session.timed_loader is not None else None
+    records = session.registry.records
+    timed = records[session.timed_loader] if session.timed_loader is not None else None
+    loader = msgspec.to_builtins(timed.to_struct(lambda _: None)) if timed is not None else None
     result = {
         "exit_status": status,
         "stop_reason": reason,
@@ -211,7 +224,7 @@ def run_timing_trial(
         if session.first_batch_ns is not None and session.iter_ns is not None
         else None,
         "loader": loader,
-        "loaders": len(session.loaders),
+        "loaders": len(records),
         "worker_cpu_fraction": session.worker_cpu_fraction(),
         "contention": session.contention(),
         "load_average_1m": [load0, os.getloadavg()[0] if hasattr(os, "getloadavg") else None],

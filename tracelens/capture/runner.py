@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from tracelens.capture.options import ProfileOptions, ProfileResult
+from tracelens.capture.registry import jsonable
 from tracelens.capture.session import CaptureSession, SessionConfig
 from tracelens.capture.target import run_target
 from tracelens.errors import UsageError
@@ -56,7 +57,7 @@ def run_profile(options: ProfileOptions) -> ProfileResult:
         "target": options.target,
         "argv": [options.target, *options.args],
         "cwd": os.getcwd(),
-        "loader_overrides": {k: _jsonable(v) for k, v in options.loader_overrides.items()},
+        "loader_overrides": {k: jsonable(v) for k, v in options.loader_overrides.items()},
     }
     session = CaptureSession(
         SessionConfig(
@@ -98,8 +99,3 @@ def analyze_run(recorded: ProfileResult, *, no_report: bool) -> ProfileResult:
     return replace(recorded, analysis=result, analysis_path=recorded.run_dir / "analysis.json",
                    report_path=recorded.run_dir / "report.html")
 
-
-def _jsonable(value: object) -> object:
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return repr(value)

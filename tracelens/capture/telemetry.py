@@ -13,7 +13,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,7 +126,7 @@ class TelemetrySampler:
     def __init__(
         self,
         interval_s: float,
-        discover: Callable[[], dict[int, tuple[int | None, int | None]]],
+        discover: Callable[[], Mapping[int, tuple[int | None, int | None]]],
         children_every: int = 10,
     ) -> None:
         self.interval_s = interval_s

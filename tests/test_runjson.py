@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import REPO
 from tracelens.errors import BadInputError
-from tracelens.runinfo import read_run_info
+from tracelens.runjson import decode_run_info, encode_run_info, read_run_info
 
 
 def _doc() -> dict[str, Any]:
@@ -88,10 +89,10 @@ def _doc() -> dict[str, Any]:
 def test_reads_typed_fields_and_derived_numbers(tmp_path: Path) -> None:
     (tmp_path / "run.json").write_text(json.dumps(_doc()))
     info = read_run_info(tmp_path)
-    assert info.argv == ("train.py", "--lr", "0.1")
+    assert info.command.argv == ["train.py", "--lr", "0.1"]
     assert info.main_loader is not None and info.main_loader.num_workers == 2
-    assert info.machine.usable_cores == 2 and info.machine.gpu_names == ("H100",)
-    assert info.clock_offset_ns == 12
+    assert info.machine.usable_cores == 2 and [g.name for g in info.machine.gpus] == ["H100"]
+    assert info.trace.clock.offset_ns == 12
     # batches overlapping the window [1000, 4000]: the last two
     assert info.batch_production_ms_median() == pytest.approx(2.0)
     assert info.batch_cpu_fraction() == pytest.approx(1000 / 4000)
@@ -115,8 +116,22 @@ def test_bad_inputs_name_the_file(tmp_path: Path) -> None:
         read_run_info(tmp_path)
 
 
+def test_wrong_types_name_the_field(tmp_path: Path) -> None:
+    doc = _doc()
+    doc["loaders"][0]["num_workers"] = "two"
+    (tmp_path / "run.json").write_text(json.dumps(doc))
+    with pytest.raises(BadInputError, match=r"malformed run\.json: Expected `int`, got `str` - at `\$\.loaders\[0\]\.num_workers`"):
+        read_run_info(tmp_path)
+
+
+def test_round_trip_keeps_every_key_the_writer_emits() -> None:
+    raw = json.loads((REPO / "sample_traces" / "oversubscribed" / "run.json").read_text())
+    again = json.loads(encode_run_info(decode_run_info(json.dumps(raw).encode())))
+    assert again == raw
+
+
 def test_minimal_document_without_telemetry(tmp_path: Path) -> None:
     (tmp_path / "run.json").write_text(json.dumps({"schema_version": 1}))
     info = read_run_info(tmp_path / "run.json")
-    assert info.loaders == () and info.main_loader is None
+    assert info.loaders == [] and info.main_loader is None
     assert info.steps_per_s() is None and info.batch_production_ms_median() is None
