@@ -741,8 +741,13 @@ def _facts(doc: dict[str, Any], run: RunInfo | None) -> dict[str, list[dict[str,
     lrows += [(k.replace("_", " "), loader.get(k)) for k in SETTING_KEYS]
     ml = run.main_loader if run is not None else None
     if ml is not None:
+        dataset = ml.dataset_class.rsplit(".", 1)[-1] or None
+        if dataset is not None and ml.dataset_len is not None:
+            dataset += f" ({ml.dataset_len:,} samples, {ml.dataset_kind}-style)"
         lrows += [("batch size", ml.batch_size), ("multiprocessing context", ml.multiprocessing_context),
-                  ("drop last", ml.drop_last)]
+                  ("drop last", ml.drop_last), ("worker_init_fn", "yours" if ml.has_worker_init_fn else "none"),
+                  ("collate_fn", "yours" if ml.has_collate_fn else "default"), ("sampler", ml.sampler_class),
+                  ("dataset", dataset), ("batches per epoch", ml.batches_per_epoch)]
     names = loader.get("iterator_names") or []
     if names:
         lrows.append(("iterator events", ", ".join(names)))
