@@ -14,10 +14,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tracelens"
 #: Lowest first. A module may import modules of its own layer or of lower layers (a name
 #: stands for the module and everything under it).
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("tracelens._version", "tracelens.errors", "tracelens.model", "tracelens.intervals"),
+    ("tracelens._version", "tracelens.errors", "tracelens.model", "tracelens.intervals", "tracelens.vocab"),
     ("tracelens.load", "tracelens.runjson"),
     ("tracelens.analysis",),
-    ("tracelens.advice", "tracelens.rules"),
+    ("tracelens.diagnosis",),
     ("tracelens.document", "tracelens.results", "tracelens.docgen"),
     ("tracelens.api", "tracelens.compare"),
     ("tracelens.report", "tracelens.render_terminal"),
@@ -29,8 +29,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("tracelens",),  # the package face: the public API, above everything it re-exports
 )
 #: The analysis core: reads traces and run.json, computes, diagnoses. No torch, no capture.
-CORE = ("tracelens.errors", "tracelens.model", "tracelens.intervals", "tracelens.load",
-        "tracelens.runjson", "tracelens.analysis", "tracelens.advice", "tracelens.rules",
+CORE = ("tracelens.errors", "tracelens.vocab", "tracelens.model", "tracelens.intervals", "tracelens.load",
+        "tracelens.runjson", "tracelens.analysis", "tracelens.diagnosis",
         "tracelens.document", "tracelens.results", "tracelens.api")
 RENDERERS = ("tracelens.report", "tracelens.render_terminal")
 #: Upward imports still to remove (each names the importer and the imported module).

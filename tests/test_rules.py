@@ -6,7 +6,6 @@ rule fires (or is skipped with its reason) and the computed settings follow the 
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -14,10 +13,13 @@ from pathlib import Path
 import pytest
 
 from tests.builders import TraceBuilder
-from tracelens import analyze_trace, load_trace, rules
-from tracelens.advice import THRESHOLDS
+from tracelens import analyze_trace, load_trace
 from tracelens.analysis import TraceAnalysis
-from tracelens.rules import Diagnosis, LoaderSettings, ProcessUsage, RunFacts, diagnose
+from tracelens.diagnosis import Diagnosis, RunFacts, context, diagnose, engine, plan
+from tracelens.diagnosis.facts import ProcessUsage, known_settings
+from tracelens.diagnosis.findings import Finding
+from tracelens.diagnosis.thresholds import THRESHOLDS
+from tracelens.vocab import LoaderSettings, Severity
 
 SINGLE = "_SingleProcessDataLoaderIter"
 MULTI = "_MultiProcessingDataLoaderIter"
@@ -53,7 +55,7 @@ def ids(d: Diagnosis) -> set[str]:
     return {f.id for f in d.findings}
 
 
-def finding(d: Diagnosis, rule_id: str) -> rules.Finding:
+def finding(d: Diagnosis, rule_id: str) -> Finding:
     return next(f for f in d.findings if f.id == rule_id)
 
 
@@ -87,18 +89,20 @@ def facts(num_workers: int = 0, cores: float = 4, *, cpu: float | None = None, d
 
 
 def test_rule_ids_are_unique_stable_and_their_thresholds_exist() -> None:
-    assert len({r.id for r in rules.RULES}) == len(rules.RULES)
-    for r in rules.RULES:
-        assert r.id.startswith("TL") and r.kind and r.precondition and r.severity in rules.SEVERITIES
+    assert len({r.id for r in engine.RULES}) == len(engine.RULES)
+    for r in engine.RULES:
+        assert r.id.startswith("TL") and r.kind and r.precondition and r.severity in Severity
         assert all(n in THRESHOLDS for n in r.thresholds)
-    kinds = {r.kind for r in rules.RULES}
+    kinds = {r.kind for r in engine.RULES}
     assert {"cpu_starvation", "io_bound", "oversubscription", "pageable_memcpy", "worker_respawn",
             "prefetch_depth", "host_bound", "trace_quality"} <= kinds
 
 
 def test_rules_read_only_the_analysis_and_run_facts_never_events() -> None:
-    src = inspect.getsource(rules)
-    assert "tracelens.model" not in src and "load_trace" not in src and "tracelens.load" not in src
+    package = Path(engine.__file__).parent
+    for module in package.rglob("*.py"):
+        src = module.read_text()
+        assert "tracelens.model" not in src and "load_trace" not in src and "tracelens.load" not in src, module
 
 
 # --- TL104 input-bound (no telemetry) and the exposed-wait threshold -------------------------
@@ -305,7 +309,7 @@ def test_no_surplus_without_measured_worker_batches(tmp_path: Path) -> None:
     # GIVEN num_workers=0: the main process makes the batches, so there is no worker capacity
     d = run(loop([30] * 8, 70, gpu=False), tmp_path, facts(0, cores=4, cpu=0.95, batch_ms=5.0))
     assert d.diagnosis == "cpu_starvation"
-    assert rules.worker_capacity(rules.build_context(analyze(loop([30] * 8, 70, gpu=False), tmp_path))) is None
+    assert plan.worker_capacity(context.build_context(analyze(loop([30] * 8, 70, gpu=False), tmp_path))) is None
 
 
 # --- TL101 oversubscription ------------------------------------------------------------------
@@ -447,8 +451,8 @@ def test_epoch_turnover_refill_counts_as_start_up_not_steady_wait(tmp_path: Path
 def test_epoch_turnover_rows_are_the_stop_step_and_the_refill() -> None:
     import pandas as pd
     per_step = pd.DataFrame({"next_calls": [1, 1, 2, 1, 1, 1, 1], "next_longest_ms": [1, 1, 30, 400, 9, 9, 1]})
-    assert rules.epoch_turnover_rows(per_step, 2) == [2, 3, 4]
-    assert rules.epoch_turnover_rows(per_step, 4) == [2, 3, 4, 5, 6]
+    assert context.epoch_turnover_rows(per_step, 2) == [2, 3, 4]
+    assert context.epoch_turnover_rows(per_step, 4) == [2, 3, 4, 5, 6]
 
 
 def test_small_bursts_under_the_wait_threshold_get_no_prefetch_advice(tmp_path: Path) -> None:
@@ -533,5 +537,5 @@ def test_num_workers_zero_recommendation_has_no_worker_only_settings(tmp_path: P
 
 def test_known_settings_prefer_run_facts(tmp_path: Path) -> None:
     a = analyze(loop([1] * 6, 99), tmp_path)
-    assert rules.known_settings(a).num_workers == 0
-    assert rules.known_settings(a, facts(3)).num_workers == 3
+    assert known_settings(a).num_workers == 0
+    assert known_settings(a, facts(3)).num_workers == 3

@@ -7,15 +7,15 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from tracelens.cli import app
-from tracelens.cli_rules import render_rules_markdown
-from tracelens.rules import RULES
+from tracelens.diagnosis import RULES
+from tracelens.diagnosis.listing import render_rules_markdown
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "rules.md"
 
 
 def test_docs_rules_md_is_current() -> None:
     assert DOC.read_text() == render_rules_markdown(), (
-        "docs/rules.md is stale: run `tracelens rules --write docs/rules.md`")
+        "docs/rules.md is stale: run `python -m tracelens.docgen`")
 
 
 def test_rules_command_lists_every_rule_with_thresholds() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tracelens.api import analyze_path
-from tracelens.rules import Diagnosis
+from tracelens.diagnosis import Diagnosis
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_traces"
 
@@ -16,7 +16,7 @@ def _diagnose(name: str) -> Diagnosis:
     d = SAMPLES / name
     if not (d / "run.json").is_file():
         pytest.skip(f"{d} is not recorded")
-    from tracelens.rules import diagnose
+    from tracelens.diagnosis import diagnose
     from tracelens.runjson import read_run_info
 
     r = analyze_path(d).ranks[0]

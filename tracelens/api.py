@@ -8,12 +8,12 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from tracelens.analysis import TraceAnalysis, analyze_trace
+from tracelens.diagnosis import diagnose
 from tracelens.document import build_document, build_multirank_document
 from tracelens.errors import BadInputError
 from tracelens.load import Progress, load_trace, read_header
 from tracelens.model import concat_traces
 from tracelens.results import RankResult, Result
-from tracelens.rules import diagnose
 from tracelens.runjson import RunInfo, read_run_info
 
 RUN_FILES = ("trace.json.gz", "run.json")

@@ -13,6 +13,7 @@ import typer
 
 from tracelens._version import __version__
 from tracelens.errors import TracelensError
+from tracelens.vocab import Severity
 
 app = typer.Typer(
     name="tracelens",
@@ -29,7 +30,6 @@ app = typer.Typer(
 
 _state = {"debug": False}
 
-SEVERITIES = ("info", "low", "medium", "high")
 PROGRESS_MIN_BYTES = 64 << 20  # files smaller than this load too fast to need a progress line
 
 
@@ -77,8 +77,8 @@ def analyze(
     from tracelens.api import analyze_path
     from tracelens.render_terminal import print_summary
 
-    if fail_on is not None and fail_on not in SEVERITIES:
-        raise TracelensError(f"--fail-on must be one of {', '.join(SEVERITIES)}, not {fail_on!r}", exit_code=2)
+    if fail_on is not None and fail_on not in Severity.names():
+        raise TracelensError(f"--fail-on must be one of {', '.join(Severity.names())}, not {fail_on!r}", exit_code=2)
     result = analyze_path(path, jobs=jobs, progress=_progress_printer(path))
     if as_json:
         sys.stdout.write(json.dumps(result.document, indent=2) + "\n")

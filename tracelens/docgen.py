@@ -1,4 +1,5 @@
-"""Documentation generated from the code: ``docs/run-json.md`` from the run.json structs.
+"""Documentation generated from the code: ``docs/run-json.md`` from the run.json structs and
+``docs/rules.md`` from the rule table.
 
 ``python -m tracelens.docgen`` rewrites the generated files; tests fail when they are stale.
 """
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import msgspec.inspect as mi
 
+from tracelens.diagnosis.listing import render_rules_markdown
 from tracelens.runjson import SCHEMA_VERSION, RunInfo
 
 RUN_JSON_HEADER = f"""# `run.json` — what `tracelens profile` records beside the trace
@@ -98,9 +100,12 @@ def run_json_markdown() -> str:
 
 def write_docs(root: Path) -> list[Path]:
     """Rewrite every generated document under ``root`` (the repository); the paths written."""
-    out = root / "docs" / "run-json.md"
-    out.write_text(run_json_markdown(), encoding="utf-8")
-    return [out]
+    written = []
+    for name, text in (("run-json.md", run_json_markdown()), ("rules.md", render_rules_markdown())):
+        out = root / "docs" / name
+        out.write_text(text, encoding="utf-8")
+        written.append(out)
+    return written
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from typing import Any
 
 from tracelens.analysis import TraceAnalysis
-from tracelens.rules import Diagnosis, known_settings
+from tracelens.diagnosis import Diagnosis
 from tracelens.runjson import RunInfo
 
 SCHEMA_VERSION = 1
@@ -29,7 +29,7 @@ def per_step_records(analysis: TraceAnalysis) -> list[dict[str, Any]]:
 
 def build_document(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo | None = None) -> dict[str, Any]:
     """One rank's analysis as the SPEC §3 object (required keys first, extras after)."""
-    settings = known_settings(analysis, run)
+    settings = diagnosis.settings
     rec = diagnosis.recommendation
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -73,7 +73,7 @@ def build_document(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo |
             "env": dict(rec.env),
             "keep_current": list(rec.keep_current),
         },
-        "findings": [asdict(f) for f in diagnosis.findings],
+        "findings": [asdict(f) | {"severity": f.severity.value} for f in diagnosis.findings],
         "diagnosis_confidence": _num(diagnosis.confidence, 3),
         "rules_skipped": [asdict(s) for s in diagnosis.skipped],
         "step_source": analysis.step_source,

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tracelens.analysis import TraceAnalysis
-from tracelens.rules import SEVERITIES, Diagnosis
+from tracelens.diagnosis import Diagnosis
 from tracelens.runjson import RunInfo
+from tracelens.vocab import Severity
 
 
 @dataclass(frozen=True)
@@ -42,5 +43,5 @@ class Result:
 
     def has_finding_at_least(self, severity: str) -> bool:
         """Whether any rank has a finding of ``severity`` or worse (``analyze --fail-on``)."""
-        floor = SEVERITIES.index(severity)
-        return any(SEVERITIES.index(f.severity) >= floor for r in self.ranks for f in r.diagnosis.findings)
+        floor = Severity(severity).rank
+        return any(f.severity.rank >= floor for r in self.ranks for f in r.diagnosis.findings)

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tracelens import advice
-from tracelens.advice import THRESHOLDS
+from tracelens.diagnosis import sizing as advice
+from tracelens.diagnosis.thresholds import THRESHOLDS
 
 
 def test_every_threshold_states_a_reason_and_unit() -> None:

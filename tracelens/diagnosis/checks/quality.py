@@ -1,0 +1,98 @@
+"""The trace-quality rules (TL3xx): what the trace cannot answer, and how to record it again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tracelens.diagnosis.context import Context
+from tracelens.diagnosis.findings import Finding
+from tracelens.diagnosis.rule import RERUN_PROFILER, Rule, always, declare_rule, rounded
+from tracelens.diagnosis.thresholds import threshold
+from tracelens.vocab import Severity
+
+
+def _q(rule: Rule, ctx: Context, sev: Severity, title: str, evidence: dict[str, Any], adv: str) -> Finding:
+    return Finding(rule.id, rule.kind, sev, 1.0, title, {k: rounded(v) for k, v in evidence.items()}, adv,
+                   {}, {n: threshold(n) for n in rule.thresholds})
+
+
+@declare_rule("TL301", "trace_quality", Severity.HIGH, "No steps", precondition="none", requires=always)
+def no_steps(rule: Rule, ctx: Context) -> Finding | None:
+    if ctx.steady is not None:
+        return None
+    return _q(rule, ctx, Severity.HIGH, "No steps: the trace holds neither ProfilerStep# nor DataLoader __next__ events",
+              {"step_source": ctx.analysis.step_source, "events": ctx.analysis.events},
+              f"Re-run with {RERUN_PROFILER}; iterate a torch DataLoader inside the profiled window.")
+
+
+@declare_rule("TL302", "trace_quality", Severity.HIGH, "No DataLoader events", precondition="none", requires=always)
+def no_loader(rule: Rule, ctx: Context) -> Finding | None:
+    if ctx.steady is None or ctx.analysis.next_calls > 0:
+        return None
+    return _q(rule, ctx, Severity.HIGH, "No DataLoader events inside the steps: the loader cannot be judged",
+              {"steps": ctx.analysis.measured_steps},
+              "The profiled loop does not draw batches from a torch.utils.data.DataLoader inside the "
+              "ProfilerStep window (or the iterator is wrapped so its __next__ is not recorded). Profile "
+              f"the training loop itself: {RERUN_PROFILER}.")
+
+
+@declare_rule("TL303", "trace_quality", Severity.LOW, "Steps from the DataLoader fallback", precondition="none",
+              requires=always)
+def fallback_steps(rule: Rule, ctx: Context) -> Finding | None:
+    if ctx.analysis.step_source != "dataloader_next":
+        return None
+    return _q(rule, ctx, Severity.LOW, "No ProfilerStep# events: steps were taken between DataLoader __next__ calls",
+              {"fallback": ctx.analysis.fallback, "measured_steps": ctx.analysis.measured_steps},
+              f"The step boundaries are approximate. Re-run with {RERUN_PROFILER}.")
+
+
+@declare_rule("TL304", "trace_quality", Severity.MEDIUM, "Too few steps to judge", precondition="none",
+              thresholds=("min_steps",), requires=always)
+def few_steps(rule: Rule, ctx: Context) -> Finding | None:
+    st = ctx.steady
+    if st is None or st.steps >= threshold("min_steps"):
+        return None
+    return _q(rule, ctx, Severity.MEDIUM, f"Only {st.steps} steady step(s): too few to judge the wait pattern",
+              {"steady_steps": st.steps, "excluded_steps": st.excluded_steps},
+              "Confidence is lowered. Record at least 20 steps after warm-up: "
+              f"{RERUN_PROFILER}.")
+
+
+@declare_rule("TL305", "trace_quality", Severity.MEDIUM, "Truncated or malformed trace", precondition="none",
+              requires=always)
+def damaged_trace(rule: Rule, ctx: Context) -> Finding | None:
+    a = ctx.analysis
+    if not a.truncated and not a.skipped_events:
+        return None
+    return _q(rule, ctx, Severity.MEDIUM, "The trace is damaged: " + ("truncated" if a.truncated else "malformed events"),
+              {"truncated": a.truncated, "skipped_events": a.skipped_events},
+              "Numbers cover the complete events only. Let the profiler finish writing (exit the "
+              "`with profile()` block, or export_chrome_trace after stop()) before copying the file.")
+
+
+@declare_rule("TL306", "trace_quality", Severity.LOW, "Profiler overhead: with_stack", precondition="none",
+              requires=always)
+def with_stack(rule: Rule, ctx: Context) -> Finding | None:
+    if not ctx.analysis.with_stack:
+        return None
+    return _q(rule, ctx, Severity.LOW, "Recorded with with_stack=True: host times are inflated",
+              {"with_stack": True},
+              "Python stack recording adds overhead to every operator and makes CPU work look longer "
+              "than it is; re-run with with_stack=False (and record_shapes=False) for timing.")
+
+
+@declare_rule("TL307", "trace_quality", Severity.MEDIUM, "No GPU activity in a GPU run", precondition="none",
+              requires=always)
+def gpu_without_activity(rule: Rule, ctx: Context) -> Finding | None:
+    a = ctx.analysis
+    if not a.gpu_expected or a.has_gpu_activity:
+        return None
+    return _q(rule, ctx, Severity.MEDIUM, "A GPU run without GPU activity in the trace",
+              {"gpu_expected": True, "has_gpu_activity": False},
+              "The trace shows GPUs or CUDA runtime calls but no kernels or copies, so exposed wait "
+              "equals data wait. Record device activity: activities=[ProfilerActivity.CPU, "
+              "ProfilerActivity.CUDA] (CUPTI must be available).")
+
+
+#: The rules of this module, in the order they run.
+RULES: tuple[Rule, ...] = (no_steps, no_loader, fallback_steps, few_steps, damaged_trace, with_stack, gpu_without_activity,)

@@ -1,0 +1,234 @@
+"""What the rules measure, derived once from the analysis and the run facts: the steady state,
+the shape of the waits, the core budget and how the loading processes spend their time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from tracelens.analysis import TraceAnalysis
+from tracelens.diagnosis import sizing
+from tracelens.diagnosis.facts import RunFacts, known_settings, run_facts
+from tracelens.diagnosis.sizing import CoreBudget, WaitShape
+from tracelens.diagnosis.thresholds import threshold
+from tracelens.runjson import RunInfo
+from tracelens.vocab import LoaderSettings
+
+
+@dataclass(frozen=True)
+class SteadyState:
+    """The steps without one-time costs (see threshold ``outlier_compute_factor``), ms."""
+
+    steps: int
+    excluded_steps: int
+    step_ms: float  # median step
+    compute_ms: float  # C: median of step time minus data wait
+    wait_ms: float  # W: mean data wait per step
+    exposed_fraction: float  # without the epoch-start waits (TL202 reports those)
+    data_wait_fraction: float
+    gpu_idle_other_fraction: float | None
+    startup_fraction: float = 0.0  # exposed wait of the epoch turnover (epoch_turnover_rows)
+    startup_waits_ms: tuple[float, ...] = ()  # each new iterator's first wait
+    turnover_rows: tuple[int, ...] = ()  # the per_step rows counted in startup_fraction
+
+
+def epoch_start_waits(per_step: pd.DataFrame) -> dict[int, float]:
+    """Row -> the wait for a new iterator's first batch (ms).
+
+    A step holding two ``__next__`` calls saw an epoch end (the StopIteration call); the new
+    iterator's first call is the longer of that step's longest call and the next step's (a
+    ProfilerStep loop keeps both in one step; ``tracelens profile`` starts a step per batch).
+    """
+    calls = per_step["next_calls"].to_numpy()
+    longest = per_step["next_longest_ms"].to_numpy(float)
+    out: dict[int, float] = {}
+    for i in np.flatnonzero(calls >= 2).tolist():
+        j = i + 1 if i + 1 < len(longest) and longest[i + 1] > longest[i] else i
+        out[j] = float(longest[j])
+    return out
+
+
+def epoch_turnover_rows(per_step: pd.DataFrame, refill_batches: int) -> list[int]:
+    """Rows whose wait belongs to an epoch change rather than to steady loading.
+
+    At an epoch end the old iterator stops (non-persistent workers are shut down and joined
+    inside the StopIteration call) and the new one starts with an empty queue: it requests
+    num_workers × prefetch_factor batches at once, which fresh workers produce right after their
+    start-up (fork, worker_init_fn, first touches of copy-on-write memory). Those first
+    ``refill_batches`` batches wait for the start-up and the refill, not for a rate deficit.
+    The rows are the step holding the StopIteration call and the new iterator's first
+    ``max(1, refill_batches)`` steps.
+    """
+    calls = per_step["next_calls"].to_numpy()
+    rows: set[int] = set()
+    for i, j in zip(np.flatnonzero(calls >= 2).tolist(), epoch_start_waits(per_step)):
+        rows.add(i)
+        rows.update(r for r in range(j, j + max(1, refill_batches)) if r < len(calls))
+    return sorted(rows)
+
+
+def steady_state(per_step: pd.DataFrame, multi_process: bool = True,
+                 refill_batches: int | None = None) -> SteadyState | None:
+    """Median compute and mean wait per step over the steps free of one-time costs.
+
+    With worker processes, the waits of the epoch turnover (:func:`epoch_turnover_rows`) are
+    reported as ``startup_fraction`` and left out of ``exposed_fraction``: more workers do not
+    shorten them, persistent workers do (TL202).
+    """
+    if per_step.empty:
+        return None
+    dur = per_step["duration_ms"].to_numpy(float)
+    wait = per_step["data_wait_ms"].to_numpy(float)
+    exposed = per_step["exposed_wait_ms"].to_numpy(float)
+    compute = np.maximum(dur - wait, 0.0)
+    keep = compute <= threshold("outlier_compute_factor") * float(np.median(compute)) + 1e-9
+    if not keep.any():
+        keep = np.ones_like(keep)
+    total = float(dur[keep].sum())
+    startup = epoch_start_waits(per_step) if multi_process else {}
+    start_exposed = np.zeros_like(exposed)
+    if multi_process:
+        for row in epoch_turnover_rows(per_step, refill_batches or 1):
+            start_exposed[row] = exposed[row]
+    gpu = per_step["gpu_busy_ms"].to_numpy(float)
+    idle_other = None
+    if not np.isnan(gpu).all() and total > 0:
+        idle_other = float(np.clip(dur - gpu - exposed, 0, None)[keep].sum()) / total
+    return SteadyState(
+        steps=int(keep.sum()),
+        excluded_steps=int((~keep).sum()),
+        step_ms=float(np.median(dur[keep])),
+        compute_ms=float(np.median(compute[keep])),
+        wait_ms=float((wait - start_exposed)[keep].mean()),
+        exposed_fraction=float((exposed - start_exposed)[keep].sum()) / total if total > 0 else 0.0,
+        data_wait_fraction=float(wait[keep].sum()) / total if total > 0 else 0.0,
+        gpu_idle_other_fraction=idle_other,
+        startup_fraction=float(start_exposed[keep].sum()) / total if total > 0 else 0.0,
+        startup_waits_ms=tuple(startup.values()),
+        turnover_rows=tuple(r for r in np.flatnonzero(start_exposed > 0).tolist()),
+    )
+
+
+@dataclass(frozen=True)
+class Loading:
+    """How the loading processes spend their time while producing batches."""
+
+    source: str  # "batch records in the workers", "worker processes over the window", ...
+    cpu_fraction: float  # CPU / wall (summed over threads: can exceed 1)
+    run_delay_fraction: float | None  # runnable but waiting for a CPU / wall (whole process)
+    read_bytes: int | None
+    cpu_share_when_runnable: float | None = None  # process CPU / (CPU + run-queue delay)
+
+    @property
+    def demand_fraction(self) -> float:
+        """Share of the time the loading wanted a CPU: on one, or runnable and waiting for one.
+
+        CPU-bound work slowed by other threads shows a low CPU share: when the loading process
+        gets a CPU for only a share s of its runnable time, a batch that got c of CPU wanted c / s.
+        Only the rest is waiting for I/O, sleep or locks.
+        """
+        s = self.cpu_share_when_runnable
+        return min(1.0, self.cpu_fraction / s) if s else self.cpu_fraction + (self.run_delay_fraction or 0.0)
+
+
+def loading_usage(facts: RunFacts | None) -> Loading | None:
+    """CPU share of the loading work: per-batch records first, else whole-process telemetry."""
+    if facts is None:
+        return None
+    delays = [w.run_delay_fraction for w in facts.workers if w.run_delay_fraction is not None]
+    delay = float(np.median(delays)) if delays else None
+    reads = [w.read_bytes for w in facts.workers if w.read_bytes is not None]
+    read = int(sum(reads)) if reads else None
+    procs = list(facts.workers)
+    if facts.batch_source == "main process" and facts.main is not None:
+        delay, read = facts.main.run_delay_fraction, facts.main.read_bytes
+        procs = [facts.main]
+    cpu = sum(p.cpu_s or 0.0 for p in procs)
+    wait = sum(p.run_delay_s or 0.0 for p in procs)
+    share = cpu / (cpu + wait) if cpu > 0 and any(p.run_delay_s is not None for p in procs) else None
+    if facts.batch_ms and facts.batch_cpu_ms and sum(facts.batch_ms) > 0:
+        frac = sum(facts.batch_cpu_ms) / sum(facts.batch_ms)
+        return Loading(f"batch records in the {facts.batch_source or 'workers'}", frac, delay, read, share)
+    fracs = [w.cpu_fraction for w in facts.workers if w.cpu_fraction is not None]
+    if fracs:
+        return Loading("worker processes over the window", float(np.median(fracs)), delay, read, share)
+    return None
+
+
+def loading_cause(ld: Loading | None) -> str | None:
+    """"cpu" when the loading wants a CPU most of the time, "io" when it mostly waits, else None."""
+    if ld is None:
+        return None
+    if ld.demand_fraction >= threshold("cpu_bound_fraction"):
+        return "cpu"
+    if ld.demand_fraction <= threshold("io_bound_fraction"):
+        return "io"
+    return None
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a rule may read."""
+
+    analysis: TraceAnalysis
+    facts: RunFacts | None
+    settings: LoaderSettings
+    steady: SteadyState | None
+    shape: WaitShape
+    budget: CoreBudget | None
+    loading: Loading | None
+
+    @property
+    def workers_now(self) -> int | None:
+        """Current num_workers: known, or implied by the iterator kind (0 for single-process)."""
+        if self.settings.num_workers is not None:
+            return self.settings.num_workers
+        return 0 if self.analysis.iterator == "single_process" else None
+
+    @property
+    def multi_process(self) -> bool:
+        return (self.workers_now or 0) > 0 or self.analysis.iterator == "multi_process"
+
+    @property
+    def input_bound(self) -> bool:
+        return self.steady is not None and self.steady.exposed_fraction >= threshold("exposed_wait_fraction")
+
+    @property
+    def quality_factor(self) -> float:
+        """Confidence multiplier for the trace's quality (few steps, fallback steps)."""
+        f = 1.0
+        if self.steady is not None and self.steady.steps < threshold("min_steps"):
+            f *= 0.6
+        if self.analysis.step_source != "profiler_steps":
+            f *= 0.85
+        return f
+
+
+def steady_waits(analysis: TraceAnalysis, steady: SteadyState | None) -> list[float]:
+    """The ``__next__`` waits without the epoch turnover's (its rows' longest call each)."""
+    waits = list(analysis.next_wait_ms)
+    if steady is None or not steady.turnover_rows:
+        return waits
+    longest = analysis.per_step["next_longest_ms"].to_numpy(float)
+    for row in steady.turnover_rows:
+        ms = float(longest[row])
+        k = min(range(len(waits)), key=lambda i: abs(waits[i] - ms), default=None)
+        if k is not None and abs(waits[k] - ms) < 1e-6 + 1e-6 * ms:
+            waits.pop(k)
+    return waits
+
+
+def build_context(analysis: TraceAnalysis, run: RunInfo | RunFacts | None = None) -> Context:
+    """Derive the steady state, wait shape, core budget and loading usage once."""
+    facts = run_facts(run)
+    settings = known_settings(analysis, run)
+    multi = (settings.num_workers or 0) > 0 or analysis.iterator != "single_process"
+    refill = (settings.num_workers or 0) * (settings.prefetch_factor or 2)
+    steady = steady_state(analysis.per_step, multi, refill)
+    shape = sizing.wait_shape(steady_waits(analysis, steady), steady.compute_ms if steady else 0.0)
+    budget = None
+    if facts is not None and facts.usable_cores:
+        budget = sizing.core_budget(facts.usable_cores, facts.local_world_size)
+    return Context(analysis, facts, settings, steady, shape, budget, loading_usage(facts))

@@ -1,0 +1,64 @@
+"""What a diagnosis returns: findings, the recommendation, rules skipped, the main cause."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tracelens.vocab import LoaderSettings, Severity
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """Complete DataLoader settings to use next, with the reasoning in ``notes``.
+
+    ``keep_current`` names settings whose current value the evidence does not show and which
+    should stay as they are (``num_workers`` is then a lower bound). ``expected_speedup`` is
+    the predicted step-rate gain of applying these settings (1.0 = none).
+    """
+
+    num_workers: int
+    pin_memory: bool
+    persistent_workers: bool
+    prefetch_factor: int | None
+    notes: tuple[str, ...] = ()
+    expected_speedup: float | None = None
+    torch_threads_per_worker: int | None = None
+    torch_threads_main: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    keep_current: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One observation: which rule, the evidence that triggered it, and what to do."""
+
+    id: str
+    kind: str
+    severity: Severity
+    confidence: float
+    title: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    advice: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)  # the settings this finding proposes
+    thresholds: dict[str, float] = field(default_factory=dict)  # the thresholds it compared with
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A rule whose precondition did not hold, and why."""
+
+    id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The main cause, the settings to use next, and the findings behind them."""
+
+    diagnosis: str
+    recommendation: Recommendation
+    findings: tuple[Finding, ...]
+    skipped: tuple[Skipped, ...] = ()
+    confidence: float | None = None
+    settings: LoaderSettings = field(default_factory=LoaderSettings)  # the current settings as known

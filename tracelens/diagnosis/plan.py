@@ -1,0 +1,204 @@
+"""How many workers: Little's law with its inputs, its cap (cores, a process limit or an
+assumption) and the expected gain; the workers' measured capacity against the demand."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tracelens.diagnosis import sizing
+from tracelens.diagnosis.context import Context
+from tracelens.diagnosis.thresholds import threshold
+from tracelens.vocab import pct
+
+
+def worker_capacity(ctx: Context) -> float | None:
+    """num_workers × C / T_b: how many times the loop's consumption the current workers produce.
+
+    Only from batch times measured in the worker processes (run.json): a T_b estimated from the
+    waits assumes a drained queue and cannot show a surplus. None without them.
+    """
+    f, st, n = ctx.facts, ctx.steady, ctx.workers_now
+    if f is None or not f.batch_ms or f.batch_source != "workers" or not n or st is None:
+        return None
+    t_b = float(np.median(f.batch_ms))
+    if t_b <= 0 or st.compute_ms <= 0:
+        return None
+    return n * st.compute_ms / t_b
+
+
+@dataclass(frozen=True)
+class WorkersPlan:
+    """num_workers from Little's law with its inputs, cap and expected gain."""
+
+    num_workers: int
+    batch_ms: float | None
+    batch_source: str
+    compute_ms: float
+    workers_needed: float | None
+    uncapped: int | None
+    cap: int | None
+    cap_reason: str
+    expected_speedup: float | None
+    notes: tuple[str, ...]
+    cannot_help: bool  # more workers cannot help: the cap is reached
+    torch_threads_main: int | None = None  # torch.set_num_threads for the main process, when it must shrink
+    torch_threads_per_worker: int | None = None
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The settings this plan proposes (for a Finding)."""
+        out: dict[str, Any] = {"num_workers": self.num_workers, "expected_speedup": self.expected_speedup}
+        if self.torch_threads_main is not None:
+            out["torch_threads_main"] = self.torch_threads_main
+        if self.torch_threads_per_worker is not None:
+            out["torch_threads_per_worker"] = self.torch_threads_per_worker
+        return out
+
+    @property
+    def evidence(self) -> dict[str, Any]:
+        return {"batch_ms": self.batch_ms, "batch_ms_source": self.batch_source,
+                "compute_ms_per_step": self.compute_ms, "workers_needed": self.workers_needed,
+                "num_workers_uncapped": self.uncapped, "num_workers_cap": self.cap,
+                "recommended_num_workers": self.num_workers, "expected_speedup": self.expected_speedup,
+                "torch_threads_main": self.torch_threads_main}
+
+    def advice(self, reduce_cost: str) -> str:
+        capped = (f" (capped: Little's law asks for {self.uncapped})"
+                  if self.uncapped is not None and self.uncapped > self.num_workers else "")
+        threads = (f" with torch.set_num_threads({self.torch_threads_main}) in the main process"
+                   if self.torch_threads_main is not None else "")
+        s = f"Set num_workers={self.num_workers}{threads}{capped}. " + " ".join(self.notes)
+        if self.cannot_help:
+            s += f" More workers cannot help beyond that; reduce the per-batch cost instead: {reduce_cost}."
+        else:
+            s += f" If that is still not enough: {reduce_cost}."
+        return s
+
+
+def estimate_batch_ms(ctx: Context) -> tuple[float | None, str, int | None]:
+    """T_b (one process's time per batch), where it came from, and the worker count it assumes."""
+    f, st = ctx.facts, ctx.steady
+    n = ctx.workers_now
+    if f is not None and f.batch_ms:
+        return float(np.median(f.batch_ms)), f"measured per batch in the {f.batch_source or 'workers'}", n
+    if st is None:
+        return None, "no steps", n
+    if n == 0 and ctx.analysis.next_wait_ms:
+        return (float(np.median(ctx.analysis.next_wait_ms)),
+                "with num_workers=0 each __next__ produces the batch in the main process", n)
+    if n is None and ctx.multi_process:
+        shape = ctx.shape
+        guess = max(1, round(shape.period)) if shape.is_bimodal and shape.period else 1
+        return (sizing.batch_ms_from_drained_queue(guess, st.compute_ms, st.wait_ms),
+                f"N·(C + W) with the queue drained, assuming num_workers={guess} "
+                f"({'the period of the long waits' if guess > 1 else 'the trace does not record it'})",
+                guess)
+    if n:
+        return (sizing.batch_ms_from_drained_queue(n, st.compute_ms, st.wait_ms),
+                f"N·(C + W) = {n}·({st.compute_ms:.1f} + {st.wait_ms:.1f}) ms with the queue drained", n)
+    return None, "unknown", n
+
+
+def plan_workers(ctx: Context, cause: str) -> WorkersPlan:
+    """Little's law, capped by the core budget (CPU-bound), a process limit (latency-bound) or
+    an assumption (cause unknown without machine facts)."""
+    st = ctx.steady
+    assert st is not None
+    c = st.compute_ms
+    t_b, source, assumed_n = estimate_batch_ms(ctx)
+    notes: list[str] = []
+    current = ctx.workers_now if ctx.workers_now is not None else assumed_n
+    if t_b is None:
+        n = current or 1
+        return WorkersPlan(n, None, source, c, None, None, None, "", None,
+                           ("The batch production time could not be measured.",), False)
+    need = sizing.workers_needed(t_b, c)
+    uncapped = sizing.littles_law_workers(t_b, c)
+    notes.append(f"Each batch takes T_b = {t_b:.1f} ms to produce ({source}); the training loop "
+                 f"consumes one every C = {c:.1f} ms (step time minus data wait), so Little's law "
+                 f"needs T_b / C = {need:.2f} workers; with headroom {uncapped}.")
+    cores_per_rank = ctx.budget.cores_per_rank if ctx.budget else None
+    if cause == "cpu" and ctx.budget is not None:
+        cap, cap_reason = ctx.budget.worker_cores, (
+            "the " + ctx.budget.describe() + " (CPU-bound work gains nothing past it)")
+    elif cause == "latency":
+        cap = sizing.latency_worker_cap(cores_per_rank)
+        per_core, most = int(threshold("latency_workers_per_core")), int(threshold("latency_workers_max"))
+        by_cores = (f"{per_core} workers per usable core × {cores_per_rank:g} usable cores"
+                    if cores_per_rank is not None else "")
+        cap_reason = ((f"{by_cores} = {cap}" if cores_per_rank is not None and cap < most
+                       else f"the absolute limit of {most} workers") +
+                      " (latency-bound work is not capped by cores, but each worker is a process "
+                      "holding a dataset copy and prefetch_factor batches in shared memory: "
+                      f"{per_core} per core, at most {most})")
+    elif ctx.budget is not None:
+        cap, cap_reason = ctx.budget.worker_cores, ctx.budget.describe() + " (assuming CPU-bound work)"
+    else:
+        cap = int(threshold("assumed_worker_cap"))
+        cap_reason = (f"the trace does not record the machine's cores: capped at {cap}, an assumption "
+                      f"that fits a machine with at least {cap + 1} free cores")
+    n = min(uncapped, cap) if cap is not None else uncapped
+    if current:
+        n = max(n, current)  # fewer workers cannot shorten a wait; oversubscription (TL101) may cut them
+    cannot_help = cap is not None and uncapped > cap
+    if cannot_help:
+        notes.append(f"Capped at num_workers={n}, fewer than the {uncapped} Little's law asks for: "
+                     f"the cap is {cap_reason}.")
+    else:
+        notes.append(f"Under the cap: {cap_reason}.")
+    main_threads, c_new = _main_threads_for(ctx, cause, n, t_b)
+    if main_threads is not None:
+        now = ctx.facts.torch_threads_main if ctx.facts is not None else None
+        notes.append(f"torch.set_num_threads({main_threads}) in the main process (now {now}): CPU-bound "
+                     f"workers need cores of their own, and {now} main-process math threads + {n} "
+                     f"worker(s) × 1 thread exceed the {cores_per_rank:g} cores, so they would take turns "
+                     f"and the workers would cost more than they save. Workers keep the DataLoader's "
+                     f"1 thread each.")
+    # Predicted step period: the loop waits only when the workers deliver slower than it consumes.
+    period_now = c + st.wait_ms
+    period_new = max(c, t_b / n) if n > 0 else c + t_b
+    gain = period_now / period_new if period_new > 0 else None
+    ceiling = sizing.speedup_ceiling(st.exposed_fraction)
+    if gain is not None:
+        gain = max(1.0, min(gain, ceiling))
+        slower = ""
+        if c_new > c and n > 0:
+            worst = max(1.0, min(period_now / max(c_new, t_b / n), ceiling))
+            slower = (f"; at least {worst:.2f}x if the main process's math scaled perfectly with its "
+                      f"threads and C grew to {c_new:.1f} ms with fewer of them")
+        notes.append(f"Expected gain: up to {gain:.2f}x in steps per second (the exposed wait of "
+                     f"{pct(st.exposed_fraction)} bounds it at {ceiling:.2f}x{slower}).")
+    if main_threads is not None and cannot_help and ctx.workers_now == 0:
+        overlap = (t_b + c) / max(t_b, c)
+        notes.append(f"On {cores_per_rank:g} cores the worker(s) can overlap at most the compute with the "
+                     f"loading, (T_b + C) / max(T_b, C) = {overlap:.2f}x, and each batch then pays the "
+                     f"hand-over to the main process (pickled into shared memory); if the re-run is not "
+                     f"faster, keep num_workers=0 with torch.set_num_threads({main_threads}) (the main "
+                     f"process's math threads and its loading no longer contend) and cut the per-sample cost.")
+    return WorkersPlan(n, t_b, source, c, need, uncapped, cap, cap_reason, gain, tuple(notes), cannot_help,
+                       main_threads, 1 if main_threads is not None else None)
+
+
+def _main_threads_for(ctx: Context, cause: str, workers: int, batch_ms: float) -> tuple[int | None, float]:
+    """torch threads for the main process so that it and ``workers`` CPU-bound workers fit the
+    cores, and the worst-case compute per step with them (C scaled by the thread ratio).
+
+    The workers busy T_b / max(C, T_b / N) cores between them (the rate the main loop consumes
+    at); the main process keeps the rest, rounded to whole threads (at least one). Only for
+    CPU-bound loading with run.json's thread count: latency-bound workers mostly wait.
+    """
+    st, f, b = ctx.steady, ctx.facts, ctx.budget
+    assert st is not None
+    if cause != "cpu" or workers <= 0 or f is None or b is None or not f.torch_threads_main:
+        return None, st.compute_ms
+    period = max(st.compute_ms, batch_ms / workers)
+    worker_cores = min(float(workers), batch_ms / period) if period > 0 else float(workers)
+    fit = max(1, math.floor(b.cores_per_rank - worker_cores + 0.5))
+    if f.torch_threads_main <= fit:
+        return None, st.compute_ms
+    used_now = min(f.torch_threads_main, max(1, math.floor(b.cores_per_rank + 1e-9)))
+    return fit, st.compute_ms * used_now / fit

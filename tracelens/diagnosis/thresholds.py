@@ -1,0 +1,99 @@
+"""Every number a rule or the settings math depends on, with the reason for its value.
+
+The rule listing (``tracelens rules``, docs/rules.md) documents the same numbers the code uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One number a rule or the settings math depends on, with the reason for its value."""
+
+    name: str
+    value: float
+    unit: str
+    reason: str
+
+
+_T = Threshold
+THRESHOLDS: dict[str, Threshold] = {t.name: t for t in (
+    _T("exposed_wait_fraction", 0.05, "of step time",
+       "the TensorBoard profiler plugin's DataLoader rule and XProf's 'moderately input-bound' "
+       "both start at 5 %; below it the loader costs less than run-to-run noise"),
+    _T("exposed_wait_high_fraction", 0.20, "of step time",
+       "XProf calls a step 'highly input-bound' from 20 %; findings above it are severity high"),
+    _T("outlier_compute_factor", 10.0, "x median",
+       "a step whose own work (step time minus data wait) exceeds 10x the median carries one-time "
+       "costs (warm-up, cudnn autotuning, lazy init, the first pseudo-step of a fallback: 40x in "
+       "the kineto autograd samples); steps slowed 3-5x by a busy machine stay in"),
+    _T("min_steps", 5, "steps",
+       "with fewer steady steps the median is dominated by one-time costs and the wait pattern "
+       "(every k-th call long) cannot show; 5 is the smallest window that shows a period of 4"),
+    _T("headroom_fraction", 0.15, "of the workers needed",
+       "Little's law gives the mean; batch-production times vary (the p90 of worker batch "
+       "times is typically 10-20 % above the median) and each batch also pays the queue hand-over, "
+       "so the count gets 15 % more workers, at least one"),
+    _T("cpu_bound_fraction", 0.70, "(CPU time + run-queue delay) / wall time",
+       "loading that is on a CPU, or runnable and waiting for one, 70 % or more of the time it "
+       "spends producing a batch is limited by CPU (the run-queue delay counts: CPU-bound work on "
+       "a busy machine shows a low CPU share); the rest is IPC, allocation and page faults"),
+    _T("io_bound_fraction", 0.50, "(CPU time + run-queue delay) / wall time",
+       "loading that wants a CPU at most half the time it produces batches mostly waits "
+       "(storage, network, sleep); more workers than cores can still help"),
+    _T("run_delay_fraction", 0.10, "run-queue delay / wall time",
+       "on a machine with spare cores the scheduler delay of a busy process stays at a few %; "
+       "10 % of the time runnable but not running means the cores are oversubscribed"),
+    _T("involuntary_switch_rate", 100, "per s per process",
+       "a CPU-bound process with a core of its own is preempted a few times a second; contended "
+       "cores preempt it every few-ms time slice (hundreds per second)"),
+    _T("oversubscription_ratio", 1.5, "runnable threads / usable cores",
+       "'well above' the core budget: the run's own processes keep on average 1.5x as many "
+       "threads runnable (on a CPU or waiting for one) as the rank has cores; up to that, idle "
+       "gaps and time slicing absorb them, beyond it every thread runs slower"),
+    _T("latency_workers_per_core", 4, "workers per core",
+       "latency-bound workers (storage, network, sleep) mostly wait, so more than one per core "
+       "helps; each one is a process holding a dataset copy and prefetch_factor batches, so the "
+       "count is capped at 4 per usable core"),
+    _T("latency_workers_max", 32, "workers",
+       "absolute cap for latency-bound loading: past ~32 processes the per-worker memory "
+       "(dataset copy, prefetched batches, shared-memory file descriptors) dominates"),
+    _T("assumed_worker_cap", 8, "workers",
+       "a saved trace does not record the machine's cores: the count is capped at 8, which fits "
+       "a machine with at least 9 free cores for this process; re-run under `tracelens profile` "
+       "to cap by the real core budget"),
+    _T("long_wait_factor", 5.0, "x median __next__",
+       "a __next__ call 5x longer than the median call found no batch ready; with a drained "
+       "queue the ready calls take ~0.1-2 ms and the empty ones tens of ms"),
+    _T("long_wait_min_fraction", 0.05, "of compute per step",
+       "a wait under 5 % of the compute per step is not worth prefetching for"),
+    _T("burst_period_factor", 2.0, "x num_workers",
+       "a drained queue makes every num_workers-th call long (workers finish together); long "
+       "calls spaced 2x further apart than that are bursts of slow batches, not a rate deficit"),
+    _T("prefetch_factor_max", 8, "batches per worker",
+       "each prefetched batch sits in shared memory: num_workers x prefetch_factor batches; 8 per "
+       "worker covers a slow batch 8 steps long and keeps memory bounded"),
+    _T("pageable_copy_fraction", 0.005, "of step time",
+       "pageable host-to-device copies are staged and synchronous; once they cost 0.5 % of the "
+       "step, pinning pays for its extra pin-memory thread"),
+    _T("pageable_copy_high_fraction", 0.05, "of step time",
+       "pageable copies taking 5 % of the step are worth a medium-severity finding"),
+    _T("host_bound_idle_fraction", 0.20, "of step time",
+       "the GPU idle (not waiting for data) for 20 % of a step means the main thread's own work, "
+       "launches or synchronizations limit the step, not the loader"),
+    _T("worker_capacity_ratio", 2.0, "x consumption (num_workers × C / T_b)",
+       "when the current workers, at their measured time per batch, could produce twice the "
+       "batches the loop consumes, a data wait is not a shortage of loading capacity: it comes "
+       "from bursts of slow batches (a shallow queue) or from a busy machine (other processes, "
+       "run-queue delay), and more workers cannot shorten it; below 2x the median batch time, its "
+       "spread (p90 10-20 % above the median) and the queue hand-over can still drain the queue"),
+    _T("respawn_min_ms", 50.0, "ms per epoch",
+       "a worker start-up under 50 ms per epoch is not worth persistent_workers' held memory"),
+)}
+
+
+def threshold(name: str) -> float:
+    """The value of threshold ``name``."""
+    return THRESHOLDS[name].value
