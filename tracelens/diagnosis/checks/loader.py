@@ -118,7 +118,7 @@ def oversubscription(rule: Rule, ctx: Context) -> Finding | None:
               precondition="input-bound steps and loader telemetry (per-batch records or worker CPU time); skipped "
                            "when the current workers' measured capacity is worker_capacity_ratio x the demand or more",
               thresholds=("exposed_wait_fraction", "exposed_wait_high_fraction", "cpu_bound_fraction",
-                          "headroom_fraction", "worker_capacity_ratio"),
+                          "io_bound_fraction", "headroom_fraction", "worker_capacity_ratio"),
               requires=needs_shortage, main=True)
 def cpu_starvation(rule: Rule, ctx: Context) -> Finding | None:
     ld = ctx.loading
@@ -144,7 +144,7 @@ def cpu_starvation(rule: Rule, ctx: Context) -> Finding | None:
               precondition="input-bound steps and loader telemetry; skipped when the current workers' measured "
                            "capacity is worker_capacity_ratio x the demand or more",
               thresholds=("exposed_wait_fraction", "exposed_wait_high_fraction", "io_bound_fraction",
-                          "run_delay_fraction", "headroom_fraction", "latency_workers_per_core",
+                          "cpu_bound_fraction", "run_delay_fraction", "headroom_fraction", "latency_workers_per_core",
                           "latency_workers_max", "worker_capacity_ratio"),
               requires=needs_shortage, main=True)
 def io_bound(rule: Rule, ctx: Context) -> Finding | None:
@@ -172,7 +172,8 @@ def io_bound(rule: Rule, ctx: Context) -> Finding | None:
               precondition="steps with DataLoader events",
               thresholds=("exposed_wait_fraction", "exposed_wait_high_fraction", "outlier_compute_factor",
                           "headroom_fraction", "assumed_worker_cap", "long_wait_factor",
-                          "worker_capacity_ratio", "run_delay_fraction"),
+                          "worker_capacity_ratio", "run_delay_fraction", "cpu_bound_fraction",
+                          "io_bound_fraction"),
               requires=needs_steps, main=True)
 def input_bound(rule: Rule, ctx: Context) -> Finding | None:
     assert ctx.steady is not None

@@ -87,7 +87,8 @@ def worker_respawn(rule: Rule, ctx: Context) -> Finding | None:
 
 @declare_rule("TL203", "prefetch_depth", Severity.LOW, "Bursty waits a deeper prefetch would absorb",
               precondition="num_workers > 0 and known (run.json or a single-process trace)",
-              thresholds=("long_wait_factor", "long_wait_min_fraction", "burst_period_factor", "prefetch_factor_max"),
+              thresholds=("exposed_wait_fraction", "long_wait_factor", "long_wait_min_fraction",
+                          "burst_period_factor", "prefetch_factor_max"),
               requires=lambda c: needs_workers(c) or (None if c.workers_now else "num_workers unknown"))
 def prefetch_depth(rule: Rule, ctx: Context) -> Finding | None:
     st, shape, n = ctx.steady, ctx.shape, ctx.workers_now
