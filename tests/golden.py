@@ -69,7 +69,7 @@ def document(path: Path) -> dict[str, Any]:
 def view(path: Path) -> dict[str, Any]:
     """The report view model of a run directory, normalized."""
     from tracelens.api import analyze_path
-    from tracelens.report import build_view
+    from tracelens.render.report import build_view
 
     return _normalize(build_view(analyze_path(path, jobs=1)))
 

@@ -16,9 +16,8 @@ from tracelens.compare import (
     compare_paths,
     comparison_document,
     diff_findings,
-    format_comparison,
-    render_comparison_html,
 )
+from tracelens.render.compare import format_comparison, render_comparison_html
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PAIRS = [

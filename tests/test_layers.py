@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("tracelens.diagnosis",),
     ("tracelens.document", "tracelens.results", "tracelens.docgen"),
     ("tracelens.api", "tracelens.compare"),
-    ("tracelens.report", "tracelens.render_terminal"),
+    ("tracelens.render",),
     ("tracelens.outputs",),
     ("tracelens.capture",),
     ("tracelens.sweep",),
@@ -32,9 +32,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 CORE = ("tracelens.errors", "tracelens.vocab", "tracelens.model", "tracelens.intervals", "tracelens.load",
         "tracelens.runjson", "tracelens.analysis", "tracelens.diagnosis",
         "tracelens.document", "tracelens.results", "tracelens.api")
-RENDERERS = ("tracelens.report", "tracelens.render_terminal")
+RENDERERS = ("tracelens.render",)
 #: Upward imports still to remove (each names the importer and the imported module).
-KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset({("tracelens.compare", "tracelens.report")})
+KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset()
 
 
 def _modules() -> dict[str, Path]:

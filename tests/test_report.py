@@ -15,23 +15,20 @@ import pytest
 
 from tests.builders import TraceBuilder
 from tests.conftest import REPO, SHARED_TRACES
-from tracelens.api import Result, analyze_files, analyze_path
-from tracelens.report import (
-    build_view,
+from tracelens.api import analyze_files, analyze_path
+from tracelens.render.charts import histogram_spec, nice_axis
+from tracelens.render.html import render_page, templates_dir
+from tracelens.render.redact import redact_view
+from tracelens.render.report import build_view, render_report, write_report
+from tracelens.render.telemetry import telemetry_view
+from tracelens.render.wording import (
     current_settings,
     diff_after,
-    histogram_spec,
-    nice_axis,
     recommendation_view,
-    redact_view,
-    render_page,
-    render_report,
     settings_diff,
-    telemetry_view,
-    templates_dir,
     verdict_sentence,
-    write_report,
 )
+from tracelens.results import Result
 from tracelens.runjson import RunInfo
 
 HOSTILE = "</script><img src=x onerror=alert(1)>"
@@ -402,7 +399,7 @@ def test_write_report_replaces_the_file_atomically(tmp_path: Path) -> None:
 
 
 def test_notes_repeating_a_finding_are_cut_to_a_first_sentence_with_a_link() -> None:
-    from tracelens.report import _short_notes
+    from tracelens.render.report import _short_notes
 
     advice = "Set num_workers=2 (capped: 5). Each batch takes 44 ms."
     notes = _short_notes([advice, "prefetch_factor=2: fine."], [{"id": "TL104", "advice": advice}])

@@ -4,7 +4,7 @@ docs/rules.md and each finding's ``thresholds`` are the numbers the code really 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -19,8 +19,8 @@ SHARED = {"min_steps"}
 class _Recorder(dict[str, Any]):
     """THRESHOLDS that notes which rule read which name."""
 
-    rule: str | None = None
-    read: defaultdict[str, set[str]] = defaultdict(set)
+    rule: ClassVar[str | None] = None
+    read: ClassVar[defaultdict[str, set[str]]] = defaultdict(set)
 
     def __getitem__(self, name: str) -> Any:
         if _Recorder.rule is not None:

@@ -11,18 +11,16 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tracelens.render.sweep import format_sweep, render_sweep_html, sweep_diff
 from tracelens.sweep import (
     Setting,
     SweepPlan,
     Throughput,
     TrialSpec,
     choose,
-    dataloader_diff,
-    format_sweep,
     grid,
     next_auto_workers,
     parse_int_list,
-    render_sweep_html,
     run_sweep,
     steps_for,
     summarize,
@@ -177,11 +175,13 @@ def test_failed_trials_leave_no_choice() -> None:
     assert sweep_document(result)["best"] is None
 
 
-def test_dataloader_diff_marks_changes() -> None:
-    lines = dataloader_diff({"num_workers": 0, "pin_memory": False, "prefetch_factor": None},
-                            {"num_workers": 4, "pin_memory": False, "prefetch_factor": 2})
-    assert ("-", "    num_workers=0,") in lines and ("+", "    prefetch_factor=2,") in lines
+def test_sweep_diff_marks_changes_from_the_scripts_own_settings() -> None:
+    doc = {"baseline": {"num_workers": 0, "pin_memory": False, "prefetch_factor": None},
+           "best": {"num_workers": 4, "pin_memory": False, "prefetch_factor": 2}}
+    lines = [(ln["op"], ln["text"]) for ln in sweep_diff(doc)]
+    assert ("-", "    num_workers=0,") in lines and ("+", "    num_workers=4,") in lines
     assert (" ", "    pin_memory=False,") in lines
+    assert not any("prefetch_factor" in text for _, text in lines)  # 2 is PyTorch's default with workers
 
 
 @pytest.mark.slow

@@ -47,6 +47,7 @@ class StepTimeline:
     duration_ms: float
     data_wait: tuple[tuple[float, float], ...]
     gpu_busy: tuple[tuple[float, float], ...]
+    exposed: tuple[tuple[float, float], ...]  # data wait with the GPU idle
     downsampled: bool  # gaps under ``merge_gap_ms`` were closed to bound the interval count
     merge_gap_ms: float
 
@@ -273,7 +274,9 @@ def analyze_trace(trace: Trace) -> TraceAnalysis:
         lo, hi = int(s_start[k]), int(s_end[k])
         waits, g1 = _timeline_intervals(data_wait, lo, hi)
         busy, g2 = _timeline_intervals(gpu_act, lo, hi)
-        timeline = StepTimeline(step_numbers[k], (hi - lo) / NS_PER_MS, waits, busy, bool(g1 or g2), max(g1, g2))
+        shown, g3 = _timeline_intervals(exposed, lo, hi)
+        timeline = StepTimeline(step_numbers[k], (hi - lo) / NS_PER_MS, waits, busy, shown,
+                                bool(g1 or g2 or g3), max(g1, g2, g3))
     if trace.stats.truncated:
         warnings.append("the file is truncated: analyzed up to its last complete event")
     if trace.stats.skipped_malformed:

@@ -75,7 +75,7 @@ def analyze(
 ) -> None:
     """Measure DataLoader wait against GPU activity in a trace and diagnose it."""
     from tracelens.api import analyze_path
-    from tracelens.render_terminal import print_summary
+    from tracelens.render.terminal import print_summary
 
     if fail_on is not None and fail_on not in Severity.names():
         raise TracelensError(f"--fail-on must be one of {', '.join(Severity.names())}, not {fail_on!r}", exit_code=2)
@@ -85,7 +85,7 @@ def analyze(
     else:
         print_summary(result.document)
     if html is not None:
-        from tracelens.report import write_report
+        from tracelens.render.report import write_report
 
         write_report(result, html)
         if not as_json:

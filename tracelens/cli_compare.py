@@ -17,12 +17,8 @@ def compare(
     html: Annotated[Path | None, typer.Option("--html", help="Also write a one-file HTML page to this file.")] = None,
 ) -> None:
     """Compare two runs: step time, data wait, GPU busy and findings, B minus A."""
-    from tracelens.compare import (
-        compare_paths,
-        comparison_document,
-        format_comparison,
-        write_comparison_html,
-    )
+    from tracelens.compare import compare_paths, comparison_document
+    from tracelens.render.compare import format_comparison, write_comparison_html
 
     c = compare_paths(a, b)
     if as_json:

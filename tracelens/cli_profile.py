@@ -42,7 +42,7 @@ def profile(
         from tracelens.capture import ProfileOptions, run_profile
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise UsageError(f"`tracelens profile` needs PyTorch: pip install 'tracelens-dataloader[profile]' ({exc})") from exc
-    from tracelens.render_terminal import print_summary
+    from tracelens.render.terminal import print_summary
 
     options = ProfileOptions(
         target=target, args=tuple(ctx.args), module=module, out=out, runs_root=runs_root,

@@ -37,7 +37,7 @@ def report(
 ) -> None:
     """Write the self-contained HTML report: verdict, the DataLoader change to make, findings, charts."""
     from tracelens.api import analyze_path
-    from tracelens.report import write_report
+    from tracelens.render.report import write_report
 
     out = output if output is not None else default_output(path)
     if output is not None and out.exists() and not force:

@@ -27,6 +27,7 @@ def sweep(
 ) -> None:
     """Run the script once per DataLoader setting and pick the cheapest within noise of the fastest."""
     from tracelens import sweep as sw
+    from tracelens.render.sweep import format_sweep
 
     args = tuple(ctx.args)
     if not module and not Path(target).is_file():
@@ -50,7 +51,7 @@ def sweep(
     )
     out_dir = out or sw.default_out_dir(target)
     result, js, html = sw.sweep(plan, out_dir, progress=None if quiet else sys.stderr, auto=auto)
-    typer.echo(sw.format_sweep(sw.sweep_document(result)))
+    typer.echo(format_sweep(sw.sweep_document(result)))
     typer.echo(f"\nsweep.json: {js}\nreport: {html}")
     if result.choice is None:
         raise TracelensError(f"no setting could be measured; the script's output is in {out_dir / 'trials'}")

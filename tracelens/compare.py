@@ -2,7 +2,7 @@
 
 Pure functions over two SPEC §3 documents: the metric deltas (B − A), what happened to each
 finding (gone / new / changed / unchanged, matched by id), and a one-sentence verdict. Rendering
-(terminal table, HTML) is separate from computing.
+(terminal table, HTML) is :mod:`tracelens.render.compare`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from tracelens.vocab import SETTING_KEYS, pct
 
 SCHEMA_VERSION = 1
 
@@ -30,8 +32,7 @@ METRIC_KEYS = (
     "exposed_data_wait_fraction",
     "gpu_busy_fraction",
 )
-LOADER_KEYS = ("iterator", "num_workers", "pin_memory", "persistent_workers", "prefetch_factor")
-SEVERITY_ORDER = ("info", "low", "medium", "high")
+LOADER_KEYS = ("iterator", *SETTING_KEYS)
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def exposed_wait_ms_per_step(doc: dict[str, Any]) -> float | None:
     return float(frac) * float(total) / int(n)
 
 
-def _step_durations(doc: dict[str, Any]) -> list[float]:
+def step_durations(doc: dict[str, Any]) -> list[float]:
     return [float(r["duration_ms"]) for r in doc.get("per_step", []) if r.get("duration_ms") is not None]
 
 
@@ -105,7 +106,7 @@ def step_time_noise_ms(a: dict[str, Any], b: dict[str, Any]) -> float:
     interquartile range of the two runs' per-step durations.
     """
     ma = a["metrics"].get("step_time_ms_median") or 0.0
-    mean_iqr = (_iqr(_step_durations(a)) + _iqr(_step_durations(b))) / 2
+    mean_iqr = (_iqr(step_durations(a)) + _iqr(step_durations(b))) / 2
     spread = mean_iqr / 2
     return max(MIN_STEP_CHANGE_FRACTION * float(ma), spread)
 
@@ -145,10 +146,6 @@ def diff_findings(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> tuple[Fin
     return tuple(sorted(out, key=lambda c: order[c.status]))
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f} %"
-
-
 def _verdict(a: dict[str, Any], b: dict[str, Any], changed: bool) -> str:
     ma, mb = a["metrics"], b["metrics"]
     ea, eb = ma.get("exposed_data_wait_fraction"), mb.get("exposed_data_wait_fraction")
@@ -160,12 +157,12 @@ def _verdict(a: dict[str, Any], b: dict[str, Any], changed: bool) -> str:
         elif eb < ea:
             removed = (ea - eb) / ea
             parts.append(f"B removed {100 * removed:.0f} % of the exposed data wait "
-                         f"({_pct(ea)} → {_pct(eb)} of step time)")
+                         f"({pct(ea)} → {pct(eb)} of step time)")
         elif eb > ea:
             grown = "appeared" if ea < NEGLIGIBLE_WAIT_FRACTION else "grew"
-            parts.append(f"exposed data wait {grown} ({_pct(ea)} → {_pct(eb)} of step time)")
+            parts.append(f"exposed data wait {grown} ({pct(ea)} → {pct(eb)} of step time)")
         else:
-            parts.append(f"exposed data wait unchanged ({_pct(ea)} of step time)")
+            parts.append(f"exposed data wait unchanged ({pct(ea)} of step time)")
     if ta is not None and tb is not None and ta > 0 and tb > 0:
         step = f"step time {ta:,.1f} → {tb:,.1f} ms"
         if not changed:
@@ -230,167 +227,3 @@ def comparison_document(c: Comparison) -> dict[str, Any]:
         "verdict": c.verdict,
         "notes": list(c.notes),
     }
-
-
-# --- rendering -------------------------------------------------------------------------------
-
-def _fmt(key: str, x: Any) -> str:
-    if x is None:
-        return "n/a"
-    if key.endswith("_fraction"):
-        return f"{100 * float(x):.1f} %"
-    if key.endswith("_ms_median") or key.endswith("_ms_per_step"):
-        return f"{float(x):,.1f} ms"
-    return str(x)
-
-
-def _fmt_delta(key: str, x: Any) -> str:
-    if x is None:
-        return "n/a"
-    if key.endswith("_fraction"):
-        return f"{100 * float(x):+.1f} pts"
-    return f"{float(x):+,.1f} ms"
-
-
-ROW_LABELS = (
-    ("step_time_ms_median", "step time (median)"),
-    ("data_wait_fraction", "data wait"),
-    ("exposed_data_wait_fraction", "exposed data wait"),
-    ("exposed_data_wait_ms_per_step", "exposed wait per step"),
-    ("gpu_busy_fraction", "GPU busy"),
-)
-
-
-def comparison_rows(c: Comparison) -> list[dict[str, str]]:
-    """The metric table as display strings: label, A, B, B − A."""
-    a, b = rank_document(c.a), rank_document(c.b)
-    rows = []
-    for key, label in ROW_LABELS:
-        if key == "exposed_data_wait_ms_per_step":
-            va, vb = exposed_wait_ms_per_step(a), exposed_wait_ms_per_step(b)
-        else:
-            va, vb = a["metrics"].get(key), b["metrics"].get(key)
-        rows.append({"label": label, "a": _fmt(key, va), "b": _fmt(key, vb), "delta": _fmt_delta(key, c.delta.get(key))})
-    rows.append({"label": "diagnosis", "a": str(a.get("diagnosis")), "b": str(b.get("diagnosis")), "delta": ""})
-    for k, (x, y) in c.loader_changes.items():
-        rows.append({"label": k, "a": "unknown" if x is None else str(x),
-                     "b": "unknown" if y is None else str(y), "delta": ""})
-    return rows
-
-
-def format_comparison(c: Comparison) -> str:
-    """The terminal table: paths, metrics A / B / delta, findings, verdict."""
-    a, b = rank_document(c.a), rank_document(c.b)
-    lines = [f"A: {a['source']['path']}", f"B: {b['source']['path']}", ""]
-    rows = comparison_rows(c)
-    w = max(len(r["label"]) for r in rows)
-    wa = max(12, *(len(r["a"]) for r in rows))
-    wb = max(12, *(len(r["b"]) for r in rows))
-    lines.append(f"  {'':<{w}}  {'A':>{wa}}  {'B':>{wb}}  {'B − A':>12}")
-    for r in rows:
-        lines.append(f"  {r['label']:<{w}}  {r['a']:>{wa}}  {r['b']:>{wb}}  {r['delta']:>12}")
-    if c.findings:
-        lines.append("")
-        lines.append("  findings:")
-        for f in c.findings:
-            sev = f.severity_b or f.severity_a
-            if f.status == "changed":
-                sev = f"{f.severity_a} → {f.severity_b}"
-            lines.append(f"    {f.status:<9} {f.id:<8} [{sev}] {f.title}")
-    for n in c.notes:
-        lines.append(f"  note: {n}")
-    lines.append("")
-    lines.append(c.verdict)
-    return "\n".join(lines)
-
-
-def _mean_step_ms(doc: dict[str, Any]) -> float | None:
-    m = doc.get("metrics", {})
-    total, n = m.get("step_time_ms_total"), m.get("measured_steps")
-    return float(total) / int(n) if total is not None and n else None
-
-
-def step_charts(c: Comparison) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """Chart specs (tracelens.report's builders): per-step durations of A and B with their
-    medians, and the mean step of each split into exposed data wait and the rest."""
-    from tracelens.report import fmt_ms, line_chart_spec, stacked_bars_spec
-
-    a, b = rank_document(c.a), rank_document(c.b)
-    series: list[dict[str, Any]] = []
-    for name, doc, cls in (("A (before)", a, "c-s1"), ("B (after)", b, "c-s0")):
-        steps = _step_durations(doc)
-        if steps:
-            series.append({"label": f"{name}: step duration", "cls": cls,
-                           "points": [[i, round(d, 4)] for i, d in enumerate(steps)]})
-            med = doc["metrics"].get("step_time_ms_median")
-            if med is not None:
-                series.append({"label": f"{name}: median {fmt_ms(med)}", "cls": cls, "thin": True,
-                               "points": [[0, med], [max(len(steps) - 1, 1), med]]})
-    lines = line_chart_spec("Step durations", series, x_unit="step", y_unit="ms", markers=True,
-                            note="Thin lines: each run's median.") if series else None
-    bars = []
-    for name, doc in (("A (before)", a), ("B (after)", b)):
-        step, wait = _mean_step_ms(doc), exposed_wait_ms_per_step(doc)
-        if step is None:
-            continue
-        wait = min(wait or 0.0, step)
-        bars.append({"label": name, "values": [round(wait, 4), round(step - wait, 4)],
-                     "tip": f"{name}: mean step {fmt_ms(step)}, of which exposed data wait {fmt_ms(wait)}"})
-    split = stacked_bars_spec(
-        "Mean step: exposed data wait and the rest",
-        [{"key": "wait", "label": "exposed data wait", "cls": "c-exposed"},
-         {"key": "rest", "label": "the rest of the step", "cls": "c-other"}],
-        bars, y_unit="ms") if len(bars) == 2 else None
-    return lines, split
-
-
-def verdict_tone(c: Comparison) -> str:
-    """``good`` when B is faster or waits less, ``bad`` when it is slower, else ``neutral``."""
-    step = c.delta.get("step_time_change_fraction")
-    wait = c.delta.get("exposed_data_wait_fraction")
-    if c.step_time_changed and step is not None:
-        return "good" if step < 0 else "bad"
-    if wait is not None and abs(wait) >= NEGLIGIBLE_WAIT_FRACTION:
-        return "good" if wait < 0 else "bad"
-    return "neutral"
-
-
-def render_comparison_html(c: Comparison) -> str:
-    """The one-file HTML page for a comparison (the report's base layout and chart macros)."""
-    from tracelens.report import render_page
-
-    a, b = rank_document(c.a), rank_document(c.b)
-    lines, split = step_charts(c)
-    return render_page(
-        "compare.html.j2",
-        title="tracelens compare",
-        path_a=a["source"]["path"],
-        path_b=b["source"]["path"],
-        rows=comparison_rows(c),
-        findings=[asdict(f) for f in c.findings],
-        verdict=c.verdict,
-        tone=verdict_tone(c),
-        notes=list(c.notes),
-        steps_chart=lines,
-        split_chart=split,
-    )
-
-
-def write_comparison_html(c: Comparison, path: str | Path) -> Path:
-    """Write :func:`render_comparison_html` to ``path``."""
-    p = Path(path)
-    p.write_text(render_comparison_html(c), encoding="utf-8")
-    return p
-
-
-__all__ = [
-    "Comparison",
-    "FindingChange",
-    "compare_documents",
-    "compare_paths",
-    "comparison_document",
-    "diff_findings",
-    "format_comparison",
-    "render_comparison_html",
-    "write_comparison_html",
-]

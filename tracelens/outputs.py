@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from tracelens.api import analyze_path
-from tracelens.report import write_atomic, write_report
+from tracelens.render.html import write_atomic
+from tracelens.render.report import write_report
 from tracelens.results import Result
 
 

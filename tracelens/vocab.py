@@ -50,6 +50,13 @@ DATALOADER_DEFAULTS: dict[str, Any] = {"num_workers": 0, "pin_memory": False, "p
                                        "prefetch_factor": None}
 
 
+def is_dataloader_default(key: str, value: Any) -> bool:
+    """Whether ``value`` is PyTorch's default for ``key`` (prefetch_factor: 2 with workers, None without)."""
+    if key == "prefetch_factor":
+        return value in (None, 2)
+    return bool(value == DATALOADER_DEFAULTS.get(key))
+
+
 @dataclass(frozen=True)
 class LoaderSettings:
     """DataLoader settings as known (None = unknown)."""

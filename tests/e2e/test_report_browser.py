@@ -24,7 +24,7 @@ import pytest
 from tests.builders import TraceBuilder
 from tests.conftest import REPO, SHARED_TRACES
 from tracelens.api import analyze_path
-from tracelens.report import write_report
+from tracelens.render.report import write_report
 
 pytestmark = pytest.mark.browser
 

@@ -27,7 +27,7 @@ def no_torch(name, *a, **k):
 builtins.__import__ = no_torch
 import tracelens
 from tracelens.api import analyze_path
-from tracelens.report import write_report
+from tracelens.render.report import write_report
 assert "site-packages" in tracelens.__file__, tracelens.__file__
 r = analyze_path(sys.argv[1])
 write_report(r, sys.argv[2])

@@ -1,9 +1,9 @@
 """Terminal summary of an analysis: the verdict, the numbers, the DataLoader change, findings.
 
 The wording (verdict sentence, settings diff) is shared with the HTML report
-(:mod:`tracelens.report`). Colour only on a terminal that supports it: ``NO_COLOR`` (non-empty)
-turns it off, ``FORCE_COLOR`` on, ``TERM=dumb`` off. Strings from the trace are stripped of
-control characters so a crafted name cannot drive the terminal.
+(:mod:`tracelens.render.wording`). Colour only on a terminal that supports it: ``NO_COLOR``
+(non-empty) turns it off, ``FORCE_COLOR`` on, ``TERM=dumb`` off. Strings from the trace are
+stripped of control characters so a crafted name cannot drive the terminal.
 """
 
 from __future__ import annotations
@@ -15,16 +15,11 @@ import sys
 import textwrap
 from typing import Any, TextIO
 
-from tracelens.report import (
-    SETTING_KEYS,
-    fmt_ms,
-    fmt_pct,
-    recommendation_view,
-    settings_call,
-    verdict_sentence,
-)
+from tracelens.render.format import fmt_ms
+from tracelens.render.wording import recommendation_view, settings_call, verdict_sentence
+from tracelens.vocab import SETTING_KEYS, pct
 
-__all__ = ["format_summary", "print_summary", "settings_call", "use_color"]
+__all__ = ["format_summary", "print_summary", "use_color"]
 
 SEVERITY_COLOR = {"high": "1;31", "medium": "1;33", "low": "1;36", "info": "2"}
 DIFF_COLOR = {"+": "32", "-": "31", " ": "0"}
@@ -40,8 +35,6 @@ def use_color(stream: TextIO) -> bool:
         return True
     return hasattr(stream, "isatty") and stream.isatty() and os.environ.get("TERM") != "dumb"
 
-
-_use_color = use_color  # older name
 
 
 def _clean(s: Any) -> str:
@@ -86,9 +79,9 @@ def format_summary(doc: dict[str, Any], color: bool = False) -> str:
         n = m.get("measured_steps") or doc.get("steps") or 0
         lines.append(
             f"  step {fmt_ms(m['step_time_ms_median'])} median over {n} step{'s' if n != 1 else ''}"
-            f" · data wait {fmt_pct(m['data_wait_fraction'])}"
-            f" · exposed {fmt_pct(m['exposed_data_wait_fraction'])}"
-            f" · GPU busy {fmt_pct(m['gpu_busy_fraction'])}"
+            f" · data wait {pct(m['data_wait_fraction'])}"
+            f" · exposed {pct(m['exposed_data_wait_fraction'])}"
+            f" · GPU busy {pct(m['gpu_busy_fraction'])}"
         )
     if doc.get("fallback"):
         lines += _wrap(f"steps: {doc['fallback']}", "  ")
@@ -138,8 +131,8 @@ def _format_ranks(doc: dict[str, Any], color: bool, c: Any) -> str:
         m = r["metrics"]
         slow = r["rank"] == doc["slowest_rank"]
         row = (f"  {r['rank']:>4}  {r['steps']:>5}  {fmt_ms(m['step_time_ms_median']):>12}  "
-               f"{fmt_pct(m['data_wait_fraction']):>9}  {fmt_pct(m['exposed_data_wait_fraction']):>8}  "
-               f"{fmt_pct(m['gpu_busy_fraction']):>8}  {r['diagnosis']}" + (" <- slowest" if slow else ""))
+               f"{pct(m['data_wait_fraction']):>9}  {pct(m['exposed_data_wait_fraction']):>8}  "
+               f"{pct(m['gpu_busy_fraction']):>8}  {r['diagnosis']}" + (" <- slowest" if slow else ""))
         lines.append(c("1", row) if slow else row)
     lines.append("")
     slowest = next(r for r in doc["ranks"] if r["rank"] == doc["slowest_rank"])

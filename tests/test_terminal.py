@@ -9,7 +9,7 @@ import pytest
 
 from tests.builders import TraceBuilder
 from tracelens.api import analyze_path
-from tracelens.render_terminal import format_summary, print_summary, use_color
+from tracelens.render.terminal import format_summary, print_summary, use_color
 
 
 class _Tty(io.StringIO):

@@ -1,0 +1,53 @@
+"""How numbers read: milliseconds, evidence values, SVG coordinates (percentages: ``vocab.pct``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def fmt_ms(x: float | None) -> str:
+    """Milliseconds with precision that suits the size."""
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    a = abs(x)
+    if a >= 100:
+        return f"{x:,.0f} ms"
+    if a >= 10:
+        return f"{x:.1f} ms"
+    if a >= 1:
+        return f"{x:.2f} ms"
+    return f"{x:.3f} ms"
+
+
+def fmt_value(v: Any) -> str:
+    """Any evidence value as short text."""
+    if v is None:
+        return "n/a"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "n/a"
+        if abs(v) >= 1e4:
+            return f"{v:,.0f}"
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        items = [fmt_value(x) for x in v[:12]]
+        return ", ".join(items) + (f", … ({len(v)} in all)" if len(v) > 12 else "")
+    if isinstance(v, dict):
+        return "; ".join(f"{k}: {fmt_value(x)}" for k, x in list(v.items())[:12])
+    return str(v)
+
+
+def px(x: float) -> str:
+    """A pixel coordinate with one decimal (keeps the SVG small)."""
+    r = round(float(x), 1)
+    return str(int(r)) if r == int(r) else str(r)
+
+
+def rounded(x: float, digits: int = 4) -> float:
+    """``x`` rounded for a view (4 digits by default)."""
+    return round(float(x), digits)

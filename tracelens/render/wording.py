@@ -1,0 +1,125 @@
+"""The words every output shares: the verdict sentence and the ``DataLoader(...)`` change."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from tracelens.vocab import SETTING_KEYS, is_dataloader_default, pct
+
+CAUSES = {
+    "cpu_starvation": "Input-bound, CPU-starved: preparing batches is CPU work and too few processes do it",
+    "io_bound": "Input-bound, I/O-bound: preparing batches mostly waits for storage or the network",
+    "oversubscription": "Oversubscribed: loader processes × threads exceed the CPU cores and slow the step",
+    "input_bound": "Input-bound",
+    "healthy": "The DataLoader keeps up",
+    "undetermined": "Undetermined",
+}
+TONES = {"healthy": "good", "undetermined": "neutral"}
+
+
+def verdict_sentence(doc: dict[str, Any]) -> str:
+    """The verdict in one sentence, with the speed-up ceiling (one rank's SPEC §3 document)."""
+    m = doc["metrics"]
+    diagnosis = doc["diagnosis"]
+    exposed = m.get("exposed_data_wait_fraction")
+    ceiling = m.get("speedup_ceiling")
+    has_gpu = m.get("gpu_busy_fraction") is not None
+    if diagnosis == "undetermined" or exposed is None:
+        reason = doc.get("fallback") or (
+            "it holds no DataLoader __next__ events" if not m.get("next_calls") else "the evidence is inconclusive")
+        return f"The trace cannot say whether data loading slows this run: {reason}."
+    c = f"{ceiling:.2f}×" if ceiling else "unbounded"
+    if has_gpu:
+        share = f"steps wait for data with the GPU idle {'only ' if diagnosis == 'healthy' else ''}{pct(exposed)} of the time"
+    else:
+        share = f"steps spend {'only ' if diagnosis == 'healthy' else ''}{pct(exposed)} of their time waiting for data"
+    if diagnosis == "healthy":
+        return f"{CAUSES['healthy']}: {share}, so faster loading would make steps at most {c} faster."
+    cause = CAUSES.get(diagnosis, diagnosis)
+    return f"{cause}: {share}; removing that wait would make steps up to {c} faster."
+
+
+def settings_call(settings: dict[str, Any]) -> str:
+    """``DataLoader(dataset, num_workers=..., ...)`` for the settings given (unknowns left out)."""
+    parts = [f"{k}={settings[k]!r}" for k in SETTING_KEYS if settings.get(k) is not None]
+    return "DataLoader(dataset, " + ", ".join(parts) + ")"
+
+
+def settings_diff(current: dict[str, Any], recommended: dict[str, Any],
+                  context: Sequence[str] = (), *, keep: Sequence[str] = (),
+                  threads_per_worker: int | None = None, threads_main: int | None = None,
+                  unknown_note: str = "current value not recorded in the trace") -> list[dict[str, str]]:
+    """The recommended ``DataLoader(...)`` call as diff lines ``{op: " "|"-"|"+", text}``.
+
+    ``current`` values of ``None`` are unknown (not in the trace): their line is added with a
+    comment, or left out when the recommendation is PyTorch's default. ``keep`` settings (whose
+    recommended value is only a lower bound) become a "keep your current value" comment.
+    ``context`` lines (e.g. ``batch_size=64``) are shown unchanged. Thread advice adds a
+    ``torch.set_num_threads`` line for the main process and a ``worker_init_fn``.
+    """
+    lines = []
+    if threads_main is not None:
+        lines.append({"op": "+", "text": f"torch.set_num_threads({threads_main})  # main process"})
+    if threads_per_worker is not None:
+        # A module-level function, not a lambda: spawn/forkserver workers must pickle it.
+        lines += [
+            {"op": "+", "text": "def set_worker_threads(worker_id):  # call it from your worker_init_fn if you have one"},
+            {"op": "+", "text": f"    torch.set_num_threads({threads_per_worker})"},
+        ]
+    lines += [{"op": " ", "text": "loader = DataLoader("}, {"op": " ", "text": "    dataset,"}]
+    lines += [{"op": " ", "text": f"    {c},"} for c in context]
+    for k in SETTING_KEYS:
+        cur, rec = current.get(k), recommended.get(k)
+        if k in keep:
+            lines.append({"op": " ", "text": f"    # {k}: keep your current value"})
+            continue
+        if cur is None and (rec is None or is_dataloader_default(k, rec)):
+            continue
+        if cur == rec:
+            lines.append({"op": " ", "text": f"    {k}={rec!r},"})
+            continue
+        if cur is not None:
+            lines.append({"op": "-", "text": f"    {k}={cur!r},"})
+        if rec is not None:
+            note = f"  # {unknown_note}" if cur is None and unknown_note else ""
+            lines.append({"op": "+", "text": f"    {k}={rec!r},{note}"})
+    if threads_per_worker is not None:
+        lines.append({"op": "+", "text": "    worker_init_fn=set_worker_threads,"})
+    lines.append({"op": " ", "text": ")"})
+    return lines
+
+
+def diff_after(lines: Sequence[dict[str, str]]) -> str:
+    """The code after applying the diff, comments dropped: what the copy button copies."""
+    kept = [ln["text"].split("  #")[0] for ln in lines
+            if ln["op"] != "-" and not ln["text"].lstrip().startswith("#")]
+    return "\n".join(kept)
+
+
+def current_settings(doc: dict[str, Any]) -> dict[str, Any]:
+    """The loader settings the trace shows; ``pin_memory`` inferred when every copy was pinned."""
+    cur = {k: doc["loader"].get(k) for k in SETTING_KEYS}
+    copies = doc.get("copies") or {}
+    if cur["pin_memory"] is None and copies.get("h2d_pinned") and not copies.get("h2d_pageable"):
+        cur["pin_memory"] = True
+    return cur
+
+
+def recommendation_view(doc: dict[str, Any], context: Sequence[str] = ()) -> dict[str, Any]:
+    """The change to make (one rank's document): diff, code to copy, environment, expected gain."""
+    rec = doc["recommendation"]
+    keep = [str(k) for k in rec.get("keep_current") or []]
+    diff = settings_diff(current_settings(doc), {k: rec.get(k) for k in SETTING_KEYS}, context,
+                         keep=keep, threads_per_worker=rec.get("torch_threads_per_worker"),
+                         threads_main=rec.get("torch_threads_main"))
+    env = {str(k): str(v) for k, v in (rec.get("env") or {}).items()
+           if re.fullmatch(r"[A-Z][A-Z0-9_]*", str(k)) and re.fullmatch(r"[\w.,:-]*", str(v))}
+    speed = rec.get("expected_speedup")
+    expected = (f"{speed:.2f}×" if isinstance(speed, (int, float)) and speed >= 1.005
+                and doc.get("diagnosis") not in ("healthy", "undetermined") else None)
+    return {"diff": diff, "code": diff_after(diff), "changed": any(ln["op"] != " " for ln in diff) or bool(env),
+            "keep": keep, "env": [f"{k}={v}" for k, v in sorted(env.items())], "expected": expected,
+            "expected_value": float(speed) if expected else None,
+            "notes": [str(n) for n in rec.get("notes", [])]}
