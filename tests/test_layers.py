@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tracelens"
 #: Lowest first. A module may import modules of its own layer or of lower layers (a name
 #: stands for the module and everything under it).
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("tracelens._version", "tracelens.errors", "tracelens.model", "tracelens.intervals", "tracelens.vocab"),
+    ("tracelens._version", "tracelens.errors", "tracelens.model", "tracelens.intervals", "tracelens.vocab",
+     "tracelens.paths"),
     ("tracelens.load", "tracelens.runjson"),
     ("tracelens.analysis",),
     ("tracelens.diagnosis",),

@@ -14,17 +14,12 @@ from tracelens.capture.session import CaptureSession, SessionConfig
 from tracelens.capture.target import run_target
 from tracelens.errors import UsageError
 from tracelens.outputs import write_run_outputs
+from tracelens.paths import timestamped_dir
 
 
 def default_run_dir(options: ProfileOptions, now: datetime | None = None) -> Path:
     """``<runs_root>/<stem>-<YYYYmmdd-HHMMSS>`` (a ``-2``, ``-3``... suffix if it exists)."""
-    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
-    base = options.runs_root / f"{options.stem}-{stamp}"
-    candidate, n = base, 1
-    while candidate.exists():
-        n += 1
-        candidate = base.with_name(f"{base.name}-{n}")
-    return candidate
+    return timestamped_dir(options.runs_root, options.stem, now)
 
 
 def _resolve_run_dir(options: ProfileOptions) -> Path:
