@@ -25,8 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("tracelens.outputs",),
     ("tracelens.capture",),
     ("tracelens.sweep",),
-    ("tracelens.cli", "tracelens.cli_profile", "tracelens.cli_report", "tracelens.cli_sweep",
-     "tracelens.cli_compare", "tracelens.cli_rules", "tracelens.__main__"),
+    ("tracelens.cli", "tracelens.__main__"),
     ("tracelens",),  # the package face: the public API, above everything it re-exports
 )
 #: The analysis core: reads traces and run.json, computes, diagnoses. No torch, no capture.

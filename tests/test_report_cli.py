@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from tests.builders import TraceBuilder
-from tracelens.cli_report import default_output
+from tracelens.cli.report import default_output
 
 
 def _trace(tmp_path: Path) -> Path:

@@ -14,7 +14,7 @@ from tracelens.errors import UsageError
 
 def profile(
     ctx: typer.Context,
-    target: Annotated[str, typer.Argument(help="The training script (or a module with -m); its own arguments follow it unchanged.", show_default=False)],
+    target: Annotated[str, typer.Argument(metavar="SCRIPT", help="The training script (or a module with -m); its own arguments follow it unchanged.", show_default=False)],
     module: Annotated[bool, typer.Option("-m", "--module", help="TARGET is a module, run as `python -m TARGET`.")] = False,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory to write (default: tracelens-runs/<script>-<YYYYmmdd-HHMMSS>).", show_default=False)] = None,
     runs_root: Annotated[Path, typer.Option("--runs-root", help="Where default run directories go.")] = Path("tracelens-runs"),

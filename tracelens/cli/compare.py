@@ -11,8 +11,8 @@ import typer
 
 
 def compare(
-    a: Annotated[Path, typer.Argument(help="The \"before\": a trace, a run directory or a directory of traces.", show_default=False)],
-    b: Annotated[Path, typer.Argument(help="The \"after\", compared against A.", show_default=False)],
+    a: Annotated[Path, typer.Argument(metavar="A", help="The \"before\": a trace, a run directory or a directory of traces.", show_default=False)],
+    b: Annotated[Path, typer.Argument(metavar="B", help="The \"after\", compared against A.", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON document (SPEC §4) instead of the table.")] = False,
     html: Annotated[Path | None, typer.Option("--html", help="Also write a one-file HTML page to this file.")] = None,
 ) -> None:

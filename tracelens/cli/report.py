@@ -30,7 +30,7 @@ def default_output(path: Path) -> Path:
 
 
 def report(
-    path: Annotated[Path, typer.Argument(help="A trace (.json / .json.gz), a run directory, or a directory of traces (ranks).", show_default=False)],
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="A trace (.json / .json.gz), a run directory, or a directory of traces (ranks).", show_default=False)],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="The HTML file to write (default: report.html in a run directory, else tracelens-report-<name>.html here).", show_default=False)] = None,
     redact: Annotated[bool, typer.Option("--redact", help="Hide file paths, file names, the host name and the command line, for sharing.")] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite FILE given with -o when it exists.")] = False,

@@ -13,7 +13,7 @@ from tracelens.errors import TracelensError, UsageError
 
 def sweep(
     ctx: typer.Context,
-    target: Annotated[str, typer.Argument(help="The training script (or module with -m); its arguments follow.", show_default=False)],
+    target: Annotated[str, typer.Argument(metavar="SCRIPT", help="The training script (or module with -m); its arguments follow.", show_default=False)],
     num_workers: Annotated[str, typer.Option("--num-workers", help="Comma-separated values (0,2,4,8), or 'auto': start from the diagnosis' recommendation and double while it helps.")] = "auto",
     pin_memory: Annotated[str | None, typer.Option("--pin-memory", help="Comma-separated true/false values to try (default: the script's own).")] = None,
     prefetch_factor: Annotated[str | None, typer.Option("--prefetch-factor", help="Comma-separated values to try with workers (default: the script's own).")] = None,

@@ -1,0 +1,64 @@
+"""``tracelens analyze PATH``: measure DataLoader wait against GPU activity and diagnose it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tracelens.errors import TracelensError
+from tracelens.vocab import Severity
+
+PROGRESS_MIN_BYTES = 64 << 20  # files smaller than this load too fast to need a progress line
+
+
+def _progress_printer(path: Path) -> Callable[[int, int], None] | None:
+    """A one-line progress display on stderr, for big files and an interactive terminal."""
+    if not sys.stderr.isatty() or not path.is_file() or path.stat().st_size < PROGRESS_MIN_BYTES:
+        return None
+    name = path.name
+
+    def show(done: int, total: int) -> None:
+        end = "\n" if done >= total else ""
+        sys.stderr.write(f"\rreading {name}: {100 * done // max(total, 1):3d} % "
+                         f"({done / 1e6:,.0f} of {total / 1e6:,.0f} MB){end}")
+        sys.stderr.flush()
+
+    return show
+
+
+def analyze(
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="A trace (.json / .json.gz), a run directory, or a directory of traces (ranks, TensorBoard logdir).", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON document (SPEC §3) instead of the summary.")] = False,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write the HTML report to this file.")] = None,
+    fail_on: Annotated[str | None, typer.Option("--fail-on", help="Exit 3 when a finding of this severity or worse is present: high, medium, low, info.")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Processes for several ranks (default: one per core).")] = None,
+) -> None:
+    """Measure DataLoader wait against GPU activity in a trace and diagnose it."""
+    from tracelens.api import analyze_path
+    from tracelens.render.terminal import print_summary
+
+    if fail_on is not None and fail_on not in Severity.names():
+        raise TracelensError(f"--fail-on must be one of {', '.join(Severity.names())}, not {fail_on!r}", exit_code=2)
+    result = analyze_path(path, jobs=jobs, progress=_progress_printer(path))
+    if as_json:
+        sys.stdout.write(json.dumps(result.document, indent=2) + "\n")
+    else:
+        print_summary(result.document)
+    if html is not None:
+        from tracelens.render.report import write_report
+
+        write_report(result, html)
+        if not as_json:
+            typer.echo(f"report: {html}")
+    if fail_on is not None and result.has_finding_at_least(fail_on):
+        raise typer.Exit(3)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``analyze`` command."""
+    app.command("analyze")(analyze)
