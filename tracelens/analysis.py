@@ -162,161 +162,193 @@ def _fallback_steps(trace: Trace, nxt: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return starts, ends
 
 
-def analyze_trace(trace: Trace) -> TraceAnalysis:
-    """Measure host steps, data wait, GPU activity and exposed wait in ``trace``."""
-    ts, dur = trace.ts_ns, trace.dur_ns
-    end = ts + dur
+@dataclass(frozen=True)
+class Steps:
+    """The host steps of a trace (ns), or the fallback standing in for them."""
+
+    start: np.ndarray
+    end: np.ndarray
+    numbers: list[int]
+    source: str  # "profiler_steps", "dataloader_next" or "none"
+    fallback: str | None
+    profiler_steps: int  # ProfilerStep# events found (0 with a fallback)
+
+    @property
+    def count(self) -> int:
+        return int(self.start.size)
+
+    @property
+    def time_ns(self) -> int:
+        return int((self.end - self.start).sum())
+
+
+@dataclass(frozen=True)
+class Activity:
+    """The SPEC §2 interval sets, clipped to the steps."""
+
+    steps: iv.IntervalSet
+    data_wait: iv.IntervalSet
+    gpu: iv.IntervalSet
+    exposed: iv.IntervalSet  # data wait with no GPU activity
+    has_gpu: bool
+
+
+def _rows(trace: Trace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Host ``ProfilerStep#`` rows, ``__next__`` rows and the GPU-activity mask."""
     gpu_ann = trace.mask_categories({"gpu_user_annotation"})
     gpu_rows = trace.mask_categories(GPU_ACTIVITY_CATEGORIES)
     step_rows = np.flatnonzero(trace.mask_names(lambda n: STEP_NAME.match(n) is not None) & ~gpu_ann)
     next_rows = np.flatnonzero(trace.mask_names(lambda n: DATA_WAIT_NAME.match(n) is not None) & ~gpu_ann & ~gpu_rows)
-    warnings: list[str] = []
+    return step_rows, next_rows, gpu_rows
 
-    fallback: str | None = None
+
+def find_steps(trace: Trace, step_rows: np.ndarray, next_rows: np.ndarray) -> Steps:
+    """Host steps: every ``ProfilerStep#``, else the intervals between ``__next__`` calls."""
     if step_rows.size:
-        order = np.argsort(ts[step_rows], kind="stable")
-        step_rows = step_rows[order]
-        s_start, s_end = ts[step_rows], end[step_rows]
-        step_numbers = [int(STEP_NAME.match(trace.names.names[i]).group(1))  # type: ignore[union-attr]
-                        for i in trace.name_id[step_rows]]
-        step_source = "profiler_steps"
-    elif next_rows.size:
-        s_start, s_end = _fallback_steps(trace, next_rows)
-        step_numbers = list(range(s_start.size))
-        step_source = "dataloader_next"
-        fallback = ("no ProfilerStep# events: steps are the intervals between successive "
-                    "DataLoader __next__ calls")
-    else:
-        s_start = s_end = np.zeros(0, np.int64)
-        step_numbers = []
-        step_source = "none"
-        fallback = "no ProfilerStep# and no DataLoader __next__ events: no steps to measure"
+        rows = step_rows[np.argsort(trace.ts_ns[step_rows], kind="stable")]
+        numbers = [int(STEP_NAME.match(trace.names.names[i]).group(1))  # type: ignore[union-attr]
+                   for i in trace.name_id[rows]]
+        return Steps(trace.ts_ns[rows], trace.ts_ns[rows] + trace.dur_ns[rows], numbers, "profiler_steps",
+                     None, int(step_rows.size))
+    if next_rows.size:
+        start, end = _fallback_steps(trace, next_rows)
+        return Steps(start, end, list(range(start.size)), "dataloader_next",
+                     "no ProfilerStep# events: steps are the intervals between successive DataLoader "
+                     "__next__ calls", 0)
+    none = np.zeros(0, np.int64)
+    return Steps(none, none, [], "none",
+                 "no ProfilerStep# and no DataLoader __next__ events: no steps to measure", 0)
 
-    steps_set = iv.union(s_start, s_end)
-    wait_raw = iv.union(ts[next_rows], end[next_rows])
-    data_wait = iv.intersect(wait_raw, steps_set)
-    gpu_all = iv.union(ts[gpu_rows], end[gpu_rows])
-    gpu_act = iv.intersect(gpu_all, steps_set)
-    exposed = iv.subtract(data_wait, gpu_act)
-    has_gpu = bool(gpu_rows.any())
-    runtime_rows = trace.mask_categories(RUNTIME_CATEGORIES)
-    gpu_expected = bool(trace.meta.device_properties) or bool(runtime_rows.any()) or has_gpu
 
-    step_time = int((s_end - s_start).sum())
-    n_steps = int(s_start.size)
-    iter_names = sorted({trace.names.names[i] for i in trace.name_id[next_rows]})
+def measure_activity(trace: Trace, steps: Steps, next_rows: np.ndarray, gpu_rows: np.ndarray) -> Activity:
+    """Data wait (``__next__`` by name), GPU activity (kernel/memcpy/memset categories) and their
+    difference, each a union of intervals clipped to the steps."""
+    ts, end = trace.ts_ns, trace.ts_ns + trace.dur_ns
+    steps_set = iv.union(steps.start, steps.end)
+    data_wait = iv.intersect(iv.union(ts[next_rows], end[next_rows]), steps_set)
+    gpu = iv.intersect(iv.union(ts[gpu_rows], end[gpu_rows]), steps_set)
+    return Activity(steps_set, data_wait, gpu, iv.subtract(data_wait, gpu), bool(gpu_rows.any()))
 
-    # Per-step table.
-    wait_ms = iv.measure_within(data_wait, s_start, s_end) / NS_PER_MS
-    gpu_ms = iv.measure_within(gpu_act, s_start, s_end) / NS_PER_MS
-    exp_ms = iv.measure_within(exposed, s_start, s_end) / NS_PER_MS
-    n_start = ts[next_rows]
-    n_dur = dur[next_rows]
+
+def per_step_table(trace: Trace, steps: Steps, act: Activity,
+                   next_rows: np.ndarray) -> tuple[pd.DataFrame, tuple[float, ...]]:
+    """The per-step table (ms) and every ``__next__`` wait inside the steps, in order (ms)."""
+    s_start, s_end, n = steps.start, steps.end, steps.count
+    n_start, n_dur = trace.ts_ns[next_rows], trace.dur_ns[next_rows]
     which = np.searchsorted(s_start, n_start, side="right") - 1
-    inside = (which >= 0) & (n_start < s_end[np.clip(which, 0, None)]) if n_steps else np.zeros(n_start.size, bool)
-    counts = np.bincount(which[inside], minlength=n_steps) if n_steps else np.zeros(0, int)
-    longest = np.zeros(n_steps)
-    if n_steps and inside.any():
+    inside = (which >= 0) & (n_start < s_end[np.clip(which, 0, None)]) if n else np.zeros(n_start.size, bool)
+    counts = np.bincount(which[inside], minlength=n) if n else np.zeros(0, int)
+    longest = np.zeros(n)
+    if n and inside.any():
         np.maximum.at(longest, which[inside], n_dur[inside] / NS_PER_MS)
-    origin = int(s_start[0]) if n_steps else 0
-    per_step = pd.DataFrame(
+    origin = int(s_start[0]) if n else 0
+    gpu_ms = iv.measure_within(act.gpu, s_start, s_end) / NS_PER_MS
+    table = pd.DataFrame(
         {
-            "step": np.asarray(step_numbers, dtype=np.int64),
+            "step": np.asarray(steps.numbers, dtype=np.int64),
             "start_ms": (s_start - origin) / NS_PER_MS,
             "duration_ms": (s_end - s_start) / NS_PER_MS,
-            "data_wait_ms": wait_ms,
-            "gpu_busy_ms": gpu_ms if has_gpu else np.full(n_steps, np.nan),
-            "exposed_wait_ms": exp_ms,
+            "data_wait_ms": iv.measure_within(act.data_wait, s_start, s_end) / NS_PER_MS,
+            "gpu_busy_ms": gpu_ms if act.has_gpu else np.full(n, np.nan),
+            "exposed_wait_ms": iv.measure_within(act.exposed, s_start, s_end) / NS_PER_MS,
             "next_calls": counts.astype(np.int64),
             "next_longest_ms": longest,
         },
         columns=STEP_COLUMNS,
     )
     in_order = np.argsort(n_start[inside], kind="stable")
-    next_wait = tuple(float(x) for x in (n_dur[inside][in_order] / NS_PER_MS))
+    return table, tuple(float(x) for x in (n_dur[inside][in_order] / NS_PER_MS))
 
-    # Per device.
-    devices: list[DeviceActivity] = []
-    if has_gpu:
-        gpids = trace.pid[gpu_rows]
-        for dev in sorted(set(gpids.tolist())):
-            rows = np.flatnonzero(gpu_rows)[gpids == dev]
-            act = iv.intersect(iv.union(ts[rows], end[rows]), steps_set)
-            exp_dev = iv.subtract(data_wait, act)
-            devices.append(
-                DeviceActivity(
-                    device=int(dev),
-                    label=_device_label(trace, int(dev)),
-                    busy_ms=act.total / NS_PER_MS,
-                    busy_fraction=act.total / step_time if step_time else 0.0,
-                    exposed_data_wait_fraction=exp_dev.total / step_time if step_time else 0.0,
-                )
-            )
 
-    def frac(x: int) -> float | None:
-        return x / step_time if step_time else None
+def per_device(trace: Trace, act: Activity, gpu_rows: np.ndarray, step_time_ns: int) -> tuple[DeviceActivity, ...]:
+    """GPU activity and exposed wait of each device (pid) on its own."""
+    if not act.has_gpu:
+        return ()
+    ts, end = trace.ts_ns, trace.ts_ns + trace.dur_ns
+    gpids = trace.pid[gpu_rows]
+    devices = []
+    for dev in sorted(set(gpids.tolist())):
+        rows = np.flatnonzero(gpu_rows)[gpids == dev]
+        busy = iv.intersect(iv.union(ts[rows], end[rows]), act.steps)
+        exposed = iv.subtract(act.data_wait, busy)
+        devices.append(DeviceActivity(
+            device=int(dev), label=_device_label(trace, int(dev)), busy_ms=busy.total / NS_PER_MS,
+            busy_fraction=busy.total / step_time_ns if step_time_ns else 0.0,
+            exposed_data_wait_fraction=exposed.total / step_time_ns if step_time_ns else 0.0))
+    return tuple(devices)
 
-    exposed_frac = frac(exposed.total)
-    ceiling = 1.0 / (1.0 - exposed_frac) if exposed_frac is not None and exposed_frac < 1 else None
-    other_idle = None
-    sync_ms = None
-    if step_time:
-        busy_or_wait = iv.combine(gpu_act, data_wait)
-        other_idle = (step_time - busy_or_wait.total) / step_time if has_gpu else None
-        sync_rows = np.flatnonzero(trace.mask_names(lambda n: n in SYNC_NAMES))
-        sync = iv.intersect(iv.union(ts[sync_rows], end[sync_rows]), steps_set)
-        sync_ms = sync.total / NS_PER_MS / max(n_steps, 1)
 
-    copies = _copy_stats(trace, gpu_rows, steps_set, n_steps)
-    timeline = None
-    if n_steps:
-        k = int(np.argsort(s_end - s_start, kind="stable")[(n_steps - 1) // 2])
-        lo, hi = int(s_start[k]), int(s_end[k])
-        waits, g1 = _timeline_intervals(data_wait, lo, hi)
-        busy, g2 = _timeline_intervals(gpu_act, lo, hi)
-        shown, g3 = _timeline_intervals(exposed, lo, hi)
-        timeline = StepTimeline(step_numbers[k], (hi - lo) / NS_PER_MS, waits, busy, shown,
-                                bool(g1 or g2 or g3), max(g1, g2, g3))
+def host_syncs_ms_per_step(trace: Trace, act: Activity, steps: Steps) -> float | None:
+    """Host time in device/stream/event synchronizations per step (ms)."""
+    if not steps.time_ns:
+        return None
+    rows = np.flatnonzero(trace.mask_names(lambda n: n in SYNC_NAMES))
+    sync = iv.intersect(iv.union(trace.ts_ns[rows], trace.ts_ns[rows] + trace.dur_ns[rows]), act.steps)
+    return sync.total / NS_PER_MS / max(steps.count, 1)
+
+
+def step_timeline(steps: Steps, act: Activity) -> StepTimeline | None:
+    """The step of median duration as intervals, ms from its start."""
+    if not steps.count:
+        return None
+    k = int(np.argsort(steps.end - steps.start, kind="stable")[(steps.count - 1) // 2])
+    lo, hi = int(steps.start[k]), int(steps.end[k])
+    waits, g1 = _timeline_intervals(act.data_wait, lo, hi)
+    busy, g2 = _timeline_intervals(act.gpu, lo, hi)
+    shown, g3 = _timeline_intervals(act.exposed, lo, hi)
+    return StepTimeline(steps.numbers[k], (hi - lo) / NS_PER_MS, waits, busy, shown,
+                        bool(g1 or g2 or g3), max(g1, g2, g3))
+
+
+def trace_warnings(trace: Trace, has_gpu: bool, gpu_expected: bool) -> tuple[str, ...]:
+    """What the reader of the numbers should know about the file."""
+    warnings = []
     if trace.stats.truncated:
         warnings.append("the file is truncated: analyzed up to its last complete event")
     if trace.stats.skipped_malformed:
         warnings.append(f"{trace.stats.skipped_malformed} malformed event(s) skipped")
     if gpu_expected and not has_gpu and trace.meta.device_properties:
         warnings.append("the trace lists GPUs but holds no kernel or memcpy events")
+    return tuple(warnings)
 
+
+def analyze_trace(trace: Trace) -> TraceAnalysis:
+    """Measure host steps, data wait, GPU activity and exposed wait in ``trace`` (SPEC §2)."""
+    step_rows, next_rows, gpu_rows = _rows(trace)
+    steps = find_steps(trace, step_rows, next_rows)
+    act = measure_activity(trace, steps, next_rows, gpu_rows)
+    step_time, n_steps = steps.time_ns, steps.count
+    has_gpu = act.has_gpu
+    gpu_expected = bool(trace.meta.device_properties) or bool(trace.mask_categories(RUNTIME_CATEGORIES).any()) or has_gpu
+    iter_names = sorted({trace.names.names[i] for i in trace.name_id[next_rows]})
+    per_step, next_wait = per_step_table(trace, steps, act, next_rows)
+
+    def frac(x: int) -> float | None:
+        return x / step_time if step_time else None
+
+    exposed_frac = frac(act.exposed.total)
     cat_counts = trace.stats.category_counts
     return TraceAnalysis(
-        path=trace.meta.path,
-        format=trace.meta.format,
-        truncated=trace.stats.truncated,
-        skipped_events=trace.stats.skipped_malformed,
-        events=trace.stats.events_total,
-        rank=_rank(trace),
-        devices=tuple(devices),
-        step_source=step_source,
-        fallback=fallback,
-        steps=int(step_rows.size),
-        measured_steps=n_steps,
+        path=trace.meta.path, format=trace.meta.format, truncated=trace.stats.truncated,
+        skipped_events=trace.stats.skipped_malformed, events=trace.stats.events_total, rank=_rank(trace),
+        devices=per_device(trace, act, gpu_rows, step_time), step_source=steps.source,
+        fallback=steps.fallback, steps=steps.profiler_steps, measured_steps=n_steps,
         step_time_ms=step_time / NS_PER_MS if n_steps else None,
-        step_time_ms_median=float(np.median(s_end - s_start)) / NS_PER_MS if n_steps else None,
-        data_wait_fraction=frac(data_wait.total),
+        step_time_ms_median=float(np.median(steps.end - steps.start)) / NS_PER_MS if n_steps else None,
+        data_wait_fraction=frac(act.data_wait.total),
         exposed_data_wait_fraction=exposed_frac,
-        gpu_busy_fraction=frac(gpu_act.total) if has_gpu else None,
-        speedup_ceiling=ceiling,
-        gpu_idle_other_fraction=other_idle,
-        sync_ms_per_step=sync_ms,
+        gpu_busy_fraction=frac(act.gpu.total) if has_gpu else None,
+        speedup_ceiling=1.0 / (1.0 - exposed_frac) if exposed_frac is not None and exposed_frac < 1 else None,
+        gpu_idle_other_fraction=(step_time - iv.combine(act.gpu, act.data_wait).total) / step_time
+        if step_time and has_gpu else None,
+        sync_ms_per_step=host_syncs_ms_per_step(trace, act, steps),
         iterator=_iterator_kind(iter_names) if iter_names else "unknown",
-        iterator_names=tuple(iter_names),
-        next_calls=int(next_rows.size),
-        next_wait_ms=next_wait,
-        per_step=per_step,
-        copies=copies,
-        has_gpu_activity=has_gpu,
-        gpu_expected=gpu_expected,
+        iterator_names=tuple(iter_names), next_calls=int(next_rows.size), next_wait_ms=next_wait,
+        per_step=per_step, copies=_copy_stats(trace, gpu_rows, act.steps, n_steps),
+        has_gpu_activity=has_gpu, gpu_expected=gpu_expected,
         with_stack=bool(trace.meta.with_stack) or cat_counts.get("python_function", 0) + cat_counts.get("python", 0) > 0,
-        category_counts=cat_counts,
-        warnings=tuple(warnings),
-        timeline=timeline,
+        category_counts=cat_counts, warnings=trace_warnings(trace, has_gpu, gpu_expected),
+        timeline=step_timeline(steps, act),
     )
 
 
