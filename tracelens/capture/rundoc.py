@@ -47,9 +47,9 @@ WORKER_RECORD_LEAD_NS = 5_000_000_000
 ToUs = Callable[[int | None], float | None]
 
 
-@dataclass(frozen=True)
+@dataclass
 class WindowTimes:
-    """Wall-clock ns of the recorded window (None: not reached)."""
+    """Wall-clock ns of the recorded window as it happens (None: not reached)."""
 
     started: bool = False
     captured: bool = False

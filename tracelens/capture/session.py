@@ -63,18 +63,6 @@ class SessionConfig:
     record_unstepped: bool = True
 
 
-@dataclass
-class _WindowClock:
-    """Wall-clock ns of the window as it happens."""
-
-    started: bool = False
-    captured: bool = False
-    unstepped: bool = False
-    warmup_start_ns: int | None = None
-    start_ns: int | None = None
-    end_ns: int | None = None
-
-
 def choose_schedule(cfg: SessionConfig, loader: Loader) -> tuple[Schedule, str | None]:
     """The window for the first loader iterated, and a note when it was shrunk.
 
@@ -130,7 +118,7 @@ class CaptureSession:
         self.prof: Any = None
         self.sampler: TelemetrySampler | None = None
         self.schedule: Schedule | None = None
-        self.window = _WindowClock()
+        self.window = WindowTimes()
         self.window_first_batch: int | None = None
         self.window_steps = 0
         self.trace_path: Path | None = None
@@ -398,12 +386,11 @@ class CaptureSession:
                 "on a longer run")
 
     def _state(self, exit_status: int, stop_reason: str, error: str | None, end_ns: int) -> SessionState:
-        w = self.window
         return SessionState(
             command=self.config.command, started_ns=self.started_ns, end_ns=end_ns,
             exit_status=exit_status, stop_reason=stop_reason, error=error,
             user_profiler=self.user_profiler, notes=tuple(self.notes), schedule=self.schedule,
-            window=WindowTimes(w.started, w.captured, w.unstepped, w.warmup_start_ns, w.start_ns, w.end_ns),
+            window=self.window,
             window_first_batch=self.window_first_batch, window_steps=self.window_steps,
             trace_path=self.trace_path, sync=self.sync, loaders=tuple(self.registry.records),
             batches_drawn=self.batches_drawn, batch_loader_ids=tuple(self.batch_loader_ids),
