@@ -1,11 +1,14 @@
-"""The built wheel, installed in a fresh virtual environment, analyzes and reports without torch.
+"""The built wheel, installed with its dependencies in a bare virtual environment (nothing
+borrowed from the interpreter's site-packages, as on a new machine), analyzes and reports
+without torch, and its console script turns usage errors into one line.
 
 It checks what a source checkout hides: that the top-level templates/ travel inside the wheel,
-and that analyzing a saved trace imports no torch.
+that the declared dependencies are enough, and that analyzing a saved trace imports no torch.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import venv
@@ -43,12 +46,10 @@ def test_installed_wheel_analyzes_and_reports_without_torch(tmp_path: Path) -> N
     assert build.returncode == 0, build.stderr[-3000:]
     wheel = next(dist.glob("tracelens_dataloader-*.whl"))
     env_dir = tmp_path / "venv"
-    # System site-packages supply the dependencies (numpy, pandas, ...) without a download;
-    # the wheel itself is installed into the venv, whose site-packages come first.
-    venv.EnvBuilder(system_site_packages=True, with_pip=True).create(env_dir)
+    venv.EnvBuilder(system_site_packages=False, with_pip=True).create(env_dir)
     py = env_dir / "bin" / "python"
-    inst = subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "-q", str(wheel)],
-                          capture_output=True, text=True, timeout=600)
+    inst = subprocess.run([str(py), "-m", "pip", "install", "-q", str(wheel)],
+                          capture_output=True, text=True, timeout=900)
     assert inst.returncode == 0, inst.stderr[-3000:]
     work = tmp_path / "elsewhere"
     work.mkdir()
@@ -62,3 +63,17 @@ def test_installed_wheel_analyzes_and_reports_without_torch(tmp_path: Path) -> N
     cli = subprocess.run([str(env_dir / "bin" / "tracelens"), "analyze", "--json", str(SAMPLE)],
                          cwd=work, capture_output=True, text=True, timeout=300)
     assert cli.returncode == 0, cli.stderr[-3000:]
+    assert json.loads(cli.stdout)["diagnosis"] == "io_bound"
+    _usage_errors_are_one_line(env_dir / "bin" / "tracelens", work)
+
+
+def _usage_errors_are_one_line(tracelens: Path, work: Path) -> None:
+    """Usage errors and bad input through the installed console script: no traceback."""
+    (work / "notes.txt").write_text("not a trace")
+    cases = {("analyze",): 2, ("analyze", "--nosuch", "x"): 2, ("nosuch",): 2,
+             ("analyze", "--jobs", "abc", "x"): 2, ("analyze", "missing.json"): 1,
+             ("analyze", "notes.txt"): 1}
+    for args, code in cases.items():
+        out = subprocess.run([str(tracelens), *args], cwd=work, capture_output=True, text=True, timeout=120)
+        assert out.returncode == code, (args, out.returncode, out.stderr)
+        assert "Traceback" not in out.stderr and out.stderr.strip(), (args, out.stderr)
