@@ -153,11 +153,16 @@ def test_one_time_warmup_step_does_not_dilute_the_steady_wait(tmp_path: Path) ->
     assert finding(d, "TL104").evidence["exposed_wait_fraction"] == pytest.approx(0.3)
 
 
-def test_healthy_multi_process_keeps_the_unknown_worker_count(tmp_path: Path) -> None:
+def test_healthy_multi_process_keeps_the_unknown_settings_as_null(tmp_path: Path) -> None:
+    # GIVEN a bare trace of a multi-process loader that keeps up (its settings are not in it)
     d = run(loop([0.3] * 8, 100, MULTI), tmp_path)
     assert d.diagnosis == "healthy"
-    assert d.recommendation.keep_current == ("num_workers",)
-    assert d.recommendation.expected_speedup == 1.0
+    # THEN no number stands for a setting that must not change: applying the JSON changes nothing
+    rec = d.recommendation
+    assert rec.keep_current == ("num_workers", "persistent_workers", "prefetch_factor")
+    assert (rec.num_workers, rec.persistent_workers, rec.prefetch_factor) == (None, None, None)
+    assert rec.pin_memory is False  # no accelerator: the advice is to use False
+    assert rec.expected_speedup == 1.0
 
 
 def test_drained_queue_period_estimates_the_worker_count(tmp_path: Path) -> None:

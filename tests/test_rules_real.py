@@ -44,5 +44,7 @@ def test_num_workers_0_half_is_input_bound_with_computed_settings(pattern: str) 
 def test_num_workers_4_half_is_healthy(pattern: str) -> None:
     d = analyze_path(_trace(pattern, 4)).ranks[0].diagnosis
     assert d.diagnosis == "healthy"
-    assert d.recommendation.keep_current == ("num_workers",)
+    # the worker settings are not in the trace: kept (null), never replaced by a guess
+    assert d.recommendation.keep_current == ("num_workers", "persistent_workers", "prefetch_factor")
+    assert d.recommendation.num_workers is None
     assert d.recommendation.pin_memory is True  # pageable copies in this half too

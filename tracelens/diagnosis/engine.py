@@ -79,18 +79,18 @@ def _diagnosis_note(ctx: Context, diagnosis: str, proposed: dict[str, Any]) -> s
     return None
 
 
-def _num_workers(ctx: Context, proposed: dict[str, Any]) -> tuple[int, tuple[str, ...], str | None]:
-    """num_workers to use, the settings to keep as they are, and the note saying so."""
+def _num_workers(ctx: Context, proposed: dict[str, Any]) -> tuple[int | None, str | None]:
+    """num_workers to use (None: keep the current, unknown value) and the note saying so."""
     if "num_workers" in proposed:
-        return int(proposed["num_workers"]), (), None
+        return int(proposed["num_workers"]), None
     if ctx.workers_now is not None:
-        return ctx.workers_now, (), None
-    return 1, ("num_workers",), ("Keep your current num_workers: the trace shows worker processes (the "
-                                 "multi-process iterator) but not how many, and the waits show they keep up.")
+        return ctx.workers_now, None
+    return None, ("Keep your current num_workers: the trace shows worker processes (the "
+                  "multi-process iterator) but not how many, and the waits show they keep up.")
 
 
-def _pin_memory(ctx: Context, proposed: dict[str, Any]) -> tuple[bool, str | None]:
-    """pin_memory to use, and the note when it changes."""
+def _pin_memory(ctx: Context, proposed: dict[str, Any]) -> tuple[bool | None, str | None]:
+    """pin_memory to use (None: keep the current, unknown value), and the note when it changes."""
     a = ctx.analysis
     if "pin_memory" in proposed:
         cp = a.copies
@@ -100,16 +100,21 @@ def _pin_memory(ctx: Context, proposed: dict[str, Any]) -> tuple[bool, str | Non
     if not has_gpu and not a.gpu_expected:
         note = "pin_memory=False: no accelerator in this run, pinning only costs a thread."
         return False, note if ctx.settings.pin_memory else None
-    return bool(ctx.settings.pin_memory) or a.copies.h2d_pinned > 0, None
+    if ctx.settings.pin_memory is not None:
+        return ctx.settings.pin_memory, None
+    if a.copies.h2d_pinned or a.copies.h2d_pageable:  # the copies show it: pinned, or pageable
+        return a.copies.h2d_pinned > 0, None
+    return None, None
 
 
-def _worker_lifetime(ctx: Context, workers: int, proposed: dict[str, Any],
-                     findings: Sequence[Finding]) -> tuple[bool, int | None, list[str]]:
-    """persistent_workers and prefetch_factor for ``workers``, and the notes on them."""
+def _worker_lifetime(ctx: Context, workers: int | None, proposed: dict[str, Any],
+                     findings: Sequence[Finding]) -> tuple[bool | None, int | None, list[str]]:
+    """persistent_workers and prefetch_factor for ``workers`` (None: keep the current, unknown
+    value), and the notes on them."""
     if workers == 0:
         return False, None, []
     s, current, notes = ctx.settings, ctx.workers_now, []
-    persistent = bool(proposed.get("persistent_workers", s.persistent_workers or False))
+    persistent: bool | None = proposed.get("persistent_workers", s.persistent_workers)
     if not persistent and not current and ctx.facts is not None and (ctx.facts.iterator_creations or 0) >= 2:
         persistent = True
         notes.append(f"persistent_workers=True: the loop creates {ctx.facts.iterator_creations} "
@@ -132,7 +137,7 @@ def recommend(ctx: Context, diagnosis: str, findings: Sequence[Finding]) -> Reco
     for f in findings:
         for k, v in f.settings.items():
             proposed.setdefault(k, v)
-    workers, keep, keep_note = _num_workers(ctx, proposed)
+    workers, keep_note = _num_workers(ctx, proposed)
     notes = [n for n in (_diagnosis_note(ctx, diagnosis, proposed), keep_note) if n is not None]
     notes += [f.advice for f in findings if f.kind in MAIN_KINDS and f.kind == diagnosis]
     pin, pin_note = _pin_memory(ctx, proposed)
@@ -144,6 +149,10 @@ def recommend(ctx: Context, diagnosis: str, findings: Sequence[Finding]) -> Reco
     if host is not None and diagnosis in ("healthy", "input_bound", "cpu_starvation", "io_bound"):
         notes.append("Beyond the loader: " + host.title + ". " + host.advice)
     speed = proposed.get("expected_speedup")
+    chosen = {"num_workers": workers, "pin_memory": pin, "persistent_workers": persistent}
+    keep = tuple(k for k, v in chosen.items() if v is None)
+    if workers != 0 and prefetch is None and ctx.workers_now is None:  # the trace hides it
+        keep += ("prefetch_factor",)
     return Recommendation(
         num_workers=workers, pin_memory=pin, persistent_workers=persistent, prefetch_factor=prefetch,
         notes=tuple(notes),

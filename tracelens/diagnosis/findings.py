@@ -13,13 +13,13 @@ class Recommendation:
     """Complete DataLoader settings to use next, with the reasoning in ``notes``.
 
     ``keep_current`` names settings whose current value the evidence does not show and which
-    should stay as they are (``num_workers`` is then a lower bound). ``expected_speedup`` is
-    the predicted step-rate gain of applying these settings (1.0 = none).
+    should stay as they are: those are None (a number appears only where the advice is to use
+    it). ``expected_speedup`` is the predicted step-rate gain of applying these settings (1.0 = none).
     """
 
-    num_workers: int
-    pin_memory: bool
-    persistent_workers: bool
+    num_workers: int | None
+    pin_memory: bool | None
+    persistent_workers: bool | None
     prefetch_factor: int | None
     notes: tuple[str, ...] = ()
     expected_speedup: float | None = None

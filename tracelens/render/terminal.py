@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from tracelens.render.format import fmt_ms
 from tracelens.render.wording import recommendation_view, settings_call, verdict_sentence
-from tracelens.vocab import SETTING_KEYS, pct
+from tracelens.vocab import SETTING_KEYS, pct, severity_rank
 
 __all__ = ["format_summary", "print_summary", "use_color"]
 
@@ -111,8 +111,7 @@ def format_summary(doc: dict[str, Any], color: bool = False) -> str:
     if findings:
         lines.append("")
         lines.append(c("1", "  findings:"))
-        order = {"high": 0, "medium": 1, "low": 2, "info": 3}
-        for f in sorted(findings, key=lambda f: order.get(f["severity"], 9)):
+        for f in sorted(findings, key=lambda f: -severity_rank(f["severity"])):
             sev = c(SEVERITY_COLOR.get(f["severity"], "0"), f"{f['severity'].upper():<6}")
             conf = f.get("confidence")
             conf_s = f" (confidence {conf:.0%})" if isinstance(conf, (int, float)) else ""

@@ -99,11 +99,13 @@ def diff_after(lines: Sequence[dict[str, str]]) -> str:
 
 
 def current_settings(doc: dict[str, Any]) -> dict[str, Any]:
-    """The loader settings the trace shows; ``pin_memory`` inferred when every copy was pinned."""
+    """The loader settings the trace shows; ``pin_memory`` inferred when the host-to-device
+    copies are all pinned (True) or all pageable (False)."""
     cur = {k: doc["loader"].get(k) for k in SETTING_KEYS}
     copies = doc.get("copies") or {}
-    if cur["pin_memory"] is None and copies.get("h2d_pinned") and not copies.get("h2d_pageable"):
-        cur["pin_memory"] = True
+    pinned, pageable = copies.get("h2d_pinned"), copies.get("h2d_pageable")
+    if cur["pin_memory"] is None and bool(pinned) != bool(pageable):
+        cur["pin_memory"] = bool(pinned)
     return cur
 
 

@@ -247,7 +247,10 @@ def recommended_start(target: str, args: Sequence[str], module: bool, out_dir: P
     except Exception as exc:
         return None, f"the profiled run could not be analyzed ({exc})"
     doc = doc["ranks"][0] if "ranks" in doc else doc
-    return int(doc["recommendation"]["num_workers"]), f"diagnosis {doc['diagnosis']} of a profiled run"
+    workers = doc["recommendation"]["num_workers"]
+    if workers is None:
+        return None, "the profiled run's recommendation keeps num_workers as it is"
+    return int(workers), f"diagnosis {doc['diagnosis']} of a profiled run"
 
 
 def usable_cores() -> int:
