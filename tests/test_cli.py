@@ -110,3 +110,32 @@ def test_console_script_and_module_agree(trace: Path) -> None:
 def test_fail_on_rejects_an_unknown_severity(trace: Path) -> None:
     out = run("analyze", "--fail-on", "urgent", str(trace))
     assert out.returncode == 2 and "--fail-on" in out.stderr
+
+
+def test_html_outputs_are_never_overwritten_without_force(trace: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    out.write_text("mine")
+    for args in (("analyze", str(trace), "--html", str(out)), ("compare", str(trace), str(trace), "--html", str(out))):
+        refused = run(*args)
+        assert refused.returncode == 2 and "--force" in refused.stderr and out.read_text() == "mine"
+        assert run(*args, "--force").returncode == 0 and out.read_text().startswith("<!doctype html>")
+        out.write_text("mine")
+    assert run("analyze", str(trace), "--html", str(tmp_path)).returncode == 2  # a directory
+
+
+def test_error_lines_show_escape_sequences_instead_of_obeying_them(tmp_path: Path) -> None:
+    name = tmp_path / "t\x1b]0;pwned\x07\x1b[2J\u202egnp.json"
+    name.write_text("not json")
+    out = run("analyze", str(name))
+    assert out.returncode == 1
+    assert "\x1b" not in out.stderr and "\x07" not in out.stderr and "\u202e" not in out.stderr
+    assert "\\x1b]0;pwned\\x07" in out.stderr and "\\u202egnp.json" in out.stderr
+
+
+def test_counts_beyond_their_caps_are_usage_errors(trace: Path, tmp_path: Path) -> None:
+    script = tmp_path / "s.py"
+    script.write_text("pass\n")
+    for args in (("analyze", "-j", "100000", str(trace)), ("sweep", "--num-workers", "0,100000", str(script)),
+                 ("sweep", "--steps", "0", str(script)), ("profile", "--active", "100000000", str(script))):
+        out = run(*args)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, (args, out.stderr)

@@ -167,3 +167,16 @@ def test_page_uses_the_report_layout_and_chart_macros() -> None:
     assert "http" not in body and " src=" not in body and "<link" not in body
     assert "tone-good" in html and "Mean step: exposed data wait and the rest" in html
     assert 'class="gone"' in html
+
+
+def test_a_cpu_only_run_against_a_gpu_trace_is_flagged(tmp_path: Path) -> None:
+    gpu = starved_loop(TraceBuilder(device_names=("NVIDIA H100",)), steps=4).write(tmp_path / "gpu.json")
+    b = TraceBuilder()
+    for i in range(4):  # the same loop on the CPU: no kernels, no copies
+        b.step(i + 1, i * 100_000.0, 100_000)
+        b.next_call(i * 100_000.0, 30_000)
+    cpu = b.write(tmp_path / "cpu.json")
+    c = compare_paths(cpu, gpu)
+    assert any("A has no GPU activity and B has" in n for n in c.notes)
+    assert "not like for like" in format_comparison(c)
+    assert not compare_paths(gpu, gpu).notes

@@ -15,7 +15,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tracelens"
 #: stands for the module and everything under it).
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("tracelens._version", "tracelens.errors", "tracelens.model", "tracelens.intervals", "tracelens.vocab",
-     "tracelens.paths"),
+     "tracelens.limits",
+     "tracelens.paths", "tracelens.procs"),
     ("tracelens.load", "tracelens.runjson"),
     ("tracelens.analysis",),
     ("tracelens.diagnosis",),

@@ -174,6 +174,16 @@ def test_sample_run_directory_report_charts_worker_telemetry() -> None:
 # ------------------------------------------------------------------ safety
 
 
+def test_direction_overrides_and_zero_width_characters_are_shown(tmp_path: Path) -> None:
+    # GIVEN a trace whose file name and kernel names hide characters (a right-to-left override
+    # makes "gnp.exe" read as "exe.png"; a zero-width space splits a word invisibly)
+    path = _gpu_trace(TraceBuilder(), kernel="ge\u200bmm").write(tmp_path / "report\u202egnp.json")
+    html = render_report(_result(path))
+    # THEN the page shows their escapes instead of obeying them
+    assert "\u202e" not in html and "\u200b" not in html
+    assert "report\\u202egnp.json" in html
+
+
 def test_hostile_names_stay_inert(tmp_path: Path) -> None:
     # GIVEN a trace whose kernel and DataLoader iterator names and file name carry markup
     b = _gpu_trace(TraceBuilder(device_names=(HOSTILE,)), kernel=HOSTILE)

@@ -52,13 +52,13 @@ def test_colour_codes_only_when_asked(tmp_path: Path, monkeypatch: pytest.Monkey
     assert "\x1b[1;31m" in out.getvalue()
 
 
-def test_control_characters_from_the_trace_are_stripped(tmp_path: Path) -> None:
+def test_control_characters_from_the_trace_are_shown_escaped(tmp_path: Path) -> None:
     # GIVEN a DataLoader iterator name with an escape sequence that would clear the screen
     doc = _doc(tmp_path)
     doc["findings"] = [{"id": "TL1", "kind": "x", "severity": "high", "confidence": 1.0,
                         "title": "evil \x1b[2J name", "evidence": {}, "advice": "do \x07 this."}]
     text = format_summary(doc)
-    assert "\x1b" not in text and "\x07" not in text and "evil ?[2J name" in text
+    assert "\x1b" not in text and "\x07" not in text and "evil \\x1b[2J name" in text
 
 
 def test_multi_rank_summary_marks_the_slowest(tmp_path: Path) -> None:

@@ -186,6 +186,12 @@ def compare_documents(doc_a: dict[str, Any], doc_b: dict[str, Any]) -> Compariso
         if "ranks" in d:
             notes.append(f"{name} has {len(d['ranks'])} ranks: compared through its slowest rank {d.get('slowest_rank')}")
     ma, mb = a["metrics"], b["metrics"]
+    gpu_a, gpu_b = ma.get("gpu_busy_fraction") is not None, mb.get("gpu_busy_fraction") is not None
+    if gpu_a != gpu_b:
+        cpu_side, gpu_side = ("A", "B") if gpu_b else ("B", "A")
+        notes.append(f"{cpu_side} has no GPU activity and {gpu_side} has: on {cpu_side} all data wait counts as "
+                     f"exposed, on {gpu_side} only the wait the GPU does not cover, so the exposed wait and the "
+                     "step times are not like for like (compare two runs on the same kind of device)")
     delta: dict[str, Any] = {k: _sub(mb.get(k), ma.get(k)) for k in METRIC_KEYS}
     ta, tb = ma.get("step_time_ms_median"), mb.get("step_time_ms_median")
     delta["step_time_change_fraction"] = round(tb / ta - 1, 6) if ta and tb is not None else None

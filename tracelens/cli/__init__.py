@@ -16,6 +16,7 @@ import typer
 from tracelens._version import __version__
 from tracelens.cli import analyze, compare, profile, report, rules, sweep
 from tracelens.errors import TracelensError
+from tracelens.render.format import visible
 
 app = typer.Typer(
     name="tracelens",
@@ -68,7 +69,7 @@ def main() -> None:
     except TracelensError as exc:
         if _state["debug"]:
             traceback.print_exc()
-        typer.echo(f"tracelens: error: {exc}", err=True)
+        typer.echo(f"tracelens: error: {visible(exc)}", err=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -85,5 +86,6 @@ def main() -> None:
         if _state["debug"]:
             traceback.print_exc()
         else:
-            typer.echo(f"tracelens: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+            typer.echo(f"tracelens: internal error: {type(exc).__name__}: {visible(exc)} "
+                       "(run with --debug for the traceback)", err=True)
         sys.exit(1)

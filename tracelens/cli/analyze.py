@@ -10,7 +10,9 @@ from typing import Annotated
 
 import typer
 
-from tracelens.errors import TracelensError
+from tracelens.cli.output import check_output_file
+from tracelens.errors import TracelensError, UsageError
+from tracelens.limits import JOBS_PER_CORE, max_jobs
 from tracelens.vocab import Severity
 
 PROGRESS_MIN_BYTES = 64 << 20  # files smaller than this load too fast to need a progress line
@@ -34,9 +36,10 @@ def _progress_printer(path: Path) -> Callable[[int, int], None] | None:
 def analyze(
     path: Annotated[Path, typer.Argument(metavar="PATH", help="A trace (.json / .json.gz), a run directory, or a directory of traces (ranks, TensorBoard logdir).", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON document (SPEC §3) instead of the summary.")] = False,
-    html: Annotated[Path | None, typer.Option("--html", help="Also write the HTML report to this file.")] = None,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write the HTML report to this file (an existing file only with --force).")] = None,
     fail_on: Annotated[str | None, typer.Option("--fail-on", help="Exit 3 when a finding of this severity or worse is present: high, medium, low, info.")] = None,
-    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Processes for several ranks (default: one per core).")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Processes for several ranks (default: one per core; at most 4 per core).")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite the --html file when it exists.")] = False,
 ) -> None:
     """Measure DataLoader wait against GPU activity in a trace and diagnose it."""
     from tracelens.api import analyze_path
@@ -44,6 +47,9 @@ def analyze(
 
     if fail_on is not None and fail_on not in Severity.names():
         raise TracelensError(f"--fail-on must be one of {', '.join(Severity.names())}, not {fail_on!r}", exit_code=2)
+    if jobs is not None and jobs > max_jobs():
+        raise UsageError(f"--jobs {jobs}: at most {max_jobs()} here ({JOBS_PER_CORE} per core)")
+    check_output_file(html, force, "--html")
     result = analyze_path(path, jobs=jobs, progress=_progress_printer(path))
     if as_json:
         sys.stdout.write(json.dumps(result.document, indent=2) + "\n")

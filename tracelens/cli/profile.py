@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from tracelens.errors import UsageError
+from tracelens.limits import MAX_ACTIVE_STEPS, MAX_WAIT_BATCHES, MAX_WARMUP_STEPS
 
 
 def profile(
@@ -19,9 +20,9 @@ def profile(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory to write (default: tracelens-runs/<script>-<YYYYmmdd-HHMMSS>).", show_default=False)] = None,
     runs_root: Annotated[Path, typer.Option("--runs-root", help="Where default run directories go.")] = Path("tracelens-runs"),
     force: Annotated[bool, typer.Option("--force", "-f", help="Write into --out even when it is not empty.")] = False,
-    wait: Annotated[int | None, typer.Option("--wait", min=0, help="Batches skipped before recording (default: chosen from the loader: worker start-up and the pre-filled queue).", show_default=False)] = None,
-    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Profiler warm-up batches (recorded, then discarded).")] = 2,
-    active: Annotated[int | None, typer.Option("--active", min=1, help="Batches recorded in the window (default 20, fewer for a short loader).", show_default=False)] = None,
+    wait: Annotated[int | None, typer.Option("--wait", min=0, max=MAX_WAIT_BATCHES, help="Batches skipped before recording (default: chosen from the loader: worker start-up and the pre-filled queue).", show_default=False)] = None,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, max=MAX_WARMUP_STEPS, help="Profiler warm-up batches (recorded, then discarded).")] = 2,
+    active: Annotated[int | None, typer.Option("--active", min=1, max=MAX_ACTIVE_STEPS, help="Batches recorded in the window (default 20, fewer for a short loader).", show_default=False)] = None,
     run_to_completion: Annotated[bool, typer.Option("--run-to-completion", help="Let the script finish instead of stopping it once the window is recorded.")] = False,
     tensorboard: Annotated[Path | None, typer.Option("--tensorboard", help="Also write the trace in TensorBoard's profiler layout and per-step scalars to this log directory.", show_default=False)] = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip analysis.json and report.html.")] = False,

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from tracelens.errors import UsageError
+from tracelens.cli.output import check_output_file
 
 
 def default_output(path: Path) -> Path:
@@ -40,10 +40,8 @@ def report(
     from tracelens.render.report import write_report
 
     out = output if output is not None else default_output(path)
-    if output is not None and out.exists() and not force:
-        raise UsageError(f"{out}: exists; pass --force to overwrite it, or choose another file with -o")
-    if out.exists() and out.is_dir():
-        raise UsageError(f"{out}: is a directory; give a file name with -o")
+    # the default names are tracelens' own files, rewritten on purpose
+    check_output_file(out, force or output is None, "-o")
     result = analyze_path(path)
     write_report(result, out, redact=redact)
     typer.echo(f"report: {out}")

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from tracelens.errors import TracelensError, UsageError
+from tracelens.limits import MAX_SWEEP_REPEATS, MAX_SWEEP_STEPS, MAX_SWEEP_WARMUP, max_sweep_workers
 
 
 def sweep(
@@ -17,9 +18,9 @@ def sweep(
     num_workers: Annotated[str, typer.Option("--num-workers", help="Comma-separated values (0,2,4,8), or 'auto': start from the diagnosis' recommendation and double while it helps.")] = "auto",
     pin_memory: Annotated[str | None, typer.Option("--pin-memory", help="Comma-separated true/false values to try (default: the script's own).")] = None,
     prefetch_factor: Annotated[str | None, typer.Option("--prefetch-factor", help="Comma-separated values to try with workers (default: the script's own).")] = None,
-    steps: Annotated[int, typer.Option("--steps", min=5, help="Steady-state steps measured per trial.")] = 50,
-    warmup: Annotated[int | None, typer.Option("--warmup", min=0, help="Batches skipped before measuring (default: num_workers × prefetch_factor + 2, 5 to 64).")] = None,
-    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Trials (processes) per setting.")] = 1,
+    steps: Annotated[int, typer.Option("--steps", min=5, max=MAX_SWEEP_STEPS, help="Steady-state steps measured per trial.")] = 50,
+    warmup: Annotated[int | None, typer.Option("--warmup", min=0, max=MAX_SWEEP_WARMUP, help="Batches skipped before measuring (default: num_workers × prefetch_factor + 2, 5 to 64).")] = None,
+    repeats: Annotated[int, typer.Option("--repeats", min=1, max=MAX_SWEEP_REPEATS, help="Trials (processes) per setting.")] = 1,
     time_budget: Annotated[float, typer.Option("--time-budget", min=1.0, help="Seconds for the whole sweep; no trial starts that would overrun it.")] = 600.0,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory (default: tracelens-runs/sweep-<script>-<time>).")] = None,
     module: Annotated[bool, typer.Option("-m", "--module", help="TARGET is a module, run as python -m TARGET.")] = False,
@@ -41,13 +42,20 @@ def sweep(
         raise UsageError(str(exc)) from exc
     if auto and (len(pins) > 1 or len(pfs) > 1):
         raise UsageError("--num-workers auto takes one --pin-memory and one --prefetch-factor value")
-    if any(p == 0 for p in pfs):
+    if any(p is not None and p < 1 for p in pfs):
         raise UsageError("--prefetch-factor must be at least 1")
+    cores = sw.usable_cores()
+    too_many = [s.num_workers for s in settings if s.num_workers > max_sweep_workers(cores)]
+    if too_many:
+        raise UsageError(f"--num-workers {max(too_many)}: at most {max_sweep_workers(cores)} workers per trial on "
+                         f"{cores} usable core(s) (each worker is a process holding a copy of the dataset)")
+    if any(s.num_workers < 0 for s in settings):
+        raise UsageError("--num-workers values must be 0 or more")
     plan = sw.SweepPlan(
         target=target, args=args, module=module, settings=settings,
         auto_pin_memory=pins[0], auto_prefetch_factor=pfs[0],
         steps=steps, warmup=warmup, repeats=repeats, time_budget_s=time_budget,
-        usable_cores=sw.usable_cores(),
+        usable_cores=cores,
     )
     out_dir = out or sw.default_out_dir(target)
     result, js, html = sw.sweep(plan, out_dir, progress=None if quiet else sys.stderr, auto=auto)

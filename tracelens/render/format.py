@@ -1,8 +1,10 @@
-"""How numbers read: milliseconds, evidence values, SVG coordinates (percentages: ``vocab.pct``)."""
+"""How values read: milliseconds, evidence values, SVG coordinates (percentages: ``vocab.pct``),
+and text with its hidden characters made visible."""
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 
@@ -51,3 +53,31 @@ def px(x: float) -> str:
 def rounded(x: float, digits: int = 4) -> float:
     """``x`` rounded for a view (4 digits by default)."""
     return round(float(x), digits)
+
+
+#: Characters that change what a reader sees without being seen: terminal controls (escape
+#: sequences, bells, carriage returns), bidirectional overrides and isolates (a right-to-left
+#: override makes "gnp.exe" read as "exe.png"), zero-width characters and the byte-order mark.
+_HIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def visible(text: Any) -> str:
+    """``text`` with every hidden or direction-changing character written as its escape (``\\x1b``,
+    ``\\u202e``), so a crafted name cannot drive a terminal or disguise itself in a page."""
+    return _HIDDEN.sub(_escape, str(text))
+
+
+def visible_all(value: Any) -> Any:
+    """:func:`visible` applied to every string inside a JSON-like value."""
+    if isinstance(value, str):
+        return visible(value)
+    if isinstance(value, dict):
+        return {k: visible_all(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [visible_all(v) for v in value]
+    return value

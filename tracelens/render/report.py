@@ -20,7 +20,7 @@ import numpy as np
 from tracelens._version import __version__
 from tracelens.analysis import TraceAnalysis
 from tracelens.render.charts import histogram_spec, stacked_bars_spec, timeline_spec
-from tracelens.render.format import fmt_ms, fmt_value, rounded
+from tracelens.render.format import fmt_ms, fmt_value, rounded, visible_all
 from tracelens.render.html import render_page, write_atomic
 from tracelens.render.redact import redact_view, sensitive_strings
 from tracelens.render.telemetry import MAX_LINE_POINTS, bucket_mean, telemetry_view
@@ -335,7 +335,7 @@ def build_view(result: Result, *, redact: bool = False) -> dict[str, Any]:
         view = redact_view(view, sensitive_strings(result))
         view["title"] = "tracelens report"
         view["notices"].append("Redacted for sharing: file paths, file names, the host name and the command line are hidden.")
-    return view
+    return dict(visible_all(view))
 
 
 def render_report(result: Result, *, redact: bool = False) -> str:

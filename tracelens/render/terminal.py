@@ -15,7 +15,7 @@ import sys
 import textwrap
 from typing import Any, TextIO
 
-from tracelens.render.format import fmt_ms
+from tracelens.render.format import fmt_ms, visible
 from tracelens.render.wording import recommendation_view, settings_call, verdict_sentence
 from tracelens.vocab import SETTING_KEYS, pct, severity_rank
 
@@ -24,9 +24,6 @@ __all__ = ["format_summary", "print_summary", "use_color"]
 SEVERITY_COLOR = {"high": "1;31", "medium": "1;33", "low": "1;36", "info": "2"}
 DIFF_COLOR = {"+": "32", "-": "31", " ": "0"}
 TONE_COLOR = {"healthy": "1;32", "undetermined": "1;33"}
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
 def use_color(stream: TextIO) -> bool:
     """Whether to colour output written to ``stream``."""
     if os.environ.get("NO_COLOR"):
@@ -38,8 +35,8 @@ def use_color(stream: TextIO) -> bool:
 
 
 def _clean(s: Any) -> str:
-    """``s`` as text without terminal control characters (escape sequences, bells)."""
-    return _CONTROL.sub("?", str(s))
+    """``s`` with terminal control and direction-changing characters escaped (see ``visible``)."""
+    return visible(s)
 
 
 def _width() -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tracelens.paths import timestamped_dir
+from tracelens.procs import run_group
 from tracelens.render.html import write_atomic
 from tracelens.render.sweep import render_sweep_html
 from tracelens.sweep.document import sweep_document
@@ -204,14 +205,12 @@ def subprocess_runner(out_dir: Path, timeout_s: float | None = None) -> TrialRun
         env.setdefault("PYTHONUNBUFFERED", "1")
         with open(trials_dir / f"trial-{k}.log", "wb") as log:
             try:
-                proc = subprocess.run(
-                    [sys.executable, "-m", "tracelens.capture.measure", str(spec_path), str(result_path)],
-                    stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s, env=env, check=False,
-                )
+                status = run_group([sys.executable, "-m", "tracelens.capture.measure", str(spec_path),
+                                    str(result_path)], stdout=log, timeout_s=timeout_s, env=env)
             except subprocess.TimeoutExpired:
                 return {"error": f"trial timed out after {timeout_s:.0f} s", "step_ns": [], "wait_ns": []}
         if not result_path.is_file():
-            return {"error": f"the trial process failed (status {proc.returncode}); see {trials_dir / f'trial-{k}.log'}",
+            return {"error": f"the trial process failed (status {status}); see {trials_dir / f'trial-{k}.log'}",
                     "step_ns": [], "wait_ns": []}
         return dict(json.loads(result_path.read_text()))
 
@@ -234,12 +233,12 @@ def recommended_start(target: str, args: Sequence[str], module: bool, out_dir: P
     )
     with open(out_dir / "profile.log", "wb") as log:
         try:
-            proc = subprocess.run([sys.executable, "-c", code, target, "1" if module else "0", str(run_dir), *args],
-                                  stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s, check=False)
+            status = run_group([sys.executable, "-c", code, target, "1" if module else "0", str(run_dir), *args],
+                               stdout=log, timeout_s=timeout_s)
         except subprocess.TimeoutExpired:
             return None, f"the profiled run timed out after {timeout_s:.0f} s"
-    if proc.returncode != 0:
-        return None, f"the profiled run captured no window (status {proc.returncode}, see {out_dir / 'profile.log'})"
+    if status != 0:
+        return None, f"the profiled run captured no window (status {status}, see {out_dir / 'profile.log'})"
     try:
         from tracelens.api import analyze_path
 

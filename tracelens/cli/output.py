@@ -1,0 +1,17 @@
+"""Output files the commands write: never a directory, never an existing file without --force."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tracelens.errors import UsageError
+
+
+def check_output_file(path: Path | None, force: bool, option: str) -> None:
+    """Refuse ``path`` when it is a directory, or an existing file without ``force`` (exit 2)."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory; give {option} a file name")
+    if path.exists() and not force:
+        raise UsageError(f"{path}: exists; pass --force to overwrite it, or choose another file with {option}")
