@@ -60,4 +60,4 @@ def test_respawning_example_gets_persistent_workers() -> None:
 
 def test_cpu_heavy_example_gets_workers_and_main_threads_that_fit_two_cores() -> None:
     rec = _diagnose("cpu_heavy_main_process").recommendation
-    assert (rec.num_workers, rec.torch_threads_main, rec.torch_threads_per_worker) == (1, 1, 1)
+    assert (rec.num_workers, rec.torch_threads_main, rec.torch_threads_per_worker) == (2, 1, 1)

@@ -18,9 +18,9 @@ def test_every_threshold_states_a_reason_and_unit() -> None:
 
 
 @pytest.mark.parametrize(("cores", "ranks", "per_rank", "workers"), [
-    (16, 1, 16, 15), (16, 4, 4, 3), (2, 1, 2, 1), (1, 1, 1, 0), (2.5, 1, 2.5, 1), (8, 8, 1, 0),
+    (16, 1, 16, 16), (16, 4, 4, 4), (2, 1, 2, 2), (1, 1, 1, 1), (2.5, 1, 2.5, 2), (8, 8, 1, 1),
 ])
-def test_core_budget_divides_among_ranks_and_keeps_a_core_for_the_main_process(
+def test_core_budget_divides_among_ranks_into_whole_cores(
         cores: float, ranks: int, per_rank: float, workers: int) -> None:
     b = advice.core_budget(cores, ranks)
     assert b.cores_per_rank == pytest.approx(per_rank)

@@ -7,6 +7,7 @@ Rules read only ``TraceAnalysis`` and run facts (never events); see :mod:`tracel
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from tracelens.analysis import TraceAnalysis
@@ -165,6 +166,23 @@ def recommend(ctx: Context, diagnosis: str, findings: Sequence[Finding]) -> Reco
     )
 
 
+def reconcile(findings: Sequence[Finding], rec: Recommendation) -> list[Finding]:
+    """Findings whose proposal lost to the recommendation say so and drop it: one number per
+    setting across the headline, the findings and the JSON."""
+    chosen = {"num_workers": rec.num_workers, "pin_memory": rec.pin_memory,
+              "persistent_workers": rec.persistent_workers, "prefetch_factor": rec.prefetch_factor,
+              "torch_threads_main": rec.torch_threads_main, "torch_threads_per_worker": rec.torch_threads_per_worker}
+    out = []
+    for f in findings:
+        lost = {k: v for k, v in f.settings.items() if k in chosen and chosen[k] is not None and v != chosen[k]}
+        if lost:
+            said = ", ".join(f"{k}={chosen[k]!r}" for k in lost)
+            f = replace(f, settings={k: v for k, v in f.settings.items() if k not in lost},
+                        advice=f"Superseded by the recommendation ({said}). {f.advice}")
+        out.append(f)
+    return out
+
+
 def diagnose(analysis: TraceAnalysis, run: RunInfo | RunFacts | None = None) -> Diagnosis:
     """Name the main loader-related cause of lost throughput and the settings to use next."""
     ctx = build_context(analysis, run)
@@ -172,5 +190,6 @@ def diagnose(analysis: TraceAnalysis, run: RunInfo | RunFacts | None = None) -> 
     diagnosis, main = main_cause(ctx, findings)
     findings.sort(key=lambda f: (f.id != (main.id if main else ""), -Severity(f.severity).rank, f.id))
     rec = recommend(ctx, diagnosis, findings)
+    findings = reconcile(findings, rec)
     conf = round(0.9 * ctx.quality_factor, 2) if diagnosis == "healthy" else (main.confidence if main else None)
     return Diagnosis(diagnosis, rec, tuple(findings), tuple(skipped), conf, ctx.settings)

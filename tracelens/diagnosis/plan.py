@@ -103,6 +103,39 @@ def estimate_batch_ms(ctx: Context) -> tuple[float | None, str, int | None]:
     return None, "unknown", n
 
 
+@dataclass(frozen=True)
+class CpuDemand:
+    """CPU the training needs per step (ms), and the fastest step period the cores allow."""
+
+    main_ms: float  # the main process's own work per step (its CPU minus any loading it does)
+    batch_ms: float  # CPU to produce one batch
+    cores: float  # cores per rank
+    main_source: str
+
+    @property
+    def period_ms(self) -> float:
+        """One step needs main_ms + batch_ms of CPU: on ``cores`` that is the fastest period."""
+        return (self.main_ms + self.batch_ms) / self.cores
+
+
+def cpu_demand(ctx: Context) -> CpuDemand | None:
+    """The step's CPU demand from run.json: the main process's measured CPU per step (minus the
+    loading it does itself with num_workers=0) and the measured CPU per batch. None without them."""
+    f, st, b = ctx.facts, ctx.steady, ctx.budget
+    if f is None or b is None or st is None or not f.batch_cpu_ms:
+        return None
+    batch_cpu = float(np.median(f.batch_cpu_ms))
+    if f.main is not None and f.main.cpu_fraction is not None:
+        main = f.main.cpu_fraction * (st.compute_ms + st.wait_ms)
+        if f.batch_source == "main process":
+            main -= batch_cpu
+        source = "the main process's measured CPU per step" + (
+            " minus the loading it does" if f.batch_source == "main process" else "")
+    else:
+        main, source = st.compute_ms, "assumed: one busy core during the compute"
+    return CpuDemand(max(0.0, main), batch_cpu, b.cores_per_rank, source)
+
+
 def plan_workers(ctx: Context, cause: str) -> WorkersPlan:
     """Little's law, capped by the core budget (CPU-bound), a process limit (latency-bound) or
     an assumption (cause unknown without machine facts)."""
@@ -116,15 +149,29 @@ def plan_workers(ctx: Context, cause: str) -> WorkersPlan:
         n = current or 1
         return WorkersPlan(n, None, source, c, None, None, None, "", None,
                            ("The batch production time could not be measured.",), False)
-    need = sizing.workers_needed(t_b, c)
-    uncapped = sizing.littles_law_workers(t_b, c)
+    cpu = cpu_demand(ctx) if cause != "latency" else None
+    pace = max(c, cpu.period_ms) if cpu is not None else c
     notes.append(f"Each batch takes T_b = {t_b:.1f} ms to produce ({source}); the training loop "
-                 f"consumes one every C = {c:.1f} ms (step time minus data wait), so Little's law "
-                 f"needs T_b / C = {need:.2f} workers; with headroom {uncapped}.")
+                 f"consumes one every C = {c:.1f} ms (step time minus data wait).")
+    if cause == "cpu" and cpu is not None and cpu.batch_ms < t_b:
+        notes.append(f"Of T_b, {cpu.batch_ms:.1f} ms is CPU time: CPU-bound work with a core of its own "
+                     f"takes about that (the rest was waiting for a CPU), so the plan uses {cpu.batch_ms:.1f} ms.")
+        t_b = cpu.batch_ms
+    need = sizing.workers_needed(t_b, pace)
+    if cpu is not None and pace > c:  # the cores, not the workers, set the pace: no headroom
+        uncapped = max(1, math.ceil(need - 1e-9))
+        notes.append(f"The cores set the pace: per step the main process needs {cpu.main_ms:.1f} ms of CPU "
+                     f"({cpu.main_source}) and the loading {cpu.batch_ms:.1f} ms, so {cpu.cores:g} cores run "
+                     f"one step every ({cpu.main_ms:.1f} + {cpu.batch_ms:.1f}) / {cpu.cores:g} = {pace:.1f} ms "
+                     f"at best; T_b / {pace:.1f} ms = {need:.2f} workers keep up, more would only take turns.")
+    else:
+        uncapped = sizing.littles_law_workers(t_b, c)
+        notes.append(f"Little's law needs T_b / C = {need:.2f} workers; with headroom {uncapped}.")
     cores_per_rank = ctx.budget.cores_per_rank if ctx.budget else None
     if cause == "cpu" and ctx.budget is not None:
-        cap, cap_reason = ctx.budget.worker_cores, (
-            "the " + ctx.budget.describe() + " (CPU-bound work gains nothing past it)")
+        cap = ctx.budget.worker_cores
+        cap_reason = (f"{cores_per_rank:g} cores per rank: CPU-bound workers beyond one per core only take "
+                      "turns")
     elif cause == "latency":
         cap = sizing.latency_worker_cap(cores_per_rank)
         per_core, most = int(threshold("latency_workers_per_core")), int(threshold("latency_workers_max"))
@@ -136,7 +183,8 @@ def plan_workers(ctx: Context, cause: str) -> WorkersPlan:
                       "holding a dataset copy and prefetch_factor batches in shared memory: "
                       f"{per_core} per core, at most {most})")
     elif ctx.budget is not None:
-        cap, cap_reason = ctx.budget.worker_cores, ctx.budget.describe() + " (assuming CPU-bound work)"
+        cap = ctx.budget.worker_cores
+        cap_reason = f"{cores_per_rank:g} cores per rank (assuming CPU-bound work: one worker per core)"
     else:
         cap = int(threshold("assumed_worker_cap"))
         cap_reason = (f"the trace does not record the machine's cores: capped at {cap}, an assumption "
@@ -160,7 +208,7 @@ def plan_workers(ctx: Context, cause: str) -> WorkersPlan:
                      f"1 thread each.")
     # Predicted step period: the loop waits only when the workers deliver slower than it consumes.
     period_now = c + st.wait_ms
-    period_new = max(c, t_b / n) if n > 0 else c + t_b
+    period_new = max(pace, t_b / n) if n > 0 else c + t_b
     gain = period_now / period_new if period_new > 0 else None
     ceiling = sizing.speedup_ceiling(st.exposed_fraction)
     if gain is not None:

@@ -20,25 +20,25 @@ from tracelens.diagnosis.thresholds import threshold
 
 @dataclass(frozen=True)
 class CoreBudget:
-    """Cores this rank's loader may use: usable cores / local ranks, minus the main process."""
+    """Cores one rank may use: usable cores / local ranks. The main process's share is what it
+    measurably uses (``plan.cpu_demand``), not a reserved core."""
 
     usable_cores: float
     local_ranks: int
     cores_per_rank: float
-    worker_cores: int  # may be 0: no core left for loader workers
+    worker_cores: int  # CPU-bound workers that can each have a core: the whole cores per rank
 
     def describe(self) -> str:
         """One sentence with the arithmetic."""
         ranks = f" / {self.local_ranks} local ranks" if self.local_ranks > 1 else ""
-        return (f"core budget: {self.usable_cores:g} usable cores{ranks} = {self.cores_per_rank:g} "
-                f"per rank, minus 1 for the main process = {self.worker_cores} for workers")
+        return f"core budget: {self.usable_cores:g} usable cores{ranks} = {self.cores_per_rank:g} per rank"
 
 
 def core_budget(usable_cores: float, local_ranks: int | None = None) -> CoreBudget:
     """The loader's share of ``usable_cores`` (affinity ∩ cgroup quota) on one rank."""
     ranks = max(1, local_ranks or 1)
     per_rank = usable_cores / ranks
-    return CoreBudget(usable_cores, ranks, per_rank, max(0, math.floor(per_rank + 1e-9) - 1))
+    return CoreBudget(usable_cores, ranks, per_rank, max(1, math.floor(per_rank + 1e-9)))
 
 
 # ---------------------------------------------------------------------------------------------

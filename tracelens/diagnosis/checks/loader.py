@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from tracelens.diagnosis import sizing
 from tracelens.diagnosis.context import Context, loading_cause
+from tracelens.diagnosis.facts import RunFacts
 from tracelens.diagnosis.findings import Finding
 from tracelens.diagnosis.plan import plan_workers, worker_capacity
 from tracelens.diagnosis.rule import (
@@ -84,7 +86,8 @@ def oversubscription(rule: Rule, ctx: Context) -> Finding | None:
     room = max(1, math.floor(ctx.budget.cores_per_rank - main_cores + 0.5))
     keep = min(workers, room)
     main_threads = max(1, math.floor(ctx.budget.cores_per_rank) - keep)
-    gain = min(load_ratio, 1.0 / (1.0 - min(main_delay or 0.0, 0.9)))
+    gain, gain_text = _oversubscription_gain(ctx, load_ratio)
+    changes, already = _thread_changes(f, main_threads)
     evidence = {
         "runnable_threads_mean": load, "threads_per_core": load_ratio,
         "configured_threads": demand, "configured_threads_per_core": ratio,
@@ -99,19 +102,61 @@ def oversubscription(rule: Rule, ctx: Context) -> Finding | None:
     text = (f"{load:.1f} threads runnable on average on {ctx.budget.cores_per_rank:g} cores per rank "
             f"({load_ratio:.1f} per core; {demand} configured); processes wait for a CPU up to "
             f"{pct(max_delay or 0)} of the time")
+    steps = [f"num_workers={keep} (the {ctx.budget.cores_per_rank:g} cores per rank minus the main process's "
+             f"measured {main_cores:.2f} cores, rounded to whole workers)"]
+    if "torch_threads_per_worker" in changes:
+        steps.insert(0, "1 math thread per worker (a module-level worker_init_fn that calls torch.set_num_threads(1))")
+    if changes.get("env"):
+        steps.insert(1 if len(steps) > 1 else 0, " ".join(f"{k}=1" for k in changes["env"]) + " in the environment")
+    if "torch_threads_main" in changes:
+        steps.append(f"torch.set_num_threads({main_threads}) in the main process")
+    said = f" Already in effect: {', '.join(already)}." if already else ""
     return make_finding(rule, ctx, severity, 0.85, title=f"Oversubscribed cores: {text}", evidence=evidence,
-              advice=(f"Use 1 math thread per worker (a module-level worker_init_fn that calls torch.set_num_threads(1); "
-                      f"OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 for the workers), num_workers={keep} "
-                      f"(the {ctx.budget.cores_per_rank:g} cores per rank minus the main process's "
-                      f"measured {main_cores:.2f} cores, rounded to whole workers), and "
-                      f"torch.set_num_threads({main_threads}) in the main process. Adding workers "
-                      f"makes this worse. Expected: at most {gain:.2f}x (the threads now share the "
-                      f"cores {load_ratio:.1f} ways), an upper bound: the CPU work itself stays, so "
-                      f"the real gain is the contention overhead removed (time slicing, threads "
-                      f"waiting for each other in parallel regions), typically far less; measure it."),
-              settings={"num_workers": keep, "torch_threads_per_worker": 1,
-                        "torch_threads_main": main_threads, "expected_speedup": gain,
-                        "env": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}})
+                        advice=(f"Use {'; '.join(steps)}.{said} Adding workers makes this worse. {gain_text}"),
+                        settings={"num_workers": keep, "expected_speedup": gain, **changes})
+
+
+def _thread_changes(f: RunFacts, main_threads: int) -> tuple[dict[str, Any], list[str]]:
+    """The thread settings to propose (only those not already in effect) and those that are."""
+    changes: dict[str, Any] = {}
+    already: list[str] = []
+    if f.torch_threads_worker == 1:
+        already.append("1 torch thread per worker")
+    else:
+        changes["torch_threads_per_worker"] = 1
+    env = {k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if f.thread_env.get(k) != "1"}
+    already += [f"{k}=1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k not in env]
+    if env:
+        changes["env"] = env
+    if f.torch_threads_main == main_threads:
+        already.append(f"torch.set_num_threads({main_threads}) in the main process")
+    else:
+        changes["torch_threads_main"] = main_threads
+    return changes, already
+
+
+def _oversubscription_gain(ctx: Context, load_ratio: float) -> tuple[float, str]:
+    """Expected gain of removing the contention, and the sentence that bounds it.
+
+    Two bounds, the smaller wins: the contention itself (the threads share the cores
+    ``load_ratio`` ways; the main process waits for a CPU its run-queue delay), and the data wait
+    (the ceiling) times what the training loop's own threads gain when they stop waiting for a
+    CPU (the main process's run-queue delay per thread).
+    """
+    st, f = ctx.steady, ctx.facts
+    ceiling = sizing.speedup_ceiling(st.exposed_fraction) if st is not None else 1.0
+    main = f.main if f is not None else None
+    delay = main.run_delay_fraction if main is not None and main.run_delay_fraction is not None else 0.0
+    per_thread = min(0.5, delay / max(1, main.threads or 1)) if main is not None else 0.0
+    loop_gain = 1.0 / (1.0 - per_thread)
+    contention = min(load_ratio, 1.0 / (1.0 - min(delay, 0.9)))
+    gain = max(1.0, min(contention, ceiling * loop_gain))
+    if loop_gain > 1.005 and gain > ceiling + 0.005:
+        return gain, (f"Expected: up to {gain:.2f}x, above the {ceiling:.2f}x ceiling (which counts only the data "
+                      f"wait) because the training loop's own threads also stop waiting for a CPU "
+                      f"({pct(per_thread)} of the time each); an upper bound: measure it.")
+    return gain, (f"Expected: up to {gain:.2f}x (the exposed data wait bounds it at {ceiling:.2f}x); the CPU "
+                  "work itself stays, so measure it.")
 
 
 @declare_rule("TL102", "cpu_starvation", Severity.HIGH, "The loading work is CPU-bound and too slow",
