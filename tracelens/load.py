@@ -19,7 +19,7 @@ import re
 import zlib
 from collections import Counter, deque
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from itertools import compress
 from operator import attrgetter
@@ -30,6 +30,7 @@ import msgspec
 import numpy as np
 import pandas as pd
 
+from tracelens._pool import worker_pool
 from tracelens.errors import BadInputError
 from tracelens.model import (
     STRING_ID_BASE,
@@ -753,8 +754,8 @@ def load_trace(path: str | Path, *, jobs: int | None = None, progress: Progress 
     """Read a Chrome trace file into a :class:`Trace`; raise :class:`BadInputError` if it is not one.
 
     ``jobs`` is the number of processes decoding events (default: one per core, up to 4, for
-    files of 64 MB or more; one otherwise). ``progress(done, total)`` is called now and then
-    with bytes of the file.
+    files of 64 MB or more; one otherwise); they die with this process, whatever kills it.
+    ``progress(done, total)`` is called now and then with bytes of the file.
     """
     p = Path(path)
     if p.exists() and p.is_file() and p.stat().st_size == 0:
@@ -767,8 +768,7 @@ def load_trace(path: str | Path, *, jobs: int | None = None, progress: Progress 
         workers = _workers_for(p, r.format, jobs)
         forked = "fork" in multiprocessing.get_all_start_methods()
         if workers > 1:
-            ctx = multiprocessing.get_context("fork" if forked else None)
-            pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+            pool = worker_pool(workers, multiprocessing.get_context("fork" if forked else None))
         if r.format == "json":
             start = r.offset + r.pos
             tail, truncated = _parse_events_file(p, start, cols, pool, workers, progress)
