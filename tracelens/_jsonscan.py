@@ -60,7 +60,8 @@ class Cursor:
 
     def __init__(self, read: Callable[[int], bytes] | None = None, data: bytes = b"", offset: int = 0) -> None:
         self.read = read
-        self.buf = bytearray(data)
+        # Without a source the data is all there is: read it in place (nothing is appended).
+        self.buf: bytes | bytearray = data if read is None and isinstance(data, bytes) else bytearray(data)
         self.pos = 0  # next unconsumed byte in buf
         self.offset = offset  # stream offset of buf[0]
         self.eof = read is None
@@ -81,11 +82,18 @@ class Cursor:
         self.total_read += len(data)
         return data
 
-    def reset(self, data: bytes | bytearray, offset: int | None = None) -> None:
+    def reset(self, data: bytes | bytearray | memoryview, offset: int | None = None) -> None:
         """Make ``data`` the unconsumed window (bytes the caller took out and hands back)."""
         self.offset = self.tell() if offset is None else offset
         self.buf = bytearray(data)
         self.pos = 0
+
+    def reset_from(self, parts: list[bytes | memoryview]) -> None:
+        """Make ``parts`` (emptied) the unconsumed window, freeing each part as it is copied."""
+        self.reset(b"")
+        parts.reverse()
+        while parts:
+            self.buf += parts.pop()
 
     def take_rest(self) -> bytes:
         """Remove and return the unconsumed window."""
@@ -97,7 +105,9 @@ class Cursor:
 
     def fill(self, want: int) -> int:
         """Read until ``want`` bytes follow ``pos`` or the stream ends; the bytes that follow."""
-        if self.pos >= COMPACT_AT and self.pos * 2 >= len(self.buf):
+        if self.read is None:
+            return len(self.buf) - self.pos
+        if self.pos >= COMPACT_AT and self.pos * 2 >= len(self.buf) and isinstance(self.buf, bytearray):
             del self.buf[: self.pos]
             self.offset += self.pos
             self.pos = 0
@@ -105,6 +115,8 @@ class Cursor:
             data = self.read_block(max(self.read_size, want))
             if not data:
                 break
+            if not isinstance(self.buf, bytearray):
+                self.buf = bytearray(self.buf)
             self.buf += data
         return len(self.buf) - self.pos
 
@@ -160,54 +172,91 @@ class Cursor:
         return self._scan_string(keep).data
 
     # ----------------------------------------------------------------- the three kinds of value
+    # Each walks from ``pos`` with its own index; ``pos`` stays at the value's start while the
+    # value may still be kept (the window then holds it, no copy), and follows the index once
+    # the value is longer than ``keep``, so that the window can drop what was walked over.
 
     def _scan_string(self, keep: int) -> Scanned:
-        kept = _Keeper(keep)
-        kept.add(b'"')
-        self.pos += 1
+        walk = _Walk(self, keep)
+        walk.advance(1)  # the opening quote
         escapes = _Escapes()
-        for block in self._blocks():
+        for block in walk.blocks():
             quote = escapes.blank(block).find(b'"')
-            n = quote + 1 if quote >= 0 else len(block)
-            kept.add(block[:n])
-            self.pos += n
             if quote >= 0:
-                return Scanned(kept.data(), kept.size, 0)
+                walk.advance(quote + 1)
+                return walk.done(0)
+            walk.advance(len(block))
         raise ScanError("the text ends inside a string", incomplete=True)
 
     def _scan_scalar(self, keep: int) -> Scanned:
-        kept = _Keeper(keep)
+        walk = _Walk(self, keep)
         while True:
-            m = _SCALAR.match(self.buf, self.pos)
-            end = m.end() if m else self.pos
-            if end == self.pos and not kept.size:
+            i = walk.index()
+            m = _SCALAR.match(self.buf, i)
+            end = m.end() if m else i
+            if end == i and not walk.size:
                 end += 1  # a stray delimiter where a value belongs: consume it as junk
-            kept.add(self.buf[self.pos : end])
-            self.pos = end
-            if end < len(self.buf) or not self.fill(1):
-                return Scanned(kept.data(), kept.size, 0)
+            walk.advance(end - i)
+            if end < len(self.buf) or not walk.more():
+                return walk.done(0)
 
     def _scan_container(self, keep: int, max_depth: int | None) -> Scanned:
-        kept = _Keeper(keep)
+        walk = _Walk(self, keep)
         state = _BracketState()
-        for block in self._blocks():
+        for block in walk.blocks():
             stop = state.scan(block)
-            n = stop if stop >= 0 else len(block)
-            kept.add(block[:n])
-            self.pos += n
+            walk.advance(stop if stop >= 0 else len(block))
             if max_depth is not None and state.max_depth > max_depth:
-                return Scanned(None, kept.size, state.max_depth)
+                walk.kept = False
+                return walk.done(state.max_depth)
             if stop >= 0:
-                return Scanned(kept.data(), kept.size, state.max_depth)
+                return walk.done(state.max_depth)
         raise ScanError("the text ends inside an array or object", incomplete=True)
 
-    def _blocks(self) -> Iterator[bytes]:
-        """Copies of the unconsumed bytes, a block at a time, growing from small (most values
-        are short) to SCAN_BLOCK; the caller advances ``pos`` past what it used of each."""
+
+class _Walk:
+    """One value being walked over in a Cursor's window. Positions are stream offsets, so
+    they hold when the window drops bytes it no longer needs."""
+
+    def __init__(self, cur: Cursor, keep: int) -> None:
+        self.cur = cur
+        self.keep = keep
+        self.at = cur.tell()  # the next byte to walk (while the value is kept, pos stays at its start)
+        self.size = 0
+        self.kept = True
+
+    def index(self) -> int:
+        """The next byte to walk, as an index into the window."""
+        return self.at - self.cur.offset
+
+    def advance(self, n: int) -> None:
+        self.at += n
+        self.size += n
+        if self.kept and self.size > self.keep:
+            self.kept = False
+        if not self.kept:
+            self.cur.pos = self.index()  # let the window drop what was walked over
+
+    def more(self) -> bool:
+        """Whether bytes follow the walk (reading more of the stream if need be)."""
+        cur = self.cur
+        return self.index() < len(cur.buf) or cur.fill(self.at - cur.tell() + 1) > self.at - cur.tell()
+
+    def blocks(self) -> Iterator[bytes]:
+        """Copies of the bytes ahead, a block at a time, growing from small (most values are
+        short) to SCAN_BLOCK; the caller advances past what it used of each."""
         size = min(4096, SCAN_BLOCK)
-        while self.pos < len(self.buf) or self.fill(1):
-            yield bytes(self.buf[self.pos : self.pos + size])
+        while self.more():
+            i = self.index()
+            yield bytes(self.cur.buf[i : i + size])
             size = min(size * 8, SCAN_BLOCK)
+
+    def done(self, depth: int) -> Scanned:
+        cur = self.cur
+        end = self.index()
+        data = bytes(cur.buf[cur.pos : end]) if self.kept else None
+        cur.pos = end
+        return Scanned(data, self.size, depth)
 
 
 class _Escapes:
@@ -227,26 +276,6 @@ class _Escapes:
                 block = block[:-1] + b"_"
                 self.escape_next = True
         return block
-
-
-class _Keeper:
-    """Collects a value's bytes while they stay within a limit; only counts them after."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.parts: list[bytes] | None = []
-        self.size = 0
-
-    def add(self, data: bytes | bytearray) -> None:
-        self.size += len(data)
-        if self.parts is not None:
-            if self.size > self.limit:
-                self.parts = None
-            else:
-                self.parts.append(bytes(data))
-
-    def data(self) -> bytes | None:
-        return None if self.parts is None else b"".join(self.parts)
 
 
 class _BracketState:
