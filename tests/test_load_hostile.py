@@ -409,3 +409,26 @@ def test_a_boundary_look_alike_next_to_an_oversized_event_loses_neither_neighbou
         t = _load(path, jobs=jobs)
         assert len(t) == 50 * 4 + 1 and "weird },{ name" in t.names.names
         assert t.stats.oversized_events == t.stats.skipped_malformed == 1
+
+
+def test_a_string_full_of_brace_comma_brace_is_read_as_one_event(tmp_path: Path) -> None:
+    b = starved_loop(TraceBuilder(), steps=100)
+    b.events.insert(200, {"ph": "X", "name": "reprs", "ts": 1, "dur": 1, "args": {"s": "[{'a': 1}, {'b': 2}]" * 20_000}})
+    for compress in (False, True):
+        t = _load(b.write(tmp_path / "t.json", compress=compress, indent=None), jobs=1)
+        assert len(t) == 401 and "reprs" in t.names.names and t.stats.skipped_malformed == 0
+
+
+def test_junk_made_of_boundary_look_alikes_costs_linear_time_and_spares_its_neighbours(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """'"}, {"' can pass for the space between two events; a million of them are tried one by
+    one, not joined eight ways each, and count as one skipped event per stretch."""
+    monkeypatch.setattr(load, "MAX_PIECE_FAILURES", 16)
+    text = starved_loop(TraceBuilder(), steps=100).text(indent=None).encode()
+    at = text.index(b'"ph"', len(text) // 2)
+    junk = text[:at] + b'"s": "' + b'"}, {", ' * 200_000 + b'"x": 1, ' + text[at:]
+    for compress in (False, True):
+        path = _write(tmp_path / "t.json", gzip.compress(junk, 1) if compress else junk)
+        t = _load(path, jobs=1)
+        assert len(t) == 399  # all but the event holding the junk
+        assert t.stats.skipped_malformed <= 16 + 4  # pieces tried one by one before, then stretches

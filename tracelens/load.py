@@ -19,6 +19,7 @@ int64 nanoseconds with room for the analyses' sums.
 
 from __future__ import annotations
 
+import bisect
 import math
 import mmap
 import multiprocessing
@@ -81,10 +82,20 @@ MAX_BAD_EXAMPLES = 5  # LoadStats.bad_time_examples
 #: Whitespace runs of this many bytes or more at the edges of a read block that holds no event
 #: boundary are squeezed to one space, so whitespace between events never piles up in memory.
 SQUEEZE_WS_BYTES = 64 << 10
+#: A region's text that does not decode is retried piece by piece (each joined with up to 8
+#: next ones, then walked as JSON); after this many pieces in a row failed, each is tried
+#: alone and a failing stretch counts as one skipped event: a region of real damage has a
+#: few bad events, a region of hostile junk could hold a million pieces.
+MAX_PIECE_FAILURES = 1024
+#: Cost charged for walking a failed piece as JSON that finds no event (see _decode_piecewise).
+WALK_MISS_BYTES = 64 << 10
 
 Progress = Callable[[int, int], None]  # (bytes of the file done, file size)
 
-_BOUNDARY = re.compile(rb"\}\s*,\s*\{")
+# Between two events: "}", a comma, then "{" opening a key (or an empty object). A raw quote
+# cannot sit inside a JSON string, so inside one this only matches where the string ends
+# right after "{": far rarer than "},{" alone (Python reprs, JSON kept as text).
+_BOUNDARY = re.compile(rb'\}\s*,\s*\{(?=\s*["}])')
 _WS = b" \t\r\n"
 META_KEYS = frozenset({"deviceProperties", "computeProperties", "distributedInfo", "baseTimeNanoseconds",
                        "schemaVersion", "traceName", "displayTimeUnit", "Framework", "with_stack"})
@@ -326,6 +337,38 @@ def _decode_shallow(piece: bytes | bytearray) -> RawEvent | None:
         return None
 
 
+def _event_at(data: bytes, start: int) -> tuple[RawEvent | None, int, int] | None:
+    """The object that starts at ``data[start:]`` (after a comma), walked as JSON: (the event
+    it is, or None; where it ends; bytes walked). None where it does not end within ``data``."""
+    cur = Cursor(data=data)
+    cur.pos = start
+    cur.skip_ws()
+    if cur.peek() == 0x2C:
+        cur.pos += 1
+        cur.skip_ws()
+    if cur.peek() != 0x7B:
+        return None
+    try:
+        value = cur.scan_value(MAX_EVENT_BYTES)
+    except ScanError:
+        return None
+    event = decode_event(value.data) if value.data is not None else None
+    return event, cur.pos, value.size
+
+
+def _skip_junk(data: bytes, bounds: list[int], i: int, events: list[RawEvent], skips: Skips) -> int:
+    """From piece ``i`` on, the first piece that decodes alone (appended to ``events``); the
+    stretch before it counts as one skipped event. Returns the index after that piece."""
+    for k in range(i, len(bounds) - 1):
+        event = decode_event(data[bounds[k] : bounds[k + 1]].strip(_WS).lstrip(b",").strip(_WS))
+        if event is not None:
+            events.append(event)
+            skips.skipped += k > i
+            return k + 1
+    skips.skipped += 1
+    return len(bounds) - 1
+
+
 def _decode_piecewise(data: bytes) -> Chunk:
     """Decode ``data`` event by event.
 
@@ -339,6 +382,10 @@ def _decode_piecewise(data: bytes) -> Chunk:
     skips = Skips()
     head_end: int | None = None
     tail = b""
+    # What the walk below may cover, in bytes: a walk that finds no event also costs
+    # WALK_MISS_BYTES, so that junk full of look-alikes cannot make it quadratic.
+    budget = 2 * len(data) + WALK_MISS_BYTES
+    failures = 0
     i = 0
     while i < len(bounds) - 1:
         last_j = min(i + 9, len(bounds))
@@ -351,14 +398,34 @@ def _decode_piecewise(data: bytes) -> Chunk:
             if head_end is None:
                 head_end = bounds[i]
             i = j
+            failures = 0
             break
         else:
             if last_j == len(bounds):  # could not extend further: the next region may complete it
                 tail = data[bounds[i] :]
                 break
+            # Many look-alikes inside one event: walk it as JSON to find where it really ends.
+            found = _event_at(data, bounds[i]) if budget > 0 else None
+            budget -= WALK_MISS_BYTES if found is None or found[0] is None else 0
+            if found is not None:
+                event, end, walked = found
+                budget -= walked
+                if event is not None:
+                    events.append(event)
+                    if head_end is None:
+                        head_end = bounds[i]
+                    i = bisect.bisect_left(bounds, end, i + 1)
+                    failures = 0
+                    continue
             if head_end is not None:
                 skips.note_undecodable(data[bounds[i] : bounds[i + 1]])
+            failures += 1
             i += 1
+            if failures > MAX_PIECE_FAILURES:  # junk throughout: one try per piece from here
+                if head_end is None:
+                    head_end = 0  # junk, not the end of an event the previous region began
+                i = _skip_junk(data, bounds, i, events, skips)
+                failures = 0
     chunk = columnarize(events)
     chunk.skips = skips
     if head_end is None:
