@@ -24,6 +24,15 @@ MB = 1 << 20
 DEEP = 100_000  # levels of nesting; msgspec and json give up near 1,000
 
 
+@pytest.fixture(autouse=True)
+def _drop_big_files(tmp_path: Path) -> Iterator[None]:
+    """pytest keeps the temporary files of its last runs: not the bombs' hundreds of MB."""
+    yield
+    for f in tmp_path.iterdir():
+        if f.is_file() and f.stat().st_size > 8 * MB:
+            f.unlink()
+
+
 def _text(steps: int = 6) -> str:
     """A small new-dialect trace, compact: steps of 100000 µs, waits of 30000 µs."""
     return starved_loop(TraceBuilder(device_names=("NVIDIA H100",)), steps=steps).text(indent=None)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -21,7 +22,7 @@ EVENT = b'{"ph": "X", "cat": "cpu_op", "name": "aten::add", "pid": 1, "tid": 1, 
 
 
 @pytest.fixture(scope="module")
-def big_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def big_trace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A 96 MB plain trace: over load.PARALLEL_MIN_BYTES, so it is decoded by worker processes."""
     path = tmp_path_factory.mktemp("big") / "big.json"
     block = EVENT * ((1 << 20) // len(EVENT))
@@ -30,7 +31,8 @@ def big_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for _ in range(96):
             f.write(block)
         f.write(EVENT.rstrip(b",\n") + b"]}")
-    return path
+    yield path
+    path.unlink()
 
 
 def _start(code: str) -> subprocess.Popen[bytes]:
