@@ -6,11 +6,20 @@ memory stays well under the file size and no Python dict is built per event. A c
 not decode (a malformed event, or a cut that fell inside a string) is retried event by event;
 events that still fail are skipped and counted. A file that ends early is analyzed up to its
 last complete event and marked truncated.
+
+Hostile or damaged input costs bounded memory and no recursion. The metadata around the event
+array, the array's last events and anything nested deeper than msgspec goes are walked with
+:mod:`tracelens._jsonscan` (no recursion, a block in memory at a time): metadata tracelens does
+not read is skipped unparsed, whatever its size or depth. An event bigger than
+``MAX_EVENT_BYTES`` is skipped unread and counted; whitespace runs between events are squeezed
+as they stream by. A complete event whose ``ts`` or ``dur`` is missing, not a number or out of
+range is skipped and counted (``LoadStats.bad_time_*``), so every time the model holds fits
+int64 nanoseconds with room for the analyses' sums.
 """
 
 from __future__ import annotations
 
-import json
+import bisect
 import math
 import mmap
 import multiprocessing
@@ -19,7 +28,7 @@ import re
 import zlib
 from collections import Counter, deque
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from itertools import compress
 from operator import attrgetter
@@ -30,9 +39,12 @@ import msgspec
 import numpy as np
 import pandas as pd
 
+from tracelens._jsonscan import Cursor, ScanError
+from tracelens._pool import worker_pool
 from tracelens.errors import BadInputError
 from tracelens.model import (
     STRING_ID_BASE,
+    BadValue,
     LoadStats,
     SymbolTable,
     Trace,
@@ -45,17 +57,56 @@ GZIP_MAGIC = b"\x1f\x8b"
 READ_BLOCK = 4 << 20  # bytes read from the (decompressed) stream at a time
 CHUNK_TARGET = 8 << 20  # bytes of events decoded at once
 PARALLEL_MIN_BYTES = 64 << 20  # (decompressed) size from which events are decoded in parallel
-HEADER_LIMIT = 256 << 20  # a top-level object with no traceEvents within this is not a trace
+
+# Limits on hostile input. Each is far beyond anything a profiler writes, so that no real
+# trace meets one; each bounds what a damaged or hostile file can cost.
+#: |ts| above this (µs) is out of range. 4e15 µs as epoch time is the year 2096 (traces of
+#: 2026 say 1.8e15); and (ts - earliest ts) × 1000 then stays under 8e18 ns < int64's 9.2e18.
+TS_LIMIT_US = 4e15
+#: dur above this (µs, 7 days) is out of range: profiler windows last seconds to minutes. It
+#: keeps ts + dur within int64 ns, and sums of up to 15,000 such durations too.
+DUR_LIMIT_US = 7 * 86_400e6
+#: An event of which this many bytes have been read without reaching its end is skipped
+#: (walked over unread) and counted; smaller ones are always read. Real events are under
+#: 100 kB (a long call stack in args), this is 300 times that. Memory it may take: about
+#: twice this, plus two read blocks.
+MAX_EVENT_BYTES = 32 << 20
+#: A metadata value tracelens reads (deviceProperties, distributedInfo, ...) bigger or deeper
+#: than this refuses the file: real ones are a few kB and 3 levels deep. Metadata tracelens
+#: does not read is skipped unparsed, at any size or depth.
+MAX_META_VALUE_BYTES = 16 << 20
+MAX_META_DEPTH = 64
+MAX_KEY_BYTES = 4096  # a longer top-level key is skipped and named by its first characters
+MAX_EXTRA_KEYS = 100  # names of unread top-level keys kept in TraceMeta.extra_keys
+MAX_BAD_EXAMPLES = 5  # LoadStats.bad_time_examples
+#: Whitespace runs of this many bytes or more at the edges of a read block that holds no event
+#: boundary are squeezed to one space, so whitespace between events never piles up in memory.
+SQUEEZE_WS_BYTES = 64 << 10
+#: A region's text that does not decode is retried piece by piece (each joined with up to 8
+#: next ones, then walked as JSON); after this many pieces in a row failed, each is tried
+#: alone and a failing stretch counts as one skipped event: a region of real damage has a
+#: few bad events, a region of hostile junk could hold a million pieces.
+MAX_PIECE_FAILURES = 1024
+#: Cost charged for walking a failed piece as JSON that finds no event (see _decode_piecewise).
+WALK_MISS_BYTES = 64 << 10
 
 Progress = Callable[[int, int], None]  # (bytes of the file done, file size)
 
-_BOUNDARY = re.compile(rb"\}\s*,\s*\{")
-_EVENTS_KEY = re.compile(rb'"traceEvents"\s*:\s*\[')
+# Between two events: "}", a comma, then "{" opening a key (or an empty object). A raw quote
+# cannot sit inside a JSON string, so inside one this only matches where the string ends
+# right after "{": far rarer than "},{" alone (Python reprs, JSON kept as text).
+_BOUNDARY = re.compile(rb'\}\s*,\s*\{(?=\s*["}])')
 _WS = b" \t\r\n"
+META_KEYS = frozenset({"deviceProperties", "computeProperties", "distributedInfo", "baseTimeNanoseconds",
+                       "schemaVersion", "traceName", "displayTimeUnit", "Framework", "with_stack"})
+EVENT_FIELDS = frozenset({b"ph", b"name", b"cat", b"pid", b"tid", b"ts", b"dur"})
 
 
 class RawEvent(msgspec.Struct, frozen=True, gc=False):
-    """The fields of one trace event that tracelens reads; the rest is skipped unparsed."""
+    """The fields of one trace event that tracelens reads; the rest is skipped unparsed.
+
+    A missing ``ts`` or ``dur`` reads as NaN (JSON cannot write NaN), so it can be told apart.
+    """
 
     ph: str = ""
     name: str = ""
@@ -63,13 +114,14 @@ class RawEvent(msgspec.Struct, frozen=True, gc=False):
     pid: int | str = 0
     tid: int | str = 0
     ts: float = math.nan
-    dur: float = 0.0
+    dur: float = math.nan
 
 
 _chunk_decoder = msgspec.json.Decoder(list[RawEvent])
 _event_decoder = msgspec.json.Decoder(RawEvent)
 _phase, _name, _cat = attrgetter("ph"), attrgetter("name"), attrgetter("cat")
 _pid, _tid, _ts, _dur = attrgetter("pid"), attrgetter("tid"), attrgetter("ts"), attrgetter("dur")
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
 
 
 def _lower(s: Any) -> str:
@@ -91,6 +143,81 @@ def _factorize(values: np.ndarray) -> tuple[np.ndarray, list[Any]]:
     return codes.astype(np.int32, copy=False), list(uniques)
 
 
+# --------------------------------------------------------------------------- skipped events
+
+
+_FIELD_TOKEN = re.compile(rb'"(ts|dur)"\s*:\s*("(?:[^"\\]|\\.){0,64}"?|[^,}\]\s]{1,64})')
+_NAME_TOKEN = re.compile(rb'"name"\s*:\s*"((?:[^"\\]|\\.){0,100})')
+_COMPLETE_TOKEN = re.compile(rb'"ph"\s*:\s*"X"')
+_JSON_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
+def time_in_range(field_name: str, value: float) -> bool:
+    """Whether ``value`` (µs) is a plausible ``ts`` or ``dur`` (NaN, i.e. missing, is not)."""
+    if field_name == "ts":
+        return abs(value) <= TS_LIMIT_US
+    return 0.0 <= value <= DUR_LIMIT_US
+
+
+def _number_text(value: float) -> str:
+    """A float read from the file as text: "missing" for NaN, integers without ".0"."""
+    if math.isnan(value):
+        return "missing"
+    if value.is_integer() and abs(value) < 1e17:
+        return str(int(value))
+    return repr(value)
+
+
+def _bad_time_in_text(piece: bytes) -> BadValue | None:
+    """A complete event that did not decode, when a ts or dur in it is written as something
+    other than a number in range (``NaN``, ``1e400``, ``"12"``): which, as written."""
+    if _COMPLETE_TOKEN.search(piece) is None:
+        return None
+    for m in _FIELD_TOKEN.finditer(piece):
+        token = m.group(2)
+        name = m.group(1).decode()
+        if _JSON_NUMBER.fullmatch(token) and time_in_range(name, float(token)):
+            continue
+        found = _NAME_TOKEN.search(piece)
+        label = found.group(1).decode("utf-8", "replace") if found else ""
+        return BadValue(label[:100], name, token.decode("utf-8", "replace")[:40])
+    return None
+
+
+@dataclass
+class Skips:
+    """Events skipped, and why (counts in events)."""
+
+    skipped: int = 0  # every skipped event, whatever the reason
+    bad_time: int = 0  # of which: a ts or dur missing, not a number, or out of range
+    bad_fields: dict[str, int] = field(default_factory=dict)
+    examples: list[BadValue] = field(default_factory=list)
+    oversized: int = 0  # of which: over MAX_EVENT_BYTES, never read
+
+    def add(self, other: Skips) -> None:
+        self.skipped += other.skipped
+        self.bad_time += other.bad_time
+        self.oversized += other.oversized
+        for k, v in other.bad_fields.items():
+            self.bad_fields[k] = self.bad_fields.get(k, 0) + v
+        self.examples.extend(other.examples[: MAX_BAD_EXAMPLES - len(self.examples)])
+
+    def note_undecodable(self, piece: bytes) -> None:
+        """One piece of text that is no event: a bad time if that is what it shows."""
+        bad = _bad_time_in_text(piece)
+        if bad is None:
+            self.skipped += 1
+        else:
+            self.add(Skips(skipped=1, bad_time=1, bad_fields={bad.field: 1}, examples=[bad]))
+
+    def note_oversized(self) -> None:
+        self.skipped += 1
+        self.oversized += 1
+
+
+# --------------------------------------------------------------------------- decoding events
+
+
 @dataclass
 class Chunk:
     """One decoded region of the event array: columns with chunk-local string codes.
@@ -101,7 +228,7 @@ class Chunk:
     """
 
     events_total: int = 0
-    skipped: int = 0
+    skips: Skips = field(default_factory=Skips)
     phases: dict[str, int] = field(default_factory=dict)
     ts_us: np.ndarray = field(default_factory=lambda: np.zeros(0))
     dur_us: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -117,7 +244,8 @@ def columnarize(events: list[RawEvent]) -> Chunk:
     """Columns of the complete (``X``) events among ``events``; every event is counted.
 
     Each column is pulled with ``map(attrgetter)`` straight into numpy, all in C: building a
-    tuple per event first (``zip(*...)``) cost 2.5x more.
+    tuple per event first (``zip(*...)``) cost 2.5x more. Times are checked later, once, in
+    :func:`_build_trace`.
     """
     if not events:
         return Chunk()
@@ -158,8 +286,87 @@ def _decode_bracketed(view: memoryview) -> Chunk:
     """Like :func:`decode_region` for ``[`` + events + ``]`` already in a reusable buffer."""
     try:
         return columnarize(_chunk_decoder.decode(view))
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (*_DECODE_ERRORS, RecursionError):  # msgspec recurses, and stops near 1,000 levels
         return _decode_piecewise(bytes(view[1:-1]))
+
+
+def decode_event(piece: bytes | bytearray) -> RawEvent | None:
+    """One event from its JSON text, or None if it is not one (nesting deeper than msgspec
+    goes, e.g. in ``args``, is walked over, not decoded)."""
+    try:
+        return _event_decoder.decode(piece)
+    except RecursionError:
+        return _decode_shallow(piece)
+    except _DECODE_ERRORS:
+        return None
+
+
+def _decode_shallow(piece: bytes | bytearray) -> RawEvent | None:
+    """An event too deep for msgspec: its top-level fields tracelens reads, the rest skipped."""
+    cur = Cursor(data=bytes(piece))
+    kept: list[bytes] = []
+    try:
+        cur.expect(b"{")
+        while True:
+            cur.skip_ws()
+            c = cur.peek()
+            if c == 0x7D:  # '}'
+                cur.pos += 1
+                break
+            if c == 0x2C:  # ','
+                cur.pos += 1
+                continue
+            if c != 0x22:  # '"'
+                return None
+            key = cur.read_string(64)
+            cur.expect(b":")
+            wanted = key is not None and key[1:-1] in EVENT_FIELDS
+            value = cur.scan_value(1 << 20 if wanted else 0, max_depth=0 if wanted else None)
+            if wanted:
+                if value.data is None or value.depth:
+                    return None  # a field tracelens reads holds an array or object
+                kept.append(key + b":" + value.data)  # type: ignore[operator]
+        cur.skip_ws()
+        if cur.peek() != -1:
+            return None
+    except ScanError:
+        return None
+    try:
+        return _event_decoder.decode(b"{" + b",".join(kept) + b"}")
+    except _DECODE_ERRORS:
+        return None
+
+
+def _event_at(data: bytes, start: int) -> tuple[RawEvent | None, int, int] | None:
+    """The object that starts at ``data[start:]`` (after a comma), walked as JSON: (the event
+    it is, or None; where it ends; bytes walked). None where it does not end within ``data``."""
+    cur = Cursor(data=data)
+    cur.pos = start
+    cur.skip_ws()
+    if cur.peek() == 0x2C:
+        cur.pos += 1
+        cur.skip_ws()
+    if cur.peek() != 0x7B:
+        return None
+    try:
+        value = cur.scan_value(MAX_EVENT_BYTES)
+    except ScanError:
+        return None
+    event = decode_event(value.data) if value.data is not None else None
+    return event, cur.pos, value.size
+
+
+def _skip_junk(data: bytes, bounds: list[int], i: int, events: list[RawEvent], skips: Skips) -> int:
+    """From piece ``i`` on, the first piece that decodes alone (appended to ``events``); the
+    stretch before it counts as one skipped event. Returns the index after that piece."""
+    for k in range(i, len(bounds) - 1):
+        event = decode_event(data[bounds[k] : bounds[k + 1]].strip(_WS).lstrip(b",").strip(_WS))
+        if event is not None:
+            events.append(event)
+            skips.skipped += k > i
+            return k + 1
+    skips.skipped += 1
+    return len(bounds) - 1
 
 
 def _decode_piecewise(data: bytes) -> Chunk:
@@ -172,31 +379,55 @@ def _decode_piecewise(data: bytes) -> Chunk:
     """
     bounds = [0, *(m.start() + 1 for m in _BOUNDARY.finditer(data)), len(data)]
     events: list[RawEvent] = []
-    skipped = 0
+    skips = Skips()
     head_end: int | None = None
     tail = b""
+    # What the walk below may cover, in bytes: a walk that finds no event also costs
+    # WALK_MISS_BYTES, so that junk full of look-alikes cannot make it quadratic.
+    budget = 2 * len(data) + WALK_MISS_BYTES
+    failures = 0
     i = 0
     while i < len(bounds) - 1:
         last_j = min(i + 9, len(bounds))
         for j in range(i + 1, last_j):
             piece = data[bounds[i] : bounds[j]].strip(_WS).lstrip(b",").strip(_WS)
-            try:
-                events.append(_event_decoder.decode(piece))
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            event = decode_event(piece)
+            if event is None:
                 continue
+            events.append(event)
             if head_end is None:
                 head_end = bounds[i]
             i = j
+            failures = 0
             break
         else:
             if last_j == len(bounds):  # could not extend further: the next region may complete it
                 tail = data[bounds[i] :]
                 break
+            # Many look-alikes inside one event: walk it as JSON to find where it really ends.
+            found = _event_at(data, bounds[i]) if budget > 0 else None
+            budget -= WALK_MISS_BYTES if found is None or found[0] is None else 0
+            if found is not None:
+                event, end, walked = found
+                budget -= walked
+                if event is not None:
+                    events.append(event)
+                    if head_end is None:
+                        head_end = bounds[i]
+                    i = bisect.bisect_left(bounds, end, i + 1)
+                    failures = 0
+                    continue
             if head_end is not None:
-                skipped += 1
+                skips.note_undecodable(data[bounds[i] : bounds[i + 1]])
+            failures += 1
             i += 1
+            if failures > MAX_PIECE_FAILURES:  # junk throughout: one try per piece from here
+                if head_end is None:
+                    head_end = 0  # junk, not the end of an event the previous region began
+                i = _skip_junk(data, bounds, i, events, skips)
+                failures = 0
     chunk = columnarize(events)
-    chunk.skipped = skipped
+    chunk.skips = skips
     if head_end is None:
         chunk.head, chunk.tail = data[: len(data) - len(tail)], tail
     else:
@@ -219,7 +450,7 @@ class _Columns:
     strings: dict[str, int] = field(default_factory=dict)
     phases: dict[str, int] = field(default_factory=dict)
     events_total: int = 0
-    skipped: int = 0
+    skips: Skips = field(default_factory=Skips)
     carry: bytes = b""  # the previous chunk's undecoded tail
     keep_first_head: bool = False  # a span's first head may complete the previous span's tail
     first_head: bytes | None = None
@@ -227,14 +458,36 @@ class _Columns:
     def merge(self, chunk: Chunk) -> None:
         if self.keep_first_head and self.first_head is None:
             self.first_head = chunk.head
+        elif self.carry and not chunk.head and not chunk.events_total:
+            # Nothing in the chunk decoded (the rest of an event cut at a boundary look-alike,
+            # or garbage): all of it may continue the carry.
+            self._add(chunk)
+            self.carry = self._bounded(self.carry + b"," + chunk.tail)
+            return
         elif self.carry or chunk.head:
             joined = self.carry + b"," + chunk.head if self.carry and chunk.head else self.carry or chunk.head
-            fixed = _decode_piecewise(joined)
-            self._add(fixed)
-            self.skipped += fixed.skipped + (1 if fixed.head or fixed.tail else 0)
-        self.carry = chunk.tail
+            self.add_text(joined)
+        self.carry = self._bounded(chunk.tail)
         self._add(chunk)
-        self.skipped += chunk.skipped
+
+    def _bounded(self, carry: bytes) -> bytes:
+        """``carry``, or nothing (one event skipped) once it is longer than any event can be."""
+        if len(carry) <= MAX_EVENT_BYTES:
+            return carry
+        self.skips.note_undecodable(carry[:4096])
+        return b""
+
+    def add_text(self, text: bytes) -> None:
+        """Events in ``text`` that did not decode in place, piece by piece; the rest skipped."""
+        fixed = _decode_piecewise(text)
+        self._add(fixed)
+        if fixed.head or fixed.tail:
+            self.skips.note_undecodable(fixed.head or fixed.tail)
+
+    def take_carry(self) -> bytes:
+        """The undecoded tail of the last chunk (to read again with what follows it)."""
+        carry, self.carry = self.carry, b""
+        return carry
 
     def to_chunk(self) -> Chunk:
         """Everything merged so far as one Chunk (codes into this object's tables)."""
@@ -250,7 +503,7 @@ class _Columns:
 
         return Chunk(
             events_total=self.events_total,
-            skipped=self.skipped,
+            skips=self.skips,
             phases=dict(self.phases),
             ts_us=cat(self.ts_us, np.float64),
             dur_us=cat(self.dur_us, np.float64),
@@ -267,6 +520,7 @@ class _Columns:
 
     def _add(self, c: Chunk) -> None:
         self.events_total += c.events_total
+        self.skips.add(c.skips)
         for k, v in c.phases.items():
             self.phases[k] = self.phases.get(k, 0) + v
         if not len(c.ts_us):
@@ -363,162 +617,307 @@ class _GunzipStream:
         self.raw.close()
 
 
-class _Reader:
-    """A growing window over the start of the (decompressed) stream, for the header."""
+class _Reader(Cursor):
+    """The (decompressed) byte stream of a trace file, as a :class:`Cursor`."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.stream, self.format = _open_stream(path)
         self.size = path.stat().st_size
-        self.buf = bytearray()
-        self.pos = 0  # parse position in buf
-        self.offset = 0  # stream offset of buf[0]
-        self.eof = False
         self.broken: str | None = None  # why the stream stopped early, if it did
+        super().__init__(self._read)
+        self.read_size = READ_BLOCK
 
-    def fill(self, want: int) -> None:
-        """Read until ``want`` bytes are available after ``pos`` or the stream ends."""
-        while not self.eof and len(self.buf) - self.pos < want:
-            try:
-                block = self.stream.read(READ_BLOCK)
-            except (EOFError, zlib.error, OSError) as exc:
-                self.eof = True
-                self.broken = f"the gzip stream is broken ({exc})"
-                break
-            if not block:
-                self.eof = True
-                break
-            self.buf += block
+    def _read(self, n: int) -> bytes:
+        try:
+            return self.stream.read(n)
+        except (EOFError, zlib.error, OSError) as exc:
+            self.broken = f"the gzip stream is broken ({exc})"
+            return b""
 
     def compressed_position(self) -> tuple[int, int]:
         """(bytes of the file read so far, file size): progress through a gzip stream."""
         raw = getattr(self.stream, "raw", self.stream)
         return raw.tell(), self.size
 
-    def read_block(self, n: int) -> bytes:
-        """Up to ``n`` more bytes of the stream (b"" at its end, or where it breaks)."""
-        if self.eof:
-            return b""
-        try:
-            block = self.stream.read(n)
-        except (EOFError, zlib.error, OSError) as exc:
-            self.eof = True
-            self.broken = f"the gzip stream is broken ({exc})"
-            return b""
-        if not block:
-            self.eof = True
-        return block
-
-    def skip_ws(self) -> None:
-        while True:
-            self.fill(1)
-            while self.pos < len(self.buf) and self.buf[self.pos] in _WS:
-                self.pos += 1
-            if self.pos < len(self.buf) or self.eof:
-                return
-
     def close(self) -> None:
         self.stream.close()
 
 
-# --------------------------------------------------------------------------- parsing
+def _range_reader(fd: int, start: int, end: int) -> Callable[[int], bytes]:
+    """A ``read(n)`` over the file bytes ``[start, end)`` (pread: the offset is its own)."""
+    pos = start
+
+    def read(n: int) -> bytes:
+        nonlocal pos
+        data = os.pread(fd, min(n, end - pos), pos) if pos < end else b""
+        pos += len(data)
+        return data
+
+    return read
+
+
+# --------------------------------------------------------------------------- around the events
 
 
 def _parse_header(r: _Reader) -> tuple[str, dict[str, Any]]:
-    """Position ``r`` at the first event; return the top-level kind and the keys before it."""
+    """Position ``r`` at the first event; return the top-level kind and the keys before it.
+
+    The header maps the keys tracelens reads to their values and other keys (the first
+    MAX_EXTRA_KEYS) to None: their values are skipped unparsed.
+    """
     r.fill(64)
-    if not r.buf:
+    if r.pos >= len(r.buf):
         raise BadInputError(r.path, "the file is empty" if r.broken is None else r.broken)
     if r.buf.startswith(b"\xef\xbb\xbf"):
         r.pos = 3
     r.skip_ws()
-    if r.pos >= len(r.buf):
-        raise BadInputError(r.path, "the file holds only whitespace")
-    first = r.buf[r.pos : r.pos + 1]
-    if first == b"[":
+    first = r.peek()
+    if first == -1:
+        raise BadInputError(r.path, r.broken or "the file holds only whitespace")
+    if first == 0x5B:  # '['
         r.pos += 1
         return "array", {}
-    if first == b"<":
+    if first == 0x3C:  # '<'
         head = bytes(r.buf[r.pos : r.pos + 200]).lower()
         what = "an HTML page" if b"html" in head else "XML or HTML"
         raise BadInputError(r.path, f"is {what}, not a trace (a download error page saved as JSON?)")
-    if first != b"{":
+    if first != 0x7B:  # '{'
         raise BadInputError(r.path, "is not JSON (expected '{' or '[' at the start)")
-    search_from = r.pos
-    while True:
-        m = _EVENTS_KEY.search(r.buf, search_from)
-        if m:
-            header_text = bytes(r.buf[r.pos : m.start()]).rstrip(_WS).rstrip(b",")
-            try:
-                header = json.loads(header_text + b"}") if header_text != b"{" else {}
-            except ValueError:
-                search_from = m.end()  # "traceEvents" inside some string value: keep looking
-                continue
-            r.pos = m.end()
-            return "object", header if isinstance(header, dict) else {}
-        if r.eof:
-            break
-        if len(r.buf) > HEADER_LIMIT:
-            break
-        search_from = max(r.pos, len(r.buf) - 32)
-        r.fill(len(r.buf) - r.pos + READ_BLOCK)
-    # No traceEvents array: decide between "not JSON", "not a trace" and "truncated".
-    text = bytes(r.buf[r.pos :])
+    r.pos += 1
+    header: dict[str, Any] = {}
     try:
-        obj = json.loads(text)
-    except ValueError:
+        found = _read_members(r, header, r.path, stop_at_events=True)
+    except ScanError as exc:
         if r.broken:
             raise BadInputError(r.path, r.broken) from None
-        raise BadInputError(r.path, "is not valid JSON") from None
-    keys = ", ".join(list(obj)[:5]) if isinstance(obj, dict) else type(obj).__name__
-    raise BadInputError(r.path, f"is JSON but not a Chrome trace (no traceEvents; top-level keys: {keys})")
+        if exc.incomplete:
+            raise BadInputError(r.path, "ends inside its metadata, before the traceEvents array: "
+                                        "the file is truncated") from None
+        raise BadInputError(r.path, f"is not valid JSON ({exc})") from None
+    if not found:
+        keys = ", ".join(list(header)[:5])
+        raise BadInputError(r.path, f"is JSON but not a Chrome trace (no traceEvents; top-level keys: {keys})")
+    return "object", header
 
 
-def _parse_tail(rest: bytes, cols: _Columns) -> tuple[dict[str, Any], bool]:
-    """Decode what follows the last boundary: the last event(s), ``]`` and trailing keys."""
-    if cols.carry:
-        rest = cols.carry + b"," + rest
-        cols.carry = b""
-    dec = json.JSONDecoder()
-    text = rest.decode("utf-8", errors="replace")
-    i = 0
-    n = len(text)
-    tail: dict[str, Any] = {}
+def _read_members(cur: Cursor, header: dict[str, Any], path: Path, *, stop_at_events: bool) -> bool:
+    """Read the top-level object's ``"key": value`` members into ``header``.
+
+    Stops after ``"traceEvents": [`` when ``stop_at_events`` (True) or after the closing brace
+    (False). Keys in META_KEYS are decoded (within MAX_META_VALUE_BYTES and MAX_META_DEPTH);
+    other values are walked over unparsed and their keys kept with None, up to MAX_EXTRA_KEYS.
+    Raises ScanError where the text is not JSON.
+    """
+    extra = 0
     while True:
-        while i < n and text[i] in " \t\r\n,":
-            i += 1
-        if i >= n:
-            return tail, True  # the array never closed
-        if text[i] == "]":
-            i += 1
-            break
-        try:
-            obj, i = dec.raw_decode(text, i)
-        except ValueError:
-            # An incomplete last event (file cut) or a malformed one before ']'.
-            close = text.find("]", i)
-            after = text[close + 1 :].strip() if close >= 0 else ""
-            if close < 0 or not (after == "" or after.startswith((",", "}"))):
-                return tail, True
-            cols.skipped += 1
-            i = close + 1
-            break
-        try:
-            cols.add_events([msgspec.convert(obj, RawEvent)])
-        except msgspec.ValidationError:
-            cols.events_total += 1
-            cols.skipped += 1
-    rest_text = text[i:].strip()
-    if rest_text.startswith(","):
-        try:
-            parsed = json.loads("{" + rest_text[1:])
-            if isinstance(parsed, dict):
-                tail = parsed
-        except ValueError:
-            return tail, True
-    elif rest_text not in ("", "}"):
+        cur.skip_ws()
+        c = cur.peek()
+        if c == 0x7D:  # '}'
+            cur.pos += 1
+            return False
+        if c == 0x2C:  # ','
+            cur.pos += 1
+            continue
+        if c == -1:
+            raise ScanError("the text ends inside the top-level object", incomplete=True)
+        if c != 0x22:
+            raise ScanError(f"expected a key at byte {cur.tell()}, found {chr(c)!r}")
+        at = cur.tell()
+        key = _key_text(cur.read_string(MAX_KEY_BYTES))
+        cur.expect(b":")
+        cur.skip_ws()
+        if key == "traceEvents" and stop_at_events:
+            if cur.peek() == 0x5B:
+                cur.pos += 1
+                return True
+            raise BadInputError(path, f"its traceEvents (at byte {at}) is not an array: not a Chrome trace")
+        if key in META_KEYS:
+            header[key] = _read_meta_value(cur, key, path)
+            continue
+        cur.scan_value(0)
+        if key != "traceEvents" and key not in header and extra < MAX_EXTRA_KEYS:
+            header[key] = None
+            extra += 1
+
+
+def _key_text(raw: bytes | None) -> str:
+    """A key's text from its JSON string (None: longer than MAX_KEY_BYTES)."""
+    if raw is None:
+        return f"<a key over {MAX_KEY_BYTES} bytes>"
+    try:
+        return str(msgspec.json.decode(raw, type=str))
+    except _DECODE_ERRORS:
+        return raw[1:-1].decode("utf-8", "replace")
+
+
+def _read_meta_value(cur: Cursor, key: str, path: Path) -> Any:
+    """The value of metadata key ``key``, decoded; a clear error past the limits."""
+    scanned = cur.scan_value(MAX_META_VALUE_BYTES, max_depth=MAX_META_DEPTH)
+    if scanned.depth > MAX_META_DEPTH:
+        raise BadInputError(path, f"its {key} metadata nests deeper than {MAX_META_DEPTH} levels, "
+                                  "the most tracelens reads (a profiler writes 3): the file is damaged")
+    if scanned.data is None:
+        raise BadInputError(path, f"its {key} metadata exceeds {MAX_META_VALUE_BYTES >> 20} MB, the most "
+                                  "tracelens reads (a profiler writes a few kB): the file is damaged")
+    try:
+        return msgspec.json.decode(scanned.data)
+    except (*_DECODE_ERRORS, RecursionError) as exc:
+        raise BadInputError(path, f"its {key} metadata is not valid JSON ({exc}): "
+                                  "the file is damaged") from None
+
+
+def _read_elements(cur: Cursor, cols: _Columns, *, resume_after: int | None = None) -> str:
+    """Decode elements of the event array one at a time (the array's end, or where cutting
+    regions failed): "end" after the array's ``]``; "eof" where the stream ends first (an
+    element cut there is dropped, not counted); with ``resume_after`` (bytes from the
+    cursor), "resume" at the first element starting that far on or further, for the caller
+    to cut regions again. An element over MAX_EVENT_BYTES is walked over, skipped and counted.
+    """
+    start = cur.tell()
+    resume_at = None if resume_after is None else start + resume_after
+    carry = cols.take_carry()
+    if carry:  # the undecoded end of the last region goes first (stream offsets kept)
+        cur.reset(carry + b"," + cur.take_rest(), offset=start - len(carry) - 1)
+    events: list[RawEvent] = []
+    try:
+        while True:
+            cur.skip_ws()
+            c = cur.peek()
+            if c == -1:
+                return "eof"
+            if c == 0x5D:  # ']'
+                cur.pos += 1
+                return "end"
+            if c == 0x2C:  # ','
+                cur.pos += 1
+                continue
+            if resume_at is not None and cur.tell() >= resume_at:
+                return "resume"
+            try:
+                value = cur.scan_value(MAX_EVENT_BYTES)
+            except ScanError:
+                return "eof"
+            if value.data is None:
+                cols.skips.note_oversized()
+                continue
+            event = decode_event(value.data)
+            if event is None:  # maybe several events, if the text before threw the walk off
+                cols.add_text(value.data)
+            else:
+                events.append(event)
+                if len(events) >= 4096:
+                    cols.add_events(events)
+                    events = []
+    finally:
+        cols.add_events(events)
+
+
+def _read_trailer(cur: Cursor, path: Path) -> tuple[dict[str, Any], bool]:
+    """What follows the event array's ``]``: the keys after it, and whether the text is cut."""
+    cur.skip_ws()
+    c = cur.peek()
+    if c in (-1, 0x7D):  # the end of a bare array, or of the object
+        return {}, False
+    if c != 0x2C:
+        return {}, True
+    cur.pos += 1
+    tail: dict[str, Any] = {}
+    try:
+        _read_members(cur, tail, path, stop_at_events=False)
+    except ScanError:
         return tail, True
     return tail, False
+
+
+def _squeeze_ws(block: bytes) -> bytes:
+    """``block`` (one holding no event boundary) with whitespace runs of SQUEEZE_WS_BYTES or
+    more at its edges cut to one space. Between events that changes nothing; inside a string
+    it shortens the string (no profiler writes 64 kB of blanks in a name)."""
+    left = len(block) - len(block.lstrip())
+    right = len(block) - len(block.rstrip())
+    if left < SQUEEZE_WS_BYTES and right < SQUEEZE_WS_BYTES:
+        return block
+    core = block[left : len(block) - right]
+    return ((b" " if left >= SQUEEZE_WS_BYTES else block[:left]) + core
+            + (b" " if right >= SQUEEZE_WS_BYTES else block[len(block) - right :]))
+
+
+def _last_match(data: bytes) -> re.Match[bytes] | None:
+    last = None
+    for last in _BOUNDARY.finditer(data):  # noqa: B007
+        pass
+    return last
+
+
+def _split_stream(cur: Cursor, cols: _Columns, emit: Callable[[list[bytes | memoryview]], None],
+                  flush: Callable[[], None], progress: Callable[[], None] | None = None) -> str:
+    """Cut the event array ``cur`` streams (positioned inside it) into regions of whole events.
+
+    Each region goes to ``emit`` as consecutive pieces of the stream, cut after an event's
+    closing brace. A read block with no boundary lies inside one event, or in whitespace: the
+    bytes since the last boundary are then counted, whitespace at block edges squeezed, and
+    past MAX_EVENT_BYTES the elements are read one at a time (:func:`_read_elements`, after
+    ``flush()`` has merged every region emitted) until the oversized one is passed.
+
+    Returns "rest" with ``cur`` holding the bytes after the last boundary (read them with
+    :func:`_read_elements`), or what :func:`_read_elements` returned when the stream ended
+    while elements were being read one at a time.
+    """
+    rest: list[bytes | memoryview] = [cur.take_rest()]  # from the current event on
+    size = len(rest[0])
+    cut = False  # rest has been cut at its last boundary: it holds (part of) one event
+    while True:
+        block = cur.read_block(CHUNK_TARGET)
+        if not block:
+            data = b"".join(rest)
+            rest.clear()
+            last = _last_match(data)
+            if last is not None:
+                emit([memoryview(data)[: last.start() + 1]])
+            flush()
+            cur.reset(memoryview(data)[last.end() - 1 :] if last is not None else data)
+            return "rest"
+        blank = block.isspace()  # fails at the first byte of an ordinary block
+        m = None if blank else _BOUNDARY.search(block)
+        if m is None:  # the block lies inside one event, or in whitespace between two
+            if not cut:
+                data = b"".join(rest)
+                last = _last_match(data)
+                if last is not None:
+                    emit([memoryview(data)[: last.start() + 1]])
+                    data = data[last.end() - 1 :]
+                rest, size, cut = [data], len(data), True
+            block = b" " if blank else _squeeze_ws(block)
+            rest.append(block)
+            size += len(block)
+            if size > MAX_EVENT_BYTES:
+                flush()
+                cur.reset_from(rest)
+                state = _read_elements(cur, cols, resume_after=size)
+                if state != "resume":
+                    return state
+                rest = [cur.take_rest()]
+                size, cut = len(rest[0]), False
+            continue
+        head = memoryview(block)
+        emit([*rest, head[: m.start() + 1]])  # whole events, up to the closing brace
+        rest = [head[m.end() - 1 :]]  # from the next event's opening brace
+        size, cut = len(rest[0]), False
+        if progress is not None:
+            progress()
+
+
+def _finish(cur: Cursor, cols: _Columns, state: str, path: Path) -> tuple[dict[str, Any], bool]:
+    """After :func:`_split_stream`: the last elements, then the keys after the array."""
+    if state == "rest":
+        state = _read_elements(cur, cols)
+    if state != "end":
+        return {}, True
+    return _read_trailer(cur, path)
+
+
+# --------------------------------------------------------------------------- the event array
 
 
 def _next_cut(fd: int, pos: int, limit: int) -> tuple[int, int] | None:
@@ -537,7 +936,11 @@ def _next_cut(fd: int, pos: int, limit: int) -> tuple[int, int] | None:
 
 
 def decode_span(path: str, start: int, end: int, chunk_bytes: int) -> Chunk:
-    """Decode the events in file bytes ``[start, end)`` (whole events) in chunks; one Chunk back."""
+    """Decode the events in file bytes ``[start, end)`` (whole events) in chunks; one Chunk back.
+
+    Where no event boundary follows within MAX_EVENT_BYTES, the rest of the span is streamed
+    through :func:`_split_stream` instead, which bounds memory whatever lies there.
+    """
     cols = _Columns(keep_first_head=True)
     fd = os.open(path, os.O_RDONLY)
     # One buffer, reused: fresh multi-MB allocations per chunk cost page faults (system time).
@@ -545,7 +948,13 @@ def decode_span(path: str, start: int, end: int, chunk_bytes: int) -> Chunk:
     try:
         pos = start
         while pos < end:
-            cut = _next_cut(fd, pos + chunk_bytes, end) if pos + chunk_bytes < end else None
+            cut = None
+            if pos + chunk_bytes < end:
+                limit = min(end, pos + chunk_bytes + MAX_EVENT_BYTES)
+                cut = _next_cut(fd, pos + chunk_bytes, limit)
+                if cut is None and limit < end:
+                    _decode_range(fd, pos, end, cols)
+                    break
             region_end, next_pos = cut if cut else (end, end)
             n = region_end - pos
             if n + 2 > len(buf):
@@ -560,20 +969,29 @@ def decode_span(path: str, start: int, end: int, chunk_bytes: int) -> Chunk:
     return cols.to_chunk()
 
 
+def _decode_range(fd: int, start: int, end: int, cols: _Columns) -> None:
+    """Decode the whole events in file bytes ``[start, end)`` as a stream, in this process."""
+    cur = Cursor(_range_reader(fd, start, end))
+    state = _split_stream(cur, cols, lambda parts: cols.merge(decode_region(b"".join(parts))), lambda: None)
+    if state == "rest":
+        _read_elements(cur, cols)
+
+
 def _last_boundary(fd: int, start: int, size: int) -> tuple[int, int] | None:
-    """The file's last event boundary after ``start``: (region end, tail start)."""
+    """The file's last event boundary after ``start``: (region end, tail start).
+
+    Read backwards a window at a time, so a long stretch without one costs no memory.
+    """
     window = 1 << 20
-    while True:
-        lo = max(start, size - window)
-        data = os.pread(fd, size - lo, lo)
-        last = None
-        for found in _BOUNDARY.finditer(data):
-            last = found
+    hi = size
+    while hi > start:
+        lo = max(start, hi - window)
+        data = os.pread(fd, min(size, hi + 64) - lo, lo)  # overlap: a boundary across ``hi``
+        last = _last_match(data)
         if last is not None:
             return lo + last.start() + 1, lo + last.end() - 1
-        if lo == start:
-            return None
-        window *= 4
+        hi = lo
+    return None
 
 
 def _parse_events_file(path: Path, start: int, cols: _Columns, pool: Executor | None, workers: int,
@@ -583,27 +1001,30 @@ def _parse_events_file(path: Path, start: int, cols: _Columns, pool: Executor | 
     try:
         size = os.fstat(fd).st_size
         last = _last_boundary(fd, start, size)
-        if last is None:
-            return _parse_tail(os.pread(fd, size - start, start), cols)
-        events_end, tail_start = last
-        spans: list[tuple[int, int]] = []
-        pos = start
-        parts = workers * 4 if pool else 1
-        step = max((events_end - start) // parts, 1)
-        for k in range(1, parts):
-            cut = _next_cut(fd, max(start + k * step, pos), events_end)
-            if cut is None:
-                break
-            spans.append((pos, cut[0]))
-            pos = cut[1]
-        spans.append((pos, events_end))
-        futures = [pool.submit(decode_span, str(path), a, b, CHUNK_TARGET) if pool
-                   else _Inline(decode_span(str(path), a, b, CHUNK_TARGET)) for a, b in spans]
-        for f, (_, b) in zip(futures, spans):
-            cols.merge(f.result())
-            if progress is not None:
-                progress(b, size)
-        return _parse_tail(os.pread(fd, size - tail_start, tail_start), cols)
+        tail_start = start
+        if last is not None:
+            events_end, tail_start = last
+            spans: list[tuple[int, int]] = []
+            pos = start
+            parts = workers * 4 if pool else 1
+            step = max((events_end - start) // parts, 1)
+            for k in range(1, parts):
+                at = max(start + k * step, pos)
+                cut = _next_cut(fd, at, min(events_end, at + MAX_EVENT_BYTES))
+                if cut is None:
+                    continue
+                spans.append((pos, cut[0]))
+                pos = cut[1]
+            spans.append((pos, events_end))
+            futures = [pool.submit(decode_span, str(path), a, b, CHUNK_TARGET) if pool
+                       else _Inline(decode_span(str(path), a, b, CHUNK_TARGET)) for a, b in spans]
+            for f, (_, b) in zip(futures, spans):
+                cols.merge(f.result())
+                if progress is not None:
+                    progress(b, size)
+        cur = Cursor(_range_reader(fd, tail_start, size), offset=tail_start)
+        state = _split_stream(cur, cols, lambda parts: cols.merge(decode_region(b"".join(parts))), lambda: None)
+        return _finish(cur, cols, state, path)
     finally:
         os.close(fd)
 
@@ -675,34 +1096,16 @@ def _parse_events(r: _Reader, cols: _Columns, pool: Executor | None, forked: boo
                 pending.append((pool.submit(decode_region, b"".join(parts)), None))
         else:
             pending.append((_Inline(decode_region(b"".join(parts))), None))
+        drain(2 * workers + 1)
+
+    def report() -> None:
+        if progress is not None:
+            progress(*r.compressed_position())
 
     try:
-        # ``rest``: the stream from the current event on, as pieces not yet decoded.
-        rest: list[bytes | memoryview] = [bytes(memoryview(r.buf)[r.pos :])]
-        r.buf, r.pos = bytearray(), 0
-        while True:
-            block = r.read_block(CHUNK_TARGET)
-            if not block:
-                data = b"".join(rest)
-                m = None
-                for found in _BOUNDARY.finditer(data):
-                    m = found
-                if m is None:
-                    drain(0)
-                    return _parse_tail(data, cols)
-                dispatch([memoryview(data)[: m.start() + 1]])
-                drain(0)
-                return _parse_tail(data[m.end() - 1 :], cols)
-            m = _BOUNDARY.search(block)
-            if m is None:  # the block lies inside one enormous event: read on
-                rest.append(block)
-                continue
-            head = memoryview(block)
-            dispatch([*rest, head[: m.start() + 1]])  # whole events, up to the closing brace
-            rest = [head[m.end() - 1 :]]  # from the next event's opening brace
-            drain(2 * workers + 1)
-            if progress is not None:
-                progress(*r.compressed_position())
+        state = _split_stream(r, cols, dispatch, lambda: drain(0), report)
+        drain(0)
+        return _finish(r, cols, state, r.path)
     finally:
         for future, _ in pending:
             future.cancel()
@@ -726,7 +1129,8 @@ def _meta(path: Path, fmt: str, top: str, header: dict[str, Any]) -> TraceMeta:
         format=fmt,
         top_level=top,
         schema_version=schema if isinstance(schema, int) else None,
-        base_time_ns=int(base) if isinstance(base, (int, float)) else None,
+        base_time_ns=int(base) if isinstance(base, (int, float)) and not isinstance(base, bool)
+        and abs(base) < 2**63 else None,
         device_properties=tuple(p for p in props if isinstance(p, dict)),
         distributed_info=dist if isinstance(dist, dict) else None,
         trace_name=header.get("traceName") if isinstance(header.get("traceName"), str) else None,
@@ -753,8 +1157,8 @@ def load_trace(path: str | Path, *, jobs: int | None = None, progress: Progress 
     """Read a Chrome trace file into a :class:`Trace`; raise :class:`BadInputError` if it is not one.
 
     ``jobs`` is the number of processes decoding events (default: one per core, up to 4, for
-    files of 64 MB or more; one otherwise). ``progress(done, total)`` is called now and then
-    with bytes of the file.
+    files of 64 MB or more; one otherwise); they die with this process, whatever kills it.
+    ``progress(done, total)`` is called now and then with bytes of the file.
     """
     p = Path(path)
     if p.exists() and p.is_file() and p.stat().st_size == 0:
@@ -767,15 +1171,13 @@ def load_trace(path: str | Path, *, jobs: int | None = None, progress: Progress 
         workers = _workers_for(p, r.format, jobs)
         forked = "fork" in multiprocessing.get_all_start_methods()
         if workers > 1:
-            ctx = multiprocessing.get_context("fork" if forked else None)
-            pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+            pool = worker_pool(workers, multiprocessing.get_context("fork" if forked else None))
         if r.format == "json":
-            start = r.offset + r.pos
-            tail, truncated = _parse_events_file(p, start, cols, pool, workers, progress)
+            tail, truncated = _parse_events_file(p, r.tell(), cols, pool, workers, progress)
             bytes_read = p.stat().st_size
         else:
             tail, truncated = _parse_events(r, cols, pool, forked, progress)
-            bytes_read = r.offset + len(r.buf)
+            bytes_read = r.total_read
     finally:
         r.close()
         if pool is not None:
@@ -790,6 +1192,25 @@ def load_trace(path: str | Path, *, jobs: int | None = None, progress: Progress 
     return _build_trace(meta, cols, truncated, bytes_read, p.stat().st_size)
 
 
+def _drop_bad_times(cols: _Columns, ts_us: np.ndarray, dur_us: np.ndarray, name_id: np.ndarray) -> np.ndarray | None:
+    """Rows whose ts and dur are plausible (None: all are); the others are counted in ``cols``."""
+    ts_bad = ~(np.abs(ts_us) <= TS_LIMIT_US)  # NaN (missing) compares False: bad
+    dur_bad = ~((dur_us >= 0.0) & (dur_us <= DUR_LIMIT_US))
+    bad = ts_bad | dur_bad
+    rows = np.flatnonzero(bad)
+    if not rows.size:
+        return None
+    names = list(cols.names)
+    examples = []
+    for row in rows[: MAX_BAD_EXAMPLES].tolist():
+        which = "ts" if ts_bad[row] else "dur"
+        value = float(ts_us[row] if which == "ts" else dur_us[row])
+        examples.append(BadValue(str(names[name_id[row]])[:100], which, _number_text(value)[:40]))
+    cols.skips.add(Skips(skipped=int(rows.size), bad_time=int(rows.size), examples=examples,
+                         bad_fields={k: n for k, n in (("ts", int(ts_bad.sum())), ("dur", int(dur_bad.sum()))) if n}))
+    return ~bad
+
+
 def _build_trace(meta: TraceMeta, cols: _Columns, truncated: bool, bytes_read: int, file_bytes: int) -> Trace:
     def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
         return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
@@ -798,32 +1219,33 @@ def _build_trace(meta: TraceMeta, cols: _Columns, truncated: bool, bytes_read: i
     dur_us = cat(cols.dur_us, np.float64)
     cols.ts_us.clear()
     cols.dur_us.clear()
-    finite = np.isfinite(ts_us) & np.isfinite(dur_us)
-    if not finite.all():
-        cols.skipped += int((~finite).sum())
-    origin_us = math.floor(float(ts_us[finite].min())) if finite.any() else 0
-    ts_ns = np.zeros(ts_us.shape, np.int64)
-    ts_ns[finite] = np.rint((ts_us[finite] - origin_us) * 1000.0).astype(np.int64)
-    dur_ns = np.zeros(dur_us.shape, np.int64)
-    dur_ns[finite] = np.rint(np.maximum(dur_us[finite], 0.0) * 1000.0).astype(np.int64)
     name_id = cat(cols.name_id, np.int32)
     cat_id = cat(cols.cat_id, np.int32)
     pid = cat(cols.pid, np.int64)
     tid = cat(cols.tid, np.int64)
-    if not finite.all():
-        ts_ns, dur_ns, name_id = ts_ns[finite], dur_ns[finite], name_id[finite]
-        cat_id, pid, tid = cat_id[finite], pid[finite], tid[finite]
+    keep = _drop_bad_times(cols, ts_us, dur_us, name_id)
+    if keep is not None:
+        ts_us, dur_us, name_id, cat_id, pid, tid = (a[keep] for a in (ts_us, dur_us, name_id, cat_id, pid, tid))
+    # Every ts is within ±TS_LIMIT_US and every dur within [0, DUR_LIMIT_US]: these fit int64 ns.
+    origin_us = math.floor(float(ts_us.min())) if ts_us.size else 0
+    ts_ns = np.rint((ts_us - origin_us) * 1000.0).astype(np.int64)
+    dur_ns = np.rint(dur_us * 1000.0).astype(np.int64)
     cats = SymbolTable(tuple(cols.cats))
     counts = np.bincount(cat_id, minlength=len(cats))
+    skips = cols.skips
     stats = LoadStats(
         events_total=cols.events_total,
         complete_events=len(ts_ns),
-        skipped_malformed=cols.skipped,
+        skipped_malformed=skips.skipped,
         phase_counts=dict(cols.phases),
         category_counts={c: int(n) for c, n in zip(cats.names, counts.tolist())},
         truncated=truncated,
         bytes_read=bytes_read,
         file_bytes=file_bytes,
+        bad_time_events=skips.bad_time,
+        bad_time_fields=dict(skips.bad_fields),
+        bad_time_examples=tuple(skips.examples),
+        oversized_events=skips.oversized,
     )
     return Trace(
         meta=meta,

@@ -69,8 +69,21 @@ class TraceMeta:
 
 
 @dataclass(frozen=True)
+class BadValue:
+    """One event skipped for its time: its name, the field, and the value as the file wrote it."""
+
+    name: str  # the event's name ("" when unreadable), cut to 100 characters
+    field: str  # "ts" or "dur"
+    value: str  # e.g. "missing", "-5", "1e+300", "NaN", "\"12\"", cut to 40 characters
+
+
+@dataclass(frozen=True)
 class LoadStats:
-    """Counts of what the loader saw, in events unless named otherwise."""
+    """Counts of what the loader saw, in events unless named otherwise.
+
+    ``skipped_malformed`` counts every event skipped, whatever the reason; ``bad_time_events``
+    and ``oversized_events`` say how many of them were skipped for these two reasons.
+    """
 
     events_total: int = 0
     complete_events: int = 0
@@ -80,6 +93,13 @@ class LoadStats:
     truncated: bool = False
     bytes_read: int = 0  # decompressed bytes parsed
     file_bytes: int = 0  # size on disk
+    # Complete events whose ts or dur is missing, not a number, or outside the loader's
+    # plausible range (load.TS_LIMIT_US, load.DUR_LIMIT_US; dur < 0): skipped.
+    bad_time_events: int = 0
+    bad_time_fields: dict[str, int] = field(default_factory=dict)  # {"ts": n, "dur": m}; both count
+    bad_time_examples: tuple[BadValue, ...] = ()  # the first few (load.MAX_BAD_EXAMPLES), file order
+    # Array elements over load.MAX_EVENT_BYTES, skipped without being read.
+    oversized_events: int = 0
 
 
 @dataclass(frozen=True)
@@ -162,11 +182,14 @@ def concat_traces(traces: list[Trace]) -> Trace:
     first = traces[0]
     cat_counts: dict[str, int] = {}
     phases: dict[str, int] = {}
+    bad_fields: dict[str, int] = {}
     for t in traces:
         for k, v in t.stats.category_counts.items():
             cat_counts[k] = cat_counts.get(k, 0) + v
         for k, v in t.stats.phase_counts.items():
             phases[k] = phases.get(k, 0) + v
+        for k, v in t.stats.bad_time_fields.items():
+            bad_fields[k] = bad_fields.get(k, 0) + v
     stats = LoadStats(
         events_total=sum(t.stats.events_total for t in traces),
         complete_events=sum(t.stats.complete_events for t in traces),
@@ -176,6 +199,10 @@ def concat_traces(traces: list[Trace]) -> Trace:
         truncated=any(t.stats.truncated for t in traces),
         bytes_read=sum(t.stats.bytes_read for t in traces),
         file_bytes=sum(t.stats.file_bytes for t in traces),
+        bad_time_events=sum(t.stats.bad_time_events for t in traces),
+        bad_time_fields=bad_fields,
+        bad_time_examples=tuple(e for t in traces for e in t.stats.bad_time_examples)[:5],
+        oversized_events=sum(t.stats.oversized_events for t in traces),
     )
     meta = TraceMeta(**{**first.meta.__dict__, "path": " + ".join(t.meta.path for t in traces)})
     return Trace(
