@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracelens import _jsonscan
-from tracelens._jsonscan import Cursor, ScanError
+from tracelens.load import scan as _jsonscan
+from tracelens.load.scan import Cursor, ScanError
 
 
 def _reader(data: bytes, step: int) -> Callable[[int], bytes]:

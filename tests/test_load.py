@@ -63,8 +63,8 @@ def test_many_small_chunks_decode_the_same_events(tmp_path: Path, monkeypatch: p
     b.op("weird },{ name }, {", 5, 1)  # ... and in the very last event
     path = b.write(tmp_path / "t.json", indent=indent)
     whole = load_trace(path)
-    monkeypatch.setattr(load, "CHUNK_TARGET", 700)
-    monkeypatch.setattr(load, "READ_BLOCK", 333)
+    monkeypatch.setattr(load.limits, "CHUNK_TARGET", 700)
+    monkeypatch.setattr(load.limits, "READ_BLOCK", 333)
     chunked = load_trace(path)
     parallel = load_trace(path, jobs=2)
     assert parallel.ts_ns.tolist() == whole.ts_ns.tolist()

@@ -154,9 +154,9 @@ def damaged_traces(draw: Draw) -> tuple[bytes, bytes]:
 
 @pytest.fixture
 def small_limits(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(load, "READ_BLOCK", SMALL_BLOCK)
-    monkeypatch.setattr(load, "CHUNK_TARGET", SMALL_BLOCK)
-    monkeypatch.setattr(load, "MAX_EVENT_BYTES", SMALL_EVENT)
+    monkeypatch.setattr(load.limits, "READ_BLOCK", SMALL_BLOCK)
+    monkeypatch.setattr(load.limits, "CHUNK_TARGET", SMALL_BLOCK)
+    monkeypatch.setattr(load.limits, "MAX_EVENT_BYTES", SMALL_EVENT)
 
 
 def _check_trace(path: Path, jobs: int, text_bytes: int) -> None:

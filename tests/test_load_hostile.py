@@ -101,7 +101,7 @@ def test_zero_dur_is_a_valid_duration_and_kept(tmp_path: Path) -> None:
 
 def test_examples_are_capped_and_the_counts_are_not(tmp_path: Path) -> None:
     t = _load(_write(tmp_path / "t.json", _text(steps=20).replace('"dur": 100000', '"dur": -1')))
-    assert t.stats.bad_time_events == 20 and len(t.stats.bad_time_examples) == load.MAX_BAD_EXAMPLES
+    assert t.stats.bad_time_events == 20 and len(t.stats.bad_time_examples) == load.limits.MAX_BAD_EXAMPLES
 
 
 def test_a_trace_whose_steps_all_have_bad_times_does_not_look_healthy(tmp_path: Path) -> None:
@@ -120,7 +120,7 @@ def test_bad_times_are_counted_the_same_when_decoded_in_parallel(tmp_path: Path,
     text = _text(steps=200).replace('"dur": 100000', '"dur": -1').replace('"ts": 1000000.0,', '"ts": NaN,')
     p = _write(tmp_path / "t.json", text)
     whole = _load(p)
-    monkeypatch.setattr(load, "CHUNK_TARGET", 2000)
+    monkeypatch.setattr(load.limits, "CHUNK_TARGET", 2000)
     gz = _write(tmp_path / "t.json.gz", gzip.compress(text.encode()))
     for t in (_load(p, jobs=2), _load(gz, jobs=2)):
         # 200 steps with dur -1; NaN ts on step 1 (already counted) and on its __next__
@@ -190,7 +190,7 @@ def test_deeply_nested_metadata_tracelens_does_not_read_is_skipped_unparsed(tmp_
 
 def test_metadata_tracelens_reads_nested_past_the_limit_is_refused_naming_it(tmp_path: Path) -> None:
     deep = _text().replace('"deviceProperties": [', f'"deviceProperties": [{_deep_array()}, ', 1)
-    with pytest.raises(BadInputError, match=f"deviceProperties metadata nests deeper than {load.MAX_META_DEPTH} levels"):
+    with pytest.raises(BadInputError, match=f"deviceProperties metadata nests deeper than {load.limits.MAX_META_DEPTH} levels"):
         load_trace(_write(tmp_path / "t.json", deep))
 
 
@@ -259,7 +259,7 @@ def test_a_300_mb_header_before_trace_events_loads(tmp_path: Path) -> None:
 
 def test_metadata_tracelens_reads_over_the_size_limit_is_refused_naming_it(tmp_path: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(load, "MAX_META_VALUE_BYTES", MB)
+    monkeypatch.setattr(load.limits, "MAX_META_VALUE_BYTES", MB)
     big = _text().replace('"name": "NVIDIA H100"', '"name": "NVIDIA H100", "pad": "' + "x" * (2 * MB) + '"')
     with pytest.raises(BadInputError, match="deviceProperties metadata exceeds 1 MB"):
         load_trace(_write(tmp_path / "t.json", big))
@@ -285,9 +285,9 @@ class _Limits:
 
 @pytest.fixture
 def small_limits(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(load, "READ_BLOCK", _Limits.READ)
-    monkeypatch.setattr(load, "CHUNK_TARGET", _Limits.READ)
-    monkeypatch.setattr(load, "MAX_EVENT_BYTES", _Limits.EVENT)
+    monkeypatch.setattr(load.limits, "READ_BLOCK", _Limits.READ)
+    monkeypatch.setattr(load.limits, "CHUNK_TARGET", _Limits.READ)
+    monkeypatch.setattr(load.limits, "MAX_EVENT_BYTES", _Limits.EVENT)
 
 
 def _spot(where: str) -> tuple[str, str]:
@@ -368,17 +368,17 @@ def test_whitespace_inside_a_compressed_stream_is_read_at_decompression_speed(tm
             f.write(comp.compress(block))
         f.write(comp.compress(text[cut:]) + comp.flush())
     t, peak = _peak_traced(lambda: _load(path, jobs=1))
-    assert len(t) == 6 * 4 and peak < 4 * load.MAX_EVENT_BYTES
+    assert len(t) == 6 * 4 and peak < 4 * load.limits.MAX_EVENT_BYTES
 
 
 def test_an_event_over_the_limit_is_skipped_and_the_events_after_it_cut_in_regions_again(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(load, "MAX_EVENT_BYTES", 64 * 1024)
-    monkeypatch.setattr(load, "CHUNK_TARGET", 16 * 1024)
-    monkeypatch.setattr(load, "READ_BLOCK", 16 * 1024)
+    monkeypatch.setattr(load.limits, "MAX_EVENT_BYTES", 64 * 1024)
+    monkeypatch.setattr(load.limits, "CHUNK_TARGET", 16 * 1024)
+    monkeypatch.setattr(load.limits, "READ_BLOCK", 16 * 1024)
     one_by_one: list[int] = []
-    decode = load.decode_event
-    monkeypatch.setattr(load, "decode_event", lambda piece: one_by_one.append(len(piece)) or decode(piece))
+    decode = load.decode.decode_event
+    monkeypatch.setattr(load.stream, "decode_event", lambda piece: one_by_one.append(len(piece)) or decode(piece))
     b = starved_loop(TraceBuilder(), steps=2000)
     b.events.insert(len(b.events) // 2, {"ph": "X", "name": "big", "ts": 1, "dur": 1, "args": {"s": "]}" * 70_000}})
     t = _load(b.write(tmp_path / "t.json.gz", compress=True), jobs=1)
@@ -406,9 +406,9 @@ def test_a_boundary_look_alike_next_to_an_oversized_event_loses_neither_neighbou
     """Tiny regions: one holds only the second half of an event cut at a look-alike, so the
     first half must wait for it (it was decoded alone and dropped, and the next region read
     from the middle of a string, taking a ']' in it for the end of the array)."""
-    monkeypatch.setattr(load, "MAX_EVENT_BYTES", 64 * 1024)
-    monkeypatch.setattr(load, "CHUNK_TARGET", chunk)
-    monkeypatch.setattr(load, "READ_BLOCK", chunk)
+    monkeypatch.setattr(load.limits, "MAX_EVENT_BYTES", 64 * 1024)
+    monkeypatch.setattr(load.limits, "CHUNK_TARGET", chunk)
+    monkeypatch.setattr(load.limits, "READ_BLOCK", chunk)
     b = starved_loop(TraceBuilder(), steps=50)
     k = len(b.events) // 2
     b.events.insert(k, {"ph": "X", "name": "big", "ts": 1, "dur": 1, "args": {"s": "]}" * 70_000}})
@@ -432,7 +432,7 @@ def test_junk_made_of_boundary_look_alikes_costs_linear_time_and_spares_its_neig
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """'"}, {"' can pass for the space between two events; a million of them are tried one by
     one, not joined eight ways each, and count as one skipped event per stretch."""
-    monkeypatch.setattr(load, "MAX_PIECE_FAILURES", 16)
+    monkeypatch.setattr(load.limits, "MAX_PIECE_FAILURES", 16)
     text = starved_loop(TraceBuilder(), steps=100).text(indent=None).encode()
     at = text.index(b'"ph"', len(text) // 2)
     junk = text[:at] + b'"s": "' + b'"}, {", ' * 200_000 + b'"x": 1, ' + text[at:]

@@ -23,7 +23,7 @@ EVENT = b'{"ph": "X", "cat": "cpu_op", "name": "aten::add", "pid": 1, "tid": 1, 
 
 @pytest.fixture(scope="module")
 def big_trace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A 96 MB plain trace: over load.PARALLEL_MIN_BYTES, so it is decoded by worker processes."""
+    """A 96 MB plain trace: over load.limits.PARALLEL_MIN_BYTES, so it is decoded by worker processes."""
     path = tmp_path_factory.mktemp("big") / "big.json"
     block = EVENT * ((1 << 20) // len(EVENT))
     with path.open("wb") as f:
@@ -73,7 +73,7 @@ def _assert_all_gone(workers: list[psutil.Process], within_s: float = 5.0) -> No
 def test_pool_workers_die_with_their_parent(sig: signal.Signals) -> None:
     parent = _start("""
         import time
-        from tracelens._pool import worker_pool
+        from tracelens.procs import worker_pool
         pool = worker_pool(2)
         futures = [pool.submit(time.sleep, 60) for _ in range(2)]
         time.sleep(60)
@@ -101,7 +101,7 @@ def test_analyze_killed_mid_decode_leaves_no_worker_and_no_traceback(big_trace: 
 def test_workers_ignore_ctrl_c_so_only_the_parent_reports_it() -> None:
     parent = _start("""
         import os, signal, time
-        from tracelens._pool import worker_pool
+        from tracelens.procs import worker_pool
         pool = worker_pool(1)
         pool.submit(time.sleep, 0).result()
         worker = next(iter(pool._processes.values()))

@@ -1,15 +1,32 @@
-"""Child processes that end with their caller: a command runs in its own process group, and
-the whole group (the script and its DataLoader workers) is ended on a timeout, Ctrl-C or SIGTERM."""
+"""Child processes that end with their caller.
+
+- :func:`run_group` runs a command in its own process group; the whole group (the script and
+  its DataLoader workers) is ended on a timeout, Ctrl-C or SIGTERM.
+- :func:`worker_pool` makes process pools whose workers die with their parent, whatever kills
+  it. A forked worker inherits the parent's pipes (its stdout, the pool's call queue), so a
+  worker left behind by a parent killed with SIGTERM or SIGKILL blocks forever on a queue
+  nobody writes and keeps the caller's pipes open. Workers made here ask Linux for SIGKILL when
+  their parent dies (``prctl(PR_SET_PDEATHSIG)``); elsewhere a watchdog thread ends them within
+  a second of being orphaned. They also ignore SIGINT: Ctrl-C reaches the whole process group,
+  and the parent, not each worker, decides what an interrupt means. Create and shut down a pool
+  in the same thread: Linux sends the death signal when the thread that forked the worker ends.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import multiprocessing
 import os
 import signal
 import subprocess
+import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from typing import IO
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.context import BaseContext
+from typing import IO, Any
 
 #: Seconds a group gets to exit after SIGTERM before it is killed.
 TERMINATE_GRACE_S = 5.0
@@ -71,3 +88,61 @@ def run_group(cmd: Sequence[str], *, stdout: IO[bytes] | int | None = None, time
         else:  # the script is done; end any worker it left behind in its group
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+WATCHDOG_PERIOD_S = 0.5  # how often an orphaned worker notices (where prctl is unavailable)
+
+
+def _set_parent_death_signal() -> bool:
+    """Ask the kernel to SIGKILL this process when its parent dies; False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent: int) -> None:
+    """End this process once it is orphaned (its parent pid changes)."""
+    while os.getppid() == parent:
+        time.sleep(WATCHDOG_PERIOD_S)
+    os._exit(1)
+
+
+def _init_worker(creator: int | None, initializer: Callable[..., Any] | None,
+                 initargs: tuple[Any, ...]) -> None:
+    """Worker start-up: tie the worker's life to its parent, then run the caller's initializer.
+
+    ``creator`` is the pool's process when it is also the worker's parent (fork, spawn), so
+    that a parent that died before the death signal was armed is noticed; None otherwise.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    armed = _set_parent_death_signal()
+    parent = os.getppid()
+    if creator is not None and parent != creator:  # orphaned before the signal was armed
+        os._exit(1)
+    if not armed:
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def worker_pool(max_workers: int, mp_context: BaseContext | None = None,
+                initializer: Callable[..., Any] | None = None,
+                initargs: tuple[Any, ...] = ()) -> ProcessPoolExecutor:
+    """A :class:`ProcessPoolExecutor` whose workers die when this process dies, by any signal.
+
+    (With a ``forkserver`` context the workers' parent is the fork server, which itself exits
+    when this process does, so they follow.)
+    """
+    method = (mp_context or multiprocessing.get_context()).get_start_method()
+    creator = os.getpid() if method in ("fork", "spawn") else None
+    return ProcessPoolExecutor(
+        max_workers=max_workers,
+        mp_context=mp_context,
+        initializer=_init_worker,
+        initargs=(creator, initializer, initargs),
+    )

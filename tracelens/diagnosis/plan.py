@@ -136,6 +136,57 @@ def cpu_demand(ctx: Context) -> CpuDemand | None:
     return CpuDemand(max(0.0, main), batch_cpu, b.cores_per_rank, source)
 
 
+def worker_cap(ctx: Context, cause: str) -> tuple[int, str]:
+    """The most workers worth running for this cause, and why: one per core for CPU-bound work,
+    4 per core (at most 32) for latency-bound work, an assumption without machine facts."""
+    cores_per_rank = ctx.budget.cores_per_rank if ctx.budget else None
+    cap: int
+    if cause == "cpu" and ctx.budget is not None:
+        cap = ctx.budget.worker_cores
+        cap_reason = (f"{cores_per_rank:g} cores per rank: CPU-bound workers beyond one per core only take "
+                      "turns")
+    elif cause == "latency":
+        cap = sizing.latency_worker_cap(cores_per_rank)
+        per_core, most = int(threshold("latency_workers_per_core")), int(threshold("latency_workers_max"))
+        by_cores = (f"{per_core} workers per usable core × {cores_per_rank:g} usable cores"
+                    if cores_per_rank is not None else "")
+        cap_reason = ((f"{by_cores} = {cap}" if cores_per_rank is not None and cap < most
+                       else f"the absolute limit of {most} workers") +
+                      " (latency-bound work is not capped by cores, but each worker is a process "
+                      "holding a dataset copy and prefetch_factor batches in shared memory: "
+                      f"{per_core} per core, at most {most})")
+    elif ctx.budget is not None:
+        cap = ctx.budget.worker_cores
+        cap_reason = f"{cores_per_rank:g} cores per rank (assuming CPU-bound work: one worker per core)"
+    else:
+        cap = int(threshold("assumed_worker_cap"))
+        cap_reason = (f"the trace does not record the machine's cores: capped at {cap}, an assumption "
+                      f"that fits a machine with at least {cap + 1} free cores")
+    return cap, cap_reason
+
+
+def expected_gain(ctx: Context, pace: float, t_b: float, n: int, c_new: float) -> tuple[float | None, str]:
+    """The predicted step-rate gain of ``n`` workers (bounded by the ceiling) and its note."""
+    st = ctx.steady
+    assert st is not None
+    c = st.compute_ms
+    # Predicted step period: the loop waits only when the workers deliver slower than it consumes.
+    period_now = c + st.wait_ms
+    period_new = max(pace, t_b / n) if n > 0 else c + t_b
+    gain = period_now / period_new if period_new > 0 else None
+    ceiling = sizing.speedup_ceiling(st.exposed_fraction)
+    if gain is not None:
+        gain = max(1.0, min(gain, ceiling))
+        slower = ""
+        if c_new > c and n > 0:
+            worst = max(1.0, min(period_now / max(c_new, t_b / n), ceiling))
+            slower = (f"; at least {worst:.2f}x if the main process's math scaled perfectly with its "
+                      f"threads and C grew to {c_new:.1f} ms with fewer of them")
+        return gain, (f"Expected gain: up to {gain:.2f}x in steps per second (the exposed wait of "
+                     f"{pct(st.exposed_fraction)} bounds it at {ceiling:.2f}x{slower}).")
+    return gain, ""
+
+
 def plan_workers(ctx: Context, cause: str) -> WorkersPlan:
     """Little's law, capped by the core budget (CPU-bound), a process limit (latency-bound) or
     an assumption (cause unknown without machine facts)."""
@@ -168,27 +219,7 @@ def plan_workers(ctx: Context, cause: str) -> WorkersPlan:
         uncapped = sizing.littles_law_workers(t_b, c)
         notes.append(f"Little's law needs T_b / C = {need:.2f} workers; with headroom {uncapped}.")
     cores_per_rank = ctx.budget.cores_per_rank if ctx.budget else None
-    if cause == "cpu" and ctx.budget is not None:
-        cap = ctx.budget.worker_cores
-        cap_reason = (f"{cores_per_rank:g} cores per rank: CPU-bound workers beyond one per core only take "
-                      "turns")
-    elif cause == "latency":
-        cap = sizing.latency_worker_cap(cores_per_rank)
-        per_core, most = int(threshold("latency_workers_per_core")), int(threshold("latency_workers_max"))
-        by_cores = (f"{per_core} workers per usable core × {cores_per_rank:g} usable cores"
-                    if cores_per_rank is not None else "")
-        cap_reason = ((f"{by_cores} = {cap}" if cores_per_rank is not None and cap < most
-                       else f"the absolute limit of {most} workers") +
-                      " (latency-bound work is not capped by cores, but each worker is a process "
-                      "holding a dataset copy and prefetch_factor batches in shared memory: "
-                      f"{per_core} per core, at most {most})")
-    elif ctx.budget is not None:
-        cap = ctx.budget.worker_cores
-        cap_reason = f"{cores_per_rank:g} cores per rank (assuming CPU-bound work: one worker per core)"
-    else:
-        cap = int(threshold("assumed_worker_cap"))
-        cap_reason = (f"the trace does not record the machine's cores: capped at {cap}, an assumption "
-                      f"that fits a machine with at least {cap + 1} free cores")
+    cap, cap_reason = worker_cap(ctx, cause)
     n = min(uncapped, cap) if cap is not None else uncapped
     if current:
         n = max(n, current)  # fewer workers cannot shorten a wait; oversubscription (TL101) may cut them
@@ -206,20 +237,9 @@ def plan_workers(ctx: Context, cause: str) -> WorkersPlan:
                      f"worker(s) × 1 thread exceed the {cores_per_rank:g} cores, so they would take turns "
                      f"and the workers would cost more than they save. Workers keep the DataLoader's "
                      f"1 thread each.")
-    # Predicted step period: the loop waits only when the workers deliver slower than it consumes.
-    period_now = c + st.wait_ms
-    period_new = max(pace, t_b / n) if n > 0 else c + t_b
-    gain = period_now / period_new if period_new > 0 else None
-    ceiling = sizing.speedup_ceiling(st.exposed_fraction)
-    if gain is not None:
-        gain = max(1.0, min(gain, ceiling))
-        slower = ""
-        if c_new > c and n > 0:
-            worst = max(1.0, min(period_now / max(c_new, t_b / n), ceiling))
-            slower = (f"; at least {worst:.2f}x if the main process's math scaled perfectly with its "
-                      f"threads and C grew to {c_new:.1f} ms with fewer of them")
-        notes.append(f"Expected gain: up to {gain:.2f}x in steps per second (the exposed wait of "
-                     f"{pct(st.exposed_fraction)} bounds it at {ceiling:.2f}x{slower}).")
+    gain, gain_note = expected_gain(ctx, pace, t_b, n, c_new)
+    if gain_note:
+        notes.append(gain_note)
     if main_threads is not None and cannot_help and ctx.workers_now == 0:
         overlap = (t_b + c) / max(t_b, c)
         notes.append(f"On {cores_per_rank:g} cores the worker(s) can overlap at most the compute with the "
