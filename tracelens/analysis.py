@@ -117,6 +117,11 @@ class TraceAnalysis:
     category_counts: dict[str, int] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     timeline: StepTimeline | None = None
+    bad_time_events: int = 0  # events the loader skipped for an unusable ts or dur
+    bad_time_examples: tuple[str, ...] = ()  # a few of them: 'name: dur=-5'
+    dropped_steps: int = 0  # of which ProfilerStep# events: the step list is incomplete
+    dropped_waits: int = 0  # of which DataLoader __next__ events: waits may be missing
+    zero_length_steps: int = 0  # steps of zero duration (they measure nothing)
 
 
 def _iterator_kind(names: list[str]) -> str:
@@ -300,9 +305,21 @@ def step_timeline(steps: Steps, act: Activity) -> StepTimeline | None:
                         bool(g1 or g2 or g3), max(g1, g2, g3))
 
 
+def dropped(trace: Trace) -> tuple[int, int]:
+    """Step and ``__next__`` events the loader skipped for an unusable ts or dur."""
+    names = trace.stats.bad_time_names
+    steps = sum(n for name, n in names.items() if STEP_NAME.match(name))
+    waits = sum(n for name, n in names.items() if DATA_WAIT_NAME.match(name))
+    return steps, waits
+
+
 def trace_warnings(trace: Trace, has_gpu: bool, gpu_expected: bool) -> tuple[str, ...]:
     """What the reader of the numbers should know about the file."""
     warnings = []
+    steps, waits = dropped(trace)
+    if steps or waits:
+        warnings.append(f"{steps} ProfilerStep# and {waits} DataLoader __next__ event(s) had unusable times and "
+                        "were dropped: the steps and waits measured are incomplete")
     if trace.stats.truncated:
         warnings.append("the file is truncated: analyzed up to its last complete event")
     if trace.stats.skipped_malformed:
@@ -349,6 +366,10 @@ def analyze_trace(trace: Trace) -> TraceAnalysis:
         with_stack=bool(trace.meta.with_stack) or cat_counts.get("python_function", 0) + cat_counts.get("python", 0) > 0,
         category_counts=cat_counts, warnings=trace_warnings(trace, has_gpu, gpu_expected),
         timeline=step_timeline(steps, act),
+        bad_time_events=trace.stats.bad_time_events,
+        bad_time_examples=tuple(f"{b.name}: {b.field}={b.value}" for b in trace.stats.bad_time_examples),
+        dropped_steps=dropped(trace)[0], dropped_waits=dropped(trace)[1],
+        zero_length_steps=int(((steps.end - steps.start) <= 0).sum()),
     )
 
 

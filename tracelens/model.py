@@ -6,6 +6,7 @@ All times are int64 nanoseconds on the trace's own clock (``ts`` µs × 1000). O
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +99,7 @@ class LoadStats:
     bad_time_events: int = 0
     bad_time_fields: dict[str, int] = field(default_factory=dict)  # {"ts": n, "dur": m}; both count
     bad_time_examples: tuple[BadValue, ...] = ()  # the first few (load.MAX_BAD_EXAMPLES), file order
+    bad_time_names: dict[str, int] = field(default_factory=dict)  # event name -> count (capped)
     # Array elements over load.MAX_EVENT_BYTES, skipped without being read.
     oversized_events: int = 0
 
@@ -202,6 +204,7 @@ def concat_traces(traces: list[Trace]) -> Trace:
         bad_time_events=sum(t.stats.bad_time_events for t in traces),
         bad_time_fields=bad_fields,
         bad_time_examples=tuple(e for t in traces for e in t.stats.bad_time_examples)[:5],
+        bad_time_names=_sum_counts(t.stats.bad_time_names for t in traces),
         oversized_events=sum(t.stats.oversized_events for t in traces),
     )
     meta = TraceMeta(**{**first.meta.__dict__, "path": " + ".join(t.meta.path for t in traces)})
@@ -219,3 +222,11 @@ def concat_traces(traces: list[Trace]) -> Trace:
         tid=np.concatenate(cols["tid"]),
         origin_us=first.origin_us,
     )
+
+
+def _sum_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for c in counts:
+        for k, v in c.items():
+            out[k] = out.get(k, 0) + v
+    return out

@@ -196,6 +196,16 @@ class Context:
         return self.steady is not None and self.steady.exposed_fraction >= threshold("exposed_wait_fraction")
 
     @property
+    def inconclusive(self) -> str | None:
+        """Why the analysis itself cannot support a verdict of "healthy", or None."""
+        a = self.analysis
+        if a.dropped_steps or a.dropped_waits:
+            return "step or __next__ events were dropped for unusable times"
+        if a.measured_steps and not a.step_time_ms:
+            return "every step has zero length"
+        return None
+
+    @property
     def quality_factor(self) -> float:
         """Confidence multiplier for the trace's quality (few steps, fallback steps)."""
         f = 1.0

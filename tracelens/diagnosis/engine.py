@@ -55,8 +55,8 @@ def main_cause(ctx: Context, findings: Sequence[Finding]) -> tuple[str, Finding 
     if respawn is not None and ctx.steady is not None and ctx.steady.startup_fraction >= threshold(
             "exposed_wait_fraction"):
         return "input_bound", respawn  # the wait is worker start-up: persistent_workers, not workers
-    if ctx.steady is None or ctx.analysis.next_calls == 0:
-        return "undetermined", None
+    if ctx.steady is None or ctx.analysis.next_calls == 0 or ctx.inconclusive is not None:
+        return "undetermined", None  # no evidence the loader keeps up (TL3xx say why)
     return "healthy", None
 
 
@@ -87,7 +87,7 @@ def _num_workers(ctx: Context, proposed: dict[str, Any]) -> tuple[int | None, st
     if ctx.workers_now is not None:
         return ctx.workers_now, None
     return None, ("Keep your current num_workers: the trace shows worker processes (the "
-                  "multi-process iterator) but not how many, and the waits show they keep up.")
+                  "multi-process iterator) but not how many.")
 
 
 def _pin_memory(ctx: Context, proposed: dict[str, Any]) -> tuple[bool | None, str | None]:

@@ -141,7 +141,9 @@ def _drop_bad_times(cols: _Columns, ts_us: np.ndarray, dur_us: np.ndarray, name_
         which = "ts" if ts_bad[row] else "dur"
         value = float(ts_us[row] if which == "ts" else dur_us[row])
         examples.append(BadValue(str(names[name_id[row]])[:100], which, _number_text(value)[:40]))
-    cols.skips.add(Skips(skipped=int(rows.size), bad_time=int(rows.size), examples=examples,
+    ids, counts = np.unique(name_id[rows], return_counts=True)
+    per_name = {str(names[i])[:100]: int(n) for i, n in zip(ids.tolist(), counts.tolist())}
+    cols.skips.add(Skips(skipped=int(rows.size), bad_time=int(rows.size), examples=examples, names=per_name,
                          bad_fields={k: n for k, n in (("ts", int(ts_bad.sum())), ("dur", int(dur_bad.sum()))) if n}))
     return ~bad
 
@@ -180,6 +182,7 @@ def _build_trace(meta: TraceMeta, cols: _Columns, truncated: bool, bytes_read: i
         bad_time_events=skips.bad_time,
         bad_time_fields=dict(skips.bad_fields),
         bad_time_examples=tuple(skips.examples),
+        bad_time_names=dict(skips.names),
         oversized_events=skips.oversized,
     )
     return Trace(

@@ -146,6 +146,7 @@ class Skips:
     bad_time: int = 0  # of which: a ts or dur missing, not a number, or out of range
     bad_fields: dict[str, int] = field(default_factory=dict)
     examples: list[BadValue] = field(default_factory=list)
+    names: dict[str, int] = field(default_factory=dict)  # bad-time events per name (capped)
     oversized: int = 0  # of which: over limits.MAX_EVENT_BYTES, never read
 
     def add(self, other: Skips) -> None:
@@ -155,6 +156,9 @@ class Skips:
         for k, v in other.bad_fields.items():
             self.bad_fields[k] = self.bad_fields.get(k, 0) + v
         self.examples.extend(other.examples[: limits.MAX_BAD_EXAMPLES - len(self.examples)])
+        for name, n in other.names.items():
+            key = name if name in self.names or len(self.names) < limits.MAX_BAD_NAMES else ""
+            self.names[key] = self.names.get(key, 0) + n
 
     def note_undecodable(self, piece: bytes) -> None:
         """One piece of text that is no event: a bad time if that is what it shows."""
@@ -162,7 +166,7 @@ class Skips:
         if bad is None:
             self.skipped += 1
         else:
-            self.add(Skips(skipped=1, bad_time=1, bad_fields={bad.field: 1}, examples=[bad]))
+            self.add(Skips(skipped=1, bad_time=1, bad_fields={bad.field: 1}, examples=[bad], names={bad.name: 1}))
 
     def note_oversized(self) -> None:
         self.skipped += 1

@@ -50,6 +50,7 @@ MAX_EXTRA_KEYS = 100  # names of unread top-level keys kept in TraceMeta.extra_k
 
 
 MAX_BAD_EXAMPLES = 5  # LoadStats.bad_time_examples
+MAX_BAD_NAMES = 256  # distinct names counted in LoadStats.bad_time_names (the rest under "")
 
 
 #: Whitespace runs of this many bytes or more at the edges of a read block that holds no event

@@ -27,8 +27,12 @@ def verdict_sentence(doc: dict[str, Any]) -> str:
     ceiling = m.get("speedup_ceiling")
     has_gpu = m.get("gpu_busy_fraction") is not None
     if diagnosis == "undetermined" or exposed is None:
+        trace = doc.get("trace") or {}
         reason = doc.get("fallback") or (
-            "it holds no DataLoader __next__ events" if not m.get("next_calls") else "the evidence is inconclusive")
+            "it holds no DataLoader __next__ events" if not m.get("next_calls") else
+            "step or __next__ events were dropped for unusable times" if trace.get("dropped_steps") or trace.get("dropped_waits")
+            else "every step has zero length" if trace.get("zero_length_steps") and not m.get("step_time_ms_total")
+            else "the evidence is inconclusive")
         return f"The trace cannot say whether data loading slows this run: {reason}."
     c = f"{ceiling:.2f}×" if ceiling else "unbounded"
     if has_gpu:

@@ -62,12 +62,24 @@ def few_steps(rule: Rule, ctx: Context) -> Finding | None:
               requires=always)
 def damaged_trace(rule: Rule, ctx: Context) -> Finding | None:
     a = ctx.analysis
-    if not a.truncated and not a.skipped_events:
+    if not a.truncated and not a.skipped_events and not a.zero_length_steps:
         return None
-    return _q(rule, ctx, Severity.MEDIUM, "The trace is damaged: " + ("truncated" if a.truncated else "malformed events"),
-              {"truncated": a.truncated, "skipped_events": a.skipped_events},
-              "Numbers cover the complete events only. Let the profiler finish writing (exit the "
+    what = [w for w, on in (("truncated", a.truncated), ("malformed events", a.skipped_events),
+                            ("events with unusable times", a.bad_time_events),
+                            ("zero-length steps", a.zero_length_steps)) if on]
+    lost = a.dropped_steps + a.dropped_waits
+    severity = Severity.HIGH if lost else Severity.MEDIUM
+    advice = ("Numbers cover the complete events only. Let the profiler finish writing (exit the "
               "`with profile()` block, or export_chrome_trace after stop()) before copying the file.")
+    if lost:
+        advice = (f"{a.dropped_steps} ProfilerStep# and {a.dropped_waits} DataLoader __next__ event(s) were "
+                  "dropped for unusable times (e.g. " + "; ".join(a.bad_time_examples[:3]) + "), so a wait may "
+                  "be missing from the numbers: the trace cannot show that the loader keeps up. " + advice)
+    return _q(rule, ctx, severity, "The trace is damaged: " + ", ".join(what),
+              {"truncated": a.truncated, "skipped_events": a.skipped_events,
+               "bad_time_events": a.bad_time_events, "bad_time_examples": list(a.bad_time_examples),
+               "dropped_steps": a.dropped_steps, "dropped_waits": a.dropped_waits,
+               "zero_length_steps": a.zero_length_steps}, advice)
 
 
 @declare_rule("TL306", "trace_quality", Severity.LOW, "Profiler overhead: with_stack", precondition="none",
