@@ -591,3 +591,42 @@ def test_known_settings_prefer_run_facts(tmp_path: Path) -> None:
     a = analyze(loop([1] * 6, 99), tmp_path)
     assert known_settings(a).num_workers == 0
     assert known_settings(a, facts(3)).num_workers == 3
+
+
+def _loop_json(tmp_path: Path, *, wait_dur: list[object], step_dur: object = 100_000) -> Path:
+    events: list[dict[str, object]] = []
+    for i, d in enumerate(wait_dur):
+        t = i * 100_000
+        events.append({"ph": "X", "cat": "user_annotation", "name": f"ProfilerStep#{i}", "pid": 1, "tid": 1,
+                       "ts": t, "dur": step_dur})
+        events.append({"ph": "X", "cat": "user_annotation", "pid": 1, "tid": 1, "ts": t, "dur": d,
+                       "name": "enumerate(DataLoader)#_MultiProcessingDataLoaderIter.__next__"})
+    path = tmp_path / "t.json"
+    path.write_text(__import__("json").dumps({"traceEvents": events}))
+    return path
+
+
+@pytest.mark.parametrize("bad", [-5, "NaN", None, 1e300])
+def test_a_dropped_wait_makes_the_run_undetermined_not_healthy(tmp_path: Path, bad: object) -> None:
+    # GIVEN small waits, and one __next__ whose dur is negative, missing, not a number or absurd
+    from tracelens.api import analyze_path
+
+    waits: list[object] = [1000] * 8
+    waits[3] = bad
+    path = _loop_json(tmp_path, wait_dur=waits)
+    if bad == "NaN":
+        path.write_text(path.read_text().replace('"NaN"', "NaN"))
+    r = analyze_path(path).ranks[0]
+    # THEN the wait may be missing from the numbers: no healthy verdict, and TL305 says why
+    assert r.diagnosis.diagnosis == "undetermined"
+    tl305 = finding(r.diagnosis, "TL305")
+    assert tl305.severity == "high" and tl305.evidence["dropped_waits"] == 1
+    assert tl305.evidence["bad_time_examples"][0].startswith("enumerate(DataLoader)")
+
+
+def test_steps_of_zero_length_are_no_evidence(tmp_path: Path) -> None:
+    from tracelens.api import analyze_path
+
+    r = analyze_path(_loop_json(tmp_path, wait_dur=[0] * 8, step_dur=0)).ranks[0]
+    assert r.diagnosis.diagnosis == "undetermined"
+    assert finding(r.diagnosis, "TL305").evidence["zero_length_steps"] == 8
