@@ -16,6 +16,9 @@ from tracelens.model import GPU_ACTIVITY_CATEGORIES, RUNTIME_CATEGORIES, Trace
 
 STEP_NAME = re.compile(r"^ProfilerStep#(\d+)$")
 DATA_WAIT_NAME = re.compile(r"^enumerate\(DataLoader\)#.*\.__next__$|^enumerate\(DataPipe\)#")
+#: Collective communication on the host (process-group annotations, c10d ops) and the device
+#: (NCCL/RCCL kernels). In data-parallel training every rank waits in them for the slowest rank.
+COLLECTIVE_NAME = re.compile(r"^(?:nccl|gloo|mpi|ucc|xccl|hccl):|^c10d::|^record_param_comms$|^[nr]cclDev(?:ice)?Kernel|^[nr]cclKernel")
 SYNC_NAMES = frozenset(
     {"cudaDeviceSynchronize", "cudaStreamSynchronize", "cudaEventSynchronize",
      "hipDeviceSynchronize", "hipStreamSynchronize", "hipEventSynchronize"}
@@ -24,7 +27,7 @@ NS_PER_MS = 1e6
 
 STEP_COLUMNS = [
     "step", "start_ms", "duration_ms", "data_wait_ms", "gpu_busy_ms", "exposed_wait_ms",
-    "next_calls", "next_longest_ms",
+    "next_calls", "next_longest_ms", "collective_ms",
 ]
 
 
@@ -122,6 +125,7 @@ class TraceAnalysis:
     dropped_steps: int = 0  # of which ProfilerStep# events: the step list is incomplete
     dropped_waits: int = 0  # of which DataLoader __next__ events: waits may be missing
     zero_length_steps: int = 0  # steps of zero duration (they measure nothing)
+    collective_ms_per_step: float | None = None  # time inside collectives per step (None: none seen)
 
 
 def _iterator_kind(names: list[str]) -> str:
@@ -196,6 +200,7 @@ class Activity:
     gpu: iv.IntervalSet
     exposed: iv.IntervalSet  # data wait with no GPU activity
     has_gpu: bool
+    collectives: iv.IntervalSet  # time inside collective communication (any thread or device)
 
 
 def _rows(trace: Trace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -232,7 +237,9 @@ def measure_activity(trace: Trace, steps: Steps, next_rows: np.ndarray, gpu_rows
     steps_set = iv.union(steps.start, steps.end)
     data_wait = iv.intersect(iv.union(ts[next_rows], end[next_rows]), steps_set)
     gpu = iv.intersect(iv.union(ts[gpu_rows], end[gpu_rows]), steps_set)
-    return Activity(steps_set, data_wait, gpu, iv.subtract(data_wait, gpu), bool(gpu_rows.any()))
+    coll_rows = np.flatnonzero(trace.mask_names(lambda n: COLLECTIVE_NAME.match(n) is not None))
+    collectives = iv.intersect(iv.union(ts[coll_rows], end[coll_rows]), steps_set)
+    return Activity(steps_set, data_wait, gpu, iv.subtract(data_wait, gpu), bool(gpu_rows.any()), collectives)
 
 
 def per_step_table(trace: Trace, steps: Steps, act: Activity,
@@ -258,6 +265,7 @@ def per_step_table(trace: Trace, steps: Steps, act: Activity,
             "exposed_wait_ms": iv.measure_within(act.exposed, s_start, s_end) / NS_PER_MS,
             "next_calls": counts.astype(np.int64),
             "next_longest_ms": longest,
+            "collective_ms": iv.measure_within(act.collectives, s_start, s_end) / NS_PER_MS,
         },
         columns=STEP_COLUMNS,
     )
@@ -370,6 +378,7 @@ def analyze_trace(trace: Trace) -> TraceAnalysis:
         bad_time_examples=tuple(f"{b.name}: {b.field}={b.value}" for b in trace.stats.bad_time_examples),
         dropped_steps=dropped(trace)[0], dropped_waits=dropped(trace)[1],
         zero_length_steps=int(((steps.end - steps.start) <= 0).sum()),
+        collective_ms_per_step=act.collectives.total / NS_PER_MS / n_steps if n_steps and len(act.collectives) else None,
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from tracelens.analysis import TraceAnalysis
 from tracelens.diagnosis import Diagnosis
+from tracelens.diagnosis.ranks import find_straggler
 from tracelens.runjson import RunInfo
 
 SCHEMA_VERSION = 1
@@ -51,6 +52,7 @@ def build_document(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo |
             "gpu_idle_other_fraction": _num(analysis.gpu_idle_other_fraction),
             "sync_ms_per_step": _num(analysis.sync_ms_per_step, 4),
             "next_calls": analysis.next_calls,
+            "collective_ms_per_step": _num(analysis.collective_ms_per_step, 4),
         },
         "loader": {
             "iterator": analysis.iterator,
@@ -102,13 +104,21 @@ def build_document(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo |
 
 
 def build_multirank_document(docs: list[dict[str, Any]], path: str) -> dict[str, Any]:
-    """The SPEC §3 multi-rank shape: per-rank objects plus the slowest rank."""
+    """The SPEC §3 multi-rank shape: per-rank objects, the slowest rank, and the job's diagnosis,
+    recommendation and findings (the slowest rank's, led by ``rank_straggler`` when one rank's
+    loader holds the others at the collectives)."""
     def exposed(d: dict[str, Any]) -> float:
         v = d["metrics"]["exposed_data_wait_fraction"]
         return -1.0 if v is None else float(v)
 
     slowest = max(docs, key=exposed)
     medians = [d["metrics"]["step_time_ms_median"] for d in docs if d["metrics"]["step_time_ms_median"] is not None]
+    straggler = find_straggler(docs)
+    findings = [straggler] if straggler is not None else []
+    findings += [f | {"rank": slowest["rank"]} for f in slowest.get("findings", [])]
+    rec = dict(slowest["recommendation"])
+    rec["notes"] = [f"From rank {slowest['rank']}, the slowest (every rank waits for it at the next collective): "
+                    "apply it to every rank's loader when they run the same script.", *rec.get("notes", [])]
     return {
         "schema_version": SCHEMA_VERSION,
         "source": {"path": path, "format": "directory", "ranks": [d["rank"] for d in docs]},
@@ -117,4 +127,7 @@ def build_multirank_document(docs: list[dict[str, Any]], path: str) -> dict[str,
         "slowest_rank_exposed_data_wait_fraction": slowest["metrics"]["exposed_data_wait_fraction"],
         "step_time_ms_median_max": max(medians) if medians else None,
         "diagnosis": slowest["diagnosis"],
+        "recommendation": rec,
+        "findings": findings,
+        "rank_straggler": straggler["evidence"]["rank"] if straggler is not None else None,
     }

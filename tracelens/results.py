@@ -44,4 +44,6 @@ class Result:
     def has_finding_at_least(self, severity: str) -> bool:
         """Whether any rank has a finding of ``severity`` or worse (``analyze --fail-on``)."""
         floor = Severity(severity).rank
-        return any(f.severity.rank >= floor for r in self.ranks for f in r.diagnosis.findings)
+        job = [Severity(f["severity"]).rank for f in self.document.get("findings", [])] if self.is_multi_rank else []
+        return any(f.severity.rank >= floor for r in self.ranks for f in r.diagnosis.findings) or any(
+            rank >= floor for rank in job)

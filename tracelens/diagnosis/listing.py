@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tracelens.diagnosis.engine import RULES
+from tracelens.diagnosis.ranks import JOB_RULE
 from tracelens.diagnosis.thresholds import THRESHOLDS
 
 DOC_HEADER = """# tracelens rules
@@ -15,7 +16,9 @@ severity (a rule may raise or lower it with the evidence), a precondition (when 
 hold the rule is skipped, with the reason listed in the diagnosis) and the thresholds it
 compares with. The main diagnosis comes from the rules marked *main*, in this order:
 oversubscription, cpu_starvation, io_bound, input_bound; `healthy` when none fires and the
-steps have DataLoader events; `undetermined` when TL301 or TL302 fires.
+steps have DataLoader events; `undetermined` when TL301 or TL302 fires or the trace's own
+analysis is inconclusive (step or __next__ events dropped, zero-length steps). TL401 is a job-level
+rule: it reads every rank's document of a multi-rank directory.
 """
 
 
@@ -26,13 +29,17 @@ def _rule_rows() -> list[str]:
         th = ", ".join(f"`{n}`" for n in r.thresholds) or "-"
         rows.append(f"| {r.id} | {r.kind} | {r.severity} | {'yes' if r.main else ''} | {r.title} "
                     f"| {r.precondition} | {th} |")
+    j = JOB_RULE
+    rows.append(f"| {j.id} | {j.kind} | {j.severity} | job | {j.title} | {j.precondition} "
+                f"| {', '.join(f'`{n}`' for n in j.thresholds)} |")
     return rows
 
 
 def _threshold_rows() -> list[str]:
     rows = ["| threshold | value | unit | used by | why this number |", "| --- | --- | --- | --- | --- |"]
     for t in THRESHOLDS.values():
-        users = ", ".join(r.id for r in RULES if t.name in r.thresholds) or "settings math"
+        users = ", ".join([r.id for r in RULES if t.name in r.thresholds]
+                          + ([JOB_RULE.id] if t.name in JOB_RULE.thresholds else [])) or "settings math"
         rows.append(f"| `{t.name}` | {t.value:g} | {t.unit} | {users} | {t.reason} |")
     return rows
 

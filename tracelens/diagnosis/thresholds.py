@@ -89,6 +89,13 @@ THRESHOLDS: dict[str, Threshold] = {t.name: t for t in (
        "from bursts of slow batches (a shallow queue) or from a busy machine (other processes, "
        "run-queue delay), and more workers cannot shorten it; below 2x the median batch time, its "
        "spread (p90 10-20 % above the median) and the queue hand-over can still drain the queue"),
+    _T("straggler_wait_fraction", 0.05, "of the step",
+       "one rank's exposed data wait beyond the other ranks' median by 5 % of the step (the input-bound "
+       "threshold) is a loader slower than the others', not run-to-run noise"),
+    _T("straggler_absorbed_fraction", 0.5, "of the straggler's extra wait",
+       "in synchronous data-parallel training the other ranks wait for the slowest at the next "
+       "collective: when their collective time exceeds the straggler's by at least half its extra "
+       "data wait, that wait holds the whole job (less could be compute imbalance instead)"),
     _T("respawn_min_ms", 50.0, "ms per epoch",
        "a worker start-up under 50 ms per epoch is not worth persistent_workers' held memory"),
 )}
