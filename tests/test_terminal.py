@@ -95,3 +95,21 @@ def test_thread_advice_environment_and_expected_gain_are_printed(tmp_path: Path)
                                  keep_current=["num_workers"], num_workers=1, pin_memory=False,
                                  persistent_workers=False, prefetch_factor=None)
     assert "keep the DataLoader settings as they are (the trace does not show num_workers)" in format_summary(doc)
+
+
+def test_a_hugging_face_trainer_user_sees_the_training_arguments_to_change(tmp_path: Path) -> None:
+    # GIVEN the loader was built by transformers' Trainer (run.json says so)
+    doc = _doc(tmp_path)
+    doc["loader"] |= {"framework": "transformers", "created_at": "transformers/trainer.py:1 in get_train_dataloader"}
+    text = format_summary(doc)
+    # THEN the knob they change comes first, the DataLoader diff beside it
+    assert "Hugging Face Trainer" in text and "TrainingArguments(" in text
+    assert f"+     dataloader_num_workers={doc['recommendation']['num_workers']}," in text
+    assert text.index("TrainingArguments(") < text.index("loader = DataLoader(")
+
+
+def test_a_lightning_user_is_told_where_the_loader_call_is(tmp_path: Path) -> None:
+    doc = _doc(tmp_path)
+    doc["loader"] |= {"framework": "lightning", "created_at": "train.py:42 in train_dataloader"}
+    text = format_summary(doc)
+    assert "LightningDataModule.train_dataloader" in text and "train.py:42 in train_dataloader" in text

@@ -28,6 +28,18 @@ def per_step_records(analysis: TraceAnalysis) -> list[dict[str, Any]]:
     return rows
 
 
+def loader_identity(run: RunInfo | None) -> dict[str, Any]:
+    """Which loader the numbers are about (run.json's; all null for a bare trace)."""
+    lo = run.main_loader if run is not None else None
+    if lo is None:
+        keys = ("id", "class", "dataset_class", "dataset_len", "batches_per_epoch", "batch_size",
+                "created_at", "framework", "training")
+        return dict.fromkeys(keys)
+    return {"id": lo.id, "class": lo.cls, "dataset_class": lo.dataset_class, "dataset_len": lo.dataset_len,
+            "batches_per_epoch": lo.batches_per_epoch, "batch_size": lo.batch_size,
+            "created_at": lo.created_at, "framework": lo.framework, "training": lo.training}
+
+
 def build_document(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo | None = None) -> dict[str, Any]:
     """One rank's analysis as the SPEC §3 object (required keys first, extras after)."""
     settings = diagnosis.settings
@@ -61,6 +73,7 @@ def build_document(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo |
             "persistent_workers": settings.persistent_workers,
             "prefetch_factor": settings.prefetch_factor,
             "iterator_names": list(analysis.iterator_names),
+            **loader_identity(run),
         },
         "diagnosis": diagnosis.diagnosis,
         "recommendation": {

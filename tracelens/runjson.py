@@ -73,6 +73,7 @@ class Window(_Doc, frozen=True, kw_only=True):
     warmup_start_us: Annotated[float | None, _d("when the profiler warm-up began")] = None
     start_us: Annotated[float | None, _d("when recording began")] = None
     end_us: Annotated[float | None, _d("when recording ended")] = None
+    loader_id: Annotated[int | None, _d("the loader whose batches are the window's steps")] = None
 
 
 class Clock(_Doc, frozen=True, kw_only=True):
@@ -120,6 +121,12 @@ class Loader(_Doc, frozen=True, kw_only=True):
     iterators_created: Annotated[int, _d(
         "new iterator objects: with persistent_workers=False one per epoch, each starting fresh workers")] = 0
     batches_drawn: Annotated[int, _d("batches the main loop drew from it")] = 0
+    created_at: Annotated[str | None, _d(
+        "where the script built it: `file:line in function`, the first frame outside torch")] = None
+    framework: Annotated[str | None, _d(
+        "`transformers` (Trainer), `lightning`, `accelerate`, or null when the script builds it itself")] = None
+    training: Annotated[bool | None, _d(
+        "its batches fed backward passes (a training loader); false for evaluation loaders, null when not seen")] = None
 
 
 class Batches(_Doc, frozen=True, kw_only=True):
@@ -345,8 +352,12 @@ class RunInfo(_Doc, frozen=True, kw_only=True):
     # ----------------------------------------------------------------- derived views
     @property
     def main_loader(self) -> Loader | None:
-        """The loader that drew the most batches (the training loader, usually)."""
-        return max(self.loaders, key=lambda lo: lo.batches_drawn, default=None)
+        """The loader the window recorded; else the training loader that drew the most batches."""
+        if self.window.loader_id is not None:
+            found = next((lo for lo in self.loaders if lo.id == self.window.loader_id), None)
+            if found is not None:
+                return found
+        return max(self.loaders, key=lambda lo: (lo.training is not False, lo.batches_drawn), default=None)
 
     @property
     def batch_start_us(self) -> tuple[float, ...]:

@@ -113,6 +113,37 @@ def current_settings(doc: dict[str, Any]) -> dict[str, Any]:
     return cur
 
 
+#: Where each framework takes the DataLoader settings: TrainingArguments keys for Hugging Face.
+TRAINING_ARGUMENTS = {"num_workers": "dataloader_num_workers", "pin_memory": "dataloader_pin_memory",
+                      "persistent_workers": "dataloader_persistent_workers",
+                      "prefetch_factor": "dataloader_prefetch_factor"}
+
+
+def framework_view(doc: dict[str, Any], diff: Sequence[dict[str, str]]) -> dict[str, Any] | None:
+    """The same change in the user's own terms when a framework builds the loader: the
+    ``TrainingArguments(...)`` keys for Hugging Face ``Trainer``, where the ``DataLoader(...)`` call
+    lives for Lightning and accelerate."""
+    loader = doc.get("loader") or {}
+    framework, where = loader.get("framework"), loader.get("created_at")
+    if framework == "transformers":
+        changed = {k: doc["recommendation"].get(k) for k in SETTING_KEYS
+                   if any(ln["op"] == "+" and ln["text"].strip().startswith(f"{k}=") for ln in diff)}
+        lines = [{"op": " ", "text": "args = TrainingArguments("}, {"op": " ", "text": "    ...,"}]
+        lines += [{"op": "+", "text": f"    {TRAINING_ARGUMENTS[k]}={v!r},"} for k, v in changed.items() if v is not None]
+        lines.append({"op": " ", "text": ")"})
+        return {"framework": "Hugging Face Trainer", "lines": lines if changed else [],
+                "text": "Trainer builds the DataLoader from TrainingArguments: set these instead."}
+    if framework == "lightning":
+        return {"framework": "Lightning", "lines": [],
+                "text": "Lightning iterates the DataLoader your LightningDataModule.train_dataloader returns: "
+                        f"change that call{f' ({where})' if where else ''}."}
+    if framework == "accelerate":
+        return {"framework": "accelerate", "lines": [],
+                "text": "accelerate re-creates your DataLoader in prepare() with your arguments: change your own "
+                        f"DataLoader(...) call{f' ({where})' if where else ''}."}
+    return None
+
+
 def recommendation_view(doc: dict[str, Any], context: Sequence[str] = ()) -> dict[str, Any]:
     """The change to make (one rank's document): diff, code to copy, environment, expected gain."""
     rec = doc["recommendation"]
@@ -128,4 +159,5 @@ def recommendation_view(doc: dict[str, Any], context: Sequence[str] = ()) -> dic
     return {"diff": diff, "code": diff_after(diff), "changed": any(ln["op"] != " " for ln in diff) or bool(env),
             "keep": keep, "env": [f"{k}={v}" for k, v in sorted(env.items())], "expected": expected,
             "expected_value": float(speed) if expected else None,
+            "framework": framework_view(doc, diff), "created_at": (doc.get("loader") or {}).get("created_at"),
             "notes": [str(n) for n in rec.get("notes", [])]}
