@@ -55,31 +55,74 @@ def _init_worker(
         user_init(worker_id)
 
 
+def set_main_threads(args: argparse.Namespace) -> None:
+    """Apply ``--main-threads`` (torch.set_num_threads) to this process, if given."""
+    if args.main_threads is not None:
+        torch.set_num_threads(args.main_threads)
+
+
+def loader_kwargs(
+    args: argparse.Namespace, worker_init_fn: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """The DataLoader keyword arguments the flags set (prefetch/persistence only with workers).
+
+    ``--worker-threads`` becomes a ``worker_init_fn`` (composed with ``worker_init_fn``).
+    For scripts that build their own DataLoader (a LightningDataModule, a DDP script).
+    """
+    kw: dict[str, Any] = dict(num_workers=args.num_workers, pin_memory=args.pin_memory)
+    if args.num_workers > 0:
+        kw["persistent_workers"] = args.persistent_workers
+        kw["multiprocessing_context"] = args.multiprocessing_context
+        if args.prefetch_factor is not None:
+            kw["prefetch_factor"] = args.prefetch_factor
+        if worker_init_fn is not None or args.worker_threads is not None:
+            kw["worker_init_fn"] = functools.partial(
+                _init_worker, args.worker_threads, worker_init_fn
+            )
+    return kw
+
+
 def make_loader(dataset: Dataset[Any], args: argparse.Namespace, **extra: Any) -> DataLoader[Any]:
     """A DataLoader built from the flags (prefetch/persistence only with workers).
 
     Also applies ``--main-threads`` to this process and ``--worker-threads`` to each worker
     (composed with an example's own ``worker_init_fn``).
     """
-    if args.main_threads is not None:
-        torch.set_num_threads(args.main_threads)
-    kw: dict[str, Any] = dict(
-        batch_size=args.batch_size,
-        shuffle=True,
-        num_workers=args.num_workers,
-        pin_memory=args.pin_memory,
-        drop_last=True,
-    )
-    if args.num_workers > 0:
-        kw["persistent_workers"] = args.persistent_workers
-        kw["multiprocessing_context"] = args.multiprocessing_context
-        if args.prefetch_factor is not None:
-            kw["prefetch_factor"] = args.prefetch_factor
-    user_init = extra.pop("worker_init_fn", None)
-    if args.num_workers > 0 and (user_init is not None or args.worker_threads is not None):
-        kw["worker_init_fn"] = functools.partial(_init_worker, args.worker_threads, user_init)
+    set_main_threads(args)
+    kw: dict[str, Any] = dict(batch_size=args.batch_size, shuffle=True, drop_last=True)
+    kw.update(loader_kwargs(args, extra.pop("worker_init_fn", None)))
     kw.update(extra)
     return DataLoader(dataset, **kw)
+
+
+class SteadyRate:
+    """The script's own steady-state rate: ``tick()`` at the start of every training step;
+    ``summary()`` gives steps/s between the start of step ``warmup`` and the start of the last
+    step (start-up, the first batches and the tail after the last step left out; epoch
+    changes and validation passes between those steps are included, as a user sees them)."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup = warmup
+        self.ticks: list[float] = []
+
+    def tick(self) -> None:
+        self.ticks.append(time.perf_counter())
+
+    def rate(self) -> float | None:
+        if len(self.ticks) < self.warmup + 2:
+            return None
+        return (len(self.ticks) - 1 - self.warmup) / (self.ticks[-1] - self.ticks[self.warmup])
+
+    def summary(self) -> str:
+        """One line, printed last by each script: ``steady-state: 12.34 steps/s (...)``."""
+        rate = self.rate()
+        n = len(self.ticks)
+        if rate is None:
+            return f"steady-state: n/a ({n} steps, fewer than warm-up {self.warmup} + 2)"
+        return (
+            f"steady-state: {rate:.2f} steps/s (steps {self.warmup}..{n - 1}, "
+            f"{self.ticks[-1] - self.ticks[self.warmup]:.2f} s)"
+        )
 
 
 def train(
