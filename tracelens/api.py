@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,11 +130,21 @@ def _analyze_rank_job(args: tuple[list[str], int, int | None]) -> RankResult:
     return analyze_files([Path(p) for p in paths], rank=rank, jobs=jobs)
 
 
-def analyze_path(path: str | Path, jobs: int | None = None, progress: Progress | None = None) -> Result:
+def analyze_path(path: str | Path, jobs: int | None = None, progress: Progress | None = None,
+                 scheduler: str | None = None,
+                 on_ranks: Callable[[int, int, int], None] | None = None) -> Result:
     """Analyze a trace file, a ``tracelens profile`` run directory, or a directory of traces.
 
     ``progress(done, total)`` is called now and then while a single file is read (bytes).
+    With a Dask ``scheduler`` address, or a URL ``path``, the ranks are analyzed by
+    :func:`tracelens.jobs.analyze_location` (``on_ranks(done, total, bytes_read)`` as they finish).
     """
+    from tracelens.storage import is_url
+
+    if scheduler or is_url(path):
+        from tracelens.jobs import analyze_location
+
+        return analyze_location(path, scheduler=scheduler, jobs=jobs, on_progress=on_ranks)
     p = Path(path)
     if not p.exists():
         raise BadInputError(p, "no such file or directory")

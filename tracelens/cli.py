@@ -67,11 +67,12 @@ def _root(
 
 @app.command()
 def analyze(
-    path: Annotated[Path, typer.Argument(help="A trace (.json / .json.gz), a run directory, or a directory of traces (ranks, TensorBoard logdir).", show_default=False)],
+    path: Annotated[str, typer.Argument(help="A trace (.json / .json.gz), a run directory, or a directory of traces (ranks, TensorBoard logdir); also an fsspec URL of one (s3://, gs://, https://).", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON document (SPEC §3) instead of the summary.")] = False,
     html: Annotated[Path | None, typer.Option("--html", help="Also write the HTML report to this file.")] = None,
     fail_on: Annotated[str | None, typer.Option("--fail-on", help="Exit 3 when a finding of this severity or worse is present: high, medium, low, info.")] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Processes for several ranks (default: one per core).")] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", envvar="TRACELENS_SCHEDULER", help="Analyze the ranks on the Dask cluster at this address (tcp://host:8786); needs tracelens-dataloader[cluster].")] = None,
 ) -> None:
     """Measure DataLoader wait against GPU activity in a trace and diagnose it."""
     from tracelens.api import analyze_path
@@ -79,7 +80,18 @@ def analyze(
 
     if fail_on is not None and fail_on not in SEVERITIES:
         raise TracelensError(f"--fail-on must be one of {', '.join(SEVERITIES)}, not {fail_on!r}", exit_code=2)
-    result = analyze_path(path, jobs=jobs, progress=_progress_printer(path))
+    # Ranks analyzed by tracelens.jobs (--scheduler or a URL): only their documents come back.
+    from tracelens.storage import is_url
+
+    distributed = bool(scheduler) or is_url(path)
+    if distributed and html is not None:
+        raise TracelensError("--html needs the full analyses, which stay on the workers with --scheduler or a URL", exit_code=2)
+    if distributed:
+        from tracelens.jobs import rank_progress_printer
+
+        result = analyze_path(path, jobs=jobs, scheduler=scheduler, on_ranks=rank_progress_printer())
+    else:
+        result = analyze_path(Path(path), jobs=jobs, progress=_progress_printer(Path(path)))
     if as_json:
         sys.stdout.write(json.dumps(result.document, indent=2) + "\n")
     else:
@@ -90,11 +102,19 @@ def analyze(
         write_report(result, html)
         if not as_json:
             typer.echo(f"report: {html}")
+    if distributed:
+        from tracelens.jobs import failure_lines
+
+        failed = failure_lines(result.document)
+        for line in failed:
+            typer.echo(f"tracelens: error: {line}", err=True)
+        if failed:
+            raise typer.Exit(1)
     if fail_on is not None:
         floor = SEVERITIES.index(fail_on)
-        for r in result.ranks:
-            if any(SEVERITIES.index(f.severity) >= floor for f in r.diagnosis.findings):
-                raise typer.Exit(3)
+        docs = [result.document, *result.document.get("ranks", [])]
+        if any(SEVERITIES.index(f["severity"]) >= floor for d in docs for f in d.get("findings", [])):
+            raise typer.Exit(3)
 
 
 # Commands that live in their own modules register themselves on ``app``.

@@ -1,0 +1,168 @@
+"""Run rank jobs on a Dask distributed cluster; only the per-rank documents come back.
+
+Each rank's file(s) are read and analyzed on a worker (:func:`tracelens.jobs.run_rank_job`:
+remote files are spooled into the worker's local directory), and only its document — a few
+kilobytes — travels back; the cross-rank document is built on the client.
+
+Faults: a worker lost mid-run has its ranks recomputed elsewhere by the scheduler (and a job
+that raises a transient error is retried ``retries`` times), so the result is the same; a rank
+whose input is bad comes back as that rank's error; an unreachable scheduler is one error line.
+
+Imported only when a scheduler address is given (``--scheduler`` / ``TRACELENS_SCHEDULER``);
+needs ``pip install "tracelens-dataloader[cluster]"`` on the client and on every worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import socket
+import sys
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from tracelens.errors import TracelensError
+from tracelens.jobs import RankJob, RankOutcome, RankProgress, failed_outcome, run_rank_job
+
+SCHEDULER_ENV = "TRACELENS_SCHEDULER"
+CONNECT_TIMEOUT_S = 5.0  # to reach the scheduler
+WORKER_WAIT_S = 30.0  # for at least one worker to join
+RETRIES = 2  # extra tries of a job that raised (worker loss is handled by the scheduler itself)
+KEY_PREFIX = "tracelens-rank"
+INSTALL_HINT = 'pip install "tracelens-dataloader[cluster]"'
+
+
+def _distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise TracelensError(f"--scheduler needs Dask distributed: {INSTALL_HINT}") from None
+    return distributed
+
+
+def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> dict[str, Any]:
+    """The scheduler's identity (``type``, ``n_workers``, ...); a one-line error if there is none.
+
+    Checked before a ``Client`` is made: a client that fails to connect prints a traceback
+    when it is garbage-collected, and a port that is not a Dask scheduler can make it fail in
+    odd ways. A plain socket first (refused / unknown host / silent), then Dask's identity call.
+    """
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, loc = parse_address(address, strict=False)
+        probe: tuple[str, int] | None = None
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            host, port = parse_host_port(loc)
+            probe = (host, int(port))
+    except ValueError as exc:
+        raise TracelensError(f"{address}: not a Dask scheduler address ({exc})") from None
+    unreachable = f"cannot reach the Dask scheduler at {address}"
+    if probe is not None:
+        try:
+            socket.create_connection(probe, timeout=timeout_s).close()
+        except TimeoutError:
+            raise TracelensError(f"{unreachable}: no answer within {timeout_s:g} s") from None
+        except OSError as exc:
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise TracelensError(f"{unreachable}: {reason.lower()}") from None
+    try:
+        info = asyncio.run(asyncio.wait_for(_identity(address, timeout_s), timeout_s + 1))
+    except (TimeoutError, asyncio.TimeoutError):
+        raise TracelensError(f"{unreachable}: no Dask answer within {timeout_s:g} s (is it a Dask scheduler?)") from None
+    except Exception as exc:
+        raise TracelensError(f"{unreachable}: not a Dask scheduler ({type(exc).__name__})") from None
+    if not isinstance(info, dict) or info.get("type") != "Scheduler":
+        kind = info.get("type") if isinstance(info, dict) else type(info).__name__
+        raise TracelensError(f"{address} is not a Dask scheduler (it is a {kind})")
+    return info
+
+
+async def _identity(address: str, timeout_s: float) -> Any:
+    from distributed.core import rpc
+
+    remote = rpc(address, timeout=timeout_s)
+    try:
+        return await remote.identity()
+    finally:
+        await remote.close_rpc()
+
+
+def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> Any:
+    """A ``distributed.Client`` of the scheduler at ``address``; one-line errors otherwise."""
+    distributed = _distributed()
+    check_reachable(address, timeout_s)
+    try:
+        return distributed.Client(address, timeout=timeout_s, set_as_default=False)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    _collect_quietly()
+    raise TracelensError(f"cannot connect to the Dask scheduler at {address}: {reason}")
+
+
+def _collect_quietly() -> None:
+    """Collect a half-built client now, so its finalizer's complaint is not printed."""
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda _: None
+    try:
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+
+
+def _analyze_on_worker(job: RankJob) -> RankOutcome:
+    """The task: one rank analyzed on a worker, spooling into its local directory."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    outcome = run_rank_job(job, spool_dir=worker.local_directory)
+    return replace(outcome, worker=worker.address)
+
+
+def analyze_ranks_on_cluster(address: str, rank_jobs: Sequence[RankJob], *,
+                             on_progress: RankProgress | None = None, retries: int = RETRIES,
+                             connect_timeout_s: float = CONNECT_TIMEOUT_S,
+                             worker_wait_s: float = WORKER_WAIT_S) -> list[RankOutcome]:
+    """Run ``rank_jobs`` on the Dask cluster at ``address``; their outcomes in job order.
+
+    ``on_progress(done, total, bytes_read)`` is called as ranks finish. A job that raised even
+    after ``retries`` (or killed its workers) is that rank's error; losing the scheduler is
+    an error for the whole run.
+    """
+    as_completed = _distributed().as_completed
+    client = connect(address, connect_timeout_s)
+    try:
+        try:
+            client.wait_for_workers(1, timeout=worker_wait_s)
+        except (TimeoutError, OSError):
+            raise TracelensError(f"the Dask scheduler at {address} has no workers (waited {worker_wait_s:g} s)") from None
+        token = uuid.uuid4().hex[:12]
+        keys = [f"{KEY_PREFIX}-{j.rank if j.rank is not None else i}-{token}" for i, j in enumerate(rank_jobs)]
+        index = {k: i for i, k in enumerate(keys)}
+        pending = as_completed(client.map(_analyze_on_worker, list(rank_jobs), key=keys, retries=retries), loop=client.loop)
+        outcomes: list[RankOutcome | None] = [None] * len(rank_jobs)
+        done = nbytes = cancelled = 0
+        for batch in pending.batches():
+            finished = [f for f in batch if f.status == "finished"]
+            for fut, outcome in zip(finished, client.gather(finished) if finished else []):
+                outcomes[index[fut.key]] = outcome
+            for fut in batch:
+                if fut.status == "finished":
+                    continue
+                i = index[fut.key]
+                if fut.cancelled():
+                    cancelled += 1
+                    outcomes[i] = failed_outcome(rank_jobs[i], ConnectionError("cancelled: the scheduler lost it"))
+                else:
+                    outcomes[i] = failed_outcome(rank_jobs[i], fut.exception())
+            done += len(batch)
+            nbytes += sum(o.bytes_read for f in finished if (o := outcomes[index[f.key]]) is not None)
+            if on_progress is not None:
+                on_progress(done, len(rank_jobs), nbytes)
+        if cancelled:
+            raise TracelensError(f"lost the Dask scheduler at {address}: {cancelled} of {len(rank_jobs)} ranks were not analyzed")
+        return [o for o in outcomes if o is not None]
+    finally:
+        client.close()
