@@ -110,8 +110,8 @@ def list_location(url: str) -> Listing:
             return Listing("file", (url,))
     except FileNotFoundError:
         raise BadInputError(url, "no such file or directory") from None
-    except OSError as exc:
-        raise BadInputError(url, _first_line(exc)) from None
+    except Exception as exc:  # the backend's own errors too (credentials, permissions, HTTP)
+        raise BadInputError(url, f"cannot list it: {type(exc).__name__}: {_first_line(exc)}") from None
     if not found and not fs.exists(root):
         raise BadInputError(url, "no such file or directory")
     base = root.rstrip("/")
@@ -171,7 +171,7 @@ def peek_rank(location: str) -> int | None:
     """The rank a trace at ``location`` declares (``distributedInfo.rank``), from its header only."""
     try:
         return rank_in_header(read_header(location))
-    except (OSError, zlib.error, TracelensError):
+    except Exception:  # unreadable here: the rank falls back to the name; the job reports the error
         return None
 
 
