@@ -152,9 +152,15 @@ def heavy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tasks_run(cluster: Cluster, since: float) -> list[dict[str, Any]]:
-    """The scheduler's task-stream records of our rank tasks since ``since`` (epoch s)."""
-    stream = cluster.client.get_task_stream(start=since)
-    return [t for t in stream if str(t["key"]).startswith("tracelens-rank-")]
+    """The scheduler's task-stream records of the last run's rank tasks (started after ``since``).
+
+    Keys are ``tracelens-rank-<rank>-<run token>``: the records are those of the newest token
+    (the stream's time filter can let in a task that finished as the previous run ended).
+    """
+    ours = [t for t in cluster.client.get_task_stream(start=since) if str(t["key"]).startswith("tracelens-rank-")]
+    newest = max(ours, key=lambda t: max(s["stop"] for s in t["startstops"]))
+    token = str(newest["key"]).rsplit("-", 1)[1]
+    return [t for t in ours if str(t["key"]).endswith("-" + token)]
 
 
 def without_paths(doc: dict[str, Any]) -> dict[str, Any]:
