@@ -15,7 +15,9 @@ needs ``pip install "tracelens-dataloader[cluster]"`` on the client and on every
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
+import os
 import socket
 import sys
 import uuid
@@ -31,6 +33,9 @@ CONNECT_TIMEOUT_S = 5.0  # to reach the scheduler
 WORKER_WAIT_S = 30.0  # for at least one worker to join
 RETRIES = 2  # extra tries of a job that raised (worker loss is handled by the scheduler itself)
 KEY_PREFIX = "tracelens-rank"
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+GLIBC_MMAP_THRESHOLD_MAX = 32 << 20  # bytes: glibc's own ceiling for its dynamic mmap threshold (64-bit)
+_malloc_tuned = False
 INSTALL_HINT = 'pip install "tracelens-dataloader[cluster]"'
 
 
@@ -112,10 +117,31 @@ def _collect_quietly() -> None:
         sys.unraisablehook = hook
 
 
+def _undo_nanny_malloc_trim() -> None:
+    """Let glibc reuse freed memory in a worker that a nanny started with ``MALLOC_TRIM_THRESHOLD_``.
+
+    Dask's nanny sets that variable on its workers, and setting it also pins glibc's mmap
+    threshold at 128 KiB: every array the loader allocates becomes a fresh mmap, with ~10x
+    the page faults and 15-40 % more CPU per rank (bench/results-cluster.md). These values are
+    the ones glibc reaches by itself; a worker may keep up to ~64 MB more after a task.
+    """
+    global _malloc_tuned
+    if _malloc_tuned or "MALLOC_TRIM_THRESHOLD_" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    _malloc_tuned = True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, GLIBC_MMAP_THRESHOLD_MAX)
+        libc.mallopt(M_TRIM_THRESHOLD, 2 * GLIBC_MMAP_THRESHOLD_MAX)
+    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to undo
+        pass
+
+
 def _analyze_on_worker(job: RankJob) -> RankOutcome:
     """The task: one rank analyzed on a worker, spooling into its local directory."""
     from distributed import get_worker
 
+    _undo_nanny_malloc_trim()
     worker = get_worker()
     outcome = run_rank_job(job, spool_dir=worker.local_directory)
     return replace(outcome, worker=worker.address)

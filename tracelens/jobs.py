@@ -64,6 +64,7 @@ class RankOutcome:
     bytes_read: int = 0  # bytes read from storage for this rank
     seconds: float = 0.0  # wall time of the job where it ran
     worker: str | None = None  # where it ran: a Dask worker address, or host:pid
+    cpu_seconds: float = 0.0  # CPU time of the thread that ran it
 
     @property
     def ok(self) -> bool:
@@ -152,7 +153,7 @@ def run_rank_job(job: RankJob, spool_dir: str | Path | None = None) -> RankOutco
 
     Errors that retrying could fix (network, storage) are raised for the caller to retry.
     """
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.thread_time()
     where = f"{socket.gethostname()}:{os.getpid()}"
     locations = job.paths + ((job.run_json,) if job.run_json else ())
     try:
@@ -172,7 +173,7 @@ def run_rank_job(job: RankJob, spool_dir: str | Path | None = None) -> RankOutco
         return RankOutcome(job.rank, job.paths, None, f"{name}: {problem}", 0, time.perf_counter() - t0, where)
     if any(is_url(p) for p in job.paths):
         doc["source"]["path"] = " + ".join(job.paths)  # the location, not the spool file
-    return RankOutcome(job.rank, job.paths, doc, None, nbytes, time.perf_counter() - t0, where)
+    return RankOutcome(job.rank, job.paths, doc, None, nbytes, time.perf_counter() - t0, where, time.thread_time() - cpu0)
 
 
 def failed_outcome(job: RankJob, exc: BaseException) -> RankOutcome:
