@@ -4,10 +4,11 @@
    real trace (``hta/.../trace_diff/control``): its events evenly thinned to the size (every
    step and DataLoader event kept), ``distributedInfo.rank`` set per file.
 2. Starts a local cluster: ``dask scheduler`` + ``--workers`` ``dask worker --nthreads 1``
-   (as many workers as local processes), then times ``tracelens analyze DIR --json`` with
+   (as many workers as local processes; Dask's sampling profiler off unless ``--dask-profile``), then times ``tracelens analyze DIR --json`` with
    local processes and with ``--scheduler``, alternating, ``--runs`` times each, each in a
-   fresh client process; medians, the ratio, and the client's peak memory (PSS or RSS of its
-   process tree, as bench_analyze.py measures). The two JSON outputs must be identical.
+   fresh client process; medians of wall time and of the CPU seconds the run cost (client,
+   its children, and the cluster's processes), the ratios, and the client's peak memory (PSS
+   or RSS of its process tree, as bench_analyze.py measures). The JSON outputs must be equal.
 3. At scale on the client: ``--scale-ranks`` (default 4096) small ranks through the same
    cluster in this process: wall time, client RSS growth and result bytes per rank.
 4. Spooling: the rank files served by ``python -m http.server``; MB/s and peak RSS of
@@ -25,6 +26,7 @@ import json
 import os
 import pickle
 import re
+import resource
 import socket
 import statistics
 import subprocess
@@ -95,16 +97,22 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def local_cluster(workers: int, logs: Path) -> Any:
-    """A ``dask scheduler`` and ``workers`` one-thread ``dask worker`` processes; its address."""
+def local_cluster(workers: int, logs: Path, profile: bool = False) -> Any:
+    """A ``dask scheduler`` and ``workers`` one-thread ``dask worker`` processes (with nannies).
+
+    Yields its address and processes. ``profile``: keep Dask's sampling profiler on in the
+    workers (its default; docs/cluster.md recommends it off for dedicated workers).
+    """
     logs.mkdir(parents=True, exist_ok=True)
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     procs: list[subprocess.Popen[bytes]] = []
+    env = dict(os.environ, DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=str(profile))
 
     def spawn(name: str, args: list[str]) -> None:
         with (logs / f"{name}.log").open("wb") as log:
-            procs.append(subprocess.Popen([sys.executable, "-m", "dask", *args], stdout=log, stderr=subprocess.STDOUT))
+            procs.append(subprocess.Popen([sys.executable, "-m", "dask", *args], stdout=log,
+                                          stderr=subprocess.STDOUT, env=env))
 
     try:
         spawn("scheduler", ["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"])
@@ -123,7 +131,7 @@ def local_cluster(workers: int, logs: Path) -> Any:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
-        yield address
+        yield address, [psutil.Process(p.pid) for p in procs]
     finally:
         for p in reversed(procs):
             p.terminate()
@@ -144,9 +152,27 @@ def _memory(p: psutil.Process) -> int:
         return int(p.memory_info().rss)
 
 
-def measure(cmd: list[str], stdout: Path) -> tuple[float, float]:
-    """(wall seconds, peak memory of the process tree in MB) of one run of ``cmd``."""
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    """User + system CPU seconds of running ``procs`` and their children so far."""
+    total = 0.0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            for q in [p, *p.children(recursive=True)]:
+                t = q.cpu_times()
+                total += t.user + t.system
+    return total
+
+
+def measure(cmd: list[str], stdout: Path, cluster: list[psutil.Process]) -> tuple[float, float, float]:
+    """(wall s, peak memory of the client's process tree in MB, CPU s) of one run of ``cmd``.
+
+    CPU counts the client and its children (local processes) plus, for a cluster run, what the
+    scheduler, nannies and workers used meanwhile: what the run cost the machine, whatever
+    else was running on it.
+    """
     env = {k: v for k, v in os.environ.items() if k != "TRACELENS_SCHEDULER"}
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cluster0 = cpu_seconds(cluster)
     t0 = time.perf_counter()
     with stdout.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, env=env)
@@ -157,29 +183,32 @@ def measure(cmd: list[str], stdout: Path) -> tuple[float, float]:
                 peak = max(peak, sum(_memory(p) for p in [root, *root.children(recursive=True)] if p.is_running()))
             time.sleep(0.05)
     wall = time.perf_counter() - t0
+    children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (children1.ru_utime + children1.ru_stime - children0.ru_utime - children0.ru_stime
+           + cpu_seconds(cluster) - cluster0)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed with {proc.returncode}")
-    return wall, peak / 1e6
+    return wall, peak / 1e6, cpu
 
 
 def load() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def compare(directory: Path, address: str, runs: int, work: Path) -> dict[str, Any]:
+def compare(directory: Path, address: str, cluster: list[psutil.Process], runs: int, work: Path) -> dict[str, Any]:
     """Local processes vs the cluster, alternating; medians and the outputs' equality."""
     base = [sys.executable, "-m", "tracelens", "analyze", str(directory), "--json"]
-    cmds = {"local processes": base, "dask cluster": [*base, "--scheduler", address]}
-    times: dict[str, list[tuple[float, float]]] = {k: [] for k in cmds}
+    cmds = {"local processes": (base, []), "dask cluster": ([*base, "--scheduler", address], cluster)}
+    times: dict[str, list[tuple[float, float, float]]] = {k: [] for k in cmds}
     loads = [load()]
     for i in range(runs):
-        for name, cmd in cmds.items():
-            times[name].append(measure(cmd, work / f"{name.split()[0]}.json"))
+        for name, (cmd, procs) in cmds.items():
+            times[name].append(measure(cmd, work / f"{name.split()[0]}.json", procs))
             loads.append(load())
-            w, m = times[name][-1]
-            print(f"  run {i + 1}/{runs} {name}: {w:.2f} s, client {m:.0f} MB (load {loads[-1]})", file=sys.stderr)
+            w, m, c = times[name][-1]
+            print(f"  run {i + 1}/{runs} {name}: {w:.2f} s, {c:.1f} CPU s, client {m:.0f} MB (load {loads[-1]})", file=sys.stderr)
     same = (work / "local.json").read_bytes() == (work / "dask.json").read_bytes()
-    return {"medians": {k: (statistics.median(w for w, _ in v), statistics.median(m for _, m in v)) for k, v in times.items()},
+    return {"medians": {k: tuple(statistics.median(r[j] for r in v) for j in range(3)) for k, v in times.items()},
             "runs": times, "identical": same, "loads": loads}
 
 
@@ -274,6 +303,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="cluster workers = local processes")
     ap.add_argument("--scale-ranks", type=int, default=4096)
+    ap.add_argument("--dask-profile", action="store_true", help="keep Dask's sampling profiler on in the workers")
     ap.add_argument("--out", type=Path, default=HERE / "out" / "cluster")
     a = ap.parse_args()
     directory = a.out / f"ranks{a.ranks}"
@@ -281,20 +311,22 @@ def main() -> None:
     total_mb = sum(f.stat().st_size for f in files) / 1e6
     print(f"{a.ranks} ranks, {total_mb / a.ranks:.1f} MB each, {total_mb / 1e3:.2f} GB; "
           f"{os.cpu_count()} cores; load {load()}", file=sys.stderr)
-    with tempfile.TemporaryDirectory() as tmp, local_cluster(a.workers, a.out / "logs") as address:
+    with tempfile.TemporaryDirectory() as tmp, local_cluster(a.workers, a.out / "logs", a.dask_profile) as (address, cluster):
         work = Path(tmp)
         # per_rank first: it warms the workers (imports) and the page cache for both modes alike.
         result: dict[str, Any] = {"ranks": a.ranks, "total_gb": total_mb / 1e3, "cores": os.cpu_count(),
-                                  "workers": a.workers, "per_rank": per_rank(directory, address)}
-        result["compare"] = compare(directory, address, a.runs, work)
+                                  "workers": a.workers, "dask_profile": a.dask_profile,
+                                  "per_rank": per_rank(directory, address)}
+        result["compare"] = compare(directory, address, cluster, a.runs, work)
         result["scale"] = at_scale(address, a.source, a.scale_ranks, a.out)
         result["load_end"] = load()
     result["spool"] = spool_cost(directory, files[:8], 8 << 20)
     med = result["compare"]["medians"]
-    local, dask = med["local processes"][0], med["dask cluster"][0]
-    result["overhead"] = dask / local - 1
+    (local, _, local_cpu), (dask, _, dask_cpu) = med["local processes"], med["dask cluster"]
+    result["overhead"] = {"wall": dask / local - 1, "cpu": dask_cpu / local_cpu - 1}
     print(json.dumps(result, indent=1, default=str))
-    print(f"\nlocal {local:.2f} s, cluster {dask:.2f} s: overhead {100 * result['overhead']:+.1f} %; "
+    print(f"\nlocal {local:.2f} s / {local_cpu:.1f} CPU s, cluster {dask:.2f} s / {dask_cpu:.1f} CPU s: "
+          f"overhead {100 * result['overhead']['wall']:+.1f} % wall, {100 * result['overhead']['cpu']:+.1f} % CPU; "
           f"identical output: {result['compare']['identical']}", file=sys.stderr)
 
 
