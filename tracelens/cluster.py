@@ -167,24 +167,26 @@ def analyze_ranks_on_cluster(address: str, rank_jobs: Sequence[RankJob], *,
         token = uuid.uuid4().hex[:12]
         keys = [f"{KEY_PREFIX}-{j.rank if j.rank is not None else i}-{token}" for i, j in enumerate(rank_jobs)]
         index = {k: i for i, k in enumerate(keys)}
-        pending = as_completed(client.map(_analyze_on_worker, list(rank_jobs), key=keys, retries=retries), loop=client.loop)
+        # Results are fetched as tasks finish, concurrently in the client's event loop: one
+        # gather at a time waited on busy workers and held back runs of many small ranks.
+        futures = client.map(_analyze_on_worker, list(rank_jobs), key=keys, retries=retries)
+        pending = as_completed(futures, loop=client.loop, with_results=True, raise_errors=False)
+        del futures  # a result leaves the workers once it is here
         outcomes: list[RankOutcome | None] = [None] * len(rank_jobs)
         done = nbytes = cancelled = 0
         for batch in pending.batches():
-            finished = [f for f in batch if f.status == "finished"]
-            for fut, outcome in zip(finished, client.gather(finished) if finished else []):
-                outcomes[index[fut.key]] = outcome
-            for fut in batch:
-                if fut.status == "finished":
-                    continue
+            for fut, result in batch:
                 i = index[fut.key]
-                if fut.cancelled():
+                if isinstance(result, RankOutcome):
+                    outcome = result
+                elif fut.cancelled():
                     cancelled += 1
-                    outcomes[i] = failed_outcome(rank_jobs[i], ConnectionError("cancelled: the scheduler lost it"))
-                else:
-                    outcomes[i] = failed_outcome(rank_jobs[i], fut.exception())
-            done += len(batch)
-            nbytes += sum(o.bytes_read for f in finished if (o := outcomes[index[f.key]]) is not None)
+                    outcome = failed_outcome(rank_jobs[i], ConnectionError("cancelled: the scheduler lost it"))
+                else:  # a task that raised even after its retries: (type, exception, traceback)
+                    outcome = failed_outcome(rank_jobs[i], result[1] if isinstance(result, tuple) else result)
+                outcomes[i] = outcome
+                done += 1
+                nbytes += outcome.bytes_read
             if on_progress is not None:
                 on_progress(done, len(rank_jobs), nbytes)
         if cancelled:

@@ -222,6 +222,24 @@ def test_a_bad_rank_is_its_error_line_and_exit_1_the_rest_printed(cluster: Clust
     assert lines[1:] == ["tracelens: error: 1 of 4 ranks failed; the results above are for the other 3"]
 
 
+def test_a_rank_whose_task_raises_is_retried_then_reported_and_the_others_kept(cluster: Cluster, tmp_path: Path) -> None:
+    from tracelens.cluster import analyze_ranks_on_cluster
+    from tracelens.jobs import RankJob
+
+    good = starved_loop(TraceBuilder(rank=1), steps=2).write(tmp_path / "rank1.json")
+    since = time.time()
+    # A job without files raises inside the task (not a bad-input error): Dask retries it.
+    outcomes = analyze_ranks_on_cluster(cluster.address, [RankJob(0, ()), RankJob(1, (str(good),))], retries=1)
+    assert [o.rank for o in outcomes] == [0, 1]
+    assert not outcomes[0].ok and outcomes[0].error == ": IndexError: list index out of range"
+    assert outcomes[1].ok and outcomes[1].document == analyze_path(good).document
+    (key,) = {str(t["key"]) for t in tasks_run(cluster, since) if str(t["key"]).startswith("tracelens-rank-0-")}
+    story = cluster.client.run_on_scheduler(lambda dask_scheduler: [tuple(t[1:3]) for t in dask_scheduler.story(key)])
+    # Ran, failed and was put back (the retry), ran again, failed for good.
+    runs = [i for i, step in enumerate(story) if step == ("waiting", "processing")]
+    assert len(runs) == 2 and story[runs[0] + 1] == ("processing", "released") and story[runs[1] + 1] == ("processing", "erred")
+
+
 def test_an_unreachable_scheduler_is_one_line_and_exit_1(tmp_path: Path) -> None:
     starved_loop(TraceBuilder(rank=0), steps=2).write(tmp_path / "rank0.json")
     address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
