@@ -1,4 +1,4 @@
-"""What the cluster task does to the worker process it runs in (no cluster needed)."""
+"""Pieces of the cluster engine that need no cluster: what a task does to its worker process, task keys."""
 
 from __future__ import annotations
 
@@ -42,3 +42,11 @@ def test_tasks_undo_the_nannys_malloc_trim_that_page_faults_every_array(tmp_path
 
     plain, fixed = faults("none"), faults("fix")
     assert fixed * 2 < plain, (plain, fixed)  # measured: ~4x fewer here, ~1000x on 20 MB traces
+
+
+def test_every_job_gets_its_own_task_key_even_with_repeated_ranks() -> None:
+    from tracelens.cluster import task_keys
+    from tracelens.jobs import RankJob
+
+    assert task_keys([RankJob(3, ("a",)), RankJob(None, ("b",))], "t") == ["tracelens-rank-3-t", "tracelens-rank-job1-t"]
+    assert task_keys([RankJob(3, ("a",)), RankJob(3, ("b",))], "t") == ["tracelens-rank-3.0-t", "tracelens-rank-3.1-t"]

@@ -147,6 +147,17 @@ def _analyze_on_worker(job: RankJob) -> RankOutcome:
     return replace(outcome, worker=worker.address)
 
 
+def task_keys(rank_jobs: Sequence[RankJob], token: str) -> list[str]:
+    """``tracelens-rank-<rank>-<token>``, one distinct key per job (Dask runs a key once).
+
+    A job without a rank, or one of several jobs of the same rank, is labelled by its index.
+    """
+    labels = [str(j.rank) if j.rank is not None else f"job{i}" for i, j in enumerate(rank_jobs)]
+    if len(set(labels)) < len(labels):
+        labels = [f"{label}.{i}" for i, label in enumerate(labels)]
+    return [f"{KEY_PREFIX}-{label}-{token}" for label in labels]
+
+
 def analyze_ranks_on_cluster(address: str, rank_jobs: Sequence[RankJob], *,
                              on_progress: RankProgress | None = None, retries: int = RETRIES,
                              connect_timeout_s: float = CONNECT_TIMEOUT_S,
@@ -165,7 +176,7 @@ def analyze_ranks_on_cluster(address: str, rank_jobs: Sequence[RankJob], *,
         except (TimeoutError, OSError):
             raise TracelensError(f"the Dask scheduler at {address} has no workers (waited {worker_wait_s:g} s)") from None
         token = uuid.uuid4().hex[:12]
-        keys = [f"{KEY_PREFIX}-{j.rank if j.rank is not None else i}-{token}" for i, j in enumerate(rank_jobs)]
+        keys = task_keys(rank_jobs, token)
         index = {k: i for i, k in enumerate(keys)}
         # Results are fetched as tasks finish, concurrently in the client's event loop: one
         # gather at a time waited on busy workers and held back runs of many small ranks.
