@@ -2,7 +2,9 @@
 
 1. Builds ``--ranks`` rank traces of about ``--size-mb`` MB each (default 256 x 20 MB) from a
    real trace (``hta/.../trace_diff/control``): its events evenly thinned to the size (every
-   step and DataLoader event kept), ``distributedInfo.rank`` set per file.
+   step and DataLoader event kept), ``distributedInfo.rank`` set per file; gzipped unless
+   ``--plain`` (5 GB of .json did not stay in this shared machine's page cache, and disk reads
+   swamped the comparison).
 2. Starts a local cluster: ``dask scheduler`` + ``--workers`` ``dask worker --nthreads 1``
    (as many workers as local processes; Dask's sampling profiler off unless ``--dask-profile``), then times ``tracelens analyze DIR --json`` with
    local processes and with ``--scheduler``, alternating, ``--runs`` times each, each in a
@@ -70,18 +72,20 @@ def thinned_parts(source: Path, size_mb: float) -> tuple[bytes, bytes, bytes]:
     return head, SEPARATOR.join(kept), tail
 
 
-def make_ranks(out: Path, source: Path, ranks: int, size_mb: float) -> list[Path]:
-    """``ranks`` files ``rank<N>.pt.trace.json`` (kept if already there)."""
+def make_ranks(out: Path, source: Path, ranks: int, size_mb: float, compress: bool = False) -> list[Path]:
+    """``ranks`` files ``rank<N>.pt.trace.json[.gz]`` (kept if already there)."""
     out.mkdir(parents=True, exist_ok=True)
-    files = [out / f"rank{r}.pt.trace.json" for r in range(ranks)]
-    stale = [f for f in out.glob("rank*.pt.trace.json") if f not in set(files)]
+    suffix = ".pt.trace.json.gz" if compress else ".pt.trace.json"
+    files = [out / f"rank{r}{suffix}" for r in range(ranks)]
+    stale = [f for f in out.glob("rank*.pt.trace.json*") if f not in set(files)]
     for f in stale:
         f.unlink()
     if all(f.exists() for f in files):
         return files
     head, events, tail = thinned_parts(source, size_mb)
     for r, f in enumerate(files):
-        f.write_bytes(RANK.sub(rb"\g<1>%d" % r, head, count=1) + b"\n  " + events + b"\n  " + tail)
+        data = RANK.sub(rb"\g<1>%d" % r, head, count=1) + b"\n  " + events + b"\n  " + tail
+        f.write_bytes(gzip.compress(data, 6) if compress else data)
         print(f"\rwriting ranks: {r + 1}/{ranks}", end="", file=sys.stderr)
     print(file=sys.stderr)
     return files
@@ -97,11 +101,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def local_cluster(workers: int, logs: Path, profile: bool = False) -> Any:
-    """A ``dask scheduler`` and ``workers`` one-thread ``dask worker`` processes (with nannies).
+def local_cluster(workers: int, logs: Path, profile: bool = False, nanny: bool = True) -> Any:
+    """A ``dask scheduler`` and ``workers`` one-thread ``dask worker`` processes.
 
     Yields its address and processes. ``profile``: keep Dask's sampling profiler on in the
     workers (its default; docs/cluster.md recommends it off for dedicated workers).
+    ``nanny``: start each worker under a nanny process (Dask's default).
     """
     logs.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -118,7 +123,7 @@ def local_cluster(workers: int, logs: Path, profile: bool = False) -> Any:
         spawn("scheduler", ["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"])
         for i in range(workers):
             spawn(f"worker{i}", ["worker", address, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1",
-                                 "--local-directory", str(logs / f"worker{i}")])
+                                 "--local-directory", str(logs / f"worker{i}"), "--nanny" if nanny else "--no-nanny"])
         from distributed import Client
 
         deadline = time.monotonic() + 120
@@ -229,8 +234,13 @@ def per_rank(directory: Path, address: str) -> dict[str, Any]:
         "doc_kb": statistics.median(len(json.dumps(o.document)) for o in outcomes) / 1e3,
         "pickled_kb": statistics.median(len(pickle.dumps(o)) for o in outcomes) / 1e3,
         "worker_s": statistics.median(o.seconds for o in outcomes),
-        "gz_mb": len(gzip.compress(Path(jobs[0].paths[0]).read_bytes(), 6)) / 1e6,
+        "json_mb": len(_uncompressed(Path(jobs[0].paths[0]))) / 1e6,
     }
+
+
+def _uncompressed(p: Path) -> bytes:
+    raw = p.read_bytes()
+    return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
 
 
 def at_scale(address: str, source: Path, ranks: int, work: Path) -> dict[str, Any]:
@@ -261,16 +271,19 @@ def at_scale(address: str, source: Path, ranks: int, work: Path) -> dict[str, An
 SPOOL_PROBE = """
 import json, resource, sys, tempfile, time
 from pathlib import Path
+import aiohttp, fsspec, fsspec.implementations.http
 from tracelens.storage import spool
 urls, d = sys.argv[2:], tempfile.mkdtemp()
-p, _ = spool(urls[0], d); p.unlink()  # warm: imports, the event loop, the connection pool
+imported = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+p, _ = spool(urls[0], d); p.unlink()  # warm: the event loop, the connection pool
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0, n = time.perf_counter(), 0
 for u in urls:
     p, k = spool(u, d, block=int(sys.argv[1])); n += k; p.unlink()
 dt = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"mb": n / 1e6, "s": dt, "base_rss_mb": base / 1024, "peak_rss_mb": peak / 1024}))
+print(json.dumps({"mb": n / 1e6, "files": len(urls), "s": dt, "imported_rss_mb": imported / 1024,
+                  "after_first_file_rss_mb": base / 1024, "peak_rss_mb": peak / 1024}))
 """
 
 
@@ -304,23 +317,28 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="cluster workers = local processes")
     ap.add_argument("--scale-ranks", type=int, default=4096)
     ap.add_argument("--dask-profile", action="store_true", help="keep Dask's sampling profiler on in the workers")
+    ap.add_argument("--no-nanny", action="store_true", help="start the workers without nanny processes")
+    ap.add_argument("--plain", action="store_true",
+                    help="write the ranks as .json (default .json.gz, which stays in the page cache, so that "
+                         "disk reads do not swamp what is compared)")
     ap.add_argument("--out", type=Path, default=HERE / "out" / "cluster")
     a = ap.parse_args()
-    directory = a.out / f"ranks{a.ranks}"
-    files = make_ranks(directory, a.source, a.ranks, a.size_mb)
+    directory = a.out / (f"ranks{a.ranks}" + ("" if a.plain else "-gz"))
+    files = make_ranks(directory, a.source, a.ranks, a.size_mb, compress=not a.plain)
     total_mb = sum(f.stat().st_size for f in files) / 1e6
-    print(f"{a.ranks} ranks, {total_mb / a.ranks:.1f} MB each, {total_mb / 1e3:.2f} GB; "
+    print(f"{a.ranks} ranks of ~{a.size_mb:g} MB, {total_mb / a.ranks:.1f} MB each on disk, {total_mb / 1e3:.2f} GB; "
           f"{os.cpu_count()} cores; load {load()}", file=sys.stderr)
-    with tempfile.TemporaryDirectory() as tmp, local_cluster(a.workers, a.out / "logs", a.dask_profile) as (address, cluster):
+    with tempfile.TemporaryDirectory() as tmp, local_cluster(a.workers, a.out / "logs", a.dask_profile, not a.no_nanny) as (address, cluster):
         work = Path(tmp)
         # per_rank first: it warms the workers (imports) and the page cache for both modes alike.
         result: dict[str, Any] = {"ranks": a.ranks, "total_gb": total_mb / 1e3, "cores": os.cpu_count(),
-                                  "workers": a.workers, "dask_profile": a.dask_profile,
+                                  "workers": a.workers, "dask_profile": a.dask_profile, "nanny": not a.no_nanny,
                                   "per_rank": per_rank(directory, address)}
         result["compare"] = compare(directory, address, cluster, a.runs, work)
         result["scale"] = at_scale(address, a.source, a.scale_ranks, a.out)
         result["load_end"] = load()
-    result["spool"] = spool_cost(directory, files[:8], 8 << 20)
+    plain = make_ranks(a.out / "spool16", a.source, 16, a.size_mb)  # uncompressed, to measure the copy itself
+    result["spool"] = spool_cost(a.out / "spool16", plain, 8 << 20)
     med = result["compare"]["medians"]
     (local, _, local_cpu), (dask, _, dask_cpu) = med["local processes"], med["dask cluster"]
     result["overhead"] = {"wall": dask / local - 1, "cpu": dask_cpu / local_cpu - 1}
