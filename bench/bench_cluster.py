@@ -269,21 +269,25 @@ def at_scale(address: str, source: Path, ranks: int, work: Path) -> dict[str, An
 
 
 SPOOL_PROBE = """
-import json, resource, sys, tempfile, time
+import json, sys, tempfile, time
 from pathlib import Path
 import aiohttp, fsspec, fsspec.implementations.http
 from tracelens.storage import spool
+
+def peak_mb():  # VmHWM: this process's peak RSS (ru_maxrss can carry the parent's from fork)
+    line = next(x for x in open("/proc/self/status") if x.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
 urls, d = sys.argv[2:], tempfile.mkdtemp()
-imported = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+imported = peak_mb()
 p, _ = spool(urls[0], d); p.unlink()  # warm: the event loop, the connection pool
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = peak_mb()
 t0, n = time.perf_counter(), 0
 for u in urls:
     p, k = spool(u, d, block=int(sys.argv[1])); n += k; p.unlink()
 dt = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"mb": n / 1e6, "files": len(urls), "s": dt, "imported_rss_mb": imported / 1024,
-                  "after_first_file_rss_mb": base / 1024, "peak_rss_mb": peak / 1024}))
+print(json.dumps({"mb": n / 1e6, "files": len(urls), "s": dt, "imported_peak_rss_mb": imported,
+                  "after_first_file_peak_rss_mb": base, "peak_rss_mb": peak_mb()}))
 """
 
 
