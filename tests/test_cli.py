@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -139,3 +140,28 @@ def test_counts_beyond_their_caps_are_usage_errors(trace: Path, tmp_path: Path) 
                  ("sweep", "--steps", "0", str(script)), ("profile", "--active", "100000000", str(script))):
         out = run(*args)
         assert out.returncode == 2 and "Traceback" not in out.stderr, (args, out.stderr)
+
+
+def test_special_files_are_named_for_what_they_are(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    for path, what in ((fifo, "is a named pipe (FIFO)"), (Path("/dev/null"), "is a character device")):
+        out = run("analyze", str(path))
+        assert out.returncode == 1 and what in out.stderr and "holds no trace files" not in out.stderr
+
+
+def test_every_rank_file_gets_its_own_verdict(tmp_path: Path) -> None:
+    # GIVEN two good ranks, an empty one, an HTML page saved as a rank, and one cut mid-event
+    for r in range(2):
+        starved_loop(TraceBuilder(rank=r), steps=3).write(tmp_path / f"rank{r}.json")
+    (tmp_path / "rank2.json").write_text("")
+    (tmp_path / "rank3.json").write_text("<!doctype html><html>502 Bad Gateway</html>")
+    whole = starved_loop(TraceBuilder(rank=4), steps=3).text()
+    (tmp_path / "rank4.json").write_text(whole[: len(whole) * 2 // 3])
+    out = run("analyze", "--json", str(tmp_path))
+    # THEN the good and the cut ranks are analyzed, each bad one is named, and the exit status says so
+    doc = json.loads(out.stdout)
+    assert out.returncode == 1 and sorted(r["rank"] for r in doc["ranks"]) == [0, 1, 4]
+    assert [f["rank"] for f in doc["failed_ranks"]] == [2, 3]
+    assert "rank2.json: the file is empty" in out.stderr and "is an HTML page" in out.stderr
+    assert next(r for r in doc["ranks"] if r["rank"] == 4)["trace"]["truncated"] is True

@@ -18,9 +18,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      "tracelens.limits",
      "tracelens.paths", "tracelens.procs"),
     ("tracelens.load", "tracelens.runjson"),
+    ("tracelens.locate", "tracelens.storage"),
     ("tracelens.analysis",),
     ("tracelens.diagnosis",),
-    ("tracelens.document", "tracelens.results", "tracelens.docgen"),
+    ("tracelens.document", "tracelens.results", "tracelens.docgen", "tracelens.distribution"),
+    ("tracelens.rank",),
+    ("tracelens.jobs", "tracelens.cluster"),
     ("tracelens.api", "tracelens.compare"),
     ("tracelens.render",),
     ("tracelens.outputs",),
@@ -32,7 +35,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 #: The analysis core: reads traces and run.json, computes, diagnoses. No torch, no capture.
 CORE = ("tracelens.errors", "tracelens.vocab", "tracelens.model", "tracelens.intervals", "tracelens.load",
         "tracelens.runjson", "tracelens.analysis", "tracelens.diagnosis",
-        "tracelens.document", "tracelens.results", "tracelens.api")
+        "tracelens.document", "tracelens.results", "tracelens.api", "tracelens.locate", "tracelens.rank",
+        "tracelens.distribution")
 RENDERERS = ("tracelens.render",)
 #: Upward imports still to remove (each names the importer and the imported module).
 KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset()

@@ -3,122 +3,99 @@
 from __future__ import annotations
 
 import os
-import re
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from tracelens.analysis import TraceAnalysis, analyze_trace
-from tracelens.diagnosis import diagnose
-from tracelens.document import build_document, build_multirank_document
-from tracelens.errors import BadInputError
-from tracelens.load import Progress, load_trace, read_header
-from tracelens.model import concat_traces
+from tracelens.document import build_multirank_document
+from tracelens.errors import TracelensError
+from tracelens.load import Progress
+from tracelens.locate import RankSource, locate
+from tracelens.procs import worker_pool
+from tracelens.rank import analyze_files, analyze_source
 from tracelens.results import RankResult, Result
-from tracelens.runjson import RunInfo, read_run_info
 
-RUN_FILES = ("trace.json.gz", "run.json")
-NOT_TRACES = {"run.json", "analysis.json", "sweep.json", "compare.json"}
-_RANK_IN_NAME = re.compile(r"(?:rank|worker)[-_]?(\d+)", re.IGNORECASE)
+if TYPE_CHECKING:
+    from tracelens.jobs import DocumentsResult, RankProgress
 
-
-def analyze_files(paths: list[Path], run: RunInfo | None = None, rank: int | None = None,
-                  jobs: int | None = None, progress: Progress | None = None) -> RankResult:
-    """Analyze one rank held in one or more trace files (``jobs``: decoding processes per file)."""
-    traces = [load_trace(p, jobs=jobs, progress=progress) for p in paths]
-    analysis = analyze_trace(concat_traces(traces))
-    if rank is not None and analysis.rank is None:
-        analysis = _with_rank(analysis, rank)
-    diagnosis = diagnose(analysis, run)
-    doc = build_document(analysis, diagnosis, run)
-    return RankResult(analysis.rank, tuple(str(p) for p in paths), analysis, diagnosis, run, doc)
+__all__ = ["analyze_files", "analyze_path", "analyze_ranks", "analyze_source"]
 
 
-def _with_rank(a: TraceAnalysis, rank: int) -> TraceAnalysis:
-    from dataclasses import replace
-
-    return replace(a, rank=rank)
+def _rank_job(source: RankSource) -> RankResult:
+    return analyze_source(source, jobs=1)  # ranks in parallel processes: each decodes in its own
 
 
-def _is_run_dir(p: Path) -> bool:
-    return (p / "run.json").is_file() and any((p / n).is_file() for n in ("trace.json.gz", "trace.json"))
+def analyze_ranks(sources: tuple[RankSource, ...], jobs: int | None = None) -> tuple[list[RankResult], list[dict[str, Any]]]:
+    """Every rank in worker processes that die with this one; the results, and one entry per
+    rank that could not be analyzed (``{"rank", "paths", "error"}``: one bad rank stops no other)."""
+    results: list[RankResult] = []
+    failed: list[dict[str, Any]] = []
+
+    def fail(source: RankSource, exc: Exception) -> None:
+        error = str(exc) if isinstance(exc, TracelensError) else f"{' + '.join(map(str, source.paths))}: {type(exc).__name__}: {exc}"
+        failed.append({"rank": source.rank, "paths": [str(x) for x in source.paths], "error": error})
+
+    workers = min(len(sources), jobs or os.cpu_count() or 1)
+    if workers <= 1:
+        for source in sources:
+            try:
+                results.append(_rank_job(source))
+            except Exception as exc:
+                fail(source, exc)
+        return results, failed
+    with worker_pool(workers) as pool:
+        futures = [(source, pool.submit(_rank_job, source)) for source in sources]
+        for source, future in futures:
+            try:
+                results.append(future.result())
+            except Exception as exc:
+                fail(source, exc)
+    return results, failed
 
 
-def _trace_files(d: Path) -> list[Path]:
-    found = [f for f in d.rglob("*") if f.is_file() and f.name.endswith((".json", ".json.gz"))]
-    kineto = [f for f in found if ".pt.trace.json" in f.name]
-    files = kineto or [f for f in found if f.name not in NOT_TRACES]
-    return sorted(files)
-
-
-def _peek_rank(path: Path) -> int | None:
-    """The rank a file declares (distributedInfo), read from its header only."""
-    try:
-        header = read_header(path)
-    except BadInputError:
-        return None
-    info = header.get("distributedInfo")
-    if isinstance(info, dict) and isinstance(info.get("rank"), int):
-        return int(info["rank"])
-    return None
-
-
-def group_by_rank(files: list[Path]) -> dict[int, list[Path]]:
-    """Rank of each file: distributedInfo.rank, else a number in its name, else its order."""
-    ranks: dict[int, list[Path]] = {}
-    declared = [_peek_rank(f) for f in files]
-    named = [_RANK_IN_NAME.search(f.name) for f in files]
-    use_names = all(m is not None for m in named) and len({m.group(1) for m in named if m}) > 1
-    for i, f in enumerate(files):
-        r = declared[i]
-        if r is None and use_names:
-            r = int(named[i].group(1))  # type: ignore[union-attr]
-        if r is None:
-            r = i
-        ranks.setdefault(r, []).append(f)
-    if len(ranks) == len(files) and all(d is None for d in declared) and not use_names and len(files) > 1:
-        pass  # file order: every file its own rank
-    return ranks
-
-
-def _analyze_rank_job(args: tuple[list[str], int, int | None]) -> RankResult:
-    paths, rank, jobs = args
-    return analyze_files([Path(p) for p in paths], rank=rank, jobs=jobs)
-
-
-def analyze_path(path: str | Path, jobs: int | None = None, progress: Progress | None = None) -> Result:
+def analyze_path(path: str | Path, jobs: int | None = None, progress: Progress | None = None,
+                 scheduler: str | None = None,
+                 on_ranks: Callable[[int, int, int], None] | None = None) -> Result:
     """Analyze a trace file, a ``tracelens profile`` run directory, or a directory of traces.
 
     ``progress(done, total)`` is called now and then while a single file is read (bytes).
+    With a Dask ``scheduler`` address, or a URL ``path``, the ranks are analyzed by
+    :func:`analyze_location` (``on_ranks(done, total, bytes_read)`` as they finish).
     """
-    p = Path(path)
-    if not p.exists():
-        raise BadInputError(p, "no such file or directory")
-    if p.is_file():
-        r = analyze_files([p], progress=progress)
-        return Result(str(p), (r,), r.document)
-    if _is_run_dir(p):
-        trace = p / "trace.json.gz" if (p / "trace.json.gz").is_file() else p / "trace.json"
-        run = read_run_info(p / "run.json")
-        r = analyze_files([trace], run=run)
-        return Result(str(p), (r,), r.document)
-    files = _trace_files(p)
-    if not files:
-        raise BadInputError(p, "the directory holds no trace files (*.json, *.json.gz)")
-    groups = group_by_rank(files)
-    if len(groups) == 1:
-        (rank, paths), = groups.items()
-        r = analyze_files(paths, rank=rank if len(files) > 1 else None)
-        return Result(str(p), (r,), r.document)
-    items = sorted(groups.items())
-    workers = jobs or min(len(items), os.cpu_count() or 1)
-    # Ranks in parallel processes already use the cores: each decodes its file in one process.
-    per_file_jobs = 1 if workers > 1 else None
-    job_args = [([str(f) for f in fs], rank, per_file_jobs) for rank, fs in items]
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(_analyze_rank_job, job_args))
-    else:
-        results = [_analyze_rank_job(a) for a in job_args]
-    doc = build_multirank_document([r.document for r in results], str(p))
-    return Result(str(p), tuple(results), doc)
+    from tracelens.storage import is_url
 
+    if scheduler or is_url(path):
+        return analyze_location(path, scheduler=scheduler, jobs=jobs, on_progress=on_ranks)
+    found = locate(path)
+    if not found.multi_rank:
+        r = analyze_source(found.sources[0], jobs=jobs, progress=progress)
+        return Result(found.location, (r,), r.document)
+    results, failed = analyze_ranks(found.sources, jobs)
+    if not results:
+        first = failed[0]
+        raise TracelensError(f"all {len(failed)} ranks failed; rank {first['rank']}: {first['error']}")
+    doc = build_multirank_document([r.document for r in results], found.location)
+    if failed:
+        doc["failed_ranks"] = failed
+    return Result(found.location, tuple(results), doc)
+
+
+def analyze_location(location: str | Path, scheduler: str | None = None, jobs: int | None = None,
+                     on_progress: RankProgress | None = None) -> DocumentsResult:
+    """Analyze a path or URL rank by rank, on the Dask cluster at ``scheduler`` or locally.
+
+    Locally, ``jobs`` processes (default one per core) run the ranks. Only documents come
+    back; see :class:`DocumentsResult`.
+    """
+    from tracelens.jobs import assemble, plan, run_jobs_locally
+
+    p = plan(location)
+    if scheduler:
+        from tracelens.cluster import analyze_ranks_on_cluster
+
+        outcomes = analyze_ranks_on_cluster(scheduler, p.jobs, on_progress=on_progress)
+    else:
+        outcomes = run_jobs_locally(p.jobs, workers=jobs, on_progress=on_progress)
+    from tracelens.jobs import DocumentsResult
+
+    return DocumentsResult(p.location, (), assemble(p, outcomes), tuple(outcomes))

@@ -15,6 +15,10 @@ class TracelensError(Exception):
         if exit_code is not None:
             self.exit_code = exit_code
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Sent between processes (a process pool, Dask workers) with its exit code intact.
+        return (type(self), (str(self),), self.__dict__)
+
 
 class BadInputError(TracelensError):
     """The input cannot be analyzed: missing, unreadable, or not a trace (exit 1)."""
@@ -23,6 +27,9 @@ class BadInputError(TracelensError):
         super().__init__(f"{path}: {problem}")
         self.path = str(path)
         self.problem = problem
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.path, self.problem), self.__dict__)
 
 
 class UsageError(TracelensError):

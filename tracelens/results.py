@@ -8,7 +8,7 @@ from typing import Any
 from tracelens.analysis import TraceAnalysis
 from tracelens.diagnosis import Diagnosis
 from tracelens.runjson import RunInfo
-from tracelens.vocab import Severity
+from tracelens.vocab import Severity, severity_rank
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,7 @@ class Result:
         return next(r for r in self.ranks if r.rank == self.document["slowest_rank"])
 
     def has_finding_at_least(self, severity: str) -> bool:
-        """Whether any rank has a finding of ``severity`` or worse (``analyze --fail-on``)."""
+        """Whether the job or any rank has a finding of ``severity`` or worse (``analyze --fail-on``)."""
         floor = Severity(severity).rank
-        job = [Severity(f["severity"]).rank for f in self.document.get("findings", [])] if self.is_multi_rank else []
-        return any(f.severity.rank >= floor for r in self.ranks for f in r.diagnosis.findings) or any(
-            rank >= floor for rank in job)
+        docs = [self.document, *self.document.get("ranks", [])]
+        return any(severity_rank(f["severity"]) >= floor for d in docs for f in d.get("findings", []))

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from tracelens.cli.output import check_output_file
+from tracelens.cli.output import check_output_file, report_failed_ranks
 from tracelens.errors import TracelensError, UsageError
 from tracelens.limits import JOBS_PER_CORE, max_jobs
 from tracelens.vocab import Severity
@@ -34,12 +34,13 @@ def _progress_printer(path: Path) -> Callable[[int, int], None] | None:
 
 
 def analyze(
-    path: Annotated[Path, typer.Argument(metavar="PATH", help="A trace (.json / .json.gz), a run directory, or a directory of traces (ranks, TensorBoard logdir).", show_default=False)],
+    path: Annotated[str, typer.Argument(metavar="PATH", help="A trace (.json / .json.gz), a run directory, or a directory of traces (ranks, TensorBoard logdir); also an fsspec URL of one (s3://, gs://, https://).", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON document (SPEC §3) instead of the summary.")] = False,
     html: Annotated[Path | None, typer.Option("--html", help="Also write the HTML report to this file (an existing file only with --force).")] = None,
     fail_on: Annotated[str | None, typer.Option("--fail-on", help="Exit 3 when a finding of this severity or worse is present: high, medium, low, info.")] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Processes for several ranks (default: one per core; at most 4 per core).")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite the --html file when it exists.")] = False,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", envvar="TRACELENS_SCHEDULER", help="Analyze the ranks on the Dask cluster at this address (tcp://host:8786); needs tracelens-dataloader[cluster].")] = None,
 ) -> None:
     """Measure DataLoader wait against GPU activity in a trace and diagnose it."""
     from tracelens.api import analyze_path
@@ -50,7 +51,18 @@ def analyze(
     if jobs is not None and jobs > max_jobs():
         raise UsageError(f"--jobs {jobs}: at most {max_jobs()} here ({JOBS_PER_CORE} per core)")
     check_output_file(html, force, "--html")
-    result = analyze_path(path, jobs=jobs, progress=_progress_printer(path))
+    from tracelens.storage import is_url
+
+    # Ranks analyzed by tracelens.jobs (--scheduler or a URL): only their documents come back.
+    distributed = bool(scheduler) or is_url(path)
+    if distributed and html is not None:
+        raise UsageError("--html needs the full analyses, which stay on the workers with --scheduler or a URL")
+    if distributed:
+        from tracelens.jobs import rank_progress_printer
+
+        result = analyze_path(path, jobs=jobs, scheduler=scheduler, on_ranks=rank_progress_printer())
+    else:
+        result = analyze_path(Path(path), jobs=jobs, progress=_progress_printer(Path(path)))
     if as_json:
         sys.stdout.write(json.dumps(result.document, indent=2) + "\n")
     else:
@@ -61,6 +73,7 @@ def analyze(
         write_report(result, html)
         if not as_json:
             typer.echo(f"report: {html}")
+    report_failed_ranks(result.document)
     if fail_on is not None and result.has_finding_at_least(fail_on):
         raise typer.Exit(3)
 
