@@ -24,11 +24,15 @@ def _diagnose(name: str) -> Diagnosis:
 
 
 @pytest.mark.parametrize(("name", "expected"), [
-    ("cpu_heavy_main_process", "cpu_starvation"),
+    # recorded while its 2 math threads each waited for a CPU 45 % of the time: the threads, not the
+    # loader, hold it back (validation: one main thread alone is its fastest setting)
+    ("cpu_heavy_main_process", "oversubscription"),
     ("latency_bound_reads", "io_bound"),
     ("sleep_1ms_loader", "io_bound"),
     ("oversubscribed", "oversubscription"),
-    ("healthy_compute_bound", "healthy"),
+    # recorded while its 2 math threads each waited for a CPU 62 % of the time (one thread measured
+    # 3x faster under that load): the loader keeps up, the training loop does not
+    ("healthy_compute_bound", "oversubscription"),
     ("worker_startup_per_epoch", "input_bound"),  # input-bound by worker start-up: TL202 leads
 ])
 def test_example_gets_the_diagnosis_it_was_built_for(name: str, expected: str) -> None:
@@ -45,9 +49,11 @@ def test_oversubscribed_example_gets_one_thread_per_worker() -> None:
     assert rec.torch_threads_per_worker == 1 and rec.num_workers < 8
 
 
-def test_healthy_example_changes_nothing() -> None:
-    rec = _diagnose("healthy_compute_bound").recommendation
+def test_compute_bound_example_keeps_its_loader_and_cuts_the_stalled_threads() -> None:
+    d = _diagnose("healthy_compute_bound")
+    rec = d.recommendation
     assert (rec.num_workers, rec.pin_memory, rec.persistent_workers, rec.prefetch_factor) == (1, False, False, 2)
+    assert rec.torch_threads_main == 1 and d.findings[0].evidence["exposed_wait_fraction"] < 0.05
 
 
 def test_respawning_example_gets_persistent_workers() -> None:
@@ -58,6 +64,6 @@ def test_respawning_example_gets_persistent_workers() -> None:
     assert (rec.persistent_workers, rec.num_workers, rec.prefetch_factor) == (True, 2, 2)
 
 
-def test_cpu_heavy_example_gets_workers_and_main_threads_that_fit_two_cores() -> None:
+def test_cpu_heavy_example_gets_one_main_thread_first() -> None:
     rec = _diagnose("cpu_heavy_main_process").recommendation
-    assert (rec.num_workers, rec.torch_threads_main, rec.torch_threads_per_worker) == (2, 1, 1)
+    assert (rec.num_workers, rec.torch_threads_main) == (0, 1)

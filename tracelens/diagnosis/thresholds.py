@@ -46,6 +46,10 @@ THRESHOLDS: dict[str, Threshold] = {t.name: t for t in (
     _T("run_delay_fraction", 0.10, "run-queue delay / wall time",
        "on a machine with spare cores the scheduler delay of a busy process stays at a few %; "
        "10 % of the time runnable but not running means the cores are oversubscribed"),
+    _T("main_thread_stall_fraction", 0.25, "run-queue delay per math thread / wall time",
+       "the training process's math threads runnable but not running a quarter of the time: each "
+       "parallel region waits at its barrier for the thread without a core, so the training loop itself "
+       "slows (measured 2.3-4.8x on a shared 2-core machine with 2 threads, whatever the loader did)"),
     _T("involuntary_switch_rate", 100, "per s per process",
        "a CPU-bound process with a core of its own is preempted a few times a second; contended "
        "cores preempt it every few-ms time slice (hundreds per second)"),

@@ -58,7 +58,8 @@ def _oversubscribed_threads(ctx: Context) -> tuple[int | None, float | None]:
 
 @declare_rule("TL101", "oversubscription", Severity.HIGH, "Loader threads oversubscribe the cores",
               precondition="run.json with machine facts and process telemetry",
-              thresholds=("oversubscription_ratio", "run_delay_fraction", "involuntary_switch_rate"),
+              thresholds=("oversubscription_ratio", "run_delay_fraction", "involuntary_switch_rate",
+                          "main_thread_stall_fraction"),
               requires=lambda c: needs_machine(c) or needs_steps(c), main=True)
 def oversubscription(rule: Rule, ctx: Context) -> Finding | None:
     f = ctx.facts
@@ -74,7 +75,9 @@ def oversubscription(rule: Rule, ctx: Context) -> Finding | None:
     main_delay = f.main.run_delay_fraction if f.main is not None else None
     confirmed = (max_delay is not None and max_delay >= threshold("run_delay_fraction")) or (
         bool(invol) and float(np.median(invol)) >= threshold("involuntary_switch_rate"))
-    if not confirmed or load_ratio < threshold("oversubscription_ratio"):
+    stall = main_thread_stall(f)
+    stalled = stall is not None and stall >= threshold("main_thread_stall_fraction")
+    if not stalled and (not confirmed or load_ratio < threshold("oversubscription_ratio")):
         return None
     slowed_main = main_delay is not None and main_delay >= threshold("run_delay_fraction")
     severity = Severity.HIGH if slowed_main or ctx.input_bound else Severity.MEDIUM
@@ -86,7 +89,9 @@ def oversubscription(rule: Rule, ctx: Context) -> Finding | None:
     room = max(1, math.floor(ctx.budget.cores_per_rank - main_cores + 0.5))
     keep = min(workers, room)
     main_threads = max(1, math.floor(ctx.budget.cores_per_rank) - keep)
-    gain, gain_text = _oversubscription_gain(ctx, load_ratio)
+    if stalled and stall is not None and f.torch_threads_main:  # the threads that really get a core
+        main_threads = max(1, min(main_threads, round(f.torch_threads_main * (1 - stall))))
+    gain, gain_text = _oversubscription_gain(ctx, load_ratio, stall)
     changes, already = _thread_changes(f, main_threads)
     evidence = {
         "runnable_threads_mean": load, "threads_per_core": load_ratio,
@@ -94,6 +99,7 @@ def oversubscription(rule: Rule, ctx: Context) -> Finding | None:
         "cores_per_rank": ctx.budget.cores_per_rank, "torch_threads_main": f.torch_threads_main,
         "torch_threads_worker": f.torch_threads_worker, "num_workers": workers,
         "max_run_delay_fraction": max_delay, "main_run_delay_fraction": main_delay,
+        "main_thread_stall_fraction": stall,
         "main_cpu_cores": main_cores,
         "involuntary_switches_per_s_median": float(np.median(invol)) if invol else None,
         "loading_cpu_fraction": ctx.loading.cpu_fraction if ctx.loading else None,
@@ -102,6 +108,9 @@ def oversubscription(rule: Rule, ctx: Context) -> Finding | None:
     text = (f"{load:.1f} threads runnable on average on {ctx.budget.cores_per_rank:g} cores per rank "
             f"({load_ratio:.1f} per core; {demand} configured); processes wait for a CPU up to "
             f"{pct(max_delay or 0)} of the time")
+    if stalled and stall is not None:
+        text = (f"the training process's {f.torch_threads_main} math threads each wait for a CPU "
+                f"{pct(stall)} of the time (its steps slow down at every parallel region); {text}")
     steps = [f"num_workers={keep} (the {ctx.budget.cores_per_rank:g} cores per rank minus the main process's "
              f"measured {main_cores:.2f} cores, rounded to whole workers)"]
     if "torch_threads_per_worker" in changes:
@@ -135,7 +144,15 @@ def _thread_changes(f: RunFacts, main_threads: int) -> tuple[dict[str, Any], lis
     return changes, already
 
 
-def _oversubscription_gain(ctx: Context, load_ratio: float) -> tuple[float, str]:
+def main_thread_stall(f: RunFacts) -> float | None:
+    """Share of the time each of the main process's math threads was runnable but not running
+    (its run-queue delay spread over its torch threads); None with one thread or no telemetry."""
+    if f.main is None or f.main.run_delay_fraction is None or not f.torch_threads_main or f.torch_threads_main < 2:
+        return None
+    return min(1.0, f.main.run_delay_fraction / f.torch_threads_main)
+
+
+def _oversubscription_gain(ctx: Context, load_ratio: float, stall: float | None = None) -> tuple[float, str]:
     """Expected gain of removing the contention, and the sentence that bounds it.
 
     Two bounds, the smaller wins: the contention itself (the threads share the cores
@@ -147,9 +164,9 @@ def _oversubscription_gain(ctx: Context, load_ratio: float) -> tuple[float, str]
     ceiling = sizing.speedup_ceiling(st.exposed_fraction) if st is not None else 1.0
     main = f.main if f is not None else None
     delay = main.run_delay_fraction if main is not None and main.run_delay_fraction is not None else 0.0
-    per_thread = min(0.5, delay / max(1, main.threads or 1)) if main is not None else 0.0
-    loop_gain = 1.0 / (1.0 - per_thread)
-    contention = min(load_ratio, 1.0 / (1.0 - min(delay, 0.9)))
+    per_thread = stall if stall is not None else (min(1.0, delay / max(1, main.threads or 1)) if main is not None else 0.0)
+    loop_gain = 1.0 / (1.0 - min(per_thread, 0.5))
+    contention = max(min(load_ratio, 1.0 / (1.0 - min(delay, 0.9))), loop_gain)
     gain = max(1.0, min(contention, ceiling * loop_gain))
     if loop_gain > 1.005 and gain > ceiling + 0.005:
         return gain, (f"Expected: up to {gain:.2f}x, above the {ceiling:.2f}x ceiling (which counts only the data "
