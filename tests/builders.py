@@ -133,3 +133,32 @@ def starved_loop(b: TraceBuilder, steps: int = 4, *, wait_us: float = 30_000, co
         b.kernel(t + wait_us + 100, compute_us - 200)
         t += step_us
     return b
+
+
+def synthetic_job(tmp_path: Path, ranks: int, steps: int = 40, slow_rank: int = 7) -> dict[str, Any]:
+    """The multi-rank document of a job of ``ranks`` ranks, as a cluster returns it (documents
+    only): two small traces analyzed (a rank waiting 10 ms per 100 ms step and 25 ms in an
+    all-reduce, and the slow rank waiting 40 ms with 5 ms in the all-reduce), their documents
+    copied per rank with waits varying a little by rank and step."""
+    from tracelens.api import analyze_path
+    from tracelens.document import build_multirank_document
+
+    def analyzed(wait_ms: float, reduce_ms: float) -> dict[str, Any]:
+        b = TraceBuilder()
+        for i in range(steps):
+            t = i * 100_000.0
+            b.step(i, t, 100_000).next_call(t, wait_ms * 1000 * (1 + (i % 3) / 10))
+            b.op("gloo:all_reduce", t + 95_000 - reduce_ms * 1000, reduce_ms * 1000)
+        return analyze_path(b.write(tmp_path / f"rank_w{wait_ms:g}.json")).document
+
+    normal, slow = analyzed(10, 35), analyzed(40, 5)
+    docs = []
+    for r in range(ranks):
+        doc = json.loads(json.dumps(slow if r == slow_rank else normal))
+        doc["rank"] = r
+        doc["source"]["path"] = f"job/rank{r}.pt.trace.json.gz"
+        if r != slow_rank:  # a little spread across the other ranks
+            for row in doc["per_step"]:
+                row["exposed_wait_ms"] = row["data_wait_ms"] = row["data_wait_ms"] * (1 + (r % 7) / 20)
+        docs.append(doc)
+    return build_multirank_document(docs, "job/")

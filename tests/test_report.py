@@ -415,3 +415,22 @@ def test_notes_repeating_a_finding_are_cut_to_a_first_sentence_with_a_link() -> 
     notes = _short_notes([advice, "prefetch_factor=2: fine."], [{"id": "TL104", "advice": advice}])
     assert notes == [{"text": "Set num_workers=2 (capped: 5).", "see": "TL104"},
                      {"text": "prefetch_factor=2: fine.", "see": ""}]
+
+
+def test_a_4096_rank_report_stays_small_and_shows_the_spread_the_heat_map_and_the_straggler(tmp_path: Path) -> None:
+    # GIVEN the documents of 4,096 ranks (as a cluster returns them: no full analyses)
+    from tests.builders import synthetic_job
+
+    doc = synthetic_job(tmp_path, 4096)
+    result = Result("job/", (), doc)
+    # WHEN rendered
+    html = render_report(result)
+    view = build_view(result)
+    # THEN the page stays under 5 MB, lists only the ranks waiting most, and shows the spread,
+    # the rank x step heat map (at most 64 x 64 cells) and the straggler first
+    assert len(html.encode()) < 5_000_000
+    assert len(view["ranks"]) == 64 and view["rank_count"] == 4096
+    assert any("64 of 4,096 ranks" in n for n in view["notices"])
+    assert view["across"]["heatmap"] is not None and len(view["across"]["heatmap"]["rows"]) <= 64
+    assert view["findings"][0]["kind"] == "rank_straggler" and "Rank 7" in view["findings"][0]["title"]
+    assert html.count("<rect class=\"c-exposed\"") + html.count("<rect class=\"hm-empty\"") >= 64 * 40

@@ -216,11 +216,16 @@ def compare_documents(doc_a: dict[str, Any], doc_b: dict[str, Any]) -> Compariso
     return Comparison(doc_a, doc_b, delta, findings, loader_changes, changed, _verdict(a, b, changed), tuple(notes))
 
 
-def compare_paths(path_a: str | Path, path_b: str | Path) -> Comparison:
-    """Analyze two traces or run directories and compare them (B is the "after")."""
+def compare_paths(path_a: str | Path, path_b: str | Path, scheduler: str | None = None) -> Comparison:
+    """Analyze two traces, run directories or directories of ranks (on the Dask cluster at
+    ``scheduler`` when given) and compare them (B is the "after")."""
     from tracelens.api import analyze_path
+    from tracelens.storage import is_url
 
-    return compare_documents(analyze_path(path_a).document, analyze_path(path_b).document)
+    def one(p: str | Path) -> dict[str, Any]:
+        return analyze_path(p if scheduler or is_url(p) else Path(p), scheduler=scheduler).document
+
+    return compare_documents(one(path_a), one(path_b))
 
 
 def comparison_document(c: Comparison) -> dict[str, Any]:

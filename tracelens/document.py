@@ -8,7 +8,7 @@ from typing import Any
 
 from tracelens.analysis import TraceAnalysis
 from tracelens.diagnosis import Diagnosis
-from tracelens.diagnosis.ranks import find_straggler
+from tracelens.diagnosis.ranks import find_straggler, mark_waiting_ranks
 from tracelens.runjson import RunInfo
 
 SCHEMA_VERSION = 1
@@ -127,6 +127,8 @@ def build_multirank_document(docs: list[dict[str, Any]], path: str) -> dict[str,
     slowest = max(docs, key=exposed)
     medians = [d["metrics"]["step_time_ms_median"] for d in docs if d["metrics"]["step_time_ms_median"] is not None]
     straggler = find_straggler(docs)
+    if straggler is not None:
+        mark_waiting_ranks(docs, straggler)
     findings = [straggler] if straggler is not None else []
     findings += [f | {"rank": slowest["rank"]} for f in slowest.get("findings", [])]
     rec = dict(slowest["recommendation"])

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.builders import TraceBuilder
+from tests.builders import TraceBuilder, synthetic_job
 from tests.conftest import REPO, SHARED_TRACES
 from tracelens.api import analyze_path
 from tracelens.render.report import write_report
+from tracelens.results import Result
 
 pytestmark = pytest.mark.browser
 
@@ -92,7 +93,9 @@ def _reports(tmp_path: Path) -> list[tuple[str, Path]]:
         page = tmp_path / f"{name}.html"
         write_report(analyze_path(src), page)
         out.append((name, page))
-    return out
+    page = tmp_path / "ranks_4096.html"  # a big job's documents, as a cluster returns them
+    write_report(Result("job/", (), synthetic_job(tmp_path, 4096)), page)
+    return [*out, ("ranks_4096", page)]
 
 
 def test_reports_load_without_console_errors(tmp_path: Path) -> None:

@@ -55,8 +55,6 @@ def analyze(
 
     # Ranks analyzed by tracelens.jobs (--scheduler or a URL): only their documents come back.
     distributed = bool(scheduler) or is_url(path)
-    if distributed and html is not None:
-        raise UsageError("--html needs the full analyses, which stay on the workers with --scheduler or a URL")
     if distributed:
         from tracelens.jobs import rank_progress_printer
 

@@ -14,7 +14,8 @@ from typing import Annotated
 
 import typer
 
-from tracelens.cli.output import check_output_file
+from tracelens.cli.output import check_output_file, report_failed_ranks
+from tracelens.storage import is_url
 
 
 def default_output(path: Path) -> Path:
@@ -30,21 +31,23 @@ def default_output(path: Path) -> Path:
 
 
 def report(
-    path: Annotated[Path, typer.Argument(metavar="PATH", help="A trace (.json / .json.gz), a run directory, or a directory of traces (ranks).", show_default=False)],
+    path: Annotated[str, typer.Argument(metavar="PATH", help="A trace (.json / .json.gz), a run directory, or a directory of traces (ranks); also an fsspec URL of one.", show_default=False)],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="The HTML file to write (default: report.html in a run directory, else tracelens-report-<name>.html here).", show_default=False)] = None,
     redact: Annotated[bool, typer.Option("--redact", help="Hide file paths, file names, the host name and the command line, for sharing.")] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite FILE given with -o when it exists.")] = False,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", envvar="TRACELENS_SCHEDULER", help="Analyze directories of ranks on the Dask cluster at this address (tcp://host:8786); needs tracelens-dataloader[cluster].")] = None,
 ) -> None:
     """Write the self-contained HTML report: verdict, the DataLoader change to make, findings, charts."""
     from tracelens.api import analyze_path
     from tracelens.render.report import write_report
 
-    out = output if output is not None else default_output(path)
+    out = output if output is not None else default_output(Path(path))
     # the default names are tracelens' own files, rewritten on purpose
     check_output_file(out, force or output is None, "-o")
-    result = analyze_path(path)
+    result = analyze_path(path if scheduler or is_url(path) else Path(path), scheduler=scheduler)
     write_report(result, out, redact=redact)
     typer.echo(f"report: {out}")
+    report_failed_ranks(result.document)
 
 
 def register(app: typer.Typer) -> None:

@@ -90,3 +90,28 @@ def find_straggler(docs: list[dict[str, Any]]) -> dict[str, Any] | None:
                    "node's load, or a transform that depends on the rank."),
         "settings": {}, "thresholds": {n: threshold(n) for n in JOB_RULE.thresholds},
     }
+
+
+def mark_waiting_ranks(docs: list[dict[str, Any]], straggler: dict[str, Any]) -> None:
+    """Give each rank whose own data wait the straggler's collective wait hides ``waits_for_rank``
+    and an info finding: faster loading there would not speed up the job (in place)."""
+    slow_rank = straggler["evidence"]["rank"]
+    slow_coll = straggler["evidence"]["straggler_collective_ms_per_step"]
+    for doc in docs:
+        t = RankTimes.of(doc)
+        if t is None or t.rank == slow_rank or t.collective_ms is None:
+            continue
+        absorbed = t.collective_ms - slow_coll
+        if absorbed <= 0 or t.wait_ms > absorbed:
+            continue
+        doc["waits_for_rank"] = slow_rank
+        doc.setdefault("findings", []).append({
+            "id": JOB_RULE.id, "kind": JOB_RULE.kind, "severity": Severity.INFO.value, "confidence": 0.8,
+            "title": (f"Waits {absorbed:.1f} ms per step for rank {slow_rank} at the collectives, longer than its "
+                      f"own data wait ({t.wait_ms:.1f} ms)"),
+            "evidence": {"rank": t.rank, "waits_for_rank": slow_rank, "collective_wait_ms_per_step": round(absorbed, 4),
+                         "data_wait_ms_per_step": round(t.wait_ms, 4)},
+            "advice": (f"This rank's data wait is hidden behind the wait for rank {slow_rank}: faster loading here "
+                       f"would only lengthen that wait, so it is not input-bound in this job. Fix rank {slow_rank} first."),
+            "settings": {}, "thresholds": {},
+        })

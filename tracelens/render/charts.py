@@ -119,3 +119,23 @@ def line_chart_spec(title: str, series: Sequence[dict[str, Any]], *, x_unit: str
     y_axis = nice_axis(max(ys) if ys else 1.0, unit=y_unit, n=4)
     return {"kind": "line", "title": title, "series": list(series), "x_axis": x_axis,
             "y_axis": y_axis, "bands": list(bands), "markers": markers, "note": note}
+
+
+def heatmap_spec(title: str, row_labels: Sequence[str], col_labels: Sequence[str],
+                 values: Sequence[Sequence[float | None]], tips: Sequence[Sequence[str]], *,
+                 row_title: str = "", col_title: str = "", unit: str = "ms", note: str = "") -> dict[str, Any] | None:
+    """A grid of cells shaded by value (0 to the largest); ``None`` cells are empty."""
+    top = max((v for row in values for v in row if v is not None), default=0.0)
+    if not values or not col_labels:
+        return None
+    rows = [{"label": label,
+             "cells": [{"o": rounded(v / top, 3) if v is not None and top > 0 else 0.0, "empty": v is None, "tip": t}
+                       for v, t in zip(row, row_tips)]}
+            for label, row, row_tips in zip(row_labels, values, tips)]
+    every_row = max(1, math.ceil(len(rows) / 16))
+    every_col = max(1, math.ceil(len(col_labels) / 8))
+    return {"kind": "heatmap", "title": title, "rows": rows, "cols": len(col_labels),
+            "row_ticks": [{"i": i, "label": r["label"]} for i, r in enumerate(rows) if i % every_row == 0],
+            "col_ticks": [{"i": j, "label": c} for j, c in enumerate(col_labels) if j % every_col == 0],
+            "row_title": row_title, "col_title": col_title,
+            "top": f"{fmt_ms(top)}" if unit == "ms" else f"{top:.3g} {unit}", "note": note}

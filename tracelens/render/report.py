@@ -16,16 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from tracelens._version import __version__
 from tracelens.analysis import TraceAnalysis
-from tracelens.render.charts import histogram_spec, stacked_bars_spec, timeline_spec
+from tracelens.distribution import WaitMatrix, exposed_wait_matrix, rank_distribution
+from tracelens.render.charts import heatmap_spec, histogram_spec, stacked_bars_spec, timeline_spec
 from tracelens.render.format import fmt_ms, fmt_value, rounded, visible_all
 from tracelens.render.html import render_page, write_atomic
 from tracelens.render.redact import redact_view, sensitive_strings
 from tracelens.render.telemetry import MAX_LINE_POINTS, bucket_mean, telemetry_view
 from tracelens.render.wording import TONES, recommendation_view, verdict_sentence
-from tracelens.results import Result
+from tracelens.results import RankResult, Result
 from tracelens.runjson import RunInfo
 from tracelens.vocab import SETTING_KEYS, pct, severity_rank
 
@@ -44,9 +46,8 @@ STEP_SERIES_CPU: tuple[dict[str, str], ...] = (
 )
 
 
-def steps_chart(analysis: TraceAnalysis) -> tuple[dict[str, Any] | None, str | None]:
-    """Per-step stacked bars from ``analysis.per_step``, means of consecutive steps when long."""
-    df = analysis.per_step
+def steps_chart(df: pd.DataFrame) -> tuple[dict[str, Any] | None, str | None]:
+    """Per-step stacked bars from the per-step table, means of consecutive steps when long."""
     if df is None or len(df) == 0:
         return None, None
     dur = df["duration_ms"].to_numpy(float)
@@ -264,73 +265,138 @@ def _metric_tiles(doc: dict[str, Any]) -> list[dict[str, str]]:
     return tiles
 
 
-def _rank_rows(result: Result) -> list[dict[str, Any]]:
-    slowest = result.document.get("slowest_rank")
+#: Rank rows the report lists at most (the ranks waiting most when there are more).
+MAX_RANK_ROWS = 64
+
+
+def _rank_rows(docs: list[dict[str, Any]], slowest: int | None) -> tuple[list[dict[str, Any]], str | None]:
+    """The per-rank table (at most MAX_RANK_ROWS, the ranks waiting most), and a notice when cut."""
+    def exposed(d: dict[str, Any]) -> float:
+        return float(d["metrics"].get("exposed_data_wait_fraction") or 0.0)
+
+    shown = sorted(docs, key=exposed, reverse=True)[:MAX_RANK_ROWS] if len(docs) > MAX_RANK_ROWS else docs
     rows: list[dict[str, Any]] = []
-    for r in result.ranks:
-        d = r.document
+    for d in shown:
         m = d["metrics"]
         e = m.get("exposed_data_wait_fraction")
+        waits = d.get("waits_for_rank")
         rows.append({
-            "rank": d.get("rank", r.rank), "steps": d.get("steps"),
+            "rank": d.get("rank"), "steps": d.get("steps"),
             "step_ms": fmt_ms(m.get("step_time_ms_median")), "data_wait": pct(m.get("data_wait_fraction")),
             "exposed": pct(e), "exposed_fraction": rounded(e or 0.0), "gpu_busy": pct(m.get("gpu_busy_fraction")),
             "ceiling": f"{m['speedup_ceiling']:.2f}×" if m.get("speedup_ceiling") else "n/a",
-            "diagnosis": d.get("diagnosis"), "slowest": d.get("rank", r.rank) == slowest,
+            "diagnosis": f"waits for rank {waits}" if waits is not None else d.get("diagnosis"),
+            "slowest": d.get("rank") == slowest,
         })
     top = max((row["exposed_fraction"] for row in rows), default=0.0) or 1.0
     for row in rows:
         row["bar_pct"] = rounded(100 * row["exposed_fraction"] / top, 1)
-    return rows
+    notice = (f"The rank table lists the {len(shown)} of {len(docs):,} ranks that wait most for data; "
+              "every rank is in `analyze --json`.") if len(shown) < len(docs) else None
+    return rows, notice
+
+
+def _span(a: int, b: int) -> str:
+    return str(a) if a == b else f"{a}–{b}"
+
+
+def heatmap_view(m: WaitMatrix) -> dict[str, Any] | None:
+    """The rank × step matrix as a heat map spec (a row per bucket of ranks, a column per bucket of steps)."""
+    tips = [[f"ranks {_span(*rb)}, steps {_span(*sb)}: " + (
+        f"exposed wait {fmt_ms(mean)} per step on average, {fmt_ms(peak)} at most; rank {worst} waits most"
+        if mean is not None else "no steps") for sb, mean, peak in zip(m.step_buckets, means, peaks)]
+        for rb, means, peaks, worst in zip(m.rank_buckets, m.mean_ms, m.max_ms, m.worst_rank)]
+    per_row = m.rank_buckets[0][1] - m.rank_buckets[0][0] + 1 if m.rank_buckets else 1
+    note = (f"Each row is {per_row} ranks and each column a run of steps, shaded by the rank that waits most in "
+            "it (a single straggler stays visible); hover a cell for the mean.") if per_row > 1 else ""
+    return heatmap_spec("Exposed data wait by rank and step", [_span(*rb) for rb in m.rank_buckets],
+                        [_span(*sb) for sb in m.step_buckets], m.max_ms, tips,
+                        row_title="rank", col_title="step", note=note)
+
+
+def _spread_view(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Data wait across the ranks: median, p90 and max, and the heat map of exposed wait."""
+    dist = rank_distribution(docs)
+    spread = [{"label": label, "median": pct(sp.median), "p90": pct(sp.p90), "max": pct(sp.max)}
+              for label, sp in (("data wait", dist.data_wait), ("exposed data wait", dist.exposed_wait))]
+    return {"spread": spread, "ranks": dist.ranks, "heatmap": heatmap_view(exposed_wait_matrix(docs))}
+
+
+def _focus(result: Result) -> tuple[dict[str, Any], RankResult | None]:
+    """The document the report is about (the slowest rank's, with the job's recommendation and
+    findings for several ranks) and its full analysis when it came back (not from a cluster)."""
+    job = result.document
+    full = result.slowest if result.ranks else None
+    if "ranks" not in job:
+        return job, full
+    slowest = next(d for d in job["ranks"] if d.get("rank") == job["slowest_rank"])
+    return slowest | {"recommendation": job["recommendation"], "findings": job.get("findings", [])}, full
+
+
+def _charts(doc: dict[str, Any], full: RankResult | None, notices: list[str]) -> tuple[dict[str, Any], list[float]]:
+    """Steps, timeline and wait histogram of the focus rank: from its analysis, else its document."""
+    per_step = full.analysis.per_step if full is not None else pd.DataFrame(doc.get("per_step") or [])
+    steps, step_notice = steps_chart(per_step)
+    if step_notice:
+        notices.append(step_notice)
+    timeline = timeline_chart(full.analysis) if full is not None else None
+    if timeline is not None and timeline["note"]:
+        notices.append("Timeline: " + timeline["note"])
+    waits = list(full.analysis.next_wait_ms) if full is not None else [float(w) for w in doc.get("next_wait_ms", [])]
+    hist = histogram_spec("How long each __next__ call waited", waits, what="calls") if len(waits) > 1 else None
+    return {"steps": steps, "timeline": timeline, "waits": hist}, waits
 
 
 def build_view(result: Result, *, redact: bool = False) -> dict[str, Any]:
     """Everything the report shows, as JSON-ready data (no HTML, nothing escaped yet)."""
-    focus = result.slowest
-    doc = focus.document
-    analysis = focus.analysis
-    run = focus.run
+    doc, full = _focus(result)
+    run = full.run if full is not None else None
     notices: list[str] = []
-    steps, step_notice = steps_chart(analysis)
-    if step_notice:
-        notices.append(step_notice)
-    timeline = timeline_chart(analysis)
-    if timeline is not None and timeline["note"]:
-        notices.append("Timeline: " + timeline["note"])
-    waits = list(analysis.next_wait_ms)
-    hist = histogram_spec("How long each __next__ call waited", waits, what="calls") if len(waits) > 1 else None
-    telemetry = telemetry_view(focus.run)
+    charts, waits = _charts(doc, full, notices)
+    telemetry = telemetry_view(run)
     if telemetry is not None and telemetry["reduced"]:
         notices.append(f"Telemetry lines show at most {MAX_LINE_POINTS} points each (means of neighbouring samples).")
     ml = run.main_loader if run is not None else None
     context = [f"batch_size={ml.batch_size!r}"] if ml is not None and ml.batch_size is not None else []
-    findings = sorted((_finding_view(f) for f in doc.get("findings", [])),
-                      key=lambda f: (-severity_rank(f["severity"]), f["id"]))
+    # by severity, keeping the document's order within one (the main cause, the job's finding first)
+    findings = sorted((_finding_view(f) for f in doc.get("findings", [])), key=lambda f: -severity_rank(f["severity"]))
     recommendation = recommendation_view(doc, context)
     recommendation["notes"] = _short_notes(recommendation["notes"], findings)
     source_path = str(result.document.get("source", {}).get("path") or result.path)
     name = Path(source_path).name or source_path
+    multi = "ranks" in result.document
+    rank_docs = list(result.document.get("ranks", []))
+    rows, rows_notice = _rank_rows(rank_docs, result.document.get("slowest_rank")) if multi else ([], None)
+    if rows_notice:
+        notices.append(rows_notice)
     view: dict[str, Any] = {
         "tool": {"name": "tracelens", "version": __version__},
         "title": f"tracelens report: {name}",
         "source": {"path": source_path, "name": name},
         "redacted": redact,
-        "multi_rank": result.is_multi_rank,
-        "ranks": _rank_rows(result) if result.is_multi_rank else [],
-        "focus_rank": doc.get("rank") if result.is_multi_rank else None,
+        "multi_rank": multi,
+        "rank_count": len(rank_docs),
+        "ranks": rows,
+        "across": _spread_view(rank_docs) if multi else None,
+        "failed_ranks": [{"rank": f.get("rank"), "error": str(f.get("error"))}
+                         for f in result.document.get("failed_ranks", [])][:MAX_RANK_ROWS],
+        "focus_rank": doc.get("rank") if multi else None,
         "verdict": {"diagnosis": doc["diagnosis"], "sentence": verdict_sentence(doc),
                     "tone": TONES.get(doc["diagnosis"], "bad"),
                     "ceiling": doc["metrics"].get("speedup_ceiling")},
         "metrics": _metric_tiles(doc),
         "recommendation": recommendation,
         "findings": findings,
-        "charts": {"steps": steps, "timeline": timeline, "waits": hist},
+        "charts": charts,
         "wait_stats": wait_stats(waits, int(doc["metrics"].get("measured_steps") or 0)),
         "telemetry": telemetry,
         "facts": _facts(doc, run),
         "warnings": [str(w) for w in doc.get("warnings", [])],
         "notices": notices,
     }
+    if full is None and multi:
+        notices.append("The ranks were analyzed where they are stored: the per-step timeline and telemetry of "
+                       "the slowest rank stayed there (its steps, waits and findings are shown).")
     if redact:
         view = redact_view(view, sensitive_strings(result))
         view["title"] = "tracelens report"

@@ -15,6 +15,7 @@ import sys
 import textwrap
 from typing import Any, TextIO
 
+from tracelens.distribution import rank_distribution
 from tracelens.render.format import fmt_ms, visible
 from tracelens.render.wording import recommendation_view, settings_call, verdict_sentence
 from tracelens.vocab import SETTING_KEYS, pct, severity_rank
@@ -125,18 +126,49 @@ def format_summary(doc: dict[str, Any], color: bool = False) -> str:
     return "\n".join(lines)
 
 
+#: Up to this many ranks the terminal lists every one; beyond, the spread and the worst ranks.
+RANK_TABLE_MAX = 16
+
+
+def _rank_row(r: dict[str, Any], slowest: int) -> str:
+    m = r["metrics"]
+    verdict = f"waits for rank {r['waits_for_rank']}" if r.get("waits_for_rank") is not None else r["diagnosis"]
+    return (f"  {r['rank']:>5}  {r['steps']:>5}  {fmt_ms(m['step_time_ms_median']):>12}  "
+            f"{pct(m['data_wait_fraction']):>9}  {pct(m['exposed_data_wait_fraction']):>8}  "
+            f"{pct(m['gpu_busy_fraction']):>8}  {verdict}" + (" <- slowest" if r["rank"] == slowest else ""))
+
+
+def _spread_lines(doc: dict[str, Any]) -> list[str]:
+    """The spread of data wait across many ranks, and the worst of them."""
+    dist = rank_distribution(doc["ranks"])
+    lines = []
+    for label, sp in (("data wait", dist.data_wait), ("exposed wait", dist.exposed_wait)):
+        lines.append(f"  {label:<13} median {pct(sp.median)}, p90 {pct(sp.p90)}, max {pct(sp.max)} "
+                     f"(of step time, over {sp.ranks:,} ranks)")
+    lines.append(f"  the {len(dist.worst)} ranks waiting most (exposed data wait):")
+    by_rank = {r["rank"]: r for r in doc["ranks"]}
+    lines += [f"{_rank_row(by_rank[w.rank], doc['slowest_rank'])}  {_clean(w.name)}" for w in dist.worst if w.rank in by_rank]
+    return lines
+
+
 def _format_ranks(doc: dict[str, Any], color: bool, c: Any) -> str:
-    lines = [c("1", f"tracelens: {len(doc['ranks'])} ranks in {_clean(doc['source']['path'])}")]
-    lines.append(f"  {'rank':>4}  {'steps':>5}  {'step median':>12}  {'data wait':>9}  {'exposed':>8}  {'GPU busy':>8}  diagnosis")
-    for r in doc["ranks"]:
-        m = r["metrics"]
-        slow = r["rank"] == doc["slowest_rank"]
-        row = (f"  {r['rank']:>4}  {r['steps']:>5}  {fmt_ms(m['step_time_ms_median']):>12}  "
-               f"{pct(m['data_wait_fraction']):>9}  {pct(m['exposed_data_wait_fraction']):>8}  "
-               f"{pct(m['gpu_busy_fraction']):>8}  {r['diagnosis']}" + (" <- slowest" if slow else ""))
-        lines.append(c("1", row) if slow else row)
+    ranks = doc["ranks"]
+    lines = [c("1", f"tracelens: {len(ranks):,} ranks in {_clean(doc['source']['path'])}")]
+    header = f"  {'rank':>5}  {'steps':>5}  {'step median':>12}  {'data wait':>9}  {'exposed':>8}  {'GPU busy':>8}  diagnosis"
+    if len(ranks) <= RANK_TABLE_MAX:
+        lines.append(header)
+        for r in ranks:
+            row = _rank_row(r, doc["slowest_rank"])
+            lines.append(c("1", row) if r["rank"] == doc["slowest_rank"] else row)
+    else:
+        lines += _spread_lines(doc)
+    for f in doc.get("findings", []):
+        if f.get("kind") == "rank_straggler":
+            lines.append("")
+            lines += [c(SEVERITY_COLOR.get(f["severity"], "0"), ln) for ln in _wrap(f"{f['id']} {f['title']}", "  ")]
+            lines += _wrap(_first_sentence(str(f["advice"])), "    ")
     lines.append("")
-    slowest = next(r for r in doc["ranks"] if r["rank"] == doc["slowest_rank"])
+    slowest = next(r for r in ranks if r["rank"] == doc["slowest_rank"])
     lines.append(c("1", f"Slowest rank {doc['slowest_rank']}") + " (every rank waits for it at the next collective):")
     lines.append(format_summary(slowest, color))
     return "\n".join(lines)
