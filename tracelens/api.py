@@ -63,10 +63,12 @@ def _peek_rank(path: Path) -> int | None:
 
 
 def group_by_rank(files: list[Path]) -> dict[int, list[Path]]:
-    """Rank of each file: distributedInfo.rank, else a number in its name, else its order."""
+    """Rank of each file: distributedInfo.rank, else a number in its name (or in the name of its
+    run directory: ``rank-3/trace.json.gz``), else its order."""
     ranks: dict[int, list[Path]] = {}
     declared = [_peek_rank(f) for f in files]
-    named = [_RANK_IN_NAME.search(f.name) for f in files]
+    named = [_RANK_IN_NAME.search(f.name) or (_RANK_IN_NAME.search(f.parent.name) if _is_run_dir(f.parent) else None)
+             for f in files]
     use_names = all(m is not None for m in named) and len({m.group(1) for m in named if m}) > 1
     for i, f in enumerate(files):
         r = declared[i]
@@ -80,9 +82,15 @@ def group_by_rank(files: list[Path]) -> dict[int, list[Path]]:
     return ranks
 
 
-def _analyze_rank_job(args: tuple[list[str], int, int | None]) -> RankResult:
-    paths, rank, jobs = args
-    return analyze_files([Path(p) for p in paths], rank=rank, jobs=jobs)
+def _run_of(files: list[Path]) -> Path | None:
+    """The run.json beside a rank's single trace in a ``tracelens profile`` run directory."""
+    return files[0].parent / "run.json" if len(files) == 1 and _is_run_dir(files[0].parent) else None
+
+
+def _analyze_rank_job(args: tuple[list[str], int, int | None, str | None]) -> RankResult:
+    paths, rank, jobs, run_json = args
+    run = read_run_info(run_json) if run_json is not None else None
+    return analyze_files([Path(p) for p in paths], run=run, rank=rank, jobs=jobs)
 
 
 def analyze_path(path: str | Path, jobs: int | None = None, progress: Progress | None = None) -> Result:
@@ -107,13 +115,16 @@ def analyze_path(path: str | Path, jobs: int | None = None, progress: Progress |
     groups = group_by_rank(files)
     if len(groups) == 1:
         (rank, paths), = groups.items()
-        r = analyze_files(paths, rank=rank if len(files) > 1 else None)
+        run_json = _run_of(paths)
+        r = analyze_files(paths, run=read_run_info(run_json) if run_json else None,
+                          rank=rank if len(files) > 1 or run_json else None)
         return Result(str(p), (r,), r.document)
     items = sorted(groups.items())
     workers = jobs or min(len(items), os.cpu_count() or 1)
     # Ranks in parallel processes already use the cores: each decodes its file in one process.
     per_file_jobs = 1 if workers > 1 else None
-    job_args = [([str(f) for f in fs], rank, per_file_jobs) for rank, fs in items]
+    job_args = [([str(f) for f in fs], rank, per_file_jobs, str(_run_of(fs) or "") or None)
+                for rank, fs in items]
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(_analyze_rank_job, job_args))
