@@ -174,7 +174,11 @@ def record(options: ProfileOptions, run_dir: Path, *, supervisor_pid: int | None
     def finish(status: int, reason: str, error: str | None, signum: int | None, shutdown: bool) -> None:
         write_phase(run_dir, "finishing")
         done = session.finish(status, reason, error, shutdown_workers=shutdown)
-        annotate(run_dir, signum=signum, supervisor_pid=supervisor_pid, notes=done.notes)
+        notes = done.notes
+        if supervisor_pid is not None and os.getppid() != supervisor_pid:
+            notes += (f"the supervising tracelens profile process (pid {supervisor_pid}) died first: "
+                      "its parent-death signal made this recording save the run",)
+        annotate(run_dir, signum=signum, supervisor_pid=supervisor_pid, notes=notes)
         write_phase(run_dir, "done")
 
     def drop_hooks() -> None:

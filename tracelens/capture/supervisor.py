@@ -56,6 +56,10 @@ def owns_terminal() -> bool:
     return False
 
 
+class _Wake(Exception):
+    """Raised by the signal handler to leave a blocking wait."""
+
+
 class Relay:
     """While a child runs: relay signals to it, and kill it ``KILL_GRACE_S`` after SIGTERM."""
 
@@ -65,6 +69,7 @@ class Relay:
         self.escalated = False
         self._grace_s = grace_s
         self._kill_at: float | None = None
+        self._blocked = False
         self._saved: dict[int, Any] = {}
 
     def __enter__(self) -> Relay:
@@ -96,6 +101,8 @@ class Relay:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.received.append(signum)
         self._relay(signum)
+        if self._blocked and self._kill_at is not None:
+            raise _Wake  # out of the blocking wait, to wait with the kill deadline
 
     def _relay(self, signum: int) -> None:
         proc = self.proc
@@ -109,16 +116,22 @@ class Relay:
             self._kill_at = time.monotonic() + self._grace_s
 
     def wait(self) -> int:
-        """The child's return code (negative: the signal that ended it)."""
+        """The child's return code (negative: the signal that ended it). Blocks without
+        polling until a relayed SIGTERM sets the kill deadline."""
         assert self.proc is not None
         while True:
+            timeout = None if self._kill_at is None else max(0.0, self._kill_at - time.monotonic())
+            self._blocked = timeout is None
             try:
-                return self.proc.wait(timeout=0.25)
+                return self.proc.wait(timeout)
+            except _Wake:
+                continue
             except subprocess.TimeoutExpired:
-                if self._kill_at is not None and time.monotonic() >= self._kill_at:
-                    self._kill_at = None
-                    self.escalated = True
-                    self.proc.kill()
+                self._kill_at = None
+                self.escalated = True
+                self.proc.kill()
+            finally:
+                self._blocked = False
 
 
 class Terminated(BaseException):
