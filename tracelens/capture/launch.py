@@ -82,11 +82,6 @@ def parent_combines() -> bool:
     return bool(os.environ.get(JOB_PARENT_ENV))
 
 
-def looks_like_launcher(target: str) -> bool:
-    """``torchrun`` (by name or path) or the launcher module."""
-    return Path(target).name in LAUNCHER_NAMES or target == LAUNCHER_MODULE
-
-
 def _is_python(name: str) -> bool:
     return bool(_PYTHON.match(Path(name).name)) or name == sys.executable
 
@@ -225,7 +220,7 @@ def analyze_job(job: JobResult, no_report: bool) -> JobResult:
 
 def run_job(options: ProfileOptions, args: list[str]) -> JobResult:
     """Profile every rank of a torchrun job into one job directory (see the module doc)."""
-    from tracelens.capture.supervisor import Relay
+    from tracelens.capture.supervisor import Relay, stop_on_sigterm
 
     plan = plan_launch(args)
     rank_options = replace(options, target=plan.script, args=plan.script_args, module=plan.module)
@@ -243,7 +238,8 @@ def run_job(options: ProfileOptions, args: list[str]) -> JobResult:
             rc = relay.wait()
         job = JobResult(job_dir, rc if rc >= 0 else 128 - rc, cmd, collect_ranks(job_dir, rank_options))
         if not relay.terminated:
-            job = analyze_job(job, options.no_report)
+            with stop_on_sigterm(job_dir):
+                job = analyze_job(job, options.no_report)
     finally:
         release_claim(job_dir)
     return job

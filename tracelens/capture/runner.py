@@ -46,10 +46,7 @@ def script_command(options: ProfileOptions) -> dict[str, Any]:
 def check_target(options: ProfileOptions) -> None:
     """Refuse a script path that does not exist (a module is found by the child)."""
     if not options.module and not Path(options.target).is_file():
-        hint = ""
-        if launch.looks_like_launcher(options.target):
-            hint = " (to profile a multi-process job: tracelens profile -- torchrun ARGS train.py)"
-        raise UsageError(f"{options.target}: no such script{hint}")
+        raise UsageError(f"{options.target}: no such script")
 
 
 def claim_run_dir(options: ProfileOptions, rank: launch.RankEnv | None) -> Path:
