@@ -10,8 +10,6 @@ supervisor also relayed) is one interrupt.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -21,9 +19,9 @@ from pathlib import Path
 from types import FrameType
 
 from tracelens.capture.options import ProfileOptions
+from tracelens.capture.supervisor import sigterm_on_parent_death
 from tracelens.errors import TracelensError
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 #: Seconds within which a second SIGINT is taken for the relay of the first.
 SIGINT_REPEAT_S = 1.0
 
@@ -32,9 +30,7 @@ def follow_parent(parent: int | None) -> None:
     """Get SIGTERM when the supervisor dies (Linux); end now when it is already gone."""
     if parent is None:
         return
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    sigterm_on_parent_death()
     if os.getppid() != parent:
         sys.exit(1)
 

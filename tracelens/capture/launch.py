@@ -234,7 +234,7 @@ def run_job(options: ProfileOptions, args: list[str]) -> JobResult:
     cmd = rank_command(plan, rank_options, job_dir)
     try:
         with Relay(grace_s=60.0) as relay:  # torchrun gives its ranks 30 s after SIGTERM
-            relay.start(cmd, {**os.environ, JOB_PARENT_ENV: str(os.getpid())})
+            relay.start(cmd, {**os.environ, JOB_PARENT_ENV: str(os.getpid())}, own_session=True)
             rc = relay.wait()
         job = JobResult(job_dir, rc if rc >= 0 else 128 - rc, cmd, collect_ranks(job_dir, rank_options))
         if not relay.terminated:

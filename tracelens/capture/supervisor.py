@@ -10,12 +10,15 @@ supervisor's (:func:`tracelens.capture.outcome.fallback_run`).
 Signals reaching the supervisor are relayed to the child: SIGTERM and SIGHUP always (the
 child saves what it recorded, then dies by the signal; after ``KILL_GRACE_S`` it is killed),
 SIGINT unless the supervisor is in the terminal's foreground process group (the terminal
-delivered Ctrl-C to the child too). Torch-free: torch loads only in the child.
+delivered Ctrl-C to the child too, which shares the group so that the script keeps the
+terminal: ``pdb`` and ``input()`` work). A launcher (torchrun) gets a session of its own instead
+and every signal once, through the relay. Torch-free: torch loads only in the child.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -46,6 +49,16 @@ KILL_GRACE_S = 20.0
 RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def sigterm_on_parent_death() -> None:
+    """Ask Linux to send this process SIGTERM when its parent dies (elsewhere: nothing)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+
+
 def owns_terminal() -> bool:
     """Whether this process is in the foreground process group of its terminal (then a Ctrl-C
     at that terminal reaches every process of the group, the child included)."""
@@ -70,6 +83,7 @@ class Relay:
         self._grace_s = grace_s
         self._kill_at: float | None = None
         self._blocked = False
+        self._own_session = False
         self._saved: dict[int, Any] = {}
 
     def __enter__(self) -> Relay:
@@ -91,9 +105,18 @@ class Relay:
         """Whether SIGTERM or SIGHUP reached this process."""
         return any(s != signal.SIGINT for s in self.received)
 
-    def start(self, cmd: list[str], env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
-        """Start the child; signals received before it existed are relayed now."""
-        self.proc = subprocess.Popen(cmd, env=dict(env) if env is not None else None)
+    def start(self, cmd: list[str], env: Mapping[str, str] | None = None, *,
+              own_session: bool = False) -> subprocess.Popen[bytes]:
+        """Start the child; signals received before it existed are relayed now.
+
+        ``own_session``: the child (a launcher such as torchrun, which handles signals itself and
+        reads no terminal) gets its own session, so that a Ctrl-C or a process-group signal
+        reaches it once, through this relay; it gets SIGTERM if this process dies.
+        """
+        self._own_session = own_session
+        self.proc = subprocess.Popen(cmd, env=dict(env) if env is not None else None,
+                                     start_new_session=own_session,
+                                     preexec_fn=sigterm_on_parent_death if own_session else None)
         for sig in self.received:
             self._relay(sig)
         return self.proc
@@ -108,8 +131,8 @@ class Relay:
         proc = self.proc
         if proc is None or proc.poll() is not None:
             return
-        if signum == signal.SIGINT and owns_terminal():
-            return
+        if signum == signal.SIGINT and not self._own_session and owns_terminal():
+            return  # the terminal sent it to the child as well
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signum)
         if signum != signal.SIGINT and self._kill_at is None:
