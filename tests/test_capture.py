@@ -67,6 +67,7 @@ def _run(
     tmp_path: Path, target: str, *args: str, **kw: Any
 ) -> tuple[ProfileResult, dict[str, Any]]:
     kw.setdefault("no_report", True)
+    kw.setdefault("supervise", False)  # the recorder itself, in this process (the supervisor: test_profile_survives)
     result = run_profile(
         ProfileOptions(target=target, args=tuple(args), out=tmp_path / "run", **kw)
     )
@@ -126,13 +127,13 @@ def test_sys_exit_keeps_status_and_saves_trace(tmp_path: Path) -> None:
 
 
 def test_exception_exits_1_with_traceback(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     script, _ = _write_toy(tmp_path)
     result, run = _run(tmp_path, str(script), "--raise-at", "5", wait=1, active=30)
     assert result.exit_status == 1 and result.stop_reason == "error"
     assert "RuntimeError: boom in the script" in run["error"]
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err  # the script runs in the recording child process
     assert "Traceback (most recent call last)" in err and "train_toy.py" in err
     assert "tracelens/capture" not in err  # our frames are hidden, like `python script.py`
     assert result.trace_path is not None

@@ -43,3 +43,18 @@ def test_profile_keeps_the_script_arguments_and_its_exit_status(tmp_path: Path) 
     assert (out / "trace.json.gz").is_file() and (out / "run.json").is_file()
     run = json.loads((out / "run.json").read_text())
     assert run["exit_status"] == 7
+
+
+def test_profile_help_shows_how_to_profile_a_multi_process_job() -> None:
+    proc = subprocess.run([sys.executable, "-m", "tracelens", "profile", "--help"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    assert "tracelens profile [OPTIONS] -- torchrun --nproc_per_node=2 train.py ARGS" in proc.stdout
+    assert "torchrun --nproc_per_node=2 --no-python tracelens profile [OPTIONS] train.py ARGS" in proc.stdout
+
+
+def test_a_missing_script_is_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "tracelens", "profile", "torchrun.py"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == "tracelens: error: torchrun.py: no such script"

@@ -10,15 +10,27 @@ Public API (no torch needed for analysis)::
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from tracelens._version import __version__
-from tracelens.analysis import TraceAnalysis, analyze_trace
-from tracelens.api import analyze_path
-from tracelens.errors import BadInputError, TracelensError
-from tracelens.load import load_trace
-from tracelens.model import Trace
-from tracelens.results import Result
+
+if TYPE_CHECKING:
+    from tracelens.analysis import TraceAnalysis, analyze_trace
+    from tracelens.api import analyze_path
+    from tracelens.errors import BadInputError, TracelensError
+    from tracelens.load import load_trace
+    from tracelens.model import Trace
+    from tracelens.results import Result
+
+#: Public names and the module each comes from, imported on first use: a process that imports
+#: only part of tracelens (the recording child of ``tracelens profile``) skips numpy and pandas.
+_LAZY = {
+    "TraceAnalysis": "tracelens.analysis", "analyze_trace": "tracelens.analysis",
+    "analyze_path": "tracelens.api", "BadInputError": "tracelens.errors",
+    "TracelensError": "tracelens.errors", "load_trace": "tracelens.load", "Trace": "tracelens.model",
+    "Result": "tracelens.results",
+}
 
 __all__ = [
     "BadInputError",
@@ -39,3 +51,12 @@ def profile(*args: Any, **kwargs: Any) -> Any:
     from tracelens.capture import profile as _profile
 
     return _profile(*args, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tracelens' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

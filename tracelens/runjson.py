@@ -332,10 +332,23 @@ class RunInfo(_Doc, frozen=True, kw_only=True):
     started_at: Annotated[str | None, _d("ISO-8601 UTC")] = None
     ended_at: Annotated[str | None, _d("ISO-8601 UTC")] = None
     wall_s: Annotated[float | None, _d("seconds from start to end")] = None
-    exit_status: Annotated[int, _d("the script's status: 0; `sys.exit(n)` → n; exception → 1; Ctrl-C → 130")] = 0
+    exit_status: Annotated[int, _d(
+        "the script's status: 0; `sys.exit(n)` or `os._exit(n)` → n; exception → 1; Ctrl-C → 130; "
+        "ended by signal s → 128 + s")] = 0
     stop_reason: Annotated[str, _d(
-        "`window_captured` (stopped after the window), `finished`, `exited`, `error`, `interrupted`")] = ""
+        "`window_captured` (stopped after the window), `finished`, `exited` (non-zero `sys.exit` or any "
+        "`os._exit`), `error`, `interrupted` (Ctrl-C), `terminated` (SIGTERM or SIGHUP: tracelens saved "
+        "what was recorded, then the script died by the signal), `killed` (the script's process died "
+        "without tracelens finishing: SIGKILL, a crash; written by the supervising `tracelens profile` "
+        "process), `running` (the run has not ended; left as is only when tracelens itself was killed)")] = ""
     error: Annotated[str | None, _d("`Type: message` of the script's exception")] = None
+    signal: Annotated[str | None, _d("the signal that ended the script (`SIGTERM`, `SIGKILL`, ...), else null")] = None
+    outcome: Annotated[str | None, _d(
+        "one line: how the run ended and what was captured, e.g. `killed by SIGKILL during the window: "
+        "trace not saved`")] = None
+    supervisor_pid: Annotated[int | None, _d(
+        "the `tracelens profile` process that ran the script in a child process and wrote run.json "
+        "if that child died (null for `with tracelens.profile()`)")] = None
     user_profiler: Annotated[str | None, _d("class of the script's own profiler (then no trace of ours)")] = None
     notes: Annotated[list[str], _d("why the trace is short, has no steps, ...")] = field(default_factory=list)
     schedule: Schedule | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +55,9 @@ class ProfileOptions:
     record_shapes: bool = False
     with_stack: bool = False
     profile_memory: bool = False
+    #: Run the script in a child process supervised by this one (survives SIGKILL and crashes
+    #: of the script); False records in this process (faster start, as ``with tracelens.profile()``).
+    supervise: bool = True
 
     @property
     def stem(self) -> str:
@@ -63,15 +66,41 @@ class ProfileOptions:
             return self.target.rsplit(".", 1)[-1] or "module"
         return Path(self.target).stem or "script"
 
+    def to_json(self) -> dict[str, Any]:
+        """The options as JSON values (paths as strings), for the recording child process."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+                for k, v in out.items()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProfileOptions:
+        """Inverse of :meth:`to_json`."""
+        paths = {"out", "runs_root", "tensorboard_dir"}
+        values: dict[str, Any] = {k: (Path(v) if k in paths and v is not None else v) for k, v in data.items()}
+        values["args"] = tuple(data.get("args", ()))
+        return cls(**values)
+
+    def recording_flags(self) -> list[str]:
+        """``tracelens profile`` flags that reproduce the recording settings (not --out, --force,
+        --runs-root, --json), for the command each rank of a launched job runs."""
+        flags = [f"--warmup={self.warmup}", f"--telemetry-interval-ms={self.telemetry_interval_ms}"]
+        flags += [f"--wait={self.wait}"] if self.wait is not None else []
+        flags += [f"--active={self.active}"] if self.active is not None else []
+        flags += [f"--tensorboard={self.tensorboard_dir}"] if self.tensorboard_dir is not None else []
+        switches = {"--run-to-completion": self.run_to_completion, "--no-report": self.no_report,
+                    "--record-shapes": self.record_shapes, "--with-stack": self.with_stack,
+                    "--profile-memory": self.profile_memory}
+        return flags + [name for name, on in switches.items() if on]
+
 
 @dataclass(frozen=True)
 class ProfileResult:
     """What one profiled run produced.
 
-    ``exit_status`` is the script's own status (0, ``sys.exit(n)`` → n, exception → 1,
-    Ctrl-C → 130). ``stop_reason`` is one of ``window_captured`` (tracelens stopped the script
-    after the window), ``finished``, ``exited`` (``sys.exit`` with a non-zero status),
-    ``error``, ``interrupted``.
+    ``exit_status`` is the script's own status (0, ``sys.exit(n)`` or ``os._exit(n)`` → n,
+    exception → 1, Ctrl-C → 130, ended by signal s → 128 + s). ``stop_reason`` is run.json's
+    (``window_captured``, ``finished``, ``exited``, ``error``, ``interrupted``, ``terminated``,
+    ``killed``); ``outcome`` says in one line how the run ended and what was captured.
     """
 
     run_dir: Path
@@ -89,6 +118,9 @@ class ProfileResult:
     analysis_path: Path | None = None  # set once the run is analyzed (``runner.analyze_run``)
     report_path: Path | None = None
     analysis: Result | None = None
+    outcome: str | None = None
+    signal: str | None = None
+    rank: int | None = None  # the rank of a multi-process job (``RANK``), else None
 
     def summary_lines(self) -> list[str]:
         """Human-readable lines for the terminal (paths, steps, why a trace has no steps)."""
@@ -99,6 +131,37 @@ class ProfileResult:
             lines.append(f"report: {self.report_path}")
         if self.tensorboard_dir is not None:
             lines.append(f"tensorboard: tensorboard --logdir {self.tensorboard_dir}")
-        lines.append(f"script stopped: {self.stop_reason} (exit status {self.exit_status})")
+        lines.append(f"script stopped: {self.stop_reason} (exit status {self.exit_status})"
+                     + (f": {self.outcome}" if self.outcome else ""))
+        lines.extend(f"note: {note}" for note in self.notes)
+        return lines
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a profiled multi-process job (``profile -- torchrun ...``) produced.
+
+    ``job_dir`` holds one run directory per rank (``rank-<RANK>``) and the combined
+    ``analysis.json`` / ``report.html``; ``exit_status`` is the launcher's.
+    """
+
+    job_dir: Path
+    exit_status: int
+    launcher: list[str]
+    ranks: tuple[ProfileResult, ...]
+    analysis: Result | None = None
+    analysis_path: Path | None = None
+    report_path: Path | None = None
+    notes: tuple[str, ...] = ()
+
+    def summary_lines(self) -> list[str]:
+        """One line per rank, then the job's files and the launcher's status."""
+        lines = [f"job directory: {self.job_dir} ({len(self.ranks)} rank run directories)"]
+        for r in self.ranks:
+            lines.append(f"  {r.run_dir.name}: {r.outcome or r.stop_reason} (exit status {r.exit_status})")
+        if self.report_path is not None:
+            lines.append(f"report: {self.report_path}")
+        if self.launcher:
+            lines.append(f"launcher exited with status {self.exit_status}")
         lines.extend(f"note: {note}" for note in self.notes)
         return lines

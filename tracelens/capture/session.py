@@ -14,6 +14,7 @@ import enum
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,8 @@ class CaptureSession:
         self.torch_threads_at_window: int | None = None
         self.started_ns = 0
         self.activities: list[Any] = []
+        #: Told "window" when the window starts and "saved" once the trace is on disk.
+        self.observer: Callable[[str], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -270,6 +273,8 @@ class CaptureSession:
         self.prof.start()
         if sched.warmup == 0:
             self._mark_record_start()
+        if self.observer is not None:
+            self.observer("window")
 
     def _mark_record_start(self) -> None:
         import torch.profiler
@@ -313,6 +318,8 @@ class CaptureSession:
         self.trace_path = path
         self.trace_ready = True
         self.window.captured = True
+        if self.observer is not None:
+            self.observer("saved")
         assert self.schedule is not None
         warmup, active = self.schedule.warmup, self.schedule.active
         in_window = int(prof.step_num) - warmup
@@ -422,6 +429,8 @@ class CaptureSession:
         self.trace_path = path
         self.window.end_ns = time.time_ns()
         self.window.unstepped = True
+        if self.observer is not None:
+            self.observer("saved")
         self.notes.append(
             "no torch.utils.data.DataLoader batch was drawn, so the trace has no ProfilerStep "
             "events: tracelens recorded the whole run instead (steps: 0)")
