@@ -190,3 +190,34 @@ def test_a_loop_without_backward_windows_the_loader_that_draws_the_most(tmp_path
     assert run["window"]["loader_id"] == 1 and session.result.steps_captured == 5
     assert [lo["training"] for lo in run["loaders"]] == [False, False]
     assert any("drew the most batches" in n for n in run["notes"])
+
+
+# --- the sweep's timing trials ----------------------------------------------------------------
+
+TRIAL_SCRIPT = """
+import sys, torch
+from torch.utils.data import DataLoader, TensorDataset
+val = DataLoader(TensorDataset(torch.randn(64, 4)), batch_size=4)
+train = DataLoader(TensorDataset(torch.randn(int(sys.argv[1]), 4)), batch_size=4)
+model = torch.nn.Linear(4, 1)
+with torch.no_grad():
+    for i, (x,) in enumerate(val):
+        model(x)
+        if i == 1:
+            break  # a sanity check: 2 validation batches
+for (x,) in train:
+    model(x).sum().backward()
+"""
+
+
+def test_a_sweep_trial_times_the_training_loader_not_the_sanity_check(tmp_path: Path) -> None:
+    from tracelens.capture.measure import run_timing_trial
+
+    script = tmp_path / "train.py"
+    script.write_text(TRIAL_SCRIPT)
+    res = run_timing_trial(str(script), ["400"], {"num_workers": 0}, steps=12)
+    assert res["loader"]["id"] == 1 and res["loader_choice"] == "training" and res["loader"]["training"]
+    assert len(res["step_ns"]) == 12 and res["unusable"] is None and res["stop_reason"] == "steps_measured"
+    # AND a script too short for the measurement says so
+    short = run_timing_trial(str(script), ["40"], {"num_workers": 0}, steps=12)
+    assert short["unusable"] is not None and "only 4 steady step(s)" in short["unusable"]
