@@ -217,7 +217,8 @@ def test_a_sweep_trial_times_the_training_loader_not_the_sanity_check(tmp_path: 
     script.write_text(TRIAL_SCRIPT)
     res = run_timing_trial(str(script), ["400"], {"num_workers": 0}, steps=12)
     assert res["loader"]["id"] == 1 and res["loader_choice"] == "training" and res["loader"]["training"]
-    assert len(res["step_ns"]) == 12 and res["unusable"] is None and res["stop_reason"] == "steps_measured"
+    # (a fast loop: measured for 2 s or to the script's end, whichever comes first)
+    assert len(res["step_ns"]) >= 12 and res["unusable"] is None
     # AND a script too short for the measurement says so
     short = run_timing_trial(str(script), ["40"], {"num_workers": 0}, steps=12)
     assert short["unusable"] is not None and "only 4 steady step(s)" in short["unusable"]

@@ -43,6 +43,14 @@ MAX_AUTO_WARMUP = 64
 MIN_AUTO_WARMUP = 5
 #: A trial with fewer steady steps is not compared: a handful of steps is all start-up and noise.
 MIN_TRIAL_STEPS = 10
+#: A trial measures its steps and at least this long (ns), unless the script ends first. A fast
+#: loop's 50 steps last a fraction of a second, shorter than the phases a shared 2-core machine
+#: goes through (the training step's math threads and the workers taking the cores from each
+#: other: blocks of tens of steps 3-10x slower than the rest, seen on examples/iterable_stream.py),
+#: so one trial could read one phase as the rate; the script's own steps/s averages seconds.
+MIN_MEASURE_NS = 2_000_000_000
+#: ... but never more than this many times the steps asked for.
+MAX_STEPS_FACTOR = 20
 
 
 def auto_warmup(num_workers: int, prefetch_factor: int | None) -> int:
@@ -127,7 +135,7 @@ class TimingSession:
             if drawn >= wait and self.registry.most_drawn(loader_id):
                 self._choose(loader_id, provisional=True)
         timed = loader_id == self.timed_loader
-        if timed and drawn >= self.timed_warmup + self.steps:
+        if timed and self._measured(drawn - self.timed_warmup):
             self.next_starts.append(time.perf_counter_ns())  # closes the last step
             self._mark_sched()
             raise StopRun()
@@ -143,6 +151,15 @@ class TimingSession:
             self.waits.append(t1 - t0)
         self.registry.count_batch(loader_id)
         return data
+
+    def _measured(self, steps: int) -> bool:
+        """Whether ``steps`` steady steps are enough: the steps asked for, over at least
+        :data:`MIN_MEASURE_NS` (at most ``MAX_STEPS_FACTOR`` times the steps)."""
+        if steps < self.steps:
+            return False
+        if steps >= MAX_STEPS_FACTOR * self.steps or not self.next_starts:
+            return True
+        return time.perf_counter_ns() - self.next_starts[0] >= MIN_MEASURE_NS
 
     def choice(self) -> str | None:
         """How the timed loader was chosen: ``training``, ``most_batches``, or None (no batch)."""
@@ -265,7 +282,7 @@ def run_timing_trial(
         "exit_status": status,
         "stop_reason": reason,
         "script_error": error,
-        "warmup": session.warmup,
+        "warmup": session.timed_warmup if session.timed_loader is not None else session.warmup,
         "steps_requested": steps,
         "step_ns": [b - a for a, b in itertools.pairwise(starts)],
         "wait_ns": session.waits[: max(0, len(starts) - 1)],
