@@ -507,6 +507,15 @@ def test_epoch_turnover_rows_are_the_stop_step_and_the_refill() -> None:
     assert context.epoch_turnover_rows(per_step, 4) == [2, 3, 4, 5, 6]
 
 
+def test_steps_drawing_two_training_loaders_are_no_epoch_ends() -> None:
+    import pandas as pd
+    # GIVEN for x, u in zip(labeled, unlabeled): every step holds two __next__ calls, and one
+    # epoch end adds the StopIteration call (3 calls) before a 400 ms start-up
+    per_step = pd.DataFrame({"next_calls": [2, 2, 2, 3, 2, 2, 2], "next_longest_ms": [5, 5, 5, 30, 400, 5, 5]})
+    # THEN only that epoch end is a turnover, not every step
+    assert context.epoch_turnover_rows(per_step, 1) == [3, 4]
+
+
 def test_small_bursts_under_the_wait_threshold_get_no_prefetch_advice(tmp_path: Path) -> None:
     # GIVEN 2 known workers and one 120 ms wait in 40 steps of 100 ms: 2.9 % exposed
     waits = [120.0 if i == 20 else 0.2 for i in range(40)]

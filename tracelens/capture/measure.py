@@ -139,7 +139,7 @@ class TimingSession:
             self.next_starts.append(time.perf_counter_ns())  # closes the last step
             self._mark_sched()
             raise StopRun()
-        if timed and drawn == self.timed_warmup and not self.sched:
+        if timed and drawn >= self.timed_warmup and not self.sched:
             self._mark_sched()
         t0 = time.perf_counter_ns()
         data = orig(it)  # StopIteration at an epoch's end propagates untimed

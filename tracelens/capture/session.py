@@ -37,12 +37,19 @@ from pathlib import Path
 from typing import Any
 
 from tracelens.capture import hooks
-from tracelens.capture.options import DEFAULT_ACTIVE_STEPS, ProfileResult
+from tracelens.capture.options import ProfileResult
 from tracelens.capture.registry import LoaderRegistry
 from tracelens.capture.rundoc import SYNC_MARKER, SessionState, WindowTimes, build_run_info
 from tracelens.capture.target import StopRun
 from tracelens.capture.telemetry import TelemetrySampler
-from tracelens.runjson import Loader, Schedule, encode_run_info
+from tracelens.capture.window import (
+    choice_note,
+    choose_schedule,
+    default_wait,
+    is_exhausted,
+    no_window_note,
+)
+from tracelens.runjson import Schedule, encode_run_info
 
 #: Cap on per-batch records kept in memory (main-process timings, main-process fetches).
 MAX_BATCH_RECORDS = 20_000
@@ -81,24 +88,6 @@ class SessionConfig:
     with_stack: bool = False
     profile_memory: bool = False
     record_unstepped: bool = True
-
-
-def default_wait(loader: Loader) -> int:
-    """Batches to skip before the window: worker start-up and the batches prefetched before the
-    first ``__next__`` (num_workers × prefetch_factor), between 3 and 16."""
-    prefetched = (loader.num_workers or 0) * (loader.prefetch_factor or 0)
-    return max(3, min(prefetched, 16))
-
-
-def choose_schedule(cfg: SessionConfig, loader: Loader) -> Schedule:
-    """The window for ``loader`` (the one whose batches are the steps).
-
-    Explicit values win; default ``wait`` is :func:`default_wait`, ``active`` 20 batches. An
-    epoch shorter than the window does not shrink it: the window spans epochs.
-    """
-    wait = cfg.wait if cfg.wait is not None else default_wait(loader)
-    active = cfg.active if cfg.active is not None else DEFAULT_ACTIVE_STEPS
-    return Schedule(wait=wait, warmup=cfg.warmup, active=active, stop_after_window=cfg.stop_after_window)
 
 
 class CaptureSession:
@@ -239,7 +228,9 @@ class CaptureSession:
 
     def _choose(self, loader_id: int, *, provisional: bool) -> None:
         self.window_loader, self.provisional = loader_id, provisional
-        self.schedule = choose_schedule(self.config, self.registry.records[loader_id].info)
+        cfg = self.config
+        self.schedule = choose_schedule(self.registry.records[loader_id].info, cfg.wait, cfg.warmup, cfg.active,
+                                        cfg.stop_after_window)
 
     def _stop_recording(self, *, drop_sampler: bool) -> None:
         """Stop our profiler and the telemetry sampler (keeping its samples unless ``drop_sampler``)."""
@@ -299,7 +290,7 @@ class CaptureSession:
         """A batch inside the window: the window loader's starts a step; a loader that has fed no
         backward pass pauses the open step (its batch lies between steps)."""
         if loader_id == self.window_loader:
-            ending = _is_exhausted(it)  # the epoch's StopIteration call is no step of its own
+            ending = is_exhausted(it)  # the epoch's StopIteration call is no step of its own
             with self.lock:
                 if self.phase is Phase.WINDOW and not ending:
                     self._window_step()
@@ -451,7 +442,7 @@ class CaptureSession:
         end_ns = time.time_ns()
         with self.lock:
             self._close_phase()
-            note = self.choice_note()
+            note = choice_note(self.registry, self.window_loader, self.provisional)
             if note is not None:
                 self.notes.insert(0, note)
             if self.sampler is not None:
@@ -494,36 +485,7 @@ class CaptureSession:
         elif self.phase is Phase.PRELOADER:
             self._save_unstepped()
         elif self.phase is Phase.WAITING:
-            self.notes.append(self._no_window_note())
-
-    def _no_window_note(self) -> str:
-        """Why a run that drew batches has no window."""
-        lid = self.window_loader
-        if lid is None:
-            drawn = max((r.batches_drawn for r in self.registry.records), default=0)
-            wait = self.config.wait if self.config.wait is not None else "its default"
-            return (f"no loader drew {wait} batches (the most: {drawn}) and none fed a backward pass "
-                    "before the script ended: no trace; re-run with a smaller --wait on a longer run")
-        assert self.schedule is not None
-        drawn = self.registry.records[lid].batches_drawn
-        return (f"the training loader (#{lid}) drew {drawn} batches, fewer than the {self.schedule.wait} "
-                f"skipped before the window: no trace; re-run with --wait {max(0, drawn - 12)} or on a longer run")
-
-    def choice_note(self) -> str | None:
-        """How the window's loader was chosen, when there was a choice to make."""
-        lid, records = self.window_loader, self.registry.records
-        if lid is None:
-            return None
-        if self.provisional:
-            return (f"no batch was followed by a backward pass or an optimizer step before the window: "
-                    f"it records loader #{lid}, which drew the most batches (an inference loop, or an "
-                    "evaluation before training)")
-        others = [r.info.id for r in records if r.info.id != lid and r.batches_drawn]
-        if not others:
-            return None
-        return (f"the window records the training loader #{lid} (its batches fed backward passes); "
-                f"batches of loader(s) {', '.join(f'#{o}' for o in others)} are not steps (a loader that "
-                "feeds no backward pass, such as validation, lies between steps)")
+            self.notes.append(no_window_note(self.registry, self.window_loader, self.schedule, self.config.wait))
 
     def _state(self, exit_status: int, stop_reason: str, error: str | None, end_ns: int) -> SessionState:
         return SessionState(
@@ -565,16 +527,3 @@ class CaptureSession:
         self.notes.append(
             "no torch.utils.data.DataLoader batch was drawn, so the trace has no ProfilerStep "
             "events: tracelens recorded the whole run instead (steps: 0)")
-
-
-def _is_exhausted(it: Any) -> bool:
-    """Whether this ``__next__`` on a map-style iterator can only raise ``StopIteration`` (an
-    iterable-style stream tells only by raising: that call then opens a step of its own)."""
-    try:
-        from torch.utils.data.dataloader import _DatasetKind
-
-        if it._dataset_kind != _DatasetKind.Map or it._sampler_iter is None:
-            return False
-        return bool(it._num_yielded >= len(it))
-    except Exception:
-        return False

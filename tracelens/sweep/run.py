@@ -106,6 +106,23 @@ def _failure(trial: Trial) -> str:
     return f"exit status {raw.get('exit_status')}, stopped: {raw.get('stop_reason')}"
 
 
+def trial_notes(trials: Sequence[Trial], usable_cores: int) -> list[str]:
+    """What the reader of the rates should know about how the trials were measured."""
+    notes = []
+    guessed = [t.setting.label() for t in trials if any(r.get("loader_choice") == "most_batches" for r in t.raw)]
+    if guessed:
+        notes.append(f"num_workers={', '.join(guessed)}: no batch was followed by a backward pass before the "
+                     "measurement, so the loader that drew the most batches was timed (an inference loop, or an "
+                     "evaluation before training)")
+    for t in trials:
+        if t.remeasured:
+            notes.append(f"num_workers={t.setting.label()}: other processes held the cores during the first "
+                         "measurement (its threads waited for a core while fewer than the cores); measured "
+                         "again, the less disturbed run is kept"
+                         + (": still disturbed, so it may understate this setting" if machine_was_busy(t, usable_cores) else ""))
+    return notes
+
+
 def _budget_allows(started: float, budget_s: float, trials: Sequence[Trial]) -> bool:
     """Whether another trial (as long as the longest so far) still fits the budget."""
     elapsed = time.perf_counter() - started
@@ -163,17 +180,7 @@ def run_sweep(plan: SweepPlan, runner: TrialRunner, progress: Progress | None = 
             if not trial.ok:
                 notes.append(f"num_workers={w} measured no step: auto exploration stopped")
                 break
-    guessed = [t.setting.label() for t in trials if any(r.get("loader_choice") == "most_batches" for r in t.raw)]
-    if guessed:
-        notes.append(f"num_workers={', '.join(guessed)}: no batch was followed by a backward pass before the "
-                     "measurement, so the loader that drew the most batches was timed (an inference loop, or an "
-                     "evaluation before training)")
-    for t in trials:
-        if t.remeasured:
-            notes.append(f"num_workers={t.setting.label()}: other processes held the cores during the first "
-                         "measurement (its threads waited for a core while fewer than the cores); measured "
-                         "again, the less disturbed run is kept"
-                         + (": still disturbed, so it may understate this setting" if machine_was_busy(t, plan.usable_cores) else ""))
+    notes += trial_notes(trials, plan.usable_cores)
     ok = eligible(trials, plan.usable_cores)
     choice: Choice | None = None
     reason = "no trial measured any step: " + "; ".join(f"{t.setting.label()}: {_failure(t)}" for t in trials)
