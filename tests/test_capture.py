@@ -149,13 +149,28 @@ def test_run_to_completion_and_epochs(tmp_path: Path) -> None:
     assert run["batches"]["count"] == 18
 
 
-def test_short_loader_shrinks_default_window(tmp_path: Path) -> None:
-    script, _ = _write_toy(tmp_path, n_items=40)  # 10 batches, one epoch
+def test_a_window_longer_than_an_epoch_spans_epochs(tmp_path: Path) -> None:
+    # GIVEN a loader of 10 batches per epoch, 3 epochs, and the default window (3 + 2 + 20)
+    script, _ = _write_toy(tmp_path, n_items=40)
+    result, run = _run(tmp_path, str(script), "--epochs", "3")
+    # THEN the window is not shrunk: its 20 steps run across the epochs
+    assert run["schedule"]["active"] == 20 and run["schedule"]["adapted"] is False
+    assert result.steps_captured == 20 and result.stop_reason == "window_captured"
+    names = _trace_names(result.run_dir / "trace.json.gz")
+    assert sum(n.startswith("ProfilerStep#") for n in names) == 20
+    # AND each epoch change shows: the StopIteration call inside the epoch's last step, and
+    # the new iterator between steps
+    assert sum(n == "tracelens#DataLoader.__iter__" for n in names) == 2
+    assert run["window"]["loader_id"] == 0 and run["loaders"][0]["iter_calls"] == 3
+
+
+def test_a_script_shorter_than_the_window_keeps_the_steps_it_drew(tmp_path: Path) -> None:
+    # GIVEN one epoch of 10 batches: fewer than the default window
+    script, _ = _write_toy(tmp_path, n_items=40)
     result, run = _run(tmp_path, str(script))
-    assert run["schedule"]["adapted"] is True
-    s = run["schedule"]
-    assert s["wait"] + s["warmup"] + s["active"] <= 10
-    assert result.steps_captured == s["active"] >= 1
+    # THEN the steps drawn after wait and warm-up are recorded, and the notes say so
+    assert result.steps_captured == 5 and run["schedule"]["active"] == 20
+    assert any("holds 5 of 20 planned steps" in n for n in result.notes)
 
 
 def test_spawn_workers_found_in_telemetry(tmp_path: Path) -> None:

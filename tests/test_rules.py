@@ -16,7 +16,7 @@ from tests.builders import TraceBuilder
 from tracelens import analyze_trace, load_trace
 from tracelens.analysis import TraceAnalysis
 from tracelens.diagnosis import Diagnosis, RunFacts, context, diagnose, engine, plan
-from tracelens.diagnosis.facts import ProcessUsage, known_settings
+from tracelens.diagnosis.facts import ProcessUsage, Recording, known_settings
 from tracelens.diagnosis.findings import Finding
 from tracelens.diagnosis.thresholds import THRESHOLDS
 from tracelens.vocab import LoaderSettings, Severity
@@ -521,6 +521,15 @@ def test_epoch_turnover_rows_are_the_stop_step_and_the_refill() -> None:
     assert context.epoch_turnover_rows(per_step, 4) == [2, 3, 4, 5, 6]
 
 
+def test_steps_drawing_two_training_loaders_are_no_epoch_ends() -> None:
+    import pandas as pd
+    # GIVEN for x, u in zip(labeled, unlabeled): every step holds two __next__ calls, and one
+    # epoch end adds the StopIteration call (3 calls) before a 400 ms start-up
+    per_step = pd.DataFrame({"next_calls": [2, 2, 2, 3, 2, 2, 2], "next_longest_ms": [5, 5, 5, 30, 400, 5, 5]})
+    # THEN only that epoch end is a turnover, not every step
+    assert context.epoch_turnover_rows(per_step, 1) == [3, 4]
+
+
 def test_small_bursts_under_the_wait_threshold_get_no_prefetch_advice(tmp_path: Path) -> None:
     # GIVEN 2 known workers and one 120 ms wait in 40 steps of 100 ms: 2.9 % exposed
     waits = [120.0 if i == 20 else 0.2 for i in range(40)]
@@ -577,9 +586,47 @@ def test_fallback_steps_are_flagged(tmp_path: Path) -> None:
 
 def test_few_steps_lower_the_confidence(tmp_path: Path) -> None:
     few = run(loop([30] * 3, 70), tmp_path)
-    many = run(loop([30] * 6, 70), tmp_path)
+    many = run(loop([30] * 12, 70), tmp_path)
     assert "TL304" in ids(few) and "TL304" not in ids(many)
     assert few.confidence is not None and many.confidence is not None and few.confidence < many.confidence
+    assert finding(few, "TL304").severity == "medium"
+
+
+def test_a_healthy_verdict_from_fewer_than_ten_steps_is_never_confident(tmp_path: Path) -> None:
+    # GIVEN 6 steps that barely wait (healthy), WHEN diagnosed from the trace alone
+    d = run(loop([1] * 6, 99), tmp_path)
+    # THEN healthy, but with confidence capped, and TL304 (low) says how to record 20 steps
+    assert d.diagnosis == "healthy" and d.confidence is not None and d.confidence <= 0.5
+    f = finding(d, "TL304")
+    assert f.severity == "low" and "schedule(wait=5, warmup=2, active=20)" in f.advice
+    (tmp_path / "more").mkdir()
+    assert run(loop([1] * 12, 99), tmp_path / "more").confidence == 0.9
+
+
+def _recorded(**kw: object) -> RunFacts:
+    base: dict[str, object] = dict(kind="script", target="train.py", args=("--lr", "0.1"), wait=3, warmup=2,
+                                   active=20, steps=4, loader_id=1, loader_batches=9, batches_per_epoch=3,
+                                   stopped_after_window=False)
+    base.update(kw)
+    return RunFacts(settings=LoaderSettings(num_workers=0), recording=Recording(**base))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("recording", "advice"), [
+    # the user asked for a short window: record 20 steps of the same run
+    (dict(active=4, stopped_after_window=True, loader_batches=9),
+     "Record 20 steps: `tracelens profile --wait 3 --warmup 2 --active 20 train.py --lr 0.1`"),
+    # the script ended after 16 batches: skip fewer of them
+    (dict(loader_batches=16, steps=11, batches_per_epoch=8),
+     "drew only 16 batches from loader #1, 8 per epoch: skip fewer of them, "
+     "`tracelens profile --wait 1 --warmup 1 --active 14 train.py --lr 0.1`"),
+    # the script ended after 9 batches: it must run longer
+    (dict(), "drew only 9 batches from loader #1, 3 per epoch: run it for at least 25 batches"),
+    (dict(kind="module", target="pkg.train", args=()), "`tracelens profile --wait 3 --warmup 2 --active 20 -m pkg.train`"),
+])
+def test_too_few_steps_names_the_flags_that_record_enough_for_this_run(
+        tmp_path: Path, recording: dict[str, object], advice: str) -> None:
+    d = run(loop([1] * 4, 99), tmp_path, _recorded(**recording))
+    assert advice in finding(d, "TL304").advice
 
 
 def test_with_stack_is_flagged(tmp_path: Path) -> None:

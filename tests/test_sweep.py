@@ -175,6 +175,25 @@ def test_failed_trials_leave_no_choice() -> None:
     assert sweep_document(result)["best"] is None
 
 
+def test_a_trial_of_a_handful_of_steps_is_not_chosen() -> None:
+    # GIVEN num_workers=0 measured properly, and 4 workers whose trial saw only 3 steps (the
+    # script ended: it says so), which look fastest
+    base = _fake_runner({0: 10.0, 4: 50.0})
+
+    def run(spec: TrialSpec, k: int) -> dict[str, Any]:
+        raw = base(spec, k)
+        if spec.overrides["num_workers"] == 4:
+            raw |= {"step_ns": raw["step_ns"][:3], "wait_ns": raw["wait_ns"][:3],
+                    "unusable": "only 3 steady step(s) measured (fewer than 10)"}
+        return raw
+
+    result = run_sweep(SweepPlan(target="t.py", settings=(Setting(0), Setting(4)), steps=20), run)
+    # THEN the sweep does not choose from it, and sweep.json says why
+    assert result.choice is not None and result.trials[result.choice.best].setting.num_workers == 0
+    doc = sweep_document(result)
+    assert doc["trials"][1]["unusable"].startswith("only 3 steady") and doc["trials"][1]["steps_measured"] == 0
+
+
 def test_sweep_diff_marks_changes_from_the_scripts_own_settings() -> None:
     doc = {"baseline": {"num_workers": 0, "pin_memory": False, "prefetch_factor": None},
            "best": {"num_workers": 4, "pin_memory": False, "prefetch_factor": 2}}

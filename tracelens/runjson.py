@@ -53,12 +53,13 @@ class Command(_Doc, frozen=True, kw_only=True):
 
 
 class Schedule(_Doc, frozen=True, kw_only=True):
-    """The profiler window chosen for the first loader iterated."""
+    """The profiler window, counted in batches of the window's loader (``window.loader_id``)."""
 
-    wait: Annotated[int, _d("batches skipped before recording")] = 0
+    wait: Annotated[int, _d("its batches skipped before recording")] = 0
     warmup: Annotated[int, _d("profiler warm-up batches (recorded, then discarded)")] = 0
-    active: Annotated[int, _d("batches recorded")] = 0
-    adapted: Annotated[bool, _d("the defaults were shrunk to fit a short epoch")] = False
+    active: Annotated[int, _d("batches recorded: the steps, across as many epochs as they take")] = 0
+    adapted: Annotated[bool, _d(
+        "the defaults were shrunk to fit a short epoch (older writers; windows now span epochs)")] = False
     stop_after_window: Annotated[bool, _d("the script is stopped once the window is recorded")] = True
 
 
@@ -68,12 +69,14 @@ class Window(_Doc, frozen=True, kw_only=True):
     started: Annotated[bool, _d("the profiler window started")] = False
     captured: Annotated[bool, _d("the trace was saved")] = False
     unstepped: Annotated[bool, _d("no DataLoader was iterated: the whole run was recorded, no steps")] = False
-    first_batch: Annotated[int | None, _d("index of the first recorded batch")] = None
+    first_batch: Annotated[int | None, _d("index in `batches` of the first recorded step's batch")] = None
     steps: Annotated[int, _d("steps in the trace")] = 0
     warmup_start_us: Annotated[float | None, _d("when the profiler warm-up began")] = None
     start_us: Annotated[float | None, _d("when recording began")] = None
     end_us: Annotated[float | None, _d("when recording ended")] = None
-    loader_id: Annotated[int | None, _d("the loader whose batches are the window's steps")] = None
+    loader_id: Annotated[int | None, _d(
+        "the loader whose batches are the steps: the first whose batches fed backward passes, else the "
+        "one that drew the most; other loaders' batches in the window lie between steps")] = None
 
 
 class Clock(_Doc, frozen=True, kw_only=True):
@@ -122,7 +125,9 @@ class Loader(_Doc, frozen=True, kw_only=True):
         "new iterator objects: with persistent_workers=False one per epoch, each starting fresh workers")] = 0
     batches_drawn: Annotated[int, _d("batches the main loop drew from it")] = 0
     created_at: Annotated[str | None, _d(
-        "where the script built it: `file:line in function`, the first frame outside torch")] = None
+        "where it was built: `file:line in function` of the innermost frame outside torch, the framework and "
+        "the standard library (the framework's own frame when there is none); null for a loader built "
+        "before the session")] = None
     framework: Annotated[str | None, _d(
         "`transformers` (Trainer), `lightning`, `accelerate`, or null when the script builds it itself")] = None
     training: Annotated[bool | None, _d(
@@ -428,9 +433,11 @@ class RunInfo(_Doc, frozen=True, kw_only=True):
         return out
 
     def steps_per_s(self) -> float | None:
-        """Batches per second in the window from the wrapper's own batch timestamps."""
-        lo, hi = self.window.start_us, self.window.end_us
-        starts = [t for t in self.batch_start_us if (lo is None or t >= lo) and (hi is None or t <= hi)]
+        """Batches per second of the window's loader in the window, from the wrapper's own batch
+        timestamps (every loader's in files without ``window.loader_id``)."""
+        lo, hi, lid = self.window.start_us, self.window.end_us, self.window.loader_id
+        starts = [t for t, li in zip(self.batch_start_us, self.batch_loader_ids)
+                  if (lo is None or t >= lo) and (hi is None or t <= hi) and (lid is None or li == lid)]
         if len(starts) < 2:
             return None
         return (len(starts) - 1) / ((starts[-1] - starts[0]) / 1e6)

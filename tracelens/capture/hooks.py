@@ -2,7 +2,9 @@
 
 The patches are installed once per session and removed when it finishes; while no session is
 active each patched method only checks one module global, so a loader outside a session costs
-one extra Python call per batch.
+one extra Python call per batch. Backward passes (``torch.autograd.backward``, which
+``Tensor.backward`` calls) and optimizer steps (torch's global step hook) tell the session which
+loader trains: one call per backward pass or step, none per batch.
 """
 
 from __future__ import annotations
@@ -21,17 +23,18 @@ class SessionEvents(Protocol):
 
     def register_loader(self, loader: Any, applied: dict[str, Any] | None = None) -> int: ...
 
-    def before_iter(self, loader: Any) -> None: ...
-
-    def after_iter(self, loader: Any, it: Any) -> None: ...
+    def on_iter(self, loader: Any, orig: Any) -> Any: ...
 
     def on_next(self, it: Any, orig: Any) -> Any: ...
+
+    def on_backward(self) -> None: ...
 
     def on_user_profiler(self, name: str) -> None: ...
 
 
 _ACTIVE: SessionEvents | None = None
-_ORIGINALS: dict[tuple[type, str], Any] = {}
+_ORIGINALS: dict[tuple[Any, str], Any] = {}
+_HANDLES: list[Any] = []
 
 
 def active_session() -> SessionEvents | None:
@@ -39,7 +42,8 @@ def active_session() -> SessionEvents | None:
     return _ACTIVE
 
 
-def _targets() -> dict[tuple[type, str], Callable[..., Any]]:
+def _targets() -> dict[tuple[Any, str], Callable[..., Any]]:
+    import torch.autograd
     import torch.autograd.profiler as autograd_profiler
     import torch.profiler
     from torch.utils.data import DataLoader
@@ -51,7 +55,14 @@ def _targets() -> dict[tuple[type, str], Callable[..., Any]]:
         (_BaseDataLoaderIter, "__next__"): _make_next_hook,
         (torch.profiler.profile, "start"): _make_profiler_start_hook,
         (autograd_profiler.profile, "__enter__"): _make_profiler_start_hook,
+        (torch.autograd, "backward"): _make_backward_hook,
     }
+
+
+def _optimizer_step_hook(optimizer: Any, args: Any, kwargs: Any) -> None:
+    session = _ACTIVE
+    if session is not None:
+        session.on_backward()
 
 
 def install(session: SessionEvents) -> None:
@@ -63,6 +74,12 @@ def install(session: SessionEvents) -> None:
         orig = cls.__dict__[name]
         _ORIGINALS[(cls, name)] = orig
         setattr(cls, name, make(orig))
+    try:
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+
+        _HANDLES.append(register_optimizer_step_post_hook(_optimizer_step_hook))
+    except ImportError:  # torch < 2.0: backward passes alone tell the training loader
+        pass
     _ACTIVE = session
 
 
@@ -72,6 +89,9 @@ def uninstall() -> None:
     for (cls, name), orig in _ORIGINALS.items():
         setattr(cls, name, orig)
     _ORIGINALS.clear()
+    for handle in _HANDLES:
+        handle.remove()
+    _HANDLES.clear()
     _ACTIVE = None
 
 
@@ -100,10 +120,7 @@ def _make_iter_hook(orig: Callable[[Any], Any]) -> Callable[[Any], Any]:
         session = _ACTIVE
         if session is None:
             return orig(self)
-        session.before_iter(self)
-        it = orig(self)
-        session.after_iter(self, it)
-        return it
+        return session.on_iter(self, orig)
 
     __iter__.__wrapped__ = orig  # type: ignore[attr-defined]
     return __iter__
@@ -118,6 +135,17 @@ def _make_next_hook(orig: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
     __next__.__wrapped__ = orig  # type: ignore[attr-defined]
     return __next__
+
+
+def _make_backward_hook(orig: Callable[..., Any]) -> Callable[..., Any]:
+    def backward(*args: Any, **kwargs: Any) -> Any:
+        session = _ACTIVE
+        if session is not None:
+            session.on_backward()
+        return orig(*args, **kwargs)
+
+    backward.__wrapped__ = orig  # type: ignore[attr-defined]
+    return backward
 
 
 def _make_profiler_start_hook(orig: Callable[[Any], Any]) -> Callable[[Any], Any]:

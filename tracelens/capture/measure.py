@@ -4,11 +4,18 @@
 (``python -m tracelens.capture.measure SPEC.json RESULT.json``), so every trial starts clean.
 No ``torch.profiler`` runs: the capture session's DataLoader hooks apply the overrides and the
 main process times each ``__next__`` (the data wait) and the gap to the next one (the step).
-The trial skips ``warmup`` batches (worker start-up, the pre-filled prefetch queue), records
-``steps`` steady-state steps, then stops the script.
+The loader timed is the one ``tracelens profile`` records (see ``session``): the first whose
+batches feed backward passes, else, provisionally, the one that first draws ``warmup`` batches
+and has drawn the most. A step runs from one of its ``__next__`` calls to the next, whatever
+happens in between (validation passes, epoch changes), as the script's own steps/s sees it.
+The trial skips ``warmup`` batches of that loader (worker start-up, the pre-filled prefetch
+queue), records ``steps`` steady-state steps, then stops the script.
 
-Result (JSON): per-step ``step_ns`` and ``wait_ns`` lists, the loader's settings as constructed
-(after overrides), the worker CPU share per batch, the exit status and why the script stopped.
+Result (JSON): per-step ``step_ns`` and ``wait_ns`` lists, the timed loader's settings as
+constructed (after overrides) and how it was chosen (``loader_choice``: ``training`` or
+``most_batches``), the worker CPU share per batch, the exit status and why the script stopped,
+and ``unusable``: why the trial cannot be compared (no batch, fewer than
+:data:`MIN_TRIAL_STEPS` steps), or null.
 """
 
 from __future__ import annotations
@@ -34,6 +41,16 @@ from tracelens.capture.worker import read_record_file, unpatch_fetch
 #: Cap on the warm-up chosen for a loader: skip start-up and the pre-filled queue, not more.
 MAX_AUTO_WARMUP = 64
 MIN_AUTO_WARMUP = 5
+#: A trial with fewer steady steps is not compared: a handful of steps is all start-up and noise.
+MIN_TRIAL_STEPS = 10
+#: A trial measures its steps and at least this long (ns), unless the script ends first. A fast
+#: loop's 50 steps last a fraction of a second, shorter than the phases a shared 2-core machine
+#: goes through (the training step's math threads and the workers taking the cores from each
+#: other: blocks of tens of steps 3-10x slower than the rest, seen on examples/iterable_stream.py),
+#: so one trial could read one phase as the rate; the script's own steps/s averages seconds.
+MIN_MEASURE_NS = 2_000_000_000
+#: ... but never more than this many times the steps asked for.
+MAX_STEPS_FACTOR = 20
 
 
 def auto_warmup(num_workers: int, prefetch_factor: int | None) -> int:
@@ -45,8 +62,8 @@ def auto_warmup(num_workers: int, prefetch_factor: int | None) -> int:
 class TimingSession:
     """Times batches instead of profiling them (the hooks' other session).
 
-    Composes the loader registry (overrides, settings, iterators); only the first loader
-    iterated is timed (a validation loader iterated later does not count as steps).
+    Composes the loader registry (overrides, settings, iterators); times the training loader
+    (module docstring): other loaders' batches are not steps.
     """
 
     def __init__(self, scratch: Path, overrides: dict[str, Any], warmup: int | None, steps: int) -> None:
@@ -54,14 +71,16 @@ class TimingSession:
         self.record_dir = scratch / ".workers"
         self.registry = LoaderRegistry(overrides, self.record_dir)
         self.loader_overrides = self.registry.overrides
-        self.warmup = warmup
+        self.warmup = warmup  # as asked (None: auto_warmup of the loader timed)
         self.steps = steps
-        self.batches_drawn = 0
         self.timed_loader: int | None = None
+        self.timed_warmup = 0
+        self.provisional = False
+        self.last_loader: int | None = None
         self.next_starts: list[int] = []
         self.waits: list[int] = []
-        self.first_batch_ns: int | None = None
-        self.iter_ns: int | None = None
+        self.first_batch_ns: dict[int, int] = {}  # loader -> when its first batch arrived
+        self.first_iter_ns: dict[int, int] = {}
         #: (perf ns, {pid: (on-CPU ns, run-queue delay ns)}) at the first and last measured step
         self.sched: list[tuple[int, dict[int, tuple[int, int]]]] = []
 
@@ -76,44 +95,91 @@ class TimingSession:
     def register_loader(self, loader: Any, applied: dict[str, Any] | None = None) -> int:
         return self.registry.register(loader, applied)
 
-    def before_iter(self, loader: Any) -> None:
-        self.registry.on_iter(loader)
-        if self.iter_ns is None:
-            self.iter_ns = time.perf_counter_ns()
-
-    def after_iter(self, loader: Any, it: Any) -> None:
+    def on_iter(self, loader: Any, orig: Any) -> Any:
+        record = self.registry.on_iter(loader)
+        self.first_iter_ns.setdefault(record.info.id, time.perf_counter_ns())
+        it = orig(loader)
         self.registry.on_iterator(loader, it)
+        return it
 
     def on_user_profiler(self, name: str) -> None:
         """The script's own profiler runs as it likes: a timing trial records no trace."""
 
+    def on_backward(self) -> None:
+        """The loader drawn last trains: time it (again from its warm-up when a provisional
+        choice was being timed)."""
+        credited = self.registry.on_backward(self.last_loader)
+        if credited is None or (credited == self.timed_loader and not self.provisional):
+            return
+        if self.timed_loader is None or credited != self.timed_loader:
+            self._choose(credited, provisional=False)
+        self.provisional = False
+
+    def _choose(self, loader_id: int, *, provisional: bool) -> None:
+        info = self.registry.records[loader_id].info
+        self.timed_loader, self.provisional = loader_id, provisional
+        self.timed_warmup = self.warmup if self.warmup is not None else auto_warmup(info.num_workers, info.prefetch_factor)
+        self.next_starts, self.waits, self.sched = [], [], []
+
     def on_next(self, it: Any, orig: Any) -> Any:
         """Time one ``__next__``; stop the script once the steady-state steps are recorded."""
         loader_id = getattr(it, "_tracelens_loader_id", None)
-        if self.timed_loader is None and loader_id is not None:
-            self.timed_loader = loader_id
-            if self.warmup is None:
-                info = self.registry.record_of(loader_id)
-                self.warmup = auto_warmup(info.num_workers, info.prefetch_factor)
-        timed = loader_id is not None and loader_id == self.timed_loader
-        if timed and self.batches_drawn >= (self.warmup or 0) + self.steps:
+        if loader_id is None:
+            loader_id = self.registry.adopt_iterator(it)
+        self.last_loader = loader_id
+        record = self.registry.records[loader_id]
+        drawn = record.batches_drawn
+        if self.timed_loader is None:
+            info = record.info
+            wait = self.warmup if self.warmup is not None else auto_warmup(info.num_workers, info.prefetch_factor)
+            if drawn >= wait and self.registry.most_drawn(loader_id):
+                self._choose(loader_id, provisional=True)
+        timed = loader_id == self.timed_loader
+        if timed and self._measured(drawn - self.timed_warmup):
             self.next_starts.append(time.perf_counter_ns())  # closes the last step
             self._mark_sched()
             raise StopRun()
-        if timed and self.batches_drawn == (self.warmup or 0) and not self.sched:
+        if timed and drawn >= self.timed_warmup and not self.sched:
             self._mark_sched()
         t0 = time.perf_counter_ns()
         data = orig(it)  # StopIteration at an epoch's end propagates untimed
         t1 = time.perf_counter_ns()
-        if timed and loader_id is not None:
-            if self.first_batch_ns is None:
-                self.first_batch_ns = t1
-            if self.batches_drawn >= (self.warmup or 0):
-                self.next_starts.append(t0)
-                self.waits.append(t1 - t0)
-            self.batches_drawn += 1
-            self.registry.count_batch(loader_id)
+        if drawn == 0:
+            self.first_batch_ns[loader_id] = t1
+        if timed and drawn >= self.timed_warmup:
+            self.next_starts.append(t0)
+            self.waits.append(t1 - t0)
+        self.registry.count_batch(loader_id)
         return data
+
+    def _measured(self, steps: int) -> bool:
+        """Whether ``steps`` steady steps are enough: the steps asked for, over at least
+        :data:`MIN_MEASURE_NS` (at most ``MAX_STEPS_FACTOR`` times the steps)."""
+        if steps < self.steps:
+            return False
+        if steps >= MAX_STEPS_FACTOR * self.steps or not self.next_starts:
+            return True
+        return time.perf_counter_ns() - self.next_starts[0] >= MIN_MEASURE_NS
+
+    def choice(self) -> str | None:
+        """How the timed loader was chosen: ``training``, ``most_batches``, or None (no batch)."""
+        if self.timed_loader is None:
+            return None
+        return "most_batches" if self.provisional else "training"
+
+    def unusable(self) -> str | None:
+        """Why this trial's numbers cannot be compared with others', or None."""
+        steps = max(0, len(self.next_starts) - 1)
+        if self.timed_loader is None:
+            drawn = max((r.batches_drawn for r in self.registry.records), default=0)
+            return (f"no loader fed a backward pass or drew {self.warmup or 'its warm-up of'} batches "
+                    f"(the most: {drawn})")
+        if steps < MIN_TRIAL_STEPS:
+            rec = self.registry.records[self.timed_loader]
+            return (f"only {steps} steady step(s) measured (fewer than {MIN_TRIAL_STEPS}): the script ended "
+                    f"after {rec.batches_drawn} batches of loader #{self.timed_loader}, {self.timed_warmup} "
+                    "of them warm-up")
+        return None
 
     def _mark_sched(self) -> None:
         now = time.perf_counter_ns()
@@ -212,18 +278,18 @@ def run_timing_trial(
     records = session.registry.records
     timed = records[session.timed_loader] if session.timed_loader is not None else None
     loader = msgspec.to_builtins(timed.to_struct(lambda _: None)) if timed is not None else None
-    result = {
+    result: dict[str, Any] = {
         "exit_status": status,
         "stop_reason": reason,
         "script_error": error,
-        "warmup": session.warmup,
+        "warmup": session.timed_warmup if session.timed_loader is not None else session.warmup,
         "steps_requested": steps,
         "step_ns": [b - a for a, b in itertools.pairwise(starts)],
         "wait_ns": session.waits[: max(0, len(starts) - 1)],
-        "startup_ns": (session.first_batch_ns - session.iter_ns)
-        if session.first_batch_ns is not None and session.iter_ns is not None
-        else None,
+        "startup_ns": _startup_ns(session),
         "loader": loader,
+        "loader_choice": session.choice(),
+        "unusable": session.unusable(),
         "loaders": len(records),
         "worker_cpu_fraction": session.worker_cpu_fraction(),
         "contention": session.contention(),
@@ -232,6 +298,14 @@ def run_timing_trial(
     }
     shutil.rmtree(scratch, ignore_errors=True)
     return result
+
+
+def _startup_ns(session: TimingSession) -> int | None:
+    """From the timed loader's first ``__iter__`` to its first batch."""
+    lid = session.timed_loader
+    if lid is None or lid not in session.first_batch_ns or lid not in session.first_iter_ns:
+        return None
+    return session.first_batch_ns[lid] - session.first_iter_ns[lid]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,15 @@
 
 Both the profiling session and the sweep's timing session compose a :class:`LoaderRegistry`;
 the hooks reach it through them. Settings are recorded as the run.json ``Loader`` struct at
-registration; only the counters change afterwards.
+registration (with where the loader was built and by which framework: ``origin``); only the
+counters change afterwards.
+
+Training evidence: a backward pass (or an optimizer step) is credited to the loader whose batch
+was drawn last before it (:meth:`LoaderRegistry.on_backward`): evaluation loops run without
+backward, so a validation or sanity-check loader never gets any. A loader drawn exactly once
+between consecutive backward passes, :data:`CO_DRAW_STREAK` times in a row, fed them too (a
+step drawing from two loaders, ``zip(labeled, unlabeled)``); a validation pass drawn between
+two training steps draws many batches, or none, and never builds such a streak.
 """
 
 from __future__ import annotations
@@ -24,6 +32,9 @@ from tracelens.runjson import Loader
 
 #: The loader assumed for a ``__next__`` on an iterator no registered loader created.
 UNKNOWN_LOADER = Loader(id=-1)
+#: Backward passes in a row after each of which a loader had drawn exactly one batch (but not
+#: the last one): it feeds the training step beside the loader drawn last.
+CO_DRAW_STREAK = 3
 #: Settings DataLoader rejects without workers, and their neutral values.
 _NEEDS_WORKERS = (("prefetch_factor", None), ("persistent_workers", False), ("multiprocessing_context", None))
 
@@ -37,12 +48,23 @@ class LoaderRecord:
     iter_calls: int = 0
     iterators_created: int = 0
     batches_drawn: int = 0
+    fed_backward: int = 0  # backward passes its batches fed (training evidence)
+    drawn_at_backward: int = 0  # batches_drawn at the last backward pass
+    co_draw_streak: int = 0  # backward passes in a row after exactly one batch of it
+
+    @property
+    def training(self) -> bool | None:
+        """Its batches fed backward passes: True; drawn but none did: False; never drawn: None."""
+        if self.fed_backward:
+            return True
+        return False if self.batches_drawn else None
 
     def to_struct(self, us: Callable[[int | None], float | None]) -> Loader:
         """The run.json entry, with ``us`` converting wall-clock ns to trace µs."""
         return msgspec.structs.replace(
             self.info, created_us=us(self.created_ns), iter_calls=self.iter_calls,
-            iterators_created=self.iterators_created, batches_drawn=self.batches_drawn)
+            iterators_created=self.iterators_created, batches_drawn=self.batches_drawn,
+            training=self.training)
 
 
 def jsonable(value: Any) -> Any:
@@ -70,8 +92,10 @@ def _length(obj: Any) -> int | None:
         return None
 
 
-def describe_loader(loader: Any, loader_id: int, applied: dict[str, Any]) -> Loader:
-    """A constructed DataLoader's settings as the run.json struct (counters zero)."""
+def describe_loader(loader: Any, loader_id: int, applied: dict[str, Any],
+                    origin: tuple[str | None, str | None] = (None, None)) -> Loader:
+    """A constructed DataLoader's settings as the run.json struct (counters zero); ``origin`` is
+    (created_at, framework) from :func:`~tracelens.capture.origin.loader_origin`."""
     from torch.utils.data import IterableDataset
     from torch.utils.data._utils.collate import default_collate, default_convert
 
@@ -97,6 +121,29 @@ def describe_loader(loader: Any, loader_id: int, applied: dict[str, Any]) -> Loa
         sampler_class=type(loader.sampler).__qualname__ if loader.sampler is not None else None,
         batches_per_epoch=_length(loader),
         overrides_applied=applied,
+        created_at=origin[0],
+        framework=origin[1],
+    )
+
+
+def describe_iterator(it: Any, loader_id: int) -> Loader:
+    """The settings an iterator no registered loader created still shows (best effort: it was
+    created before the session, or by a DataLoader subclass that bypasses ``__iter__``)."""
+    dataset = getattr(it, "_dataset", None)
+    workers = int(getattr(it, "_num_workers", 0) or 0)
+    sampler = getattr(it, "_index_sampler", None)
+    kind = getattr(it, "_dataset_kind", 0)
+    return Loader(
+        id=loader_id, cls=f"(iterator) {type(it).__module__}.{type(it).__qualname__}",
+        num_workers=workers, batch_size=getattr(sampler, "batch_size", None),
+        pin_memory=bool(getattr(it, "_pin_memory", False)),
+        persistent_workers=bool(getattr(it, "_persistent_workers", False)),
+        prefetch_factor=getattr(it, "_prefetch_factor", None) if workers > 0 else None,
+        drop_last=bool(getattr(it, "_drop_last", False)), timeout_s=float(getattr(it, "_timeout", 0) or 0),
+        dataset_class=f"{type(dataset).__module__}.{type(dataset).__qualname__}" if dataset is not None else "",
+        dataset_kind="iterable" if kind == 1 else "map", dataset_len=_length(dataset),
+        sampler_class=type(sampler).__qualname__ if sampler is not None else None,
+        batches_per_epoch=_length(it),
     )
 
 
@@ -129,16 +176,21 @@ class LoaderRegistry:
                     arguments[key] = neutral
         return applied
 
-    def register(self, loader: Any, applied: dict[str, Any] | None = None) -> int:
-        """Record a loader's settings and wrap its ``worker_init_fn``; its id (once per loader)."""
+    def register(self, loader: Any, applied: dict[str, Any] | None = None, *, constructed: bool = True) -> int:
+        """Record a loader's settings, where it was built (``constructed``: called from its
+        ``__init__``; else from its first ``__iter__``, where only the framework is told) and
+        wrap its ``worker_init_fn``; its id (once per loader)."""
         existing = getattr(loader, "_tracelens_id", None)
         if existing is not None:
             return int(existing)
+        from tracelens.capture.origin import loader_origin
         from tracelens.capture.worker import WorkerInit
 
+        created_at, framework = loader_origin()
         with self.lock:
             loader_id = len(self.records)
-            info = describe_loader(loader, loader_id, applied or {})
+            info = describe_loader(loader, loader_id, applied or {},
+                                   (created_at if constructed else None, framework))
             self.records.append(LoaderRecord(info, time.time_ns()))
             object.__setattr__(loader, "_tracelens_id", loader_id)
             self._refs.append(weakref.ref(loader))
@@ -149,7 +201,7 @@ class LoaderRegistry:
 
     def on_iter(self, loader: Any) -> LoaderRecord:
         """A loader's ``__iter__`` (one epoch) starts."""
-        record = self.records[self.register(loader)]
+        record = self.records[self.register(loader, constructed=False)]
         with self.lock:
             record.iter_calls += 1
         return record
@@ -164,10 +216,56 @@ class LoaderRegistry:
             with contextlib.suppress(TypeError):
                 self._iterators.add(it)
 
+    def adopt_iterator(self, it: Any) -> int:
+        """A record (and id, set on ``it``) for an iterator no registered loader created."""
+        with self.lock:
+            existing = getattr(it, "_tracelens_loader_id", None)
+            if existing is not None:
+                return int(existing)
+            loader_id = len(self.records)
+            self.records.append(LoaderRecord(describe_iterator(it, loader_id), time.time_ns()))
+            self.records[loader_id].iterators_created = 1
+            with contextlib.suppress(Exception):
+                it._tracelens_loader_id = loader_id
+            with contextlib.suppress(TypeError):
+                self._iterators.add(it)
+        return loader_id
+
     def count_batch(self, loader_id: int | None) -> None:
         """One batch drawn from ``loader_id``."""
         if loader_id is not None:
             self.records[loader_id].batches_drawn += 1
+
+    def on_backward(self, last: int | None) -> int | None:
+        """A backward pass (or optimizer step) after batches were drawn: credit the loader drawn
+        ``last`` and those on a co-draw streak (module docstring). Returns ``last``, or None when
+        no batch was drawn since the previous one (a second backward of the same step)."""
+        with self.lock:
+            drawn = [(r, r.batches_drawn - r.drawn_at_backward) for r in self.records]
+            if last is None or not any(d for _, d in drawn):
+                return None
+            for r, d in drawn:
+                r.drawn_at_backward = r.batches_drawn
+                if r.info.id == last:
+                    r.fed_backward += 1
+                    continue
+                r.co_draw_streak = r.co_draw_streak + 1 if d == 1 else 0
+                if r.co_draw_streak >= CO_DRAW_STREAK:
+                    r.fed_backward += 1
+        return last
+
+    def is_training(self, loader_id: int | None) -> bool:
+        """Whether ``loader_id``'s batches have fed a backward pass so far."""
+        return loader_id is not None and self.records[loader_id].fed_backward > 0
+
+    def any_training(self) -> bool:
+        """Whether any loader's batches have fed a backward pass so far."""
+        return any(r.fed_backward for r in self.records)
+
+    def most_drawn(self, loader_id: int) -> bool:
+        """Whether no other loader has drawn more batches than ``loader_id``."""
+        n = self.records[loader_id].batches_drawn
+        return all(r.batches_drawn <= n for r in self.records)
 
     def record_of(self, loader_id: int | None) -> Loader:
         """The settings of ``loader_id`` (``UNKNOWN_LOADER`` for an unregistered iterator)."""

@@ -73,6 +73,7 @@ class SessionState:
     notes: tuple[str, ...]
     schedule: Schedule | None
     window: WindowTimes
+    window_loader: int | None
     window_first_batch: int | None
     window_steps: int
     trace_path: Path | None
@@ -207,7 +208,8 @@ def build_run_info(st: SessionState) -> RunInfo:
         schedule=st.schedule,
         window=Window(started=w.started, captured=w.captured, unstepped=w.unstepped,
                       first_batch=st.window_first_batch, steps=st.window_steps if w.captured else 0,
-                      warmup_start_us=us(w.warmup_start_ns), start_us=us(w.start_ns), end_us=us(w.end_ns)),
+                      warmup_start_us=us(w.warmup_start_ns), start_us=us(w.start_ns), end_us=us(w.end_ns),
+                      loader_id=st.window_loader if w.started else None),
         trace=TraceRef(path=st.trace_path.name if st.trace_path is not None else None, clock=clock),
         loaders=[r.to_struct(us) for r in st.loaders],
         batches=Batches(count=st.batches_drawn, loader_id=list(st.batch_loader_ids),

@@ -1,10 +1,28 @@
-"""One capture session: the profiler window driven by DataLoader batches.
+"""One capture session: the profiler window driven by the training loader's batches.
 
-The session counts batches, starts ``torch.profiler`` for one window (wait, warm-up, active),
-times each ``__next__``, samples telemetry during the window and, at the end, writes
-``trace.json.gz`` and ``run.json`` (built by ``rundoc``). Loader bookkeeping lives in the
-composed :class:`~tracelens.capture.registry.LoaderRegistry`. Analysis and the report are the
-caller's job (``runner.analyze_run``).
+The session times each ``__next__`` of every loader and picks the loader whose batches are the
+window's steps: the first whose batches feed backward passes (``registry.on_backward``); while
+no backward pass has been seen (inference, or an evaluation before training), the loader that
+first draws ``wait`` batches and has drawn the most, provisionally: its window is dropped and
+recorded again for the training loader when one shows up before the window is complete.
+
+Steps: each batch of the window's loader starts a step at its ``__next__``. A step ends where
+the next one begins, or earlier, where the loop leaves the training loader (``_pause_step``
+closes the open ``ProfilerStep#`` event; the next batch starts the next one):
+
+- at a batch of a loader that has fed no backward pass (validation, a sanity check): its
+  ``__next__`` and everything until the training loader's next batch lie between steps, so they
+  are neither step time nor data wait; another training loader's batch (``zip(a, b)``) stays
+  inside the step as data wait;
+- after the ``StopIteration`` call that ends an epoch (worker shutdown included; it is a
+  ``__next__`` of the step holding the epoch's last batch). The code between epochs and the next
+  ``__iter__`` (its worker start-up: a ``tracelens#DataLoader.__iter__`` event) lie between steps;
+  the new epoch's first ``__next__``, which waits for the fresh workers, starts the next step.
+
+So a window spans as many epochs as its steps need. The session samples telemetry during the
+window and, at the end, writes ``trace.json.gz`` and ``run.json`` (built by ``rundoc``). Loader
+bookkeeping lives in the composed :class:`~tracelens.capture.registry.LoaderRegistry`. Analysis
+and the report are the caller's job (``runner.analyze_run``).
 """
 
 from __future__ import annotations
@@ -20,17 +38,26 @@ from pathlib import Path
 from typing import Any
 
 from tracelens.capture import hooks
-from tracelens.capture.options import DEFAULT_ACTIVE_STEPS, ProfileResult
+from tracelens.capture.options import ProfileResult
 from tracelens.capture.registry import LoaderRegistry
 from tracelens.capture.rundoc import SYNC_MARKER, SessionState, WindowTimes, build_run_info
 from tracelens.capture.target import StopRun
 from tracelens.capture.telemetry import TelemetrySampler
-from tracelens.runjson import Loader, Schedule, encode_run_info
+from tracelens.capture.window import (
+    choice_note,
+    choose_schedule,
+    default_wait,
+    is_exhausted,
+    no_window_note,
+)
+from tracelens.runjson import Schedule, encode_run_info
 
 #: Cap on per-batch records kept in memory (main-process timings, main-process fetches).
 MAX_BATCH_RECORDS = 20_000
 #: Main-process fetches are timed from this many batches before the window starts.
 MAIN_FETCH_LEAD_BATCHES = 64
+#: The trace event around the window loader's ``__iter__`` (a new epoch's iterator) in the window.
+ITER_EVENT = "tracelens#DataLoader.__iter__"
 
 
 class Phase(enum.Enum):
@@ -64,36 +91,6 @@ class SessionConfig:
     record_unstepped: bool = True
 
 
-def choose_schedule(cfg: SessionConfig, loader: Loader) -> tuple[Schedule, str | None]:
-    """The window for the first loader iterated, and a note when it was shrunk.
-
-    Explicit values win. Default ``wait`` skips worker start-up and the batches prefetched
-    before the first ``__next__`` (num_workers × prefetch_factor, between 3 and 16); ``active``
-    is 20 batches. When the loader's epoch is shorter than wait + warmup + active, the defaults
-    shrink to fit one epoch (the script may train for one epoch only).
-    """
-    prefetched = (loader.num_workers or 0) * (loader.prefetch_factor or 0)
-    wait = cfg.wait if cfg.wait is not None else max(3, min(prefetched, 16))
-    warmup = cfg.warmup
-    active = cfg.active if cfg.active is not None else DEFAULT_ACTIVE_STEPS
-    epoch = loader.batches_per_epoch
-    adapted = False
-    if epoch and wait + warmup + active > epoch:
-        if cfg.active is None:
-            active = max(1, epoch - wait - warmup)
-            adapted = True
-        if cfg.wait is None and wait + warmup + active > epoch:
-            wait = max(1, min(wait, epoch // 4))
-            warmup = min(warmup, 1) if epoch < 8 else warmup
-            if cfg.active is None:
-                active = max(1, epoch - wait - warmup)
-            adapted = True
-    note = (f"the first loader has {epoch} batches per epoch: window shrunk to wait {wait}, "
-            f"warmup {warmup}, active {active} batches") if adapted else None
-    return Schedule(wait=wait, warmup=warmup, active=active, adapted=adapted,
-                    stop_after_window=cfg.stop_after_window), note
-
-
 class CaptureSession:
     """Receives DataLoader events from ``hooks`` and drives one profiler window (see :class:`Phase`)."""
 
@@ -122,6 +119,12 @@ class CaptureSession:
         self.window = WindowTimes()
         self.window_first_batch: int | None = None
         self.window_steps = 0
+        self.window_loader: int | None = None  # the loader whose batches are the steps
+        self.provisional = False  # chosen without training evidence (no backward pass seen yet)
+        self.last_loader: int | None = None  # the loader of the last batch drawn
+        self.fresh_step = False  # the window's first step, opened by prof.start()
+        self.paused_ns: int | None = None  # when the last step was ended early
+        self.discard_trace = False
         self.trace_path: Path | None = None
         self.trace_ready = False
         self.sync: tuple[int, int] | None = None
@@ -190,24 +193,47 @@ class CaptureSession:
         """Record a loader's constructor settings and wrap its ``worker_init_fn``."""
         return self.registry.register(loader, applied)
 
-    def before_iter(self, loader: Any) -> None:
-        """A loader's ``__iter__`` (one epoch) starts: leave the pre-loader phase at the first."""
+    def on_iter(self, loader: Any, orig: Any) -> Any:
+        """A loader's ``__iter__`` (one epoch): leave the pre-loader phase at the first; in the
+        window, the window loader's new iterator lies between steps, as a trace event."""
         record = self.registry.on_iter(loader)
         with self.lock:
             if self.phase is Phase.PRELOADER:
                 self.phase = Phase.WAITING
                 self._stop_recording(drop_sampler=True)
-            if self.phase is Phase.WAITING and self.schedule is None:
-                self._set_schedule(record.info)
+            in_window = self.phase is Phase.WINDOW and record.info.id == self.window_loader
+            if in_window:
+                self._pause_step()
+        if in_window:
+            import torch.profiler
 
-    def after_iter(self, loader: Any, it: Any) -> None:
-        """Tag the iterator with its loader and count re-creations (epochs without persistence)."""
+            with torch.profiler.record_function(ITER_EVENT):
+                it = orig(loader)
+        else:
+            it = orig(loader)
         self.registry.on_iterator(loader, it)
+        return it
 
-    def _set_schedule(self, loader: Loader) -> None:
-        self.schedule, note = choose_schedule(self.config, loader)
-        if note is not None:
-            self.notes.append(note)
+    def on_backward(self) -> None:
+        """A backward pass or optimizer step: the loader drawn last trains; the first such loader
+        is the window's (it replaces a provisional window still recording)."""
+        credited = self.registry.on_backward(self.last_loader)
+        if credited is None or (credited == self.window_loader and not self.provisional):
+            return
+        with self.lock:
+            if self.phase is Phase.WAITING and self.window_loader is None:
+                self._choose(credited, provisional=False)
+            elif self.phase is Phase.WINDOW and self.provisional:
+                if credited == self.window_loader:
+                    self.provisional = False
+                else:
+                    self._abandon_window(credited)
+
+    def _choose(self, loader_id: int, *, provisional: bool) -> None:
+        self.window_loader, self.provisional = loader_id, provisional
+        cfg = self.config
+        self.schedule = choose_schedule(self.registry.records[loader_id].info, cfg.wait, cfg.warmup, cfg.active,
+                                        cfg.stop_after_window)
 
     def _stop_recording(self, *, drop_sampler: bool) -> None:
         """Stop our profiler and the telemetry sampler (keeping its samples unless ``drop_sampler``)."""
@@ -221,48 +247,82 @@ class CaptureSession:
                 self.sampler = None
 
     def on_next(self, it: Any, orig: Any) -> Any:
-        """One batch drawn: advance the window, time the wait, stop the script after the window."""
+        """One batch drawn: choose the window's loader, advance the window, time the wait."""
         loader_id = getattr(it, "_tracelens_loader_id", None)
-        if self.phase is Phase.WINDOW and _is_exhausted(it):
-            # The call that ends an epoch (StopIteration) is no step, but it closes a window
-            # whose last active step is the epoch's last batch. (Outside the window such a call
-            # raises StopIteration from ``orig`` before anything is counted: no check needed,
-            # which keeps the per-batch cost outside the window small.)
+        if loader_id is None:
+            loader_id = self.registry.adopt_iterator(it)
+        self.last_loader = loader_id
+        if self.phase is Phase.WAITING:
             with self.lock:
-                if self.phase is Phase.WINDOW and self._closes_window():
-                    self._step()
-            return orig(it)
-        with self.lock:
-            index = self.batches_drawn
-            if self.phase is Phase.WAITING:
-                if self.schedule is None:
-                    self._set_schedule(self.registry.record_of(loader_id))
-                assert self.schedule is not None
-                self.fetch_gate.on = index + MAIN_FETCH_LEAD_BATCHES >= self.schedule.wait
-                if index >= self.schedule.wait:
-                    self._start_window(index)
-            elif self.phase is Phase.WINDOW:
-                self._step()
+                self._advance(loader_id)
+        if self.phase is Phase.WINDOW:
+            return self._next_in_window(it, orig, loader_id)
         t0 = time.time_ns()
-        data = orig(it)
-        t1 = time.time_ns()
+        data = orig(it)  # StopIteration at an epoch's end propagates uncounted
+        self._record_batch(loader_id, t0, time.time_ns())
+        return data
+
+    def _record_batch(self, loader_id: int, t0: int, t1: int) -> None:
         self.batches_drawn += 1
         if len(self.batch_start_ns) < MAX_BATCH_RECORDS:
             self.batch_loader_ids.append(loader_id)
             self.batch_start_ns.append(t0)
             self.batch_wait_ns.append(t1 - t0)
         self.registry.count_batch(loader_id)
+
+    def _advance(self, loader_id: int) -> None:
+        """Before a batch is drawn while waiting: without a training loader yet, take this one
+        provisionally once it has drawn its ``wait`` batches and the most; start the window at
+        the window loader's batch number ``wait``."""
+        record = self.registry.records[loader_id]
+        drawn = record.batches_drawn
+        if self.window_loader is None:
+            wait = self.config.wait if self.config.wait is not None else default_wait(record.info)
+            self.fetch_gate.on = drawn + MAIN_FETCH_LEAD_BATCHES >= wait
+            if drawn < wait or not self.registry.most_drawn(loader_id):
+                return
+            self._choose(loader_id, provisional=True)
+        if loader_id != self.window_loader:
+            return
+        assert self.schedule is not None
+        self.fetch_gate.on = drawn + MAIN_FETCH_LEAD_BATCHES >= self.schedule.wait
+        if drawn >= self.schedule.wait:
+            self._start_window()
+
+    def _next_in_window(self, it: Any, orig: Any, loader_id: int) -> Any:
+        """A batch inside the window: the window loader's starts a step; a loader that has fed no
+        backward pass pauses the open step (its batch lies between steps)."""
+        if loader_id == self.window_loader:
+            ending = is_exhausted(it)  # the epoch's StopIteration call is no step of its own
+            with self.lock:
+                if self.phase is Phase.WINDOW and not ending:
+                    self._window_step()
+            t0 = time.time_ns()
+            try:
+                data = orig(it)
+            except StopIteration:
+                with self.lock:
+                    if self.phase is Phase.WINDOW:
+                        self._epoch_end()
+                raise
+        else:
+            if not self.registry.is_training(loader_id):
+                with self.lock:
+                    self._pause_step()
+            t0 = time.time_ns()
+            data = orig(it)
+        self._record_batch(loader_id, t0, time.time_ns())
         return data
 
     # ------------------------------------------------------------------ the window
-    def _start_window(self, index: int) -> None:
+    def _start_window(self) -> None:
         import torch
         import torch.profiler
 
         sched = self.schedule
         assert sched is not None
         self.phase = Phase.WINDOW
-        self.window_first_batch = index + sched.warmup
+        self.fresh_step = True
         self.torch_threads_at_window = int(torch.get_num_threads())
         self.prof = self._new_profiler(
             torch.profiler.schedule(wait=0, warmup=sched.warmup, active=sched.active, repeat=1))
@@ -276,6 +336,45 @@ class CaptureSession:
         if self.observer is not None:
             self.observer("window")
 
+    def _abandon_window(self, loader_id: int) -> None:
+        """Drop the provisional window (no trace written) and wait for ``loader_id``'s instead."""
+        old = self.window_loader
+        self.discard_trace = True
+        self._stop_recording(drop_sampler=True)
+        self.discard_trace = False
+        self.window, self.sync, self.window_first_batch, self.window_steps = WindowTimes(), None, None, 0
+        self.phase = Phase.WAITING
+        self._choose(loader_id, provisional=False)
+        self.notes.append(
+            f"loader #{old} was being recorded while no backward pass had been seen; its window was "
+            f"dropped when the batches of loader #{loader_id} fed a backward pass")
+
+    def _window_step(self) -> None:
+        """The window loader's batch: a new step (the first one is opened by ``prof.start()``)."""
+        if self.fresh_step:
+            self.fresh_step = False
+        else:
+            self._step()
+
+    def _epoch_end(self) -> None:
+        """The window loader's epoch ended (its ``StopIteration`` call, worker shutdown included):
+        close the window when this was its last step, else end the step here."""
+        if self._closes_window():
+            self._step()
+        else:
+            self._pause_step()
+
+    def _pause_step(self) -> None:
+        """End the open ``ProfilerStep#`` event now; the next window-loader batch starts the next
+        step (torch's ``step()`` skips an already ended one)."""
+        prof = self.prof
+        rec = getattr(prof, "step_rec_fn", None) if prof is not None else None
+        if rec is None:
+            return
+        rec.__exit__(None, None, None)
+        prof.step_rec_fn = None
+        self.paused_ns = time.time_ns()
+
     def _mark_record_start(self) -> None:
         import torch.profiler
 
@@ -284,6 +383,7 @@ class CaptureSession:
             t1 = time.time_ns()
         self.sync = (t0, t1)
         self.window.start_ns = t0
+        self.window_first_batch = self.batches_drawn  # the batch being drawn
 
     def _closes_window(self) -> bool:
         sched = self.schedule
@@ -295,7 +395,8 @@ class CaptureSession:
         assert sched is not None
         t_ns = time.time_ns()
         if self._closes_window():
-            self.window.end_ns = t_ns  # this step() closes the last active step
+            # this step() closes the last active step (or it already ended at a pause)
+            self.window.end_ns = t_ns if getattr(prof, "step_rec_fn", None) is not None else self.paused_ns
             if self.sampler is not None:
                 self.sampler.stop()
         prof.step()
@@ -313,6 +414,8 @@ class CaptureSession:
         self._stop_recording(drop_sampler=False)
 
     def _on_trace_ready(self, prof: Any) -> None:
+        if self.discard_trace:
+            return
         path = self.run_dir / "trace.json.gz"
         prof.export_chrome_trace(str(path))
         self.trace_path = path
@@ -346,6 +449,9 @@ class CaptureSession:
         end_ns = time.time_ns()
         with self.lock:
             self._close_phase()
+            note = choice_note(self.registry, self.window_loader, self.provisional)
+            if note is not None:
+                self.notes.insert(0, note)
             if self.sampler is not None:
                 self.sampler.stop()
             hooks.uninstall()
@@ -386,18 +492,14 @@ class CaptureSession:
         elif self.phase is Phase.PRELOADER:
             self._save_unstepped()
         elif self.phase is Phase.WAITING:
-            wait = self.schedule.wait if self.schedule is not None else "?"
-            self.notes.append(
-                f"the script drew {self.batches_drawn} DataLoader batches, fewer than the {wait} "
-                "skipped before the window: no trace; re-run with --wait 0 or --run-to-completion "
-                "on a longer run")
+            self.notes.append(no_window_note(self.registry, self.window_loader, self.schedule, self.config.wait))
 
     def _state(self, exit_status: int, stop_reason: str, error: str | None, end_ns: int) -> SessionState:
         return SessionState(
             command=self.config.command, started_ns=self.started_ns, end_ns=end_ns,
             exit_status=exit_status, stop_reason=stop_reason, error=error,
             user_profiler=self.user_profiler, notes=tuple(self.notes), schedule=self.schedule,
-            window=self.window,
+            window=self.window, window_loader=self.window_loader,
             window_first_batch=self.window_first_batch, window_steps=self.window_steps,
             trace_path=self.trace_path, sync=self.sync, loaders=tuple(self.registry.records),
             batches_drawn=self.batches_drawn, batch_loader_ids=tuple(self.batch_loader_ids),
@@ -434,16 +536,3 @@ class CaptureSession:
         self.notes.append(
             "no torch.utils.data.DataLoader batch was drawn, so the trace has no ProfilerStep "
             "events: tracelens recorded the whole run instead (steps: 0)")
-
-
-def _is_exhausted(it: Any) -> bool:
-    """Whether this ``__next__`` on a map-style iterator can only raise ``StopIteration``."""
-    try:
-        from torch.utils.data.dataloader import _DatasetKind
-
-        if it._dataset_kind != _DatasetKind.Map or it._sampler_iter is None:
-            return False
-        return bool(it._num_yielded >= len(it))
-    except Exception:
-        return False
-

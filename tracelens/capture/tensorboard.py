@@ -14,7 +14,8 @@ from tracelens.runjson import RunInfo
 def write_tensorboard(run: RunInfo, trace_path: Path | None, tb_root: Path,
                       run_name: str) -> tuple[Path, list[str]]:
     """Copy the trace where ``tensorboard_trace_handler`` would write it and log the data wait
-    and step time of every batch as scalars; the directory and notes on what was skipped."""
+    and step time of every batch of the window's loader (the training loader) as scalars; the
+    directory and notes on what was skipped."""
     out = tb_root / run_name
     out.mkdir(parents=True, exist_ok=True)
     if trace_path is not None:
@@ -24,7 +25,10 @@ def write_tensorboard(run: RunInfo, trace_path: Path | None, tb_root: Path,
         from torch.utils.tensorboard import SummaryWriter
     except Exception as exc:  # tensorboard not installed
         return out, [f"--tensorboard: scalars skipped ({exc})"]
-    starts, waits = run.batches.start_us, run.batches.wait_us
+    lid, b = run.window.loader_id, run.batches
+    ids = b.loader_id if len(b.loader_id) == len(b.start_us) else [None] * len(b.start_us)
+    rows = [(s, w) for s, w, li in zip(b.start_us, b.wait_us, ids) if lid is None or li == lid]
+    starts, waits = [s for s, _ in rows], [w for _, w in rows]
     writer = SummaryWriter(log_dir=str(out))
     try:
         for i, (start, wait) in enumerate(zip(starts, waits, strict=False)):

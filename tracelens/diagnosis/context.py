@@ -37,14 +37,17 @@ class SteadyState:
 def epoch_start_waits(per_step: pd.DataFrame) -> dict[int, float]:
     """Row -> the wait for a new iterator's first batch (ms).
 
-    A step holding two ``__next__`` calls saw an epoch end (the StopIteration call); the new
-    iterator's first call is the longer of that step's longest call and the next step's (a
-    ProfilerStep loop keeps both in one step; ``tracelens profile`` starts a step per batch).
+    A step holding one ``__next__`` call more than the usual step (the median: one, or two
+    when every step draws from two training loaders) saw an epoch end (the StopIteration call);
+    the new iterator's first call is the longer of that step's longest call and the next
+    step's (a ProfilerStep loop keeps both in one step; ``tracelens profile`` starts a step per
+    batch).
     """
     calls = per_step["next_calls"].to_numpy()
     longest = per_step["next_longest_ms"].to_numpy(float)
+    usual = max(1, int(np.median(calls))) if calls.size else 1
     out: dict[int, float] = {}
-    for i in np.flatnonzero(calls >= 2).tolist():
+    for i in np.flatnonzero(calls > usual).tolist():
         j = i + 1 if i + 1 < len(longest) and longest[i + 1] > longest[i] else i
         out[j] = float(longest[j])
     return out
@@ -62,8 +65,9 @@ def epoch_turnover_rows(per_step: pd.DataFrame, refill_batches: int) -> list[int
     ``max(1, refill_batches)`` steps.
     """
     calls = per_step["next_calls"].to_numpy()
+    usual = max(1, int(np.median(calls))) if calls.size else 1
     rows: set[int] = set()
-    for i, j in zip(np.flatnonzero(calls >= 2).tolist(), epoch_start_waits(per_step)):
+    for i, j in zip(np.flatnonzero(calls > usual).tolist(), epoch_start_waits(per_step)):
         rows.add(i)
         rows.update(r for r in range(j, j + max(1, refill_batches)) if r < len(calls))
     return sorted(rows)

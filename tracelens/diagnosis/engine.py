@@ -183,6 +183,15 @@ def reconcile(findings: Sequence[Finding], rec: Recommendation) -> list[Finding]
     return out
 
 
+def healthy_confidence(ctx: Context) -> float:
+    """Confidence of a "healthy" verdict: 0.9 scaled by the trace's quality, and at most
+    ``few_steps_confidence`` from fewer than ``confident_steps`` steady steps."""
+    conf = 0.9 * ctx.quality_factor
+    if ctx.steady is not None and ctx.steady.steps < threshold("confident_steps"):
+        conf = min(conf, threshold("few_steps_confidence"))
+    return round(conf, 2)
+
+
 def diagnose(analysis: TraceAnalysis, run: RunInfo | RunFacts | None = None) -> Diagnosis:
     """Name the main loader-related cause of lost throughput and the settings to use next."""
     ctx = build_context(analysis, run)
@@ -191,5 +200,5 @@ def diagnose(analysis: TraceAnalysis, run: RunInfo | RunFacts | None = None) -> 
     findings.sort(key=lambda f: (f.id != (main.id if main else ""), -Severity(f.severity).rank, f.id))
     rec = recommend(ctx, diagnosis, findings)
     findings = reconcile(findings, rec)
-    conf = round(0.9 * ctx.quality_factor, 2) if diagnosis == "healthy" else (main.confidence if main else None)
+    conf = healthy_confidence(ctx) if diagnosis == "healthy" else (main.confidence if main else None)
     return Diagnosis(diagnosis, rec, tuple(findings), tuple(skipped), conf, ctx.settings)

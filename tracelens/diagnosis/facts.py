@@ -41,6 +41,38 @@ class ProcessUsage:
 
 
 @dataclass(frozen=True)
+class Recording:
+    """How ``tracelens profile`` recorded the run (run.json): what advice on recording it again
+    needs. Counts are batches of the window's loader."""
+
+    kind: str  # "script", "module" or "api"
+    target: str
+    args: tuple[str, ...]
+    wait: int
+    warmup: int
+    active: int
+    steps: int  # steps in the trace
+    loader_id: int | None
+    loader_batches: int  # batches it drew in the whole run
+    batches_per_epoch: int | None
+    stopped_after_window: bool  # the script was stopped once the window was recorded
+
+
+def recording(run: RunInfo, loader: Loader | None) -> Recording | None:
+    """The :class:`Recording` of ``run`` (None without a schedule: no window was planned)."""
+    s = run.schedule
+    if s is None:
+        return None
+    return Recording(
+        kind=run.command.kind, target=run.command.target, args=tuple(run.command.argv[1:]),
+        wait=s.wait, warmup=s.warmup, active=s.active, steps=run.window.steps,
+        loader_id=loader.id if loader is not None else None,
+        loader_batches=loader.batches_drawn if loader is not None else run.batches.count,
+        batches_per_epoch=loader.batches_per_epoch if loader is not None else None,
+        stopped_after_window=run.stop_reason == "window_captured")
+
+
+@dataclass(frozen=True)
 class RunFacts:
     """The run.json facts the rules use (from ``tracelens.runjson.RunInfo``, or built in tests)."""
 
@@ -59,6 +91,7 @@ class RunFacts:
     batch_source: str | None = None  # "workers" or "main process"
     iterator_creations: int | None = None  # DataLoader iterators created in the window (epochs)
     first_next_ms: tuple[float, ...] = ()  # the first __next__ wait of each iterator
+    recording: Recording | None = None  # how the run was recorded (None: not by tracelens profile)
 
     @property
     def has_telemetry(self) -> bool:
@@ -126,6 +159,7 @@ def run_facts(run: RunInfo | RunFacts | None) -> RunFacts | None:
         batch_source="workers" if nw > 0 else "main process",
         iterator_creations=loader.iterators_created if loader is not None else None,
         first_next_ms=_first_waits_ms(run, loader) if loader is not None else (),
+        recording=recording(run, loader),
     )
 
 

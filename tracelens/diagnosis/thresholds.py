@@ -32,6 +32,14 @@ THRESHOLDS: dict[str, Threshold] = {t.name: t for t in (
     _T("min_steps", 5, "steps",
        "with fewer steady steps the median is dominated by one-time costs and the wait pattern "
        "(every k-th call long) cannot show; 5 is the smallest window that shows a period of 4"),
+    _T("confident_steps", 10, "steps",
+       "a verdict needs the wait pattern to repeat: with workers, a drained queue makes every "
+       "num_workers-th call long and an epoch turnover recurs every few steps in short epochs, so "
+       "under 10 steady steps such a pattern shows once or twice and one slow step moves the "
+       "exposed-wait fraction by 10 % or more; TL304 says how to record more"),
+    _T("few_steps_confidence", 0.5, "confidence",
+       "the most a 'healthy' verdict from fewer than confident_steps steady steps may claim: "
+       "a wait that recurs less often than the window is long can be missing from it"),
     _T("headroom_fraction", 0.15, "of the workers needed",
        "Little's law gives the mean; batch-production times vary (the p90 of worker batch "
        "times is typically 10-20 % above the median) and each batch also pays the queue hand-over, "

@@ -63,7 +63,9 @@ def _run_setting_once(plan: SweepPlan, setting: Setting, runner: TrialRunner, in
     for r in range(plan.repeats):
         spec = TrialSpec(plan.target, plan.args, plan.module, setting.overrides(), steps, plan.warmup)
         raws.append(runner(spec, index * 100 + r))
-    tp = summarize([(raw.get("step_ns", []), raw.get("wait_ns", [])) for raw in raws], plan.windows)
+    # A repeat that cannot be compared (no batch, a handful of steps) adds nothing to the rate.
+    usable = [raw for raw in raws if not raw.get("unusable")]
+    tp = summarize([(raw.get("step_ns", []), raw.get("wait_ns", [])) for raw in usable], plan.windows)
     return Trial(setting, tp, tuple(raws), time.perf_counter() - t0)
 
 
@@ -86,7 +88,7 @@ class Progress:
         line = (f"[sweep]   {t.steps_per_s:,.1f} steps/s (IQR {t.spread:,.1f}), data wait "
                 f"{100 * t.data_wait_fraction:.0f} %, {trial.wall_s:.1f} s")
         if not trial.ok:
-            line = f"[sweep]   no steps measured ({_failure(trial)})"
+            line = f"[sweep]   no usable steps ({_failure(trial)})"
         if best is not None:
             line += f" | best so far: {best.setting.label()} at {best.throughput.steps_per_s:,.1f} steps/s"
         self.stream.write(line + "\n")
@@ -95,11 +97,30 @@ class Progress:
 
 def _failure(trial: Trial) -> str:
     raw = trial.raw[0] if trial.raw else {}
+    if raw.get("unusable"):
+        return f"not compared: {raw['unusable']}"
     if raw.get("error"):
         return str(raw["error"])
     if raw.get("script_error"):
         return f"the script failed ({raw['script_error']}), exit status {raw.get('exit_status')}"
     return f"exit status {raw.get('exit_status')}, stopped: {raw.get('stop_reason')}"
+
+
+def trial_notes(trials: Sequence[Trial], usable_cores: int) -> list[str]:
+    """What the reader of the rates should know about how the trials were measured."""
+    notes = []
+    guessed = [t.setting.label() for t in trials if any(r.get("loader_choice") == "most_batches" for r in t.raw)]
+    if guessed:
+        notes.append(f"num_workers={', '.join(guessed)}: no batch was followed by a backward pass before the "
+                     "measurement, so the loader that drew the most batches was timed (an inference loop, or an "
+                     "evaluation before training)")
+    for t in trials:
+        if t.remeasured:
+            notes.append(f"num_workers={t.setting.label()}: other processes held the cores during the first "
+                         "measurement (its threads waited for a core while fewer than the cores); measured "
+                         "again, the less disturbed run is kept"
+                         + (": still disturbed, so it may understate this setting" if machine_was_busy(t, usable_cores) else ""))
+    return notes
 
 
 def _budget_allows(started: float, budget_s: float, trials: Sequence[Trial]) -> bool:
@@ -159,12 +180,7 @@ def run_sweep(plan: SweepPlan, runner: TrialRunner, progress: Progress | None = 
             if not trial.ok:
                 notes.append(f"num_workers={w} measured no step: auto exploration stopped")
                 break
-    for t in trials:
-        if t.remeasured:
-            notes.append(f"num_workers={t.setting.label()}: other processes held the cores during the first "
-                         "measurement (its threads waited for a core while fewer than the cores); measured "
-                         "again, the less disturbed run is kept"
-                         + (": still disturbed, so it may understate this setting" if machine_was_busy(t, plan.usable_cores) else ""))
+    notes += trial_notes(trials, plan.usable_cores)
     ok = eligible(trials, plan.usable_cores)
     choice: Choice | None = None
     reason = "no trial measured any step: " + "; ".join(f"{t.setting.label()}: {_failure(t)}" for t in trials)

@@ -66,8 +66,11 @@ def oversubscription(rule: Rule, ctx: Context) -> Finding | None:
     assert f is not None and ctx.budget is not None
     demand, ratio = _oversubscribed_threads(ctx)
     procs = [p for p in (f.main, *f.workers) if p is not None and p.cpu_s is not None]
-    # Threads runnable on average (on a CPU or waiting for one), over this rank's processes.
-    load = sum(((p.cpu_s or 0.0) + (p.run_delay_s or 0.0)) / p.wall_s for p in procs)
+    # Threads runnable on average (on a CPU or waiting for one), over this rank's processes and
+    # the whole telemetry window: a worker that lived for part of it (workers restarted every
+    # epoch) counts for that part only.
+    window_s = max((p.wall_s for p in procs), default=0.0) or 1e-9
+    load = sum(((p.cpu_s or 0.0) + (p.run_delay_s or 0.0)) / window_s for p in procs)
     load_ratio = load / max(ctx.budget.cores_per_rank, 1e-9)
     delays = [p.run_delay_fraction for p in procs if p.run_delay_fraction is not None]
     invol = [p.involuntary_per_s for p in procs if p.involuntary_per_s is not None]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from tracelens.diagnosis.context import Context
+from tracelens.diagnosis.facts import Recording
 from tracelens.diagnosis.findings import Finding
 from tracelens.diagnosis.rule import RERUN_PROFILER, Rule, always, declare_rule, rounded
 from tracelens.diagnosis.thresholds import threshold
@@ -47,15 +49,53 @@ def fallback_steps(rule: Rule, ctx: Context) -> Finding | None:
 
 
 @declare_rule("TL304", "trace_quality", Severity.MEDIUM, "Too few steps to judge", precondition="none",
-              thresholds=("min_steps",), requires=always)
+              thresholds=("min_steps", "confident_steps", "few_steps_confidence"), requires=always)
 def few_steps(rule: Rule, ctx: Context) -> Finding | None:
     st = ctx.steady
-    if st is None or st.steps >= threshold("min_steps"):
+    if st is None or st.steps >= threshold("confident_steps"):
         return None
-    return _q(rule, ctx, Severity.MEDIUM, f"Only {st.steps} steady step(s): too few to judge the wait pattern",
-              {"steady_steps": st.steps, "excluded_steps": st.excluded_steps},
-              "Confidence is lowered. Record at least 20 steps after warm-up: "
-              f"{RERUN_PROFILER}.")
+    rec = ctx.facts.recording if ctx.facts is not None else None
+    severity = Severity.MEDIUM if st.steps < threshold("min_steps") else Severity.LOW
+    evidence: dict[str, Any] = {"steady_steps": st.steps, "excluded_steps": st.excluded_steps}
+    if rec is not None:
+        evidence |= {"loader_id": rec.loader_id, "loader_batches": rec.loader_batches,
+                     "wait": rec.wait, "warmup": rec.warmup, "active": rec.active}
+    return _q(rule, ctx, severity, f"Only {st.steps} steady step(s): too few to judge the wait pattern",
+              evidence, "Confidence is lowered (a healthy verdict is capped at "
+              f"{threshold('few_steps_confidence'):.1f}). " + more_steps_advice(rec, st.excluded_steps))
+
+
+#: Steps to record when recording again: the default window of ``tracelens profile``.
+TARGET_STEPS = 20
+
+
+def rerun_command(rec: Recording, wait: int, warmup: int, active: int) -> str:
+    """The ``tracelens profile`` command line (or ``tracelens.profile(...)`` call) of ``rec``'s
+    run with this window."""
+    if rec.kind == "api":
+        return f"tracelens.profile(wait={wait}, warmup={warmup}, active={active})"
+    target = f"-m {shlex.quote(rec.target)}" if rec.kind == "module" else shlex.quote(rec.target)
+    flags = f"--wait {wait} --warmup {warmup} --active {active}"
+    return " ".join(["tracelens profile", flags, target, *(shlex.quote(a) for a in rec.args)])
+
+
+def more_steps_advice(rec: Recording | None, excluded: int) -> str:
+    """How to record enough steps: this run's own command with the window that gets them, or the
+    profiler settings for a trace recorded without ``tracelens profile``."""
+    if rec is None:
+        return f"Record at least {TARGET_STEPS} steps after warm-up: {RERUN_PROFILER}."
+    active = max(TARGET_STEPS, rec.active + excluded)
+    if rec.loader_batches >= rec.wait + rec.warmup + active or (rec.stopped_after_window and rec.steps >= rec.active):
+        return f"Record {active} steps: `{rerun_command(rec, rec.wait, rec.warmup, active)}`."
+    per_epoch = f", {rec.batches_per_epoch} per epoch" if rec.batches_per_epoch else ""
+    drawn = f"The script drew only {rec.loader_batches} batches from loader #{rec.loader_id}{per_epoch}"
+    room = rec.loader_batches - 2  # with --wait 1 --warmup 1
+    if room >= threshold("confident_steps"):
+        return (f"{drawn}: skip fewer of them, `{rerun_command(rec, 1, 1, min(room, active))}` (the "
+                "first steps then include worker start-up), or run it longer.")
+    need = rec.wait + rec.warmup + active
+    return (f"{drawn}: run it for at least {need} batches (more epochs or steps: the window spans "
+            f"epochs), then `{rerun_command(rec, rec.wait, rec.warmup, active)}`.")
 
 
 @declare_rule("TL305", "trace_quality", Severity.MEDIUM, "Truncated or malformed trace", precondition="none",
