@@ -222,3 +222,23 @@ def test_a_sweep_trial_times_the_training_loader_not_the_sanity_check(tmp_path: 
     # AND a script too short for the measurement says so
     short = run_timing_trial(str(script), ["40"], {"num_workers": 0}, steps=12)
     assert short["unusable"] is not None and "only 4 steady step(s)" in short["unusable"]
+
+
+def test_a_loader_rebuilt_from_another_s_attributes_files_its_workers_under_itself(tmp_path: Path) -> None:
+    from tracelens.capture.worker import WorkerInit
+
+    def seed(worker_id: int) -> None:
+        pass
+
+    reg = LoaderRegistry({}, tmp_path)
+    data = TensorDataset(torch.randn(8, 4))
+    first = DataLoader(data, batch_size=4, num_workers=2, worker_init_fn=seed)
+    reg.register(first)
+    # GIVEN a framework that builds a second loader from the first one's attributes (accelerate)
+    second = DataLoader(data, batch_size=4, num_workers=2, worker_init_fn=first.worker_init_fn)
+    second_id = reg.register(second)
+    # THEN the second loader's wrapper names the second loader and calls the user's function
+    # itself, never the first loader's wrapper (whose records would go to the first loader)
+    wrapper = second.worker_init_fn
+    assert isinstance(wrapper, WorkerInit) and wrapper.loader_id == second_id
+    assert wrapper.user_fn is seed

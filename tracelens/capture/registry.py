@@ -195,8 +195,14 @@ class LoaderRegistry:
             object.__setattr__(loader, "_tracelens_id", loader_id)
             self._refs.append(weakref.ref(loader))
             if loader.num_workers > 0:
-                self._user_worker_init[loader_id] = loader.worker_init_fn
-                loader.worker_init_fn = WorkerInit(loader.worker_init_fn, str(self.record_dir), loader_id)
+                # a framework that builds a loader from another's attributes (accelerate's
+                # DataLoaderShard) copies our wrapper: wrap the user's own function, not ours, so
+                # this loader's workers file their batches under this loader
+                user_fn = loader.worker_init_fn
+                while isinstance(user_fn, WorkerInit):
+                    user_fn = user_fn.user_fn
+                self._user_worker_init[loader_id] = user_fn
+                loader.worker_init_fn = WorkerInit(user_fn, str(self.record_dir), loader_id)
         return loader_id
 
     def on_iter(self, loader: Any) -> LoaderRecord:
