@@ -8,6 +8,7 @@ thread ids, integer epoch-µs timestamps).
 
 from __future__ import annotations
 
+import copy
 import gzip
 import json
 from dataclasses import dataclass, field
@@ -162,3 +163,12 @@ def synthetic_job(tmp_path: Path, ranks: int, steps: int = 40, slow_rank: int = 
                 row["exposed_wait_ms"] = row["data_wait_ms"] = row["data_wait_ms"] * (1 + (r % 7) / 20)
         docs.append(doc)
     return build_multirank_document(docs, "job/")
+
+
+def without_paths(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document with every source path cut to its file name (a URL and a path then agree)."""
+    out = copy.deepcopy(doc)
+    out["source"]["path"] = None
+    for r in out.get("ranks", []):
+        r["source"]["path"] = r["source"]["path"].rsplit("/", 1)[-1]
+    return out

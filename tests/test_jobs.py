@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.builders import TraceBuilder, starved_loop
+from tests.builders import TraceBuilder, starved_loop, without_paths
 from tracelens.api import analyze_path
 from tracelens.errors import TracelensError
 from tracelens.jobs import (
@@ -32,15 +30,6 @@ def _ranks(d: Path, n: int = 3) -> Path:
     for r in range(n):
         starved_loop(TraceBuilder(rank=r), steps=3, wait_us=10_000 * (r + 1)).write(d / f"rank{r}.json")
     return d
-
-
-def without_paths(doc: dict[str, Any]) -> dict[str, Any]:
-    """The document with every source path cut to its file name (a URL and a path then agree)."""
-    out = copy.deepcopy(doc)
-    out["source"]["path"] = None
-    for r in out.get("ranks", []):
-        r["source"]["path"] = r["source"]["path"].rsplit("/", 1)[-1]
-    return out
 
 
 def test_a_directory_plans_one_job_per_rank_like_analyze_path(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ and the one-line errors of a bad rank and of an unreachable scheduler.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import os
 import socket
@@ -24,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.builders import TraceBuilder, starved_loop
+from tests.builders import TraceBuilder, starved_loop, without_paths
 from tests.conftest import SHARED_TRACES
 from tracelens.api import analyze_path
 
@@ -161,14 +160,6 @@ def tasks_run(cluster: Cluster, since: float) -> list[dict[str, Any]]:
     newest = max(ours, key=lambda t: max(s["stop"] for s in t["startstops"]))
     token = str(newest["key"]).rsplit("-", 1)[1]
     return [t for t in ours if str(t["key"]).endswith("-" + token)]
-
-
-def without_paths(doc: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(doc)
-    out["source"]["path"] = None
-    for r in out.get("ranks", []):
-        r["source"]["path"] = r["source"]["path"].rsplit("/", 1)[-1]
-    return out
 
 
 @pytest.mark.skipif(not DLRM.is_dir(), reason="../shared/traces is not present")
