@@ -195,6 +195,17 @@ def test_cpu_bound_loading_is_paced_by_the_cores(tmp_path: Path) -> None:
     assert d.recommendation.pin_memory is False  # CPU-only run
 
 
+def test_workers_whose_init_raised_their_threads_are_told_to_use_one(tmp_path: Path) -> None:
+    # GIVEN one CPU-bound worker on 2 cores whose worker_init_fn set 2 torch threads, and 2
+    # threads in the main process
+    d = run(loop([30] * 8, 10, MULTI, gpu=False), tmp_path,
+            facts(1, cores=2, cpu=0.95, batch_ms=30.0, main_threads=2, main_cpu=0.96, worker_threads=2))
+    rec = d.recommendation
+    # THEN both thread counts come down to 1
+    assert (rec.torch_threads_main, rec.torch_threads_per_worker) == (1, 1), d.diagnosis
+    assert "1 torch thread per worker too (now 2" in " ".join(rec.notes)
+
+
 def test_cpu_starved_main_process_gets_main_threads_that_fit_the_cores(tmp_path: Path) -> None:
     # GIVEN num_workers=0 on 2 cores, 30 ms CPU-bound batches in the main process, 10 ms compute,
     # and 2 torch threads in the main process
@@ -205,8 +216,10 @@ def test_cpu_starved_main_process_gets_main_threads_that_fit_the_cores(tmp_path:
     rec = d.recommendation
     # THEN the cores, not a reserved core, set the plan: (9.9 + 28.5) / 2 = 19.2 ms per step at
     # best, so 28.5 / 19.2 -> 2 workers, and 1 main thread leaves them the cores
-    assert (rec.num_workers, rec.torch_threads_main, rec.torch_threads_per_worker) == (2, 1, 1)
+    # (workers already run the DataLoader's 1 torch thread: nothing to set for them)
+    assert (rec.num_workers, rec.torch_threads_main, rec.torch_threads_per_worker) == (2, 1, None)
     text = " ".join(rec.notes)
+    assert "workers keep the DataLoader's 1 thread each" in text
     assert "torch.set_num_threads(1) in the main process" in text and "The cores set the pace" in text
     # the expected gain: 40 ms now / 19.2 ms; the worst case (compute doubles to 20 ms) is stated too
     assert rec.expected_speedup == pytest.approx(40 / 19.2, rel=1e-2) and "C grew to 20.0 ms" in text

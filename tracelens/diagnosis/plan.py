@@ -230,13 +230,17 @@ def plan_workers(ctx: Context, cause: str) -> WorkersPlan:
     else:
         notes.append(f"Under the cap: {cap_reason}.")
     main_threads, c_new = _main_threads_for(ctx, cause, n, t_b)
+    # workers run 1 torch thread unless the user's worker_init_fn raised it (run.json measures it)
+    worker_threads = ctx.facts.torch_threads_worker if ctx.facts is not None else None
+    raised = worker_threads is not None and worker_threads > 1
     if main_threads is not None:
         now = ctx.facts.torch_threads_main if ctx.facts is not None else None
+        workers_say = (f"set 1 torch thread per worker too (now {worker_threads}, from your worker_init_fn)"
+                       if raised else "workers keep the DataLoader's 1 thread each")
         notes.append(f"torch.set_num_threads({main_threads}) in the main process (now {now}): CPU-bound "
                      f"workers need cores of their own, and {now} main-process math threads + {n} "
                      f"worker(s) × 1 thread exceed the {cores_per_rank:g} cores, so they would take turns "
-                     f"and the workers would cost more than they save. Workers keep the DataLoader's "
-                     f"1 thread each.")
+                     f"and the workers would cost more than they save; {workers_say}.")
     gain, gain_note = expected_gain(ctx, pace, t_b, n, c_new)
     if gain_note:
         notes.append(gain_note)
@@ -248,7 +252,7 @@ def plan_workers(ctx: Context, cause: str) -> WorkersPlan:
                      f"faster, keep num_workers=0 with torch.set_num_threads({main_threads}) (the main "
                      f"process's math threads and its loading no longer contend) and cut the per-sample cost.")
     return WorkersPlan(n, t_b, source, c, need, uncapped, cap, cap_reason, gain, tuple(notes), cannot_help,
-                       main_threads, 1 if main_threads is not None else None)
+                       main_threads, 1 if main_threads is not None and raised else None)
 
 
 def _main_threads_for(ctx: Context, cause: str, workers: int, batch_ms: float) -> tuple[int | None, float]:
