@@ -27,9 +27,11 @@ SHARED_RANK_DIRS = ("param/train/compute/python/test/data/dlrm_kineto", "hta/tes
 
 
 def _is_sample_case(p: Path) -> bool:
-    """A run directory, the ranks directory, or a trace file that is neither inside them."""
+    """A run directory, a job directory of rank run directories, the ranks directory, or a
+    trace file that is neither inside them."""
     if p.is_dir():
-        return (p / "run.json").is_file() or p.name == "ranks"
+        return ((p / "run.json").is_file() or p.name == "ranks"
+                or any((r / "run.json").is_file() for r in p.glob("rank-*")))
     in_group = (p.parent / "run.json").is_file() or p.parent.name == "ranks"
     return p.name.endswith((".json", ".json.gz")) and p.name != "run.json" and not in_group
 

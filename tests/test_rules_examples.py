@@ -67,3 +67,36 @@ def test_respawning_example_gets_persistent_workers() -> None:
 def test_cpu_heavy_example_gets_one_main_thread_first() -> None:
     rec = _diagnose("cpu_heavy_main_process").recommendation
     assert (rec.num_workers, rec.torch_threads_main) == (0, 1)
+
+
+@pytest.mark.parametrize(("name", "expected", "settings"), [
+    # the training loader, not Lightning's sanity-check validation loader, is windowed and named
+    ("lightning_train", "cpu_starvation", {"num_workers": 2, "torch_threads_main": 1}),
+    ("hf_trainer", "cpu_starvation", {"num_workers": 1, "torch_threads_main": 1}),
+    ("image_pipeline", "cpu_starvation", {"num_workers": 1, "torch_threads_main": 1}),
+    ("iterable_stream", "io_bound", {"num_workers": 8}),
+    # the window spans epochs of 4 batches, so the respawn every epoch is seen
+    ("short_epoch_respawn", "input_bound", {"persistent_workers": True}),
+])
+def test_framework_example_gets_the_diagnosis_and_settings_it_was_built_for(
+        name: str, expected: str, settings: dict[str, object]) -> None:
+    # (docs/validation.md measures each of these settings against the script's own defaults)
+    d = _diagnose(name)
+    assert d.diagnosis == expected
+    assert {k: getattr(d.recommendation, k) for k in settings} == settings
+
+
+def test_framework_examples_name_the_training_loader_they_analyzed() -> None:
+    lightning = analyze_path(SAMPLES / "lightning_train").document["loader"]
+    hf = analyze_path(SAMPLES / "hf_trainer").document["loader"]
+    assert (lightning["framework"], lightning["training"]) == ("lightning", True)
+    assert "train_dataloader" in lightning["created_at"] and lightning["batches_per_epoch"] == 64
+    assert (hf["framework"], hf["training"]) == ("transformers", True)
+
+
+def test_slow_rank_of_the_torchrun_job_is_the_straggler_and_gets_the_job_s_advice() -> None:
+    doc = analyze_path(SAMPLES / "ddp_torchrun").document
+    straggler = next(f for f in doc["findings"] if f["kind"] == "rank_straggler")
+    assert straggler["evidence"]["rank"] == 1 and doc["slowest_rank"] == doc["rank_straggler"] == 1
+    assert doc["recommendation"]["num_workers"] == 4
+    assert next(r for r in doc["ranks"] if r["rank"] == 0)["waits_for_rank"] == 1
