@@ -18,7 +18,7 @@ import time
 
 import torch
 import torch.distributed as dist
-from _common import SteadyRate, loader_args, loader_kwargs, set_main_threads
+from _common import SteadyRate, fit, loader_args, loader_kwargs, set_main_threads
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
@@ -60,20 +60,7 @@ def main() -> None:
         torch.nn.Linear(512, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 2)))
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     meter = SteadyRate(args.warmup_steps)
-    steps = 0
-    for epoch in range(args.epochs):
-        sampler.set_epoch(epoch)
-        for x, y in loader:
-            meter.tick()
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()  # the all-reduce: waits for the slowest rank
-            opt.step()
-            steps += 1
-            if steps == args.steps:
-                break
-        if steps == args.steps:
-            break
+    steps = fit(model, loader, opt, args.epochs, meter, max_steps=args.steps, on_epoch=sampler.set_epoch)
     print(f"rank {rank}/{world} (pid {os.getpid()}): {steps} steps, torch threads "
           f"{torch.get_num_threads()}, {meter.summary()}", flush=True)
     dist.barrier()

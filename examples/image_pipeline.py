@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import SteadyRate, loader_args, make_loader
+from _common import SteadyRate, fit, loader_args, make_loader
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -101,19 +101,7 @@ def main() -> None:
     model = small_convnet()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     meter = SteadyRate(args.warmup_steps)
-    steps = 0
-    for _ in range(args.epochs):
-        for x, y in loader:
-            meter.tick()
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            steps += 1
-            if steps == args.steps:
-                break
-        if steps == args.steps:
-            break
+    steps = fit(model, loader, opt, args.epochs, meter, max_steps=args.steps)
     print(f"{steps} steps, torch threads {torch.get_num_threads()}")
     print(meter.summary())
 

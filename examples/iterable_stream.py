@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from _common import SteadyRate, loader_args, make_loader
+from _common import SteadyRate, fit, loader_args, make_loader
 from torch.utils.data import IterableDataset, get_worker_info
 
 
@@ -68,19 +68,7 @@ def main() -> None:
                                 torch.nn.Linear(512, 2))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     meter = SteadyRate(args.warmup_steps)
-    steps = 0
-    for _ in range(args.epochs):
-        for x, y in loader:
-            meter.tick()
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            steps += 1
-            if steps == args.steps:
-                break
-        if steps == args.steps:
-            break
+    steps = fit(model, loader, opt, args.epochs, meter, max_steps=args.steps)
     print(f"{steps} steps, torch threads {torch.get_num_threads()}")
     print(meter.summary())
 

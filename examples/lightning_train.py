@@ -20,7 +20,7 @@ import warnings
 import lightning as L
 import numpy as np
 import torch
-from _common import SteadyRate, loader_args, loader_kwargs, set_main_threads
+from _common import SteadyRate, box_blur, loader_args, loader_kwargs, set_main_threads
 from torch.utils.data import DataLoader, Dataset
 
 
@@ -37,11 +37,7 @@ class Patches(Dataset[tuple[torch.Tensor, int]]):
         rng = np.random.default_rng(i)
         img = rng.random((3, 72, 72), dtype=np.float32)
         if self.augment:
-            for _ in range(self.blur_passes):  # separable box blur: the CPU cost per sample
-                img = (img[:, :-2, :] + img[:, 1:-1, :] + img[:, 2:, :]) / 3.0
-                img = np.pad(img, ((0, 0), (1, 1), (0, 0)), mode="edge")
-                img = (img[:, :, :-2] + img[:, :, 1:-1] + img[:, :, 2:]) / 3.0
-                img = np.pad(img, ((0, 0), (0, 0), (1, 1)), mode="edge")
+            img = box_blur(img, self.blur_passes)  # the CPU cost per sample
             img = img * rng.uniform(0.8, 1.2, size=(3, 1, 1)).astype(np.float32)
             x0, y0 = rng.integers(0, 8, size=2)
         else:

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 import torch
-from _common import SteadyRate, loader_args, make_loader
+from _common import SteadyRate, fit, loader_args, make_loader
 from torch.utils.data import Dataset, get_worker_info
 
 INIT_MS = 50.0
@@ -73,13 +73,7 @@ def main() -> None:
                                 torch.nn.Linear(256, 4))
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     meter = SteadyRate(args.warmup_steps)
-    for _ in range(args.epochs):
-        for x, y in loader:
-            meter.tick()
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    fit(model, loader, opt, args.epochs, meter)
     print(f"{len(meter.ticks)} steps in {args.epochs} epochs of {len(loader)} batches")
     print(meter.summary())
 
