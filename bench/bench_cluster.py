@@ -100,19 +100,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: The worker settings docs/cluster.md recommends for workers that only run tracelens: the event
+#: loop's 20 ms tick and 0.5 s system monitor wake the worker beside every task (~12 % of the
+#: task CPU on 2 cores); Dask's sampling profiler samples the task's thread every 10 ms.
+QUIET_WORKERS = {"DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "1000ms",
+                 "DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL": "5000ms"}
+
+
 @contextlib.contextmanager
-def local_cluster(workers: int, logs: Path, profile: bool = False, nanny: bool = True) -> Any:
+def local_cluster(workers: int, logs: Path, profile: bool = False, nanny: bool = True,
+                  quiet: bool = True) -> Any:
     """A ``dask scheduler`` and ``workers`` one-thread ``dask worker`` processes.
 
     Yields its address and processes. ``profile``: keep Dask's sampling profiler on in the
     workers (its default; docs/cluster.md recommends it off for dedicated workers).
-    ``nanny``: start each worker under a nanny process (Dask's default).
+    ``nanny``: start each worker under a nanny process (Dask's default). ``quiet``: the
+    :data:`QUIET_WORKERS` settings (else Dask's defaults).
     """
     logs.mkdir(parents=True, exist_ok=True)
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     procs: list[subprocess.Popen[bytes]] = []
     env = dict(os.environ, DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=str(profile))
+    if quiet:
+        env.update(QUIET_WORKERS)
 
     def spawn(name: str, args: list[str]) -> None:
         with (logs / f"{name}.log").open("wb") as log:
@@ -322,6 +333,8 @@ def main() -> None:
     ap.add_argument("--scale-ranks", type=int, default=4096)
     ap.add_argument("--dask-profile", action="store_true", help="keep Dask's sampling profiler on in the workers")
     ap.add_argument("--no-nanny", action="store_true", help="start the workers without nanny processes")
+    ap.add_argument("--dask-ticks", action="store_true",
+                    help="keep Dask's default 20 ms tick and 0.5 s system monitor (default: QUIET_WORKERS)")
     ap.add_argument("--plain", action="store_true",
                     help="write the ranks as .json (default .json.gz, which stays in the page cache, so that "
                          "disk reads do not swamp what is compared)")
@@ -332,11 +345,13 @@ def main() -> None:
     total_mb = sum(f.stat().st_size for f in files) / 1e6
     print(f"{a.ranks} ranks of ~{a.size_mb:g} MB, {total_mb / a.ranks:.1f} MB each on disk, {total_mb / 1e3:.2f} GB; "
           f"{os.cpu_count()} cores; load {load()}", file=sys.stderr)
-    with tempfile.TemporaryDirectory() as tmp, local_cluster(a.workers, a.out / "logs", a.dask_profile, not a.no_nanny) as (address, cluster):
+    with tempfile.TemporaryDirectory() as tmp, local_cluster(a.workers, a.out / "logs", a.dask_profile, not a.no_nanny,
+                                                                 not a.dask_ticks) as (address, cluster):
         work = Path(tmp)
         # per_rank first: it warms the workers (imports) and the page cache for both modes alike.
         result: dict[str, Any] = {"ranks": a.ranks, "total_gb": total_mb / 1e3, "cores": os.cpu_count(),
                                   "workers": a.workers, "dask_profile": a.dask_profile, "nanny": not a.no_nanny,
+                                  "quiet_workers": not a.dask_ticks,
                                   "per_rank": per_rank(directory, address)}
         result["compare"] = compare(directory, address, cluster, a.runs, work)
         result["scale"] = at_scale(address, a.source, a.scale_ranks, a.out)
