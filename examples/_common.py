@@ -185,3 +185,9 @@ def box_blur(img: np.ndarray, passes: int) -> np.ndarray:
         img = (img[:, :, :-2] + img[:, :, 1:-1] + img[:, :, 2:]) / 3.0
         img = np.pad(img, ((0, 0), (0, 0), (1, 1)), mode="edge")
     return img
+
+
+def print_rate(steps: int, meter: SteadyRate) -> None:
+    """The last two lines every plain example prints: steps and torch threads, then the rate."""
+    print(f"{steps} steps, torch threads {torch.get_num_threads()}")
+    print(meter.summary())

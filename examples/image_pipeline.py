@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import SteadyRate, fit, loader_args, make_loader
+from _common import SteadyRate, fit, loader_args, make_loader, print_rate
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -102,8 +102,7 @@ def main() -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     meter = SteadyRate(args.warmup_steps)
     steps = fit(model, loader, opt, args.epochs, meter, max_steps=args.steps)
-    print(f"{steps} steps, torch threads {torch.get_num_threads()}")
-    print(meter.summary())
+    print_rate(steps, meter)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from _common import SteadyRate, fit, loader_args, make_loader
+from _common import SteadyRate, fit, loader_args, make_loader, print_rate
 from torch.utils.data import IterableDataset, get_worker_info
 
 
@@ -69,8 +69,7 @@ def main() -> None:
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     meter = SteadyRate(args.warmup_steps)
     steps = fit(model, loader, opt, args.epochs, meter, max_steps=args.steps)
-    print(f"{steps} steps, torch threads {torch.get_num_threads()}")
-    print(meter.summary())
+    print_rate(steps, meter)
 
 
 if __name__ == "__main__":
