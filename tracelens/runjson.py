@@ -395,6 +395,12 @@ class RunInfo(_Doc, frozen=True, kw_only=True):
         ids = b.loader_id if len(b.loader_id) == len(b.start_us) else [None] * len(b.start_us)
         return tuple(li for s, li in zip(b.start_us, ids) if s is not None)
 
+    def batches_of(self, loader_id: int | None) -> list[tuple[float, float]]:
+        """``(start, wait)`` µs of each recorded batch of ``loader_id`` (every loader's when None;
+        a batch whose loader was not recorded, as in older files, counts for any loader)."""
+        return [(s, w) for s, w, li in zip(self.batch_start_us, self.batch_wait_us, self.batch_loader_ids)
+                if loader_id is None or li is None or li == loader_id]
+
     def productions(self) -> list[BatchProduction]:
         """Every batch production recorded: in workers, then in the main process."""
         w, m = self.worker_batches, self.main_fetch
@@ -435,9 +441,9 @@ class RunInfo(_Doc, frozen=True, kw_only=True):
     def steps_per_s(self) -> float | None:
         """Batches per second of the window's loader in the window, from the wrapper's own batch
         timestamps (every loader's in files without ``window.loader_id``)."""
-        lo, hi, lid = self.window.start_us, self.window.end_us, self.window.loader_id
-        starts = [t for t, li in zip(self.batch_start_us, self.batch_loader_ids)
-                  if (lo is None or t >= lo) and (hi is None or t <= hi) and (lid is None or li == lid)]
+        lo, hi = self.window.start_us, self.window.end_us
+        starts = [t for t, _ in self.batches_of(self.window.loader_id)
+                  if (lo is None or t >= lo) and (hi is None or t <= hi)]
         if len(starts) < 2:
             return None
         return (len(starts) - 1) / ((starts[-1] - starts[0]) / 1e6)

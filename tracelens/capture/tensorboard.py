@@ -25,19 +25,13 @@ def write_tensorboard(run: RunInfo, trace_path: Path | None, tb_root: Path,
         from torch.utils.tensorboard import SummaryWriter
     except Exception as exc:  # tensorboard not installed
         return out, [f"--tensorboard: scalars skipped ({exc})"]
-    lid, b = run.window.loader_id, run.batches
-    ids = b.loader_id if len(b.loader_id) == len(b.start_us) else [None] * len(b.start_us)
-    rows = [(s, w) for s, w, li in zip(b.start_us, b.wait_us, ids) if lid is None or li == lid]
-    starts, waits = [s for s, _ in rows], [w for _, w in rows]
+    rows = run.batches_of(run.window.loader_id)
     writer = SummaryWriter(log_dir=str(out))
     try:
-        for i, (start, wait) in enumerate(zip(starts, waits, strict=False)):
-            if start is None or wait is None:
-                continue
+        for i, (start, wait) in enumerate(rows):
             writer.add_scalar("tracelens/data_wait_ms", wait / 1000.0, i)
-            following = starts[i + 1] if i + 1 < len(starts) else None
-            if following is not None:
-                writer.add_scalar("tracelens/step_time_ms", (following - start) / 1000.0, i)
+            if i + 1 < len(rows):
+                writer.add_scalar("tracelens/step_time_ms", (rows[i + 1][0] - start) / 1000.0, i)
     finally:
         writer.close()
     return out, []

@@ -115,8 +115,7 @@ def _first_waits_ms(run: RunInfo, loader: Loader) -> tuple[float, ...]:
     per_epoch = loader.batches_per_epoch
     if not per_epoch or loader.iterators_created < 2:
         return ()
-    ids = [loader.id if li is None else li for li in run.batch_loader_ids]
-    waits = [w for w, li in zip(run.batch_wait_us, ids) if li == loader.id]
+    waits = [w for _, w in run.batches_of(loader.id)]
     return tuple(waits[i] / 1000.0 for i in range(0, len(waits), per_epoch))
 
 
