@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 RATE = re.compile(r"steady-state: ([0-9.]+) steps/s")
 
@@ -37,6 +38,24 @@ def wait_for_quiet(max_load: float | None, max_wait: float) -> float:
             break
         time.sleep(5)
     return round(time.perf_counter() - t0, 1)
+
+
+def run_once(cmd: list[str], flags: str, timeout: float, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``cmd`` with ``flags`` (and ``env`` added) once: exit status, the script's rate (the
+    slowest rank's under torchrun), the 1-minute load before and after, and the wall time."""
+    load0 = os.getloadavg()[0]
+    started = time.strftime("%H:%M:%S")
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run([*cmd, *shlex.split(flags)], capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **(env or {})})
+        out, status = proc.stdout + proc.stderr, proc.returncode
+    except subprocess.TimeoutExpired as exc:
+        out, status = str(exc.stdout or "") + str(exc.stderr or ""), -1
+    rates = [float(m.group(1)) for m in RATE.finditer(out)]
+    return {"status": status, "started": started, "steps_per_s": min(rates) if rates else None,
+            "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2),
+            "wall_s": round(time.perf_counter() - t0, 2)}
 
 
 def main() -> None:
@@ -58,21 +77,9 @@ def main() -> None:
         for rep in range(args.repeats):
             for setting in args.setting:
                 waited = wait_for_quiet(args.max_load, args.max_wait)
-                load0 = os.getloadavg()[0]
-                t0 = time.perf_counter()
-                try:
-                    proc = subprocess.run([*cmd, *shlex.split(setting)], capture_output=True,
-                                          text=True, timeout=args.timeout)
-                    out, status = proc.stdout + proc.stderr, proc.returncode
-                except subprocess.TimeoutExpired as exc:
-                    out, status = str(exc.stdout or "") + str(exc.stderr or ""), -1
-                rates = [float(m.group(1)) for m in RATE.finditer(out)]
-                row = {"setting": setting, "repeat": rep, "status": status,
-                       "started": time.strftime("%H:%M:%S", time.localtime(time.time() - (time.perf_counter() - t0))),
-                       "steps_per_s": min(rates) if rates else None,
-                       "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2),
-                       "wall_s": round(time.perf_counter() - t0, 2), "waited_s": waited,
-                       "command": cmd}
+                run = run_once(cmd, setting, args.timeout)
+                row = {"setting": setting, "repeat": rep, "started": run.pop("started"), **run,
+                       "waited_s": waited, "command": cmd}
                 rows.append(row)
                 fh.write(json.dumps(row) + "\n")
                 fh.flush()

@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import statistics
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from example_grid import RATE, wait_for_quiet
+from example_grid import run_once, wait_for_quiet
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
 
@@ -83,22 +81,6 @@ def profile(case: Case, run_dir: Path) -> dict[str, Any]:
     return doc
 
 
-def measure(cmd: list[str], flags: str, env: dict[str, str], timeout: float) -> dict[str, Any]:
-    """One run: the script's steady-state rate (the slowest rank's), load and wall time."""
-    load0 = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run([*cmd, *shlex.split(flags)], capture_output=True, text=True,
-                              timeout=timeout, env={**os.environ, **env})
-        out = proc.stdout + proc.stderr
-    except subprocess.TimeoutExpired as exc:
-        out = str(exc.stdout or "") + str(exc.stderr or "")
-    rates = [float(m.group(1)) for m in RATE.finditer(out)]
-    return {"flags": flags, "env": env, "steps_per_s": min(rates) if rates else None,
-            "load": [round(load0, 2), round(os.getloadavg()[0], 2)],
-            "wall_s": round(time.perf_counter() - t0, 1)}
-
-
 def median(rows: list[dict[str, Any]], flags: str) -> tuple[float | None, list[float]]:
     """Median steps/s of the runs with ``flags``, and the runs."""
     rates = [r["steps_per_s"] for r in rows if r["flags"] == flags and r["steps_per_s"] is not None]
@@ -118,14 +100,14 @@ def validate(name: str, case: Case, out: Path, repeats: int, max_load: float, ti
         for _ in range(repeats):
             for f, e in settings:
                 wait_for_quiet(max_load, 120)
-                row = measure(case.command(), f, e, timeout)
+                row = {"flags": f, "env": e, **run_once(case.command(), f, timeout, e)}
                 rows.append(row)
                 fh.write(json.dumps(row) + "\n")
                 print(name, json.dumps(row), flush=True)
     base, base_runs = median(rows, "")
     after, after_runs = median(rows, flags)
     best, best_runs = median(rows, case.best)
-    loads = [x for r in rows for x in r["load"]]
+    loads = [x for r in rows for x in (r["load_before"], r["load_after"])]
     effect = f"{after / base:.2f}x" if base and after else "n/a"
     of_best = f"{after / best:.0%} of best" if best and after else "n/a"
     envs = " ".join(f"{k}={v}" for k, v in env.items())
