@@ -100,22 +100,25 @@ class _GunzipStream:
 
 
 class _Reader(Cursor):
-    """The (decompressed) byte stream of a trace file, as a :class:`Cursor`."""
+    """The (decompressed) byte stream of a trace file, as a :class:`Cursor`.
+
+    Its source is a closure over the stream, not a bound method: a reader that referred to
+    itself would be a reference cycle, and its window (MBs) would wait for the cyclic GC, which
+    counts objects, not bytes (256 header reads once held 550 MB that way).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.stream, self.format = _open_stream(path)
         self.size = path.stat().st_size
-        self.broken: str | None = None  # why the stream stopped early, if it did
-        super().__init__(self._read)
+        self._broken: list[str] = []  # why the stream stopped early, if it did
+        super().__init__(_guarded_read(self.stream, self._broken))
         self.read_size = limits.READ_BLOCK
 
-    def _read(self, n: int) -> bytes:
-        try:
-            return self.stream.read(n)
-        except (EOFError, zlib.error, OSError) as exc:
-            self.broken = f"the gzip stream is broken ({exc})"
-            return b""
+    @property
+    def broken(self) -> str | None:
+        """Why the (gzip) stream stopped early, or None."""
+        return self._broken[0] if self._broken else None
 
     def compressed_position(self) -> tuple[int, int]:
         """(bytes of the file read so far, file size): progress through a gzip stream."""
@@ -123,13 +126,21 @@ class _Reader(Cursor):
         return raw.tell(), self.size
 
     def close(self) -> None:
-        """Close the file and let go of the window at once: ``self.read`` is a bound method, so a
-        reader is a reference cycle, and a cycle's buffers (MBs each) would wait for the cyclic
-        GC, which counts objects, not bytes (256 header reads held 550 MB)."""
         self.stream.close()
-        self.read = None
-        self.buf = bytearray()
-        self.eof = True
+
+
+def _guarded_read(stream: Any, broken: list[str]) -> Callable[[int], bytes]:
+    """``stream.read`` that ends the stream (b"") on a broken gzip or read error, saying why in ``broken``."""
+
+    def read(n: int) -> bytes:
+        try:
+            data: bytes = stream.read(n)
+            return data
+        except (EOFError, zlib.error, OSError) as exc:
+            broken.append(f"the gzip stream is broken ({exc})")
+            return b""
+
+    return read
 
 
 def _range_reader(fd: int, start: int, end: int) -> Callable[[int], bytes]:
