@@ -37,7 +37,7 @@ class Terminated(BaseException):
 
 
 @contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
+def sigterm_raises() -> Iterator[None]:
     """Turn SIGTERM into :class:`Terminated` for the block (main thread only; elsewhere a no-op)."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -77,7 +77,7 @@ def run_group(cmd: Sequence[str], *, stdout: IO[bytes] | int | None = None, time
     proc = subprocess.Popen(list(cmd), stdout=stdout, stderr=subprocess.STDOUT if stdout is not None else None,
                             env=dict(env) if env is not None else None, start_new_session=True)
     try:
-        with _sigterm_raises():
+        with sigterm_raises():
             return proc.wait(timeout=timeout_s)
     except BaseException:
         end_group(proc)

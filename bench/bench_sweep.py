@@ -1,0 +1,125 @@
+"""The wall time of ``tracelens sweep`` and its fixed cost per trial, this tree against another.
+
+Runs each case's sweep ``--repeats`` times, alternating this source tree with ``--baseline-src``
+(e.g. ``git archive <commit> tracelens templates | tar -x -C DIR``) so that a change of the
+machine's load hits both alike, and reads each run's sweep.json:
+
+- wall: the whole command (interpreter start to exit), as the user waits for it;
+- per trial: measured = the steps timed (steps / steps/s, every round); fixed = the trial's
+  wall time less what it measured: interpreter, torch and script start-up, the loader's warm-up,
+  the steps discarded at each round's start, the wait for the previous trial's workers to settle,
+  and the teardown. ``startup_s`` (process start to the first measured step), when sweep.json
+  has it, is given apart.
+
+    python bench/bench_sweep.py --out /tmp/bs.jsonl --repeats 2 --baseline-src /tmp/tl-before stream cpu
+
+Prints one Markdown row per case and tree (medians over the repeats; the 1-minute load average
+before each run) and the chosen setting of every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: name -> sweep arguments (the script and its arguments last).
+CASES: dict[str, list[str]] = {
+    "stream": ["--num-workers", "0,2,4", "examples/iterable_stream.py"],
+    "cpu": ["--num-workers", "0,1,2", "examples/cpu_heavy_main_process.py", "--epochs", "4"],
+    "image": ["--num-workers", "0,2,4", "examples/image_pipeline.py"],
+    "article": ["--num-workers", "0,4,16", "examples/sleep_1ms_loader.py"],
+}
+
+
+def run_sweep(args: list[str], src: Path | None, out: Path, timeout: float) -> dict[str, Any]:
+    """One ``tracelens sweep`` run with the package from ``src`` (None: this tree)."""
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(src) + os.pathsep + env.get("PYTHONPATH", "")
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "tracelens", "sweep", "-q", "--out", str(out), *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    wall = time.perf_counter() - t0
+    row: dict[str, Any] = {"status": proc.returncode, "wall_s": round(wall, 2), "load_1m": round(load, 2)}
+    path = out / "sweep.json"
+    if not path.is_file():
+        return row | {"error": proc.stderr[-500:]}
+    doc = json.loads(path.read_text())
+    trials = []
+    for t in doc["trials"]:
+        measured = t["steps_measured"] / t["steps_per_s"] if t["steps_per_s"] else 0.0
+        trials.append({"label": t["label"], "steps_per_s": t["steps_per_s"], "wall_s": t["wall_s"],
+                       "measured_s": round(measured, 3), "fixed_s": round(t["wall_s"] - measured, 3),
+                       "startup_s": t.get("startup_s"), "rounds": len(t.get("rounds") or []) or None})
+    best = doc.get("best") or {}
+    return row | {"best": doc["trials"][doc["best_index"]]["label"] if best else None, "trials": trials,
+                  "sweep_wall_s": doc.get("wall_s"), "ceiling": doc.get("ceiling")}
+
+
+def _median(xs: list[float]) -> float | None:
+    return round(statistics.median(xs), 2) if xs else None
+
+
+def summary(rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown rows: case, tree, median wall, median fixed and measured per trial, choices."""
+    out = ["| case | tree | sweep wall, median [runs] | fixed per trial (median) | start-up to first measured step | "
+           "measured per trial | chosen | 1-min load |", "|---|---|---|---:|---:|---:|---|---|"]
+    for case in dict.fromkeys(r["case"] for r in rows):
+        for tree in dict.fromkeys(r["tree"] for r in rows):
+            mine = [r for r in rows if r["case"] == case and r["tree"] == tree and r.get("trials")]
+            if not mine:
+                continue
+            walls = [r["wall_s"] for r in mine]
+            fixed = [t["fixed_s"] for r in mine for t in r["trials"]]
+            startup = [t["startup_s"] for r in mine for t in r["trials"] if t.get("startup_s") is not None]
+            measured = [t["measured_s"] for r in mine for t in r["trials"]]
+            out.append(f"| {case} | {tree} | {_median(walls)} s {walls} | {_median(fixed)} s | "
+                       f"{_median(startup) if startup else 'n/a'} | {_median(measured)} s | "
+                       f"{[r['best'] for r in mine]} | {min(r['load_1m'] for r in mine)}–"
+                       f"{max(r['load_1m'] for r in mine)} |")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("cases", nargs="*", default=["stream", "cpu"], help=f"of {sorted(CASES)}")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--baseline-src", type=Path, default=None, help="the tree to compare with (its tracelens/)")
+    ap.add_argument("--only", choices=("this", "baseline"), default=None, help="run one tree only")
+    ap.add_argument("--out", type=Path, required=True, help="JSON lines, one per sweep run (appended)")
+    ap.add_argument("--timeout", type=float, default=900.0)
+    args = ap.parse_args()
+    trees: list[tuple[str, Path | None]] = [("this", None)]
+    if args.baseline_src is not None:
+        trees.append(("baseline", args.baseline_src.resolve()))
+    if args.only:
+        trees = [t for t in trees if t[0] == args.only]
+    rows = []
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp, args.out.open("a") as fh:
+        for rep in range(args.repeats):
+            order = trees if rep % 2 == 0 else trees[::-1]
+            for case in args.cases:
+                for tree, src in order:
+                    row = {"case": case, "tree": tree, "repeat": rep,
+                           **run_sweep(CASES[case], src, Path(tmp) / f"{case}-{tree}-{rep}", args.timeout)}
+                    rows.append(row)
+                    fh.write(json.dumps(row) + "\n")
+                    fh.flush()
+                    print(json.dumps(row), file=sys.stderr, flush=True)
+    print("\n".join(summary(rows)))
+
+
+if __name__ == "__main__":
+    main()
