@@ -5,16 +5,21 @@ Runs each case's sweep ``--repeats`` times, alternating this source tree with ``
 machine's load hits both alike, and reads each run's sweep.json:
 
 - wall: the whole command (interpreter start to exit), as the user waits for it;
-- per trial: measured = the steps timed (steps / steps/s, every round); fixed = the trial's
-  wall time less what it measured: interpreter, torch and script start-up, the loader's warm-up,
-  the steps discarded at each round's start, the wait for the previous trial's workers to settle,
-  and the teardown. ``startup_s`` (process start to the first measured step), when sweep.json
-  has it, is given apart.
+- per trial: measured = the steps timed (steps / steps/s, all its rounds); fixed = (wall − Σ
+  measured) / trials: what the sweep spends per setting besides measuring (interpreter, torch and
+  script start-up, the loader's warm-up, the steps each round discards, the wait for the
+  workers to settle, the teardown, the parent's own start). Trials overlap in the new sweep, so
+  a trial's own wall time says less. ``startup_s`` (trial process start to its first measurable
+  step), where sweep.json has it, is given apart.
 
     python bench/bench_sweep.py --out /tmp/bs.jsonl --repeats 2 --baseline-src /tmp/tl-before stream cpu
 
 Prints one Markdown row per case and tree (medians over the repeats; the 1-minute load average
 before each run) and the chosen setting of every run.
+
+``--accuracy`` also runs the script itself once per setting after each sweep (this tree only),
+with the setting as the example's flags, and compares the sweep's rate with the
+``steady-state: X steps/s`` the script prints (bench/example_grid.py's ``run_once``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from example_grid import run_once  # noqa: E402
 
 #: name -> sweep arguments (the script and its arguments last).
 CASES: dict[str, list[str]] = {
@@ -43,7 +50,7 @@ CASES: dict[str, list[str]] = {
 
 def run_sweep(args: list[str], src: Path | None, out: Path, timeout: float) -> dict[str, Any]:
     """One ``tracelens sweep`` run with the package from ``src`` (None: this tree)."""
-    env = dict(os.environ)
+    env = dict(os.environ, PYTHONSAFEPATH="1")  # no cwd on sys.path: ``src`` wins over the checkout
     if src is not None:
         env["PYTHONPATH"] = str(src) + os.pathsep + env.get("PYTHONPATH", "")
     load = os.getloadavg()[0]
@@ -63,8 +70,47 @@ def run_sweep(args: list[str], src: Path | None, out: Path, timeout: float) -> d
                        "measured_s": round(measured, 3), "fixed_s": round(t["wall_s"] - measured, 3),
                        "startup_s": t.get("startup_s"), "rounds": len(t.get("rounds") or []) or None})
     best = doc.get("best") or {}
+    fixed = (wall - sum(t["measured_s"] for t in trials)) / max(1, len(trials))
     return row | {"best": doc["trials"][doc["best_index"]]["label"] if best else None, "trials": trials,
-                  "sweep_wall_s": doc.get("wall_s"), "ceiling": doc.get("ceiling")}
+                  "fixed_per_trial_s": round(fixed, 2), "sweep_wall_s": doc.get("wall_s"),
+                  "rounds": len(doc.get("rounds") or []) or None,
+                  "other_cpu_cores": [r.get("other_cpu_cores") for r in doc.get("rounds") or []]}
+
+
+def flags_of(label: str) -> str:
+    """The example's own flags for a sweep label (``2 mt=1`` → ``--num-workers 2 --main-threads 1``)."""
+    parts = label.split()
+    out = [f"--num-workers {parts[0]}"]
+    for p in parts[1:]:
+        key, _, value = p.partition("=")
+        out.append({"mt": f"--main-threads {value}", "wt": f"--worker-threads {value}",
+                    "pf": f"--prefetch-factor {value}", "pin": "--pin-memory"}[key])
+    return " ".join(out)
+
+
+def script_rates(case: str, labels: list[str], timeout: float) -> dict[str, Any]:
+    """The script's own steady-state rate for each setting (one run each, in order)."""
+    args = CASES[case]
+    script = next(i for i, a in enumerate(args) if a.endswith(".py"))
+    cmd = [sys.executable, str(ROOT / args[script]), *args[script + 1:]]
+    return {label: run_once(cmd, flags_of(label), timeout) for label in labels}
+
+
+def accuracy(rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown rows: per case and setting, the sweep's rate and the script's, medians."""
+    out = ["| case | setting | sweep steps/s, median [runs] | script's own steps/s, median [runs] | difference |",
+           "|---|---|---:|---:|---:|"]
+    for case in dict.fromkeys(r["case"] for r in rows if r.get("script")):
+        mine = [r for r in rows if r["case"] == case and r.get("script")]
+        for label in mine[0]["script"]:
+            sw = [t["steps_per_s"] for r in mine for t in r["trials"] if t["label"] == label and t["steps_per_s"]]
+            own = [r["script"][label]["steps_per_s"] for r in mine if r["script"][label]["steps_per_s"]]
+            if not sw or not own:
+                continue
+            a, b = statistics.median(sw), statistics.median(own)
+            out.append(f"| {case} | {label} | {a:.1f} {[round(x, 1) for x in sw]} | {b:.1f} "
+                       f"{[round(x, 1) for x in own]} | {100 * (a - b) / b:+.1f} % |")
+    return out
 
 
 def _median(xs: list[float]) -> float | None:
@@ -81,7 +127,7 @@ def summary(rows: list[dict[str, Any]]) -> list[str]:
             if not mine:
                 continue
             walls = [r["wall_s"] for r in mine]
-            fixed = [t["fixed_s"] for r in mine for t in r["trials"]]
+            fixed = [r["fixed_per_trial_s"] for r in mine]
             startup = [t["startup_s"] for r in mine for t in r["trials"] if t.get("startup_s") is not None]
             measured = [t["measured_s"] for r in mine for t in r["trials"]]
             out.append(f"| {case} | {tree} | {_median(walls)} s {walls} | {_median(fixed)} s | "
@@ -99,6 +145,7 @@ def main() -> None:
     ap.add_argument("--only", choices=("this", "baseline"), default=None, help="run one tree only")
     ap.add_argument("--out", type=Path, required=True, help="JSON lines, one per sweep run (appended)")
     ap.add_argument("--timeout", type=float, default=900.0)
+    ap.add_argument("--accuracy", action="store_true", help="also run the script per setting (this tree)")
     args = ap.parse_args()
     trees: list[tuple[str, Path | None]] = [("this", None)]
     if args.baseline_src is not None:
@@ -114,11 +161,16 @@ def main() -> None:
                 for tree, src in order:
                     row = {"case": case, "tree": tree, "repeat": rep,
                            **run_sweep(CASES[case], src, Path(tmp) / f"{case}-{tree}-{rep}", args.timeout)}
+                    if args.accuracy and tree == "this" and row.get("trials"):
+                        row["script"] = script_rates(case, [t["label"] for t in row["trials"]], args.timeout)
                     rows.append(row)
                     fh.write(json.dumps(row) + "\n")
                     fh.flush()
                     print(json.dumps(row), file=sys.stderr, flush=True)
     print("\n".join(summary(rows)))
+    if args.accuracy:
+        print()
+        print("\n".join(accuracy(rows)))
 
 
 if __name__ == "__main__":

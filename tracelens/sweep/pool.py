@@ -117,12 +117,17 @@ class SubprocessTrial:
         msg = self._line(timeout_s)
         return msg if msg is not None and msg.get("event") == "round" else None
 
+    def request_stop(self) -> None:
+        """Tell the script to stop, without waiting (several trials then unwind at once)."""
+        if not self._cmd.closed:
+            self._send({"cmd": "stop"})
+            with contextlib.suppress(OSError):
+                self._cmd.close()
+
     def stop(self) -> dict[str, Any]:
         if self._final is not None:
             return self._final
-        self._send({"cmd": "stop"})
-        with contextlib.suppress(OSError):
-            self._cmd.close()
+        self.request_stop()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=STOP_GRACE_S)
         self.kill()
@@ -180,6 +185,14 @@ class TrialPool:
     def stop(self, key: int) -> dict[str, Any]:
         trial = self.live.pop(key)
         return trial.stop()
+
+    def stop_all(self, keys: list[int]) -> dict[int, dict[str, Any]]:
+        """Stop several trials at once: all are told first, then each is waited for."""
+        for key in keys:
+            request = getattr(self.live[key], "request_stop", None)
+            if callable(request):
+                request()
+        return {key: self.stop(key) for key in keys}
 
     def __enter__(self) -> TrialPool:
         return self

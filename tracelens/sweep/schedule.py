@@ -50,6 +50,9 @@ SETTLE_MAX_S = 2.0
 MIN_TRIAL_TIMEOUT_S = 60.0
 #: Start no more trials while the memory left is below this many times a live trial's.
 MEMORY_HEADROOM = 2.0
+#: The ceiling's rounds go on (to ``max_rounds``) until its round-by-round interval spans at
+#: most this factor (1.5: about ±20 % around the measured speed-up).
+CEILING_CI_SPAN = 1.5
 
 
 def round_steps(steps: int, min_rounds: int, num_workers: int) -> int:
@@ -82,10 +85,11 @@ class Slot:
     stopped: str | None = None
     loader_id: int | None = None
     duplicate: bool = False  # the script's own loader, the same as a setting of the grid
+    leaving: bool = False  # measured no more; stopped with the next batch of stops
 
     @property
     def live(self) -> bool:
-        return self.proc is not None and self.ready is not None and self.final is None
+        return self.proc is not None and self.ready is not None and self.final is None and not self.leaving
 
     @property
     def candidate(self) -> bool:
@@ -112,10 +116,11 @@ class Progress:
 
     def __init__(self, stream: TextIO | None) -> None:
         self.stream = stream
+        self.t0 = time.perf_counter()
 
     def line(self, text: str) -> None:
         if self.stream is not None:
-            self.stream.write(f"[sweep] {text}\n")
+            self.stream.write(f"[sweep {time.perf_counter() - self.t0:5.1f} s] {text}\n")
             self.stream.flush()
 
 
@@ -160,15 +165,14 @@ class Scheduler:
                     break
                 self.round_no += 1
                 self._round(pool, live)
-                self._prune(pool)
+                self._prune()
                 if self.auto and not self.pending:
                     self._auto_next()
                 if self._done():
                     break
-                self._make_room(pool)
-            for slot in self.slots:
-                if slot.live:
-                    self._end(pool, slot, None)
+                self._make_room()
+                self._stop_leaving(pool)
+            self._stop_leaving(pool, everyone=True)
 
     def elapsed(self) -> float:
         return self.clock() - self.started
@@ -350,7 +354,7 @@ class Scheduler:
     def _candidates(self, *, live_only: bool = False) -> list[Slot]:
         return [s for s in self.slots if s.candidate and s.rounds and (s.live or not live_only)]
 
-    def _prune(self, pool: TrialPool) -> None:
+    def _prune(self) -> None:
         """Stop the live settings that cannot win: another beats them round by round (after
         ``min_rounds``), or CPU-bound loading puts them beyond the core budget."""
         if not self.plan.early_stop:
@@ -365,14 +369,14 @@ class Scheduler:
             if slot.key in keep:
                 continue
             if bound and within and beyond_budget(slot.setting, plan.usable_cores):
-                self._end(pool, slot, f"stopped after {len(slot.rounds)} round(s): the loading is CPU-bound, "
+                self._leave(slot, f"stopped after {len(slot.rounds)} round(s): the loading is CPU-bound, "
                                       f"and more workers than the {plan.usable_cores} usable core(s) cannot be chosen")
                 continue
             winner = beaten_by(slot.measured(), [s.measured() for s in live if s is not slot], plan.min_rounds)
             if winner is not None:
                 p = paired(winner.rounds, slot.rounds)
                 by = f"{p.ratio:.2f}× (round by round, {p.lo:.2f}–{p.hi:.2f})" if p else "beyond the noise"
-                self._end(pool, slot, f"stopped after {len(slot.rounds)} rounds: it cannot win "
+                self._leave(slot, f"stopped after {len(slot.rounds)} rounds: it cannot win "
                                       f"({winner.setting.label()} is faster by {by})")
 
     def _done(self) -> bool:
@@ -388,9 +392,18 @@ class Scheduler:
             return False
         if any(len(s.rounds) < self.plan.min_rounds for s in live):
             return False
-        return not undecided([s.measured() for s in live if s.candidate])
+        return not undecided([s.measured() for s in live if s.candidate]) and self._ceiling_settled()
 
-    def _make_room(self, pool: TrialPool) -> None:
+    def _ceiling_settled(self) -> bool:
+        """The replay against the baseline: known to within :data:`CEILING_CI_SPAN` (or over)."""
+        replay = next((s for s in self.slots if s.setting.replay and s.live), None)
+        base = next((s for s in self.slots if s.key == self.baseline_key and s.live), None)
+        if replay is None or base is None:
+            return True
+        p = paired(replay.rounds, base.rounds)
+        return p is not None and p.hi <= CEILING_CI_SPAN * p.lo
+
+    def _make_room(self) -> None:
         """With settings waiting and no room: keep the best and the fastest so far, retire the
         rest once they have their minimum rounds."""
         live = [s for s in self.slots if s.live]
@@ -405,16 +418,33 @@ class Scheduler:
         keep = {cands[c.best].key, cands[c.fastest].key, self.baseline_key}
         for slot in live:
             if slot.key not in keep and not slot.setting.replay:
-                self._end(pool, slot, f"retired after {len(slot.rounds)} rounds to make room for the settings "
+                self._leave(slot, f"retired after {len(slot.rounds)} rounds to make room for the settings "
                                       "still to measure")
+
+    def _leave(self, slot: Slot, reason: str) -> None:
+        """Measure ``slot`` no more; its process is stopped with the next batch of stops (several
+        scripts unwind at once, and not at all between two measurements of a round)."""
+        slot.leaving = True
+        self._note_stop(slot, reason)
+
+    def _stop_leaving(self, pool: TrialPool, *, everyone: bool = False) -> None:
+        """Stop the leaving trials (``everyone``: every trial still running), all at once."""
+        going = [s for s in self.slots if s.final is None and s.key in pool.live and (s.leaving or everyone)]
+        finals = pool.stop_all([s.key for s in going]) if going else {}
+        for slot in going:
+            slot.final = finals[slot.key]
+            slot.ended = self.clock()
+
+    def _note_stop(self, slot: Slot, reason: str | None) -> None:
+        if reason and not slot.stopped:
+            slot.stopped = reason
+            self.progress.line(f"{slot.setting.label()}: {reason}")
 
     def _end(self, pool: TrialPool, slot: Slot, reason: str | None) -> None:
         if slot.final is None and slot.key in pool.live:
             slot.final = pool.stop(slot.key)
         slot.ended = self.clock()
-        if reason and not slot.stopped:
-            slot.stopped = reason
-            self.progress.line(f"{slot.setting.label()}: {reason}")
+        self._note_stop(slot, reason)
 
     # --- auto ---------------------------------------------------------------------------------
 
