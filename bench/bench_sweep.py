@@ -45,6 +45,11 @@ CASES: dict[str, list[str]] = {
     "cpu": ["--num-workers", "0,1,2", "examples/cpu_heavy_main_process.py", "--epochs", "4"],
     "image": ["--num-workers", "0,2,4", "examples/image_pipeline.py"],
     "article": ["--num-workers", "0,4,16", "examples/sleep_1ms_loader.py"],
+    # the measured ceiling (the script's own settings, and its loop fed by replayed batches);
+    # more epochs than the examples' own, so that the replay has steps left to measure
+    "ceiling-io": ["--num-workers", "2", "--ceiling", "examples/latency_bound_reads.py", "--epochs", "20"],
+    "ceiling-cpu": ["--num-workers", "0", "--ceiling", "examples/cpu_heavy_main_process.py", "--epochs", "20"],
+    "ceiling-respawn": ["--num-workers", "2", "--ceiling", "examples/short_epoch_respawn.py", "--epochs", "400"],
 }
 
 
@@ -73,8 +78,37 @@ def run_sweep(args: list[str], src: Path | None, out: Path, timeout: float) -> d
     fixed = (wall - sum(t["measured_s"] for t in trials)) / max(1, len(trials))
     return row | {"best": doc["trials"][doc["best_index"]]["label"] if best else None, "trials": trials,
                   "fixed_per_trial_s": round(fixed, 2), "sweep_wall_s": doc.get("wall_s"),
-                  "rounds": len(doc.get("rounds") or []) or None,
+                  "rounds": len(doc.get("rounds") or []) or None, "ceiling": _ceiling(doc.get("ceiling")),
                   "other_cpu_cores": [r.get("other_cpu_cores") for r in doc.get("rounds") or []]}
+
+
+def _ceiling(c: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not c:
+        return None
+    others = [r["other_cpu_cores"] for r in c["rounds"] if r.get("other_cpu_cores") is not None]
+    return {"measured": c["measured"], "measured_ci": c["measured_ci"], "estimated": c["estimated"],
+            "replay_steps_per_s": c["replay_steps_per_s"], "compute_step_ms": c["compute_step_ms"],
+            "rounds": len(c["rounds"]), "other_cpu_cores": [min(others), max(others)] if others else None}
+
+
+def ceilings(rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown rows: per ceiling case, the measured and estimated ceilings (medians, runs)."""
+    out = ["| case | baseline steps/s | replay steps/s (compute-bound step) | measured ceiling, median [runs] | "
+           "estimated ceiling, median [runs] | other processes (cores, over the replay's rounds) |",
+           "|---|---:|---:|---:|---:|---|"]
+    for case in dict.fromkeys(r["case"] for r in rows if r.get("ceiling")):
+        mine = [r for r in rows if r["case"] == case and r.get("ceiling")]
+        cs = [r["ceiling"] for r in mine]
+        base = [r["trials"][0]["steps_per_s"] for r in mine]
+        meas = [c["measured"] for c in cs if c["measured"]]
+        est = [c["estimated"] for c in cs if c["estimated"]]
+        rep = [c["replay_steps_per_s"] for c in cs]
+        step = [c["compute_step_ms"] for c in cs if c["compute_step_ms"]]
+        others = [c["other_cpu_cores"] for c in cs if c["other_cpu_cores"]]
+        out.append(f"| {case} | {statistics.median(base):.1f} | {statistics.median(rep):.1f} "
+                   f"({statistics.median(step):.2f} ms) | {_median(meas)}× {meas} | {_median(est)}× {est} | "
+                   f"{', '.join(f'{a:.2f}–{b:.2f}' for a, b in others)} |")
+    return out
 
 
 def flags_of(label: str) -> str:
@@ -171,6 +205,9 @@ def main() -> None:
     if args.accuracy:
         print()
         print("\n".join(accuracy(rows)))
+    if any(r.get("ceiling") for r in rows):
+        print()
+        print("\n".join(ceilings(rows)))
 
 
 if __name__ == "__main__":
