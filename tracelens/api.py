@@ -11,9 +11,9 @@ from tracelens.document import build_multirank_document
 from tracelens.errors import TracelensError
 from tracelens.load import Progress
 from tracelens.locate import RankSource, locate
-from tracelens.procs import worker_pool
 from tracelens.rank import analyze_files, analyze_source
 from tracelens.results import RankResult, Result
+from tracelens.system.procs import worker_pool
 
 if TYPE_CHECKING:
     from tracelens.jobs import DocumentsResult, RankProgress

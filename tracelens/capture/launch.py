@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 
 from tracelens.capture.options import JobResult, ProfileOptions, ProfileResult
 from tracelens.errors import UsageError
-from tracelens.paths import (
+from tracelens.system.rundirs import (
     RANK_DIR_PREFIX,
     claim_dir,
     claim_holder,

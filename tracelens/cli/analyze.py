@@ -10,9 +10,9 @@ from typing import Annotated
 
 import typer
 
+from tracelens.cli.bounds import JOBS_PER_CORE, max_jobs
 from tracelens.cli.output import check_output_file, report_failed_ranks
 from tracelens.errors import TracelensError, UsageError
-from tracelens.limits import JOBS_PER_CORE, max_jobs
 from tracelens.vocab import Severity
 
 PROGRESS_MIN_BYTES = 64 << 20  # files smaller than this load too fast to need a progress line

@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
+from tracelens.cli.bounds import MAX_ACTIVE_STEPS, MAX_WAIT_BATCHES, MAX_WARMUP_STEPS
 from tracelens.errors import UsageError
-from tracelens.limits import MAX_ACTIVE_STEPS, MAX_WAIT_BATCHES, MAX_WARMUP_STEPS
 
 
 def profile(

@@ -44,7 +44,7 @@ from tracelens.model import (
     Trace,
     TraceMeta,
 )
-from tracelens.procs import worker_pool
+from tracelens.system.procs import worker_pool
 
 __all__ = ["Progress", "load_trace", "read_header"]
 
