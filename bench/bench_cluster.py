@@ -259,7 +259,7 @@ def at_scale(address: str, source: Path, ranks: int, work: Path) -> dict[str, An
     import gc
 
     from tracelens.cluster import analyze_ranks_on_cluster
-    from tracelens.document import build_multirank_document
+    from tracelens.document.build import build_multirank_document
     from tracelens.jobs import plan
 
     directory = work / f"small{ranks}"

@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("tracelens.locate", "tracelens.storage"),
     ("tracelens.analysis",),
     ("tracelens.diagnosis",),
-    ("tracelens.document", "tracelens.results", "tracelens.docgen", "tracelens.distribution"),
+    ("tracelens.document", "tracelens.docgen"),
     ("tracelens.rank",),
     ("tracelens.jobs", "tracelens.cluster"),
     ("tracelens.api", "tracelens.compare"),
@@ -34,8 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 #: The analysis core: reads traces and run.json, computes, diagnoses. No torch, no capture.
 CORE = ("tracelens.errors", "tracelens.vocab", "tracelens.model", "tracelens.intervals", "tracelens.load",
         "tracelens.runjson", "tracelens.analysis", "tracelens.diagnosis",
-        "tracelens.document", "tracelens.results", "tracelens.api", "tracelens.locate", "tracelens.rank",
-        "tracelens.distribution")
+        "tracelens.document", "tracelens.api", "tracelens.locate", "tracelens.rank")
 RENDERERS = ("tracelens.render",)
 #: Upward imports still to remove (each names the importer and the imported module).
 KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset()

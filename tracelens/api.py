@@ -7,12 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracelens.document import build_multirank_document
+from tracelens.document.build import build_multirank_document
+from tracelens.document.result import RankResult, Result
 from tracelens.errors import TracelensError
 from tracelens.load import Progress
 from tracelens.locate import RankSource, locate
 from tracelens.rank import analyze_files, analyze_source
-from tracelens.results import RankResult, Result
 from tracelens.system.procs import worker_pool
 
 if TYPE_CHECKING:

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from tracelens.document import build_multirank_document
+from tracelens.document.build import build_multirank_document
+from tracelens.document.result import RankResult, Result
 from tracelens.errors import BadInputError, TracelensError
 from tracelens.locate import locate
 from tracelens.rank import analyze_files
-from tracelens.results import RankResult, Result
 from tracelens.runjson import read_run_info
 from tracelens.storage import is_url, local_copies
 

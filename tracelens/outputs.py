@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from tracelens.api import analyze_path
+from tracelens.document.result import Result
 from tracelens.render.html import write_atomic
 from tracelens.render.report import write_report
-from tracelens.results import Result
 
 
 def write_run_outputs(run_dir: str | Path) -> Result:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from tracelens.analysis import analyze_trace
 from tracelens.diagnosis import diagnose
-from tracelens.document import build_document
+from tracelens.document.build import build_document
+from tracelens.document.result import RankResult
 from tracelens.load import Progress, load_trace
 from tracelens.locate import RankSource
 from tracelens.model import concat_traces
-from tracelens.results import RankResult
 from tracelens.runjson import RunInfo, read_run_info
 
 
