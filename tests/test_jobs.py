@@ -13,7 +13,7 @@ import pytest
 from tests.builders import TraceBuilder, starved_loop, without_paths
 from tracelens.api import analyze_path
 from tracelens.errors import TracelensError
-from tracelens.jobs import (
+from tracelens.ranks.engine import (
     DocumentsResult,
     Plan,
     RankJob,

@@ -17,12 +17,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("tracelens._version", "tracelens.errors", "tracelens.model", "tracelens.intervals", "tracelens.vocab",
      "tracelens.system"),
     ("tracelens.load", "tracelens.runjson"),
-    ("tracelens.locate", "tracelens.storage"),
+    ("tracelens.ranks.plan", "tracelens.ranks.store"),
     ("tracelens.analysis",),
     ("tracelens.diagnosis",),
     ("tracelens.document", "tracelens.docgen"),
-    ("tracelens.rank",),
-    ("tracelens.jobs", "tracelens.cluster"),
+    ("tracelens.ranks.rank",),
+    ("tracelens.ranks.engine", "tracelens.ranks.cluster"),
     ("tracelens.api", "tracelens.compare"),
     ("tracelens.render",),
     ("tracelens.outputs",),
@@ -34,7 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 #: The analysis core: reads traces and run.json, computes, diagnoses. No torch, no capture.
 CORE = ("tracelens.errors", "tracelens.vocab", "tracelens.model", "tracelens.intervals", "tracelens.load",
         "tracelens.runjson", "tracelens.analysis", "tracelens.diagnosis",
-        "tracelens.document", "tracelens.api", "tracelens.locate", "tracelens.rank")
+        "tracelens.document", "tracelens.api", "tracelens.ranks.plan", "tracelens.ranks.rank")
 RENDERERS = ("tracelens.render",)
 #: Upward imports still to remove (each names the importer and the imported module).
 KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset()

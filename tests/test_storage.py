@@ -11,11 +11,11 @@ import pytest
 
 from tests.builders import TraceBuilder, starved_loop
 from tracelens.errors import BadInputError
-from tracelens.locate import group_by_rank, trace_files
+from tracelens.ranks.plan import group_by_rank, trace_files
 
 fsspec = pytest.importorskip("fsspec")
 
-from tracelens.storage import (  # noqa: E402
+from tracelens.ranks.store import (  # noqa: E402
     group_urls_by_rank,
     is_url,
     list_location,

@@ -11,12 +11,12 @@ from tracelens.document.build import build_multirank_document
 from tracelens.document.result import RankResult, Result
 from tracelens.errors import TracelensError
 from tracelens.load import Progress
-from tracelens.locate import RankSource, locate
-from tracelens.rank import analyze_files, analyze_source
+from tracelens.ranks.plan import RankSource, locate
+from tracelens.ranks.rank import analyze_files, analyze_source
 from tracelens.system.procs import worker_pool
 
 if TYPE_CHECKING:
-    from tracelens.jobs import DocumentsResult, RankProgress
+    from tracelens.ranks.engine import DocumentsResult, RankProgress
 
 __all__ = ["analyze_files", "analyze_path", "analyze_ranks", "analyze_source"]
 
@@ -62,7 +62,7 @@ def analyze_path(path: str | Path, jobs: int | None = None, progress: Progress |
     With a Dask ``scheduler`` address, or a URL ``path``, the ranks are analyzed by
     :func:`analyze_location` (``on_ranks(done, total, bytes_read)`` as they finish).
     """
-    from tracelens.storage import is_url
+    from tracelens.ranks.store import is_url
 
     if scheduler or is_url(path):
         return analyze_location(path, scheduler=scheduler, jobs=jobs, on_progress=on_ranks)
@@ -87,15 +87,15 @@ def analyze_location(location: str | Path, scheduler: str | None = None, jobs: i
     Locally, ``jobs`` processes (default one per core) run the ranks. Only documents come
     back; see :class:`DocumentsResult`.
     """
-    from tracelens.jobs import assemble, plan, run_jobs_locally
+    from tracelens.ranks.engine import assemble, plan, run_jobs_locally
 
     p = plan(location)
     if scheduler:
-        from tracelens.cluster import analyze_ranks_on_cluster
+        from tracelens.ranks.cluster import analyze_ranks_on_cluster
 
         outcomes = analyze_ranks_on_cluster(scheduler, p.jobs, on_progress=on_progress)
     else:
         outcomes = run_jobs_locally(p.jobs, workers=jobs, on_progress=on_progress)
-    from tracelens.jobs import DocumentsResult
+    from tracelens.ranks.engine import DocumentsResult
 
     return DocumentsResult(p.location, (), assemble(p, outcomes), tuple(outcomes))

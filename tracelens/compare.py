@@ -220,7 +220,7 @@ def compare_paths(path_a: str | Path, path_b: str | Path, scheduler: str | None 
     """Analyze two traces, run directories or directories of ranks (on the Dask cluster at
     ``scheduler`` when given) and compare them (B is the "after")."""
     from tracelens.api import analyze_path
-    from tracelens.storage import is_url
+    from tracelens.ranks.store import is_url
 
     def one(p: str | Path) -> dict[str, Any]:
         return analyze_path(p if scheduler or is_url(p) else Path(p), scheduler=scheduler).document

@@ -214,8 +214,8 @@ def test_a_bad_rank_is_its_error_line_and_exit_1_the_rest_printed(cluster: Clust
 
 
 def test_a_rank_whose_task_raises_is_retried_then_reported_and_the_others_kept(cluster: Cluster, tmp_path: Path) -> None:
-    from tracelens.cluster import analyze_ranks_on_cluster
-    from tracelens.jobs import RankJob
+    from tracelens.ranks.cluster import analyze_ranks_on_cluster
+    from tracelens.ranks.engine import RankJob
 
     good = starved_loop(TraceBuilder(rank=1), steps=2).write(tmp_path / "rank1.json")
     since = time.time()

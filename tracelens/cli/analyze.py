@@ -51,12 +51,12 @@ def analyze(
     if jobs is not None and jobs > max_jobs():
         raise UsageError(f"--jobs {jobs}: at most {max_jobs()} here ({JOBS_PER_CORE} per core)")
     check_output_file(html, force, "--html")
-    from tracelens.storage import is_url
+    from tracelens.ranks.store import is_url
 
-    # Ranks analyzed by tracelens.jobs (--scheduler or a URL): only their documents come back.
+    # Ranks analyzed by tracelens.ranks.engine (--scheduler or a URL): only their documents come back.
     distributed = bool(scheduler) or is_url(path)
     if distributed:
-        from tracelens.jobs import rank_progress_printer
+        from tracelens.ranks.engine import rank_progress_printer
 
         result = analyze_path(path, jobs=jobs, scheduler=scheduler, on_ranks=rank_progress_printer())
     else:

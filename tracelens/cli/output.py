@@ -23,7 +23,7 @@ def check_output_file(path: Path | None, force: bool, option: str) -> None:
 
 def report_failed_ranks(document: dict[str, Any]) -> None:
     """One stderr line per rank that could not be analyzed, then exit 1 (the others were printed)."""
-    from tracelens.jobs import failure_lines
+    from tracelens.ranks.engine import failure_lines
 
     failed = failure_lines(document)
     for line in failed:

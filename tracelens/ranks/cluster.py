@@ -1,6 +1,6 @@
 """Run rank jobs on a Dask distributed cluster; only the per-rank documents come back.
 
-Each rank's file(s) are read and analyzed on a worker (:func:`tracelens.jobs.run_rank_job`:
+Each rank's file(s) are read and analyzed on a worker (:func:`tracelens.ranks.engine.run_rank_job`:
 remote files are spooled into the worker's local directory), and only its document — a few
 kilobytes — travels back; the cross-rank document is built on the client.
 
@@ -26,7 +26,7 @@ from dataclasses import replace
 from typing import Any
 
 from tracelens.errors import TracelensError
-from tracelens.jobs import RankJob, RankOutcome, RankProgress, failed_outcome, run_rank_job
+from tracelens.ranks.engine import RankJob, RankOutcome, RankProgress, failed_outcome, run_rank_job
 
 SCHEDULER_ENV = "TRACELENS_SCHEDULER"
 CONNECT_TIMEOUT_S = 5.0  # to reach the scheduler

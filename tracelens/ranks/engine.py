@@ -3,7 +3,7 @@
 A job names one rank's trace file(s) by location (a local path or an fsspec URL). Running it
 reads the files (remote ones spooled to a local file first), analyzes them and returns only
 the rank's document (kilobytes) or its one-line error. The same job function runs in a local
-process pool and on Dask workers (:mod:`tracelens.cluster`), so both give the same documents;
+process pool and on Dask workers (:mod:`tracelens.ranks.cluster`), so both give the same documents;
 the cross-rank document is then built where the caller is.
 
 A rank that cannot be analyzed does not stop the others: the multi-rank document lists it under
@@ -25,10 +25,10 @@ from typing import Any, TextIO
 from tracelens.document.build import build_multirank_document
 from tracelens.document.result import RankResult, Result
 from tracelens.errors import BadInputError, TracelensError
-from tracelens.locate import locate
-from tracelens.rank import analyze_files
+from tracelens.ranks.plan import locate
+from tracelens.ranks.rank import analyze_files
+from tracelens.ranks.store import is_url, local_copies
 from tracelens.runjson import read_run_info
-from tracelens.storage import is_url, local_copies
 
 RankProgress = Callable[[int, int, int], None]  # (ranks done, ranks in all, bytes read so far)
 FAILURE_LINES = 20  # failed ranks named one per line; the rest are counted
@@ -116,7 +116,7 @@ def plan(location: str | Path) -> Plan:
 
 
 def _plan_url(url: str) -> Plan:
-    from tracelens.storage import group_urls_by_rank, list_location
+    from tracelens.ranks.store import group_urls_by_rank, list_location
 
     listing = list_location(url)
     if listing.kind != "directory":

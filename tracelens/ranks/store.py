@@ -98,7 +98,7 @@ class Listing:
 
 def list_location(url: str) -> Listing:
     """List a URL like :func:`tracelens.api.analyze_path` lists a local path."""
-    from tracelens.locate import NOT_TRACES
+    from tracelens.ranks.plan import NOT_TRACES
 
     fs, root = url_to_fs(url)
     try:
@@ -180,7 +180,7 @@ def assign_ranks(names: list[str], declared: list[int | None]) -> dict[int, list
 
     The same rule as :func:`tracelens.api.group_by_rank` (``names`` are base names).
     """
-    from tracelens.locate import RANK_IN_NAME as _RANK_IN_NAME
+    from tracelens.ranks.plan import RANK_IN_NAME as _RANK_IN_NAME
 
     named = [_RANK_IN_NAME.search(n) for n in names]
     use_names = all(m is not None for m in named) and len({m.group(1) for m in named if m}) > 1

@@ -11,8 +11,8 @@ from tracelens.diagnosis import diagnose
 from tracelens.document.build import build_document
 from tracelens.document.result import RankResult
 from tracelens.load import Progress, load_trace
-from tracelens.locate import RankSource
 from tracelens.model import concat_traces
+from tracelens.ranks.plan import RankSource
 from tracelens.runjson import RunInfo, read_run_info
 
 
