@@ -2,6 +2,7 @@
 
 - :func:`run_group` runs a command in its own process group; the whole group (the script and
   its DataLoader workers) is ended on a timeout, Ctrl-C or SIGTERM.
+- :func:`cores` is how many cores this process may use, what pools are sized by.
 - :func:`worker_pool` makes process pools whose workers die with their parent, whatever kills
   it. A forked worker inherits the parent's pipes (its stdout, the pool's call queue), so a
   worker left behind by a parent killed with SIGTERM or SIGKILL blocks forever on a queue
@@ -88,6 +89,14 @@ def run_group(cmd: Sequence[str], *, stdout: IO[bytes] | int | None = None, time
         else:  # the script is done; end any worker it left behind in its group
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
+
+
+def cores() -> int:
+    """Cores this process may use (its CPU affinity), at least 1: what pools are sized by."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
