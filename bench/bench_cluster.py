@@ -234,7 +234,7 @@ def per_rank(directory: Path, address: str) -> dict[str, Any]:
     Run first: its wall time includes the workers' first imports of tracelens.
     """
     from tracelens.ranks.cluster import analyze_ranks_on_cluster
-    from tracelens.ranks.engine import plan
+    from tracelens.ranks.plan import plan
 
     jobs = plan(directory).jobs
     t0 = time.perf_counter()
@@ -260,7 +260,7 @@ def at_scale(address: str, source: Path, ranks: int, work: Path) -> dict[str, An
 
     from tracelens.document.build import build_multirank_document
     from tracelens.ranks.cluster import analyze_ranks_on_cluster
-    from tracelens.ranks.engine import plan
+    from tracelens.ranks.plan import plan
 
     directory = work / f"small{ranks}"
     make_ranks(directory, source, ranks, 0.2)

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from tracelens.cli.bounds import JOBS_PER_CORE, max_jobs
-from tracelens.cli.output import check_output_file, report_failed_ranks
+from tracelens.cli.output import check_output_file, rank_progress_printer, report_failed_ranks
 from tracelens.errors import TracelensError, UsageError
 from tracelens.vocab import Severity
 
@@ -53,11 +53,8 @@ def analyze(
     check_output_file(html, force, "--html")
     from tracelens.ranks.store import is_url
 
-    # Ranks analyzed by tracelens.ranks.engine (--scheduler or a URL): only their documents come back.
-    distributed = bool(scheduler) or is_url(path)
-    if distributed:
-        from tracelens.ranks.engine import rank_progress_printer
-
+    # A URL or --scheduler shows ranks done; a local file shows the bytes read.
+    if scheduler or is_url(path):
         result = analyze_path(path, jobs=jobs, scheduler=scheduler, on_ranks=rank_progress_printer())
     else:
         result = analyze_path(Path(path), jobs=jobs, progress=_progress_printer(Path(path)))
