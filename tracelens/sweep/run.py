@@ -40,7 +40,7 @@ from tracelens.sweep.trials import (
     machine_was_busy,
     steps_for,
 )
-from tracelens.system.procs import run_group
+from tracelens.system.procs import cores, run_group
 from tracelens.system.rundirs import timestamped_dir
 
 
@@ -278,7 +278,7 @@ def usable_cores() -> int:
             return int(n)
     except Exception:
         pass
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cores()
 
 
 def default_out_dir(target: str, root: Path = Path("tracelens-runs")) -> Path:
