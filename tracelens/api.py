@@ -1,15 +1,19 @@
-"""The public entry points behind the CLI: analyze a file, a run directory or a directory of ranks."""
+"""The public entry points behind the CLI, on top of the analysis pipeline and the renderers:
+analyze a location, compare two, write a run directory's outputs."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from tracelens.compare import Comparison, compare_documents
 from tracelens.document.result import Result
 from tracelens.load import Progress
 from tracelens.ranks.engine import RankProgress, analyze_files, assemble, run_locally
 from tracelens.ranks.plan import plan
+from tracelens.ranks.store import is_url
 
-__all__ = ["analyze_files", "analyze_path"]
+__all__ = ["analyze_files", "analyze_path", "compare_paths", "write_run_outputs"]
 
 
 def analyze_path(path: str | Path, jobs: int | None = None, progress: Progress | None = None,
@@ -30,3 +34,24 @@ def analyze_path(path: str | Path, jobs: int | None = None, progress: Progress |
     else:
         outcomes = run_locally(p.jobs, workers=jobs, on_progress=on_ranks, progress=progress)
     return assemble(p, outcomes)
+
+
+def compare_paths(path_a: str | Path, path_b: str | Path, scheduler: str | None = None) -> Comparison:
+    """Analyze two traces, run directories or directories of ranks (on the Dask cluster at
+    ``scheduler`` when given) and compare them (B is the "after")."""
+    def one(p: str | Path) -> Result:
+        return analyze_path(p if scheduler or is_url(p) else Path(p), scheduler=scheduler)
+
+    return compare_documents(one(path_a).document, one(path_b).document)
+
+
+def write_run_outputs(run_dir: str | Path) -> Result:
+    """Analyze a run (or job) directory and write its ``analysis.json`` and ``report.html``."""
+    from tracelens.render.html import write_atomic
+    from tracelens.render.report import write_report
+
+    d = Path(run_dir)
+    result = analyze_path(d)
+    write_atomic(d / "analysis.json", json.dumps(result.document, indent=2) + "\n")
+    write_report(result, d / "report.html")
+    return result

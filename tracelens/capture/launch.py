@@ -209,7 +209,7 @@ def analyze_job(job: JobResult, no_report: bool) -> JobResult:
     if no_report or not any(r.trace_path is not None for r in job.ranks):
         return job
     try:
-        from tracelens.outputs import write_run_outputs
+        from tracelens.api import write_run_outputs
 
         result = write_run_outputs(job.job_dir)
     except Exception as exc:

@@ -102,7 +102,7 @@ def analyze_run(recorded: ProfileResult, *, no_report: bool) -> ProfileResult:
     if no_report or recorded.trace_path is None:
         return recorded
     try:
-        from tracelens.outputs import write_run_outputs
+        from tracelens.api import write_run_outputs
 
         result = write_run_outputs(recorded.run_dir)
     except Exception as exc:
