@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("tracelens.load", "tracelens.runjson"),  # reading: traces into the model, run.json typed
     ("tracelens.analysis",),  # SPEC §2 metrics and the per-step table
     ("tracelens.diagnosis",),  # rules over the analysis and run.json
-    ("tracelens.document", "tracelens.compare"),  # the documents, the result type, two compared
+    ("tracelens.document",),  # the documents, the result type, two compared
     ("tracelens.ranks",),  # a location -> rank jobs -> this process, a local pool or Dask -> a result
     ("tracelens.render",),  # views, text and HTML
     ("tracelens.api", "tracelens.docgen"),  # the public entry points; generated docs
@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 #: The analysis core: reads traces and run.json, computes, diagnoses. No torch, no capture.
 CORE = ("tracelens.errors", "tracelens.vocab", "tracelens.system", "tracelens.model", "tracelens.intervals",
         "tracelens.load", "tracelens.runjson", "tracelens.analysis", "tracelens.diagnosis",
-        "tracelens.document", "tracelens.compare", "tracelens.ranks", "tracelens.api")
+        "tracelens.document", "tracelens.ranks", "tracelens.api")
 RENDERERS = ("tracelens.render",)
 #: Lines a module may have at most (STYLE: small modules with one job).
 MAX_MODULE_LINES = 600

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tracelens.compare import Comparison, compare_documents
+from tracelens.document.compare import Comparison, compare_documents
 from tracelens.document.result import Result
 from tracelens.load import Progress
 from tracelens.ranks.engine import RankProgress, analyze_files, assemble, run_locally

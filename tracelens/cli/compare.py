@@ -22,7 +22,7 @@ def compare(
 ) -> None:
     """Compare two runs: step time, data wait, GPU busy and findings, B minus A."""
     from tracelens.api import compare_paths
-    from tracelens.compare import comparison_document
+    from tracelens.document.compare import comparison_document
     from tracelens.render.compare import format_comparison, write_comparison_html
 
     check_output_file(html, force, "--html")

@@ -5,7 +5,8 @@
 - ``result``: :class:`Result`, the one type every route returns (the document, and the full
   per-rank analyses where they came back);
 - ``distribution``: the rank views (spread across ranks, the rank × step matrix), computed
-  from per-rank documents for the renderers.
+  from per-rank documents for the renderers;
+- ``compare``: two documents before and after (``compare --json``, SPEC §4).
 """
 
 from __future__ import annotations
