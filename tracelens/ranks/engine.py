@@ -81,16 +81,24 @@ def run_rank_job(job: RankJob, spool_dir: str | Path | None = None) -> RankOutco
     Errors that retrying could fix (network, storage) are raised for the caller to retry.
     """
     t0, cpu0 = time.perf_counter(), time.thread_time()
-    where = f"{socket.gethostname()}:{os.getpid()}"
     try:
         full, nbytes = analyze_job(job, spool_dir)
     except TracelensError as exc:
-        return RankOutcome(job.rank, job.paths, None, str(exc), 0, time.perf_counter() - t0, where)
+        return RankOutcome(job.rank, job.paths, None, str(exc), 0, time.perf_counter() - t0, _here())
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         problem = "no such file" if isinstance(exc, FileNotFoundError) else (exc.strerror or type(exc).__name__)
         name = exc.filename if exc.filename else " + ".join(job.paths)
-        return RankOutcome(job.rank, job.paths, None, f"{name}: {problem}", 0, time.perf_counter() - t0, where)
-    return RankOutcome(job.rank, job.paths, full.document, None, nbytes, time.perf_counter() - t0, where,
+        return RankOutcome(job.rank, job.paths, None, f"{name}: {problem}", 0, time.perf_counter() - t0, _here())
+    return _analyzed(job, full, nbytes, t0, cpu0)
+
+
+def _here() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _analyzed(job: RankJob, full: RankResult, nbytes: int, t0: float, cpu0: float) -> RankOutcome:
+    """The outcome of a job analyzed in this thread since ``t0`` (wall) and ``cpu0`` (CPU)."""
+    return RankOutcome(job.rank, job.paths, full.document, None, nbytes, time.perf_counter() - t0, _here(),
                        time.thread_time() - cpu0, full)
 
 
@@ -130,8 +138,7 @@ def run_locally(jobs: Sequence[RankJob], workers: int | None = None, on_progress
             if isinstance(exc, TracelensError) or not any(is_url(p) for p in jobs[0].paths):
                 raise  # bad input is its one line; a local failure keeps its traceback (--debug)
             raise TracelensError(failed_outcome(jobs[0], exc).error or str(exc)) from exc  # storage, as one line
-        record(0, RankOutcome(jobs[0].rank, jobs[0].paths, full.document, None, read, time.perf_counter() - t0,
-                              f"{socket.gethostname()}:{os.getpid()}", time.thread_time() - cpu0, full))
+        record(0, _analyzed(jobs[0], full, read, t0, cpu0))
     elif n <= 1:
         for i, job in enumerate(jobs):
             try:
