@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tracelens.errors import TracelensError, UsageError
-from tracelens.limits import (
+from tracelens.cli.bounds import (
     MAX_REPLAY_BATCHES,
     MAX_SWEEP_ALIVE,
     MAX_SWEEP_REPEATS,
@@ -19,6 +18,7 @@ from tracelens.limits import (
     MAX_SWEEP_WARMUP,
     max_sweep_workers,
 )
+from tracelens.errors import TracelensError, UsageError
 
 
 def sweep(

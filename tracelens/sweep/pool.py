@@ -8,7 +8,7 @@ status, the script's error, a partial round) is read from ``trials/trial-<k>.jso
 output is in ``trials/trial-<k>.log``.
 
 :class:`TrialPool` ends every process it started when the sweep leaves it, however it leaves
-(an exception, Ctrl-C, SIGTERM through :func:`tracelens.procs.sigterm_raises`). A trial whose
+(an exception, Ctrl-C, SIGTERM through :func:`tracelens.system.procs.sigterm_raises`). A trial whose
 parent dies finds its command pipe closed and stops on its own.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from tracelens.procs import end_group
+from tracelens.system.procs import end_group
 
 #: Seconds a stopped script gets to unwind (its workers to shut down) before its group is ended.
 STOP_GRACE_S = 20.0

@@ -12,8 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from tracelens.paths import timestamped_dir
-from tracelens.procs import run_group
 from tracelens.render.html import write_atomic
 from tracelens.render.sweep import render_sweep_html
 from tracelens.sweep.document import sweep_document
@@ -32,6 +30,8 @@ from tracelens.sweep.trials import (
     explain,
     failure,
 )
+from tracelens.system.procs import cores, run_group
+from tracelens.system.rundirs import timestamped_dir
 
 
 def run_sweep(plan: SweepPlan, launch: Launcher, probe: Probe | None = None, progress: Progress | None = None,
@@ -198,7 +198,7 @@ def usable_cores() -> int:
             return int(n)
     except Exception:
         pass
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cores()
 
 
 def default_out_dir(target: str, root: Path = Path("tracelens-runs")) -> Path:

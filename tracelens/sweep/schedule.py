@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from tracelens.procs import sigterm_raises
+from tracelens.system.procs import sigterm_raises
 from tracelens.sweep.pool import TrialPool, TrialProcess, TrialTimeout, memory_available_bytes
 from tracelens.sweep.rounds import (
     Measured,
