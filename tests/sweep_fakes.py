@@ -30,6 +30,7 @@ class FakeWorld:
     end_after: dict[str, int] = field(default_factory=dict)  # label -> rounds before the script ends
     partial: dict[str, int] = field(default_factory=dict)  # label -> steps of the round the end cuts short
     fail_before_ready: dict[str, str] = field(default_factory=dict)  # label -> the script's error
+    fail_after: dict[str, tuple[int, str]] = field(default_factory=dict)  # label -> (rounds, error): a crash
     calls: list[tuple[int, str]] = field(default_factory=list)  # (round, label) in the order measured
     alive: int = 0
     max_alive_seen: int = 0
@@ -63,6 +64,10 @@ class FakeTrial:
 
     def measure(self, grant: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
         self.world.calls.append((grant["round"], self.label))
+        crash = self.world.fail_after.get(self.label)
+        if crash is not None and self.rounds >= crash[0]:
+            self.ended = True
+            return None
         if self.rounds >= self.world.end_after.get(self.label, 10**9):
             self.ended = True
             self.cut = self._round(grant, self.world.partial.get(self.label, 0))
@@ -86,6 +91,12 @@ class FakeTrial:
         if error:
             return {"exit_status": 1, "stop_reason": "error", "script_error": error, "loader": None,
                     "unusable": "no loader fed a backward pass or drew its warm-up of batches (the most: 0)"}
+        crash = self.world.fail_after.get(self.label)
+        if crash is not None and self.ended:  # the trial's own record: rounds measured, then the error
+            return {"exit_status": 1, "stop_reason": "error", "script_error": crash[1],
+                    "loader": loader_of(self.setting, self.world.own_workers), "loader_choice": "training",
+                    "unusable": None if self.rounds else "no loader fed a backward pass or drew its warm-up of "
+                    "batches (the most: 3)"}
         return {"exit_status": 0, "stop_reason": "finished" if self.ended else "steps_measured",
                 "loader": loader_of(self.setting, self.world.own_workers), "loader_choice": "training",
                 "worker_cpu_fraction": 0.9 if self.setting.num_workers else None, "partial_round": self.cut,

@@ -339,10 +339,40 @@ def test_an_interrupted_sweep_leaves_no_trial_process(tmp_path: Path, sig: str) 
     marker = str(out_dir / "trials")
     assert len(_trial_processes(marker)) >= 4  # two trials, two workers
     proc.send_signal(getattr(signal, sig))
+    rest = proc.stderr.read()
     proc.wait(timeout=60)
+    # THEN the sweep exits 128 + the signal with one line, no traceback
+    assert proc.returncode == 128 + getattr(signal, sig), rest
+    assert "Traceback" not in rest and rest.strip().splitlines()[-1].startswith("tracelens: ")
     # THEN every trial process and worker is gone
     deadline = time.monotonic() + 10
     while _trial_processes(marker) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _trial_processes(marker) == []
-    assert proc.returncode != 0
+
+
+@pytest.mark.parametrize(("stop", "status", "line"), [
+    ("SIGTERM", 143, "tracelens: terminated; the trials were ended"),
+    ("SIGINT", 130, "tracelens: interrupted; the trials were ended"),
+])
+def test_a_stopped_sweep_exits_128_plus_the_signal_with_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        stop: str, status: int, line: str) -> None:
+    import tracelens.cli
+    import tracelens.sweep
+    from tracelens.system.procs import Terminated
+
+    def stopped(*args: object, **kwargs: object) -> None:
+        raise Terminated() if stop == "SIGTERM" else KeyboardInterrupt()
+
+    script = tmp_path / "train.py"
+    script.write_text("pass\n")
+    monkeypatch.setattr(tracelens.sweep, "sweep", stopped)
+    monkeypatch.setattr(sys, "argv", ["tracelens", "sweep", "--num-workers", "0", "-q", str(script)])
+    # WHEN the sweep is stopped by SIGTERM (raised as Terminated) or Ctrl-C
+    with pytest.raises(SystemExit) as exit_:
+        tracelens.cli.main()
+    # THEN it exits 128 + the signal, with one line and no traceback
+    err = capsys.readouterr().err
+    assert exit_.value.code == status
+    assert err.strip() == line and "Traceback" not in err

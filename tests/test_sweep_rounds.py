@@ -8,6 +8,7 @@ import math
 import pytest
 
 from tests.sweep_fakes import FakeWorld, table
+from tracelens.render.sweep import format_sweep, render_sweep_html
 from tracelens.sweep import REPLAY, Setting, SweepPlan, grid, paired, run_sweep, sweep_document
 from tracelens.sweep.rounds import (
     Measured,
@@ -223,3 +224,41 @@ def test_other_cpu_per_round_is_recorded_from_the_probe() -> None:
     assert all(r["other_cpu_cores"] == pytest.approx(1.0) for t in doc["trials"] for r in t["rounds"])
     assert doc["trials"][0]["other_cpu_cores"] == pytest.approx(1.0)
     assert all(r["other_cpu_cores"] == pytest.approx(1.0) for r in doc["rounds"])
+
+
+def test_a_trial_that_crashes_is_reported_with_its_exception() -> None:
+    # GIVEN 4 workers whose script raises after two rounds, and 2 workers whose script raises
+    # during its warm-up (no loader fed a backward pass yet)
+    w = world({"0": 10.0, "2": 20.0, "4": 30.0})
+    w.fail_after = {"4": (2, "RuntimeError: CUDA out of memory"), "2": (0, "ValueError: bad sample 17")}
+    result = run_sweep(SweepPlan(target="t.py", settings=tuple(grid([0, 2, 4])), steps=20), w.launch)
+    doc = sweep_document(result)
+    by = {t["label"]: t for t in doc["trials"]}
+    # THEN each is reported by its exception, never as a loader that fed nothing
+    assert "RuntimeError: CUDA out of memory" in by["4"]["stopped_early"]
+    assert "ValueError: bad sample 17" in (by["2"]["error"] or by["2"]["stopped_early"] or "")
+    text = format_sweep(doc)
+    assert "RuntimeError: CUDA out of memory" in text and "ValueError: bad sample 17" in text
+    assert "no loader fed" not in text
+    # AND the crashed setting is not chosen over the one that ran
+    assert doc["best"]["num_workers"] == 0
+
+
+def test_a_crashed_replay_names_its_exception_in_the_ceiling() -> None:
+    w = FakeWorld(table({"0": 12.0, "replay": 80.0}), own_workers=0)
+    w.fail_after = {"replay": (1, "MemoryError: cache")}
+    result = run_sweep(SweepPlan(target="t.py", settings=(Setting(0),), steps=20, ceiling=True), w.launch)
+    assert result.ceiling is not None
+    assert any("MemoryError: cache" in n for n in result.ceiling.notes), result.ceiling.notes
+    assert "no loader fed" not in format_sweep(sweep_document(result))
+
+
+def test_the_terminal_shows_the_measured_ceiling_beside_the_estimate() -> None:
+    w = FakeWorld(table({"0": 12.0, "2": 20.0, "replay": 80.0}), own_workers=2,
+                  wait_fraction=lambda s: 0.6 if s.num_workers == 2 else 0.1)
+    doc = sweep_document(run_sweep(SweepPlan(target="t.py", settings=tuple(grid([0, 2])), steps=20, ceiling=True),
+                                   w.launch))
+    line = next(ln for ln in format_sweep(doc).splitlines() if ln.startswith("Speed-up ceiling"))
+    assert "measured 4.00×" in line and "estimated 2.50×" in line, line
+    html = render_sweep_html(doc)
+    assert "Speed-up ceiling" in html and "4.00×" in html and "2.50×" in html

@@ -19,6 +19,7 @@ from tracelens.cli.bounds import (
     max_sweep_workers,
 )
 from tracelens.errors import TracelensError, UsageError
+from tracelens.system.procs import Terminated, sigterm_raises
 
 
 def sweep(
@@ -77,7 +78,15 @@ def sweep(
         ceiling=ceiling, replay_batches=replay_batches,
     )
     out_dir = out or sw.default_out_dir(target)
-    result, js, html = sw.sweep(plan, out_dir, progress=None if quiet else sys.stderr, auto=auto)
+    try:
+        with sigterm_raises():
+            result, js, html = sw.sweep(plan, out_dir, progress=None if quiet else sys.stderr, auto=auto)
+    except Terminated as stop:  # the trials are ended by then; one line, 128 + the signal
+        typer.echo(f"tracelens: {stop.args[0]}; the trials were ended", err=True)
+        raise typer.Exit(stop.args[1]) from None
+    except KeyboardInterrupt:
+        typer.echo("tracelens: interrupted; the trials were ended", err=True)
+        raise typer.Exit(130) from None
     typer.echo(format_sweep(sw.sweep_document(result)))
     typer.echo(f"\nsweep.json: {js}\nreport: {html}")
     if result.choice is None:

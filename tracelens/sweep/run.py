@@ -50,7 +50,9 @@ def run_sweep(plan: SweepPlan, launch: Launcher, probe: Probe | None = None, pro
         sub = choose([_measured(trials[i]) for i in ok])
         choice = Choice(ok[sub.best], ok[sub.fastest], tuple(ok[i] for i in sub.within_noise))
         reason = explain(trials, choice, plan.usable_cores)
-        over = [t for i, t in enumerate(trials) if t.ok and i not in ok and not t.setting.replay
+        notes += [f"{t.setting.label()}: not chosen, its script failed ({t.raw['script_error']})"
+                  for i, t in enumerate(trials) if t.ok and i not in ok and t.crashed]
+        over = [t for i, t in enumerate(trials) if t.ok and i not in ok and not t.setting.replay and not t.crashed
                 and faster(_measured(t), _measured(trials[choice.fastest]))]
         if over:
             t = max(over, key=lambda t: t.throughput.steps_per_s)
@@ -105,6 +107,8 @@ def _ceiling(sched: Scheduler, slots: list[Slot], trials: list[Trial]) -> Ceilin
         notes.append("no backward pass was seen: the loader replayed is the one that drew the most batches")
     if not rt.ok:
         notes.append(f"the replay measured no step: {failure(rt)}")
+    elif rt.stopped:
+        notes.append(f"the replay: {rt.stopped}")
     if base is None:
         notes.append("the script's own loader was not measured, so there is no baseline")
     return Ceiling(base, rt, measured_ratio, pair, estimated, tuple(notes))

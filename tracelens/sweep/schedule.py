@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from tracelens.system.procs import sigterm_raises
 from tracelens.sweep.pool import TrialPool, TrialProcess, TrialTimeout, memory_available_bytes
 from tracelens.sweep.rounds import (
     Measured,
@@ -38,6 +37,7 @@ from tracelens.sweep.trials import (
     cpu_bound,
     failure,
 )
+from tracelens.system.procs import sigterm_raises
 
 #: Launches the trial of a setting (its number, for its files); returns at once.
 Launcher = Callable[[Setting, int], TrialProcess]

@@ -57,6 +57,11 @@ class Trial:
         return self.throughput.steps >= MIN_TRIAL_STEPS
 
     @property
+    def crashed(self) -> bool:
+        """The script raised (or exited non-zero with an error) during the trial."""
+        return bool(self.raw.get("script_error")) and self.raw.get("exit_status") not in (0, None)
+
+    @property
     def measured_s(self) -> float:
         return sum(r.ns for r in self.rounds) / 1e9
 
@@ -174,11 +179,13 @@ def beyond_budget(setting: Setting, usable_cores: int) -> bool:
 
 
 def eligible(trials: Sequence[Trial], usable_cores: int) -> list[int]:
-    """Indices of the measured trials the choice may pick: for CPU-bound loading, those within
+    """Indices of the measured trials the choice may pick: those whose script did not fail
+    (unless every one failed), and for CPU-bound loading, those within
     the core budget (num_workers ≤ usable cores) when any was measured. Beyond the budget a
     CPU-bound loader can only be faster by taking CPU time from other processes on a shared
     machine (the scheduler shares cores per thread) or from the training loop itself."""
     ok = [i for i, t in enumerate(trials) if t.ok and not t.setting.replay]
+    ok = [i for i in ok if not trials[i].crashed] or ok  # a setting whose script failed is no advice
     if cpu_bound(trials):
         within = [i for i in ok if not beyond_budget(trials[i].setting, usable_cores)]
         if within:
