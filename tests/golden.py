@@ -54,8 +54,11 @@ def shared_cases() -> dict[str, Path]:
 
 
 def _normalize(obj: Any) -> Any:
-    """JSON round trip with the checkout's absolute paths replaced by placeholders."""
-    text = json.dumps(obj, sort_keys=True)
+    """JSON round trip (documents through their encoder) with the checkout's absolute paths
+    replaced by placeholders."""
+    from tracelens.document.schema import to_json
+
+    text = to_json(obj).decode()
     text = text.replace(str(SHARED_TRACES.resolve()), "<shared>").replace(str(SHARED_TRACES), "<shared>")
     text = text.replace(str(REPO.resolve()), "<repo>").replace(str(REPO), "<repo>")
     return json.loads(text)

@@ -41,14 +41,19 @@ def test_without_collectives_in_the_traces_nothing_is_claimed() -> None:
 
 
 def test_the_multi_rank_document_speaks_for_the_job() -> None:
+    from tests.builders import make_document
     from tracelens.document.build import build_multirank_document
 
-    docs = [rank(0, 2, 33), rank(1, 30, 5)]
-    for d in docs:
+    docs = []
+    for d in (rank(0, 2, 33), rank(1, 30, 5)):
         d |= {"diagnosis": "healthy" if d["rank"] == 0 else "io_bound", "findings": [],
               "recommendation": {"num_workers": 8, "notes": []}}
         d["metrics"]["step_time_ms_median"] = 100.0
+        docs.append(make_document(**d))
     job = build_multirank_document(docs, "job/")
-    assert job["slowest_rank"] == 1 and job["diagnosis"] == "io_bound" and job["rank_straggler"] == 1
-    assert job["findings"][0]["kind"] == "rank_straggler" and job["recommendation"]["num_workers"] == 8
-    assert job["recommendation"]["notes"][0].startswith("From rank 1, the slowest")
+    assert job.slowest_rank == 1 and job.diagnosis == "io_bound" and job.rank_straggler == 1
+    assert job.findings[0].kind == "rank_straggler" and job.recommendation.num_workers == 8
+    assert job.recommendation.notes[0].startswith("From rank 1, the slowest")
+    # rank 0 only waits for rank 1 at the collectives: marked so, with an info finding of its own
+    assert job.ranks[0].waits_for_rank == 1 and job.ranks[0].findings[-1].severity == "info"
+    assert job.ranks[1].waits_for_rank is None and job.failed_ranks == []
