@@ -13,6 +13,7 @@ import pytest
 
 from tests.builders import TraceBuilder, make_document, starved_loop
 from tests.conftest import REPO
+from tracelens._version import __version__
 from tracelens.analysis import CopyStats, DeviceActivity
 from tracelens.api import analyze_path
 from tracelens.diagnosis import Finding as RuleFinding
@@ -55,9 +56,10 @@ def test_a_document_decodes_to_itself_and_encodes_to_the_same_bytes(name: str) -
 def test_the_encoding_is_indented_ascii_json_with_the_spec_keys_first() -> None:
     data = encode_document(_analyzed("hf_trainer")).decode()
     assert data.startswith('{\n  "schema_version": 1,\n') and data.endswith("}\n") and data.isascii()
-    keys = list(json.loads(data))
-    assert keys[:9] == ["schema_version", "source", "steps", "metrics", "loader", "diagnosis",
-                        "recommendation", "findings", "diagnosis_confidence"]
+    doc = json.loads(data)
+    assert list(doc)[:9] == ["schema_version", "tool", "source", "steps", "metrics", "loader", "diagnosis",
+                             "recommendation", "findings"]
+    assert doc["tool"] == {"name": "tracelens", "version": __version__}
 
 
 def test_keys_present_only_sometimes_stay_absent() -> None:
@@ -67,6 +69,16 @@ def test_keys_present_only_sometimes_stay_absent() -> None:
     assert "failed_ranks" not in job
     assert [r.get("waits_for_rank") for r in job["ranks"]] == [1, None]
     assert [("rank" in f) for f in job["findings"]] == [False, True]  # the job's straggler, then rank 1's
+
+
+def test_a_document_of_the_previous_writer_has_no_tool_and_still_loads() -> None:
+    doc = msgspec.to_builtins(_analyzed("ddp_torchrun"))
+    for d in (doc, *doc["ranks"]):
+        del d["tool"]
+    old = decode_document(json.dumps(doc).encode())
+    assert isinstance(old, JobDocument)
+    assert old.tool.version is None and old.ranks[0].tool.version is None
+    assert old.slowest_rank == 1
 
 
 def test_a_job_document_reads_as_a_job_and_its_ranks_as_documents() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 from msgspec.structs import replace
 
+from tracelens._version import __version__
 from tracelens.analysis import TraceAnalysis
 from tracelens.diagnosis import Diagnosis
 from tracelens.diagnosis import Finding as RuleFinding
@@ -31,7 +32,10 @@ from tracelens.document.schema import (
     StepRow,
     TraceFacts,
 )
-from tracelens.runjson import RunInfo
+from tracelens.runjson import RunInfo, Tool
+
+#: The writer, named in every document (SPEC §3).
+TOOL = Tool(name="tracelens", version=__version__)
 
 
 def _num(x: float | None, digits: int = 6) -> float | None:
@@ -88,6 +92,7 @@ def build_document(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo |
     a = analysis
     return Document(
         schema_version=SCHEMA_VERSION,
+        tool=TOOL,
         source=Source(path=a.path, format=a.format, ranks=[a.rank] if a.rank is not None else None,
                       devices=[d.label for d in a.devices]),
         steps=a.steps,
@@ -174,6 +179,7 @@ def build_multirank_document(docs: Sequence[Document], path: str,
             "apply it to every rank's loader when they run the same script.")
     return JobDocument(
         schema_version=SCHEMA_VERSION,
+        tool=TOOL,
         source=JobSource(path=path, format="directory", ranks=[d.rank for d in ranks if d.rank is not None]),
         ranks=ranks,
         slowest_rank=rank,

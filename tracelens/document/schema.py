@@ -8,7 +8,7 @@ documentation: ``docs/analysis-json.md`` is generated from them (``python -m tra
 Two shapes: :class:`Document`, one trace or one rank (a multi-rank job's rank objects are
 Documents too), and :class:`JobDocument`, several ranks with the job's diagnosis. The keys SPEC §3
 requires are required here; the others take their defaults when a file lacks them, so files of
-earlier 1.x writers still load.
+earlier 1.x writers still load (one without ``tool`` reads as written by an unknown version).
 Unknown keys are ignored. A key that is present only sometimes (``rank``, ``waits_for_rank``,
 ``failed_ranks``, a job finding's ``rank``) is omitted when it has no value, as it always was.
 
@@ -26,6 +26,7 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType, field
 
 from tracelens.errors import BadInputError
+from tracelens.runjson import Tool
 from tracelens.vocab import DIAGNOSES, Severity
 
 #: The analysis.json format this code writes and the newest it reads.
@@ -208,6 +209,7 @@ class Document(_Doc, frozen=True, kw_only=True):
     """One trace, or one rank of a job (its traces analyzed together): SPEC §3."""
 
     schema_version: Annotated[int, _d(f"{SCHEMA_VERSION}")]
+    tool: Annotated[Tool, _d("the writer (read from a file without it: version null)")] = field(default_factory=Tool)
     source: Source
     steps: Annotated[int, _d("host ProfilerStep# events (0 when a fallback found the steps)")]
     metrics: Metrics
@@ -269,6 +271,7 @@ class JobDocument(_Doc, frozen=True, kw_only=True):
     and findings (the slowest rank's, led by `rank_straggler` when one rank holds the others)."""
 
     schema_version: Annotated[int, _d(f"{SCHEMA_VERSION}")]
+    tool: Annotated[Tool, _d("the writer (read from a file without it: version null)")] = field(default_factory=Tool)
     source: JobSource
     ranks: Annotated[list[Document], _d("each rank's document, with its `rank`")]
     slowest_rank: Annotated[int, _d("the rank with the largest exposed data wait: every rank waits for it")]
