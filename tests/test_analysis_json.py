@@ -11,6 +11,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from tests import golden
 from tests.builders import TraceBuilder, make_document, starved_loop
 from tests.conftest import REPO
 from tracelens._version import __version__
@@ -51,6 +52,25 @@ def test_a_document_decodes_to_itself_and_encodes_to_the_same_bytes(name: str) -
     back = decode_document(data)
     assert type(back) is type(doc) and back == doc
     assert encode_document(back) == data
+
+
+def _golden_documents() -> dict[str, object]:
+    return {f"{f.stem.split('.')[0]}:{k}": v for f in (golden.SAMPLES_FILE, golden.SHARED_FILE)
+            for k, v in golden.read(f).items() if k.startswith("document:")}
+
+
+def test_the_golden_records_hold_single_and_job_documents() -> None:
+    docs = _golden_documents()
+    assert len(docs) > 50 and sum("ranks" in d for d in docs.values() if isinstance(d, dict)) >= 3
+
+
+@pytest.mark.parametrize("key", sorted(_golden_documents()))
+def test_every_recorded_document_decodes_strictly_every_key_declared(key: str) -> None:
+    # Strict both ways: a key the structs do not declare would be dropped, a declared key the
+    # writer omits would come back with its default, a number of the wrong type would change type.
+    recorded = _golden_documents()[key]
+    doc = decode_document(json.dumps(recorded).encode(), key)
+    assert not golden.differences(recorded, msgspec.to_builtins(doc), key)
 
 
 def test_the_encoding_is_indented_ascii_json_with_the_spec_keys_first() -> None:
