@@ -14,7 +14,7 @@ from tracelens._version import __version__
 from tracelens.analysis import TraceAnalysis
 from tracelens.diagnosis import Diagnosis
 from tracelens.diagnosis import Finding as RuleFinding
-from tracelens.diagnosis.ranks import find_straggler, mark_waiting_ranks
+from tracelens.diagnosis.ranks import RankTimes, Straggler, find_straggler
 from tracelens.document.schema import (
     SCHEMA_VERSION,
     Copies,
@@ -135,28 +135,18 @@ def build_document(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo |
     )
 
 
-def _rank_times(doc: Document) -> dict[str, Any]:
-    """What :mod:`tracelens.diagnosis.ranks` reads of a rank: its rank and step times, in the
-    SPEC §3 mapping form that module takes."""
-    m = doc.metrics
-    return {"rank": doc.rank, "metrics": {
-        "step_time_ms_total": m.step_time_ms_total, "measured_steps": m.measured_steps,
-        "exposed_data_wait_fraction": m.exposed_data_wait_fraction,
-        "collective_ms_per_step": m.collective_ms_per_step}}
-
-
-def straggler_findings(docs: Sequence[Document]) -> tuple[Finding | None, list[Document]]:
-    """The job's ``rank_straggler`` finding (None: no rank holds the others) and the rank
-    documents, those that only wait for it at the collectives marked so."""
-    times = [_rank_times(d) for d in docs]
+def _straggler(docs: Sequence[Document]) -> tuple[Straggler | None, list[Document]]:
+    """The rank whose loader holds the others (None: none does) and the rank documents, those
+    that only wait for it at the collectives marked so, with its info finding."""
+    times = [t for d in docs if (t := RankTimes.measured(
+        d.rank, d.metrics.step_time_ms_total, d.metrics.measured_steps, d.metrics.exposed_data_wait_fraction,
+        d.metrics.collective_ms_per_step)) is not None]
     found = find_straggler(times)
     if found is None:
         return None, list(docs)
-    mark_waiting_ranks(times, found)
-    marked = [d if "waits_for_rank" not in t else replace(
-        d, waits_for_rank_=int(t["waits_for_rank"]),
-        findings=[*d.findings, *(msgspec.convert(f, Finding) for f in t["findings"])]) for d, t in zip(docs, times)]
-    return msgspec.convert(found, Finding), marked
+    marked = [d if (w := found.waiting.get(d.rank or 0)) is None else replace(
+        d, waits_for_rank_=found.rank, findings=[*d.findings, finding_of(w)]) for d in docs]
+    return found, marked
 
 
 def build_multirank_document(docs: Sequence[Document], path: str,
@@ -168,12 +158,12 @@ def build_multirank_document(docs: Sequence[Document], path: str,
         v = d.metrics.exposed_data_wait_fraction
         return -1.0 if v is None else float(v)
 
-    straggler, ranks = straggler_findings(docs)
+    straggler, ranks = _straggler(docs)
     slowest = max(ranks, key=exposed)
     rank = slowest.rank
     assert rank is not None, "every rank of a job has its rank"
     medians = [d.metrics.step_time_ms_median for d in ranks if d.metrics.step_time_ms_median is not None]
-    findings = [straggler] if straggler is not None else []
+    findings = [finding_of(straggler.finding)] if straggler is not None else []
     findings += [replace(f, rank_=rank) for f in slowest.findings]
     note = (f"From rank {rank}, the slowest (every rank waits for it at the next collective): "
             "apply it to every rank's loader when they run the same script.")
@@ -188,6 +178,6 @@ def build_multirank_document(docs: Sequence[Document], path: str,
         diagnosis=slowest.diagnosis,
         recommendation=replace(slowest.recommendation, notes=[note, *slowest.recommendation.notes]),
         findings=findings,
-        rank_straggler=straggler.evidence["rank"] if straggler is not None else None,
+        rank_straggler=straggler.rank if straggler is not None else None,
         failed_ranks_=list(failed) if failed else msgspec.UNSET,
     )
