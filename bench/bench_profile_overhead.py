@@ -133,7 +133,7 @@ def hook_cost_us(batches: int = 20_000, rounds: int = 7) -> tuple[float, float]:
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from tracelens.capture.session import CaptureSession, SessionConfig
+    from tracelens.capture.script.session import CaptureSession, SessionConfig
 
     loader = DataLoader(TensorDataset(torch.zeros(batches, 1)), batch_size=1)
 
@@ -168,7 +168,7 @@ def paired_rounds(workers: int, steps: int, rounds: int) -> list[tuple[float, fl
     import torch
     from torch.utils.data import DataLoader, Dataset
 
-    from tracelens.capture.session import CaptureSession, SessionConfig
+    from tracelens.capture.script.session import CaptureSession, SessionConfig
 
     class Items(Dataset[tuple[torch.Tensor, int]]):
         def __len__(self) -> int:

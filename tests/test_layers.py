@@ -170,11 +170,11 @@ def test_every_layer_names_something_that_exists() -> None:
 
 def test_the_checker_sees_imports_inside_functions_and_type_checking() -> None:
     source = ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from tracelens.api import x\n"
-              "def f():\n    import tracelens.capture.session\n")
+              "def f():\n    import tracelens.capture.script.session\n")
     mods = _modules()
     found: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import | ast.ImportFrom):
             found |= _imported(mods, "tracelens.load", node)
-    assert {"tracelens.api", "tracelens.capture.session"} <= found
+    assert {"tracelens.api", "tracelens.capture.script.session"} <= found
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]

@@ -14,19 +14,19 @@ from typing import TYPE_CHECKING, Any
 from tracelens.capture.options import ProfileOptions, ProfileResult
 
 if TYPE_CHECKING:
-    from tracelens.capture.api import ProfileSession, profile
-    from tracelens.capture.runner import run_profile
+    from tracelens.capture.parent.profile import run_profile
+    from tracelens.capture.script.inline import ProfileSession, profile
 
 __all__ = ["ProfileOptions", "ProfileResult", "ProfileSession", "profile", "run_profile"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "run_profile":
-        from tracelens.capture.runner import run_profile
+        from tracelens.capture.parent.profile import run_profile
 
         return run_profile
     if name in ("profile", "ProfileSession"):
-        from tracelens.capture import api
+        from tracelens.capture.script import inline as api
 
         return getattr(api, name)
     raise AttributeError(name)
