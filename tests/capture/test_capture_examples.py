@@ -11,6 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from tracelens.api import write_run_outputs  # noqa: E402
 from tracelens.capture import ProfileOptions, ProfileResult, run_profile  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
@@ -19,7 +20,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def _profile(tmp_path: Path, example: str, *args: str, **kw: Any) -> tuple[ProfileResult, dict[str, Any], dict[str, Any]]:
-    result = run_profile(ProfileOptions(target=str(EXAMPLES / example), args=args, out=tmp_path / "run", **kw))
+    result = run_profile(ProfileOptions(target=str(EXAMPLES / example), args=args, out=tmp_path / "run", **kw),
+                         write_run_outputs)
     assert result.analysis_path is not None, result.notes
     run = json.loads(result.run_json_path.read_text())
     return result, run, json.loads(result.analysis_path.read_text())

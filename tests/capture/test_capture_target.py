@@ -118,16 +118,11 @@ def test_main_process_fetches_are_timed_only_near_the_window(tmp_path: Path) -> 
     torch = pytest.importorskip("torch")
     from torch.utils.data import DataLoader
 
-    from tracelens.capture.script.session import (
-        MAIN_FETCH_LEAD_BATCHES,
-        CaptureSession,
-        SessionConfig,
-    )
+    from tracelens.capture.options import ProfileOptions
+    from tracelens.capture.script.session import MAIN_FETCH_LEAD_BATCHES, CaptureSession
 
     wait = MAIN_FETCH_LEAD_BATCHES + 40
-    session = CaptureSession(
-        SessionConfig(run_dir=tmp_path / "r", command={}, wait=wait, record_unstepped=False)
-    )
+    session = CaptureSession(ProfileOptions("t.py", wait=wait, record_unstepped=False), tmp_path / "r", {})
     session.start()
     try:
         for i, _ in enumerate(DataLoader(torch.zeros(200, 1), batch_size=1)):

@@ -7,16 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tracelens.capture.destination import JOB_PARENT_ENV, RankEnv, job_label, rank_env
 from tracelens.capture.options import ProfileOptions
-from tracelens.capture.parent.launch import (
-    JOB_PARENT_ENV,
-    RankEnv,
-    job_label,
-    launcher_args,
-    plan_launch,
-    rank_command,
-    rank_env,
-)
+from tracelens.capture.parent.launch import launcher_args, plan_launch, rank_command
 from tracelens.errors import UsageError
 
 

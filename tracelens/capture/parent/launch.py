@@ -23,63 +23,27 @@ import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from tracelens.capture.options import JobResult, ProfileOptions, ProfileResult
+from tracelens.capture.destination import COMBINED_MARK, JOB_PARENT_ENV, RankEnv, parent_combines
+from tracelens.capture.options import A, Analyze, JobResult, ProfileOptions, ProfileResult, analyzed
 from tracelens.errors import UsageError
 from tracelens.system.rundirs import (
     RANK_DIR_PREFIX,
     claim_dir,
     claim_holder,
     claim_new_dir,
-    holder_alive,
-    process_start,
     release_claim,
 )
 
-#: Set by a ``tracelens profile -- torchrun`` process for its ranks: that process combines.
-JOB_PARENT_ENV = "TRACELENS_JOB_PARENT"
 LAUNCHER_MODULE = "torch.distributed.run"
 LAUNCHER_NAMES = frozenset({"torchrun"})
 #: torchrun options tracelens replaces by its own ``--no-python python -m tracelens profile``.
 _DROPPED = frozenset({"--no-python", "--no_python", "-m", "--module", "--run-path", "--run_path"})
 _PYTHON = re.compile(r"^python(\d+(\.\d+)*)?(\.exe)?$")
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 #: Files of the ``--no-python`` form's coordination in OUT.
 COMBINE_LOCK = ".tracelens-combine.lock"
-COMBINED_MARK = ".tracelens-combined"
-
-
-@dataclass(frozen=True)
-class RankEnv:
-    """This process's place in a distributed job, from the launcher's environment."""
-
-    rank: int
-    world_size: int
-    local_rank: int | None
-    run_id: str | None  # TORCHELASTIC_RUN_ID unless unset or ``none``
-
-
-def rank_env(environ: dict[str, str] | None = None) -> RankEnv | None:
-    """``RANK`` and ``WORLD_SIZE`` (with 0 ≤ RANK < WORLD_SIZE) as set by torchrun; None outside a job."""
-    env = os.environ if environ is None else environ
-    try:
-        rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
-    except (KeyError, ValueError):
-        return None
-    if not 0 <= rank < world:
-        return None
-    local = env.get("LOCAL_RANK", "")
-    run_id = env.get("TORCHELASTIC_RUN_ID") or None
-    return RankEnv(rank, world, int(local) if local.isdigit() else None,
-                   None if run_id in (None, "none") else run_id)
-
-
-def parent_combines() -> bool:
-    """Whether a ``tracelens profile -- torchrun`` process launched this rank (it combines)."""
-    return bool(os.environ.get(JOB_PARENT_ENV))
 
 
 def _is_python(name: str) -> bool:
@@ -156,33 +120,6 @@ def rank_command(plan: LaunchPlan, options: ProfileOptions, job_dir: Path) -> li
             f"--out={job_dir}", *(["-m"] if plan.module else []), "--", plan.script, *plan.script_args]
 
 
-def job_label(rank: RankEnv) -> str:
-    """The part of a default job directory's name the ranks of one job share."""
-    if rank.run_id:
-        rid = rank.run_id[:8] if _UUID.match(rank.run_id) else rank.run_id
-        return re.sub(r"[^A-Za-z0-9_.-]", "_", rid)[:40]
-    launcher = os.getppid()
-    started = process_start(launcher)
-    stamp = datetime.fromtimestamp(started).strftime("%Y%m%d-%H%M%S") if started else "job"
-    return f"{stamp}-{launcher}"
-
-
-def claim_rank_dir(options: ProfileOptions, rank: RankEnv) -> Path:
-    """Claim ``OUT/rank-<RANK>`` (OUT: ``--out``, else ``runs_root/<stem>-<job>``)."""
-    job_dir = options.out if options.out is not None else options.runs_root / f"{options.stem}-{job_label(rank)}"
-    job_dir.mkdir(parents=True, exist_ok=True)
-    holder = claim_holder(job_dir)
-    if holder is not None and str(holder.get("pid")) != os.environ.get(JOB_PARENT_ENV) and holder_alive(holder):
-        raise UsageError(f"{job_dir}: another tracelens run (pid {holder.get('pid')}) is writing this "
-                         "directory; choose another --out")
-    run_dir = job_dir / f"{RANK_DIR_PREFIX}{rank.rank}"
-    claim_dir(run_dir, force=options.force)
-    if options.force and not parent_combines():  # an old job's analysis must not outlive it
-        for name in ("analysis.json", "report.html", COMBINED_MARK):
-            (job_dir / name).unlink(missing_ok=True)
-    return run_dir
-
-
 def rank_dirs(job_dir: Path) -> list[Path]:
     """``rank-<n>`` subdirectories, by rank."""
     found = [p for p in job_dir.glob(f"{RANK_DIR_PREFIX}*")
@@ -190,7 +127,7 @@ def rank_dirs(job_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(RANK_DIR_PREFIX):]))
 
 
-def collect_ranks(job_dir: Path, options: ProfileOptions) -> tuple[ProfileResult, ...]:
+def collect_ranks(job_dir: Path, options: ProfileOptions) -> tuple[ProfileResult[Any], ...]:
     """Each rank's result, from its run.json."""
     from tracelens.capture.parent.supervisor import result_from_run
     from tracelens.capture.recorded.outcome import read_run
@@ -204,21 +141,7 @@ def collect_ranks(job_dir: Path, options: ProfileOptions) -> tuple[ProfileResult
     return tuple(out)
 
 
-def analyze_job(job: JobResult, no_report: bool) -> JobResult:
-    """Write the job's combined ``analysis.json`` and ``report.html`` (a failure is a note)."""
-    if no_report or not any(r.trace_path is not None for r in job.ranks):
-        return job
-    try:
-        from tracelens.api import write_run_outputs
-
-        result = write_run_outputs(job.job_dir)
-    except Exception as exc:
-        return replace(job, notes=(*job.notes, f"job analysis failed: {type(exc).__name__}: {exc}"))
-    return replace(job, analysis=result, analysis_path=job.job_dir / "analysis.json",
-                   report_path=job.job_dir / "report.html")
-
-
-def run_job(options: ProfileOptions, args: list[str]) -> JobResult:
+def run_job(options: ProfileOptions, args: list[str], analyze: Analyze[A] | None) -> JobResult[A]:
     """Profile every rank of a torchrun job into one job directory (see the module doc)."""
     from tracelens.capture.parent.supervisor import Relay, stop_on_sigterm
 
@@ -236,10 +159,10 @@ def run_job(options: ProfileOptions, args: list[str]) -> JobResult:
         with Relay(grace_s=60.0) as relay:  # torchrun gives its ranks 30 s after SIGTERM
             relay.start(cmd, {**os.environ, JOB_PARENT_ENV: str(os.getpid())}, own_session=True)
             rc = relay.wait()
-        job = JobResult(job_dir, rc if rc >= 0 else 128 - rc, cmd, collect_ranks(job_dir, rank_options))
+        job: JobResult[Any] = JobResult(job_dir, rc if rc >= 0 else 128 - rc, cmd, collect_ranks(job_dir, rank_options))
         if not relay.terminated:
             with stop_on_sigterm(job_dir):
-                job = analyze_job(job, options.no_report)
+                job = analyzed(job, job_dir, analyze, no_report=options.no_report, what="job analysis")
     finally:
         release_claim(job_dir)
     return job
@@ -264,7 +187,8 @@ def _finished(run_dir: Path) -> bool:
     return run is not None and run.stop_reason != "running" and claim_holder(run_dir) is None
 
 
-def combine_if_last(options: ProfileOptions, rank: RankEnv, recorded: ProfileResult) -> JobResult | None:
+def combine_if_last(options: ProfileOptions, rank: RankEnv, recorded: ProfileResult[Any],
+                    analyze: Analyze[A] | None) -> JobResult[A] | None:
     """In the ``--no-python`` form: the job's analysis, written by the rank that finds every
     rank of the job finished (None for the others, and when the launching tracelens combines)."""
     if parent_combines():
@@ -275,5 +199,5 @@ def combine_if_last(options: ProfileOptions, rank: RankEnv, recorded: ProfileRes
         if (job_dir / COMBINED_MARK).exists() or not all(_finished(d) for d in dirs):
             return None
         (job_dir / COMBINED_MARK).write_text(f"{os.getpid()}\n")
-        job = JobResult(job_dir, recorded.exit_status, [], collect_ranks(job_dir, options))
-        return analyze_job(job, options.no_report)
+        job: JobResult[Any] = JobResult(job_dir, recorded.exit_status, [], collect_ranks(job_dir, options))
+        return analyzed(job, job_dir, analyze, no_report=options.no_report, what="job analysis")

@@ -194,7 +194,7 @@ def _with_note(run: RunInfo, note: str) -> RunInfo:
     return msgspec.structs.replace(run, notes=[*run.notes, note])
 
 
-def result_from_run(run_dir: Path, run: RunInfo, status: int, options: ProfileOptions) -> ProfileResult:
+def result_from_run(run_dir: Path, run: RunInfo, status: int, options: ProfileOptions) -> ProfileResult[Any]:
     """The :class:`ProfileResult` a run.json describes."""
     trace = run_dir / run.trace.path if run.trace.path else None
     tb = options.tensorboard_dir / run_dir.name if options.tensorboard_dir is not None else None
@@ -209,7 +209,7 @@ def result_from_run(run_dir: Path, run: RunInfo, status: int, options: ProfileOp
 
 
 def supervise(options: ProfileOptions, run_dir: Path, command: dict[str, Any],
-              env: Mapping[str, str] | None = None) -> tuple[ProfileResult, bool]:
+              env: Mapping[str, str] | None = None) -> tuple[ProfileResult[Any], bool]:
     """Record ``options.target`` into the claimed ``run_dir`` in a child process.
 
     Returns the result and whether this process was asked to stop (SIGTERM / SIGHUP: the caller

@@ -23,6 +23,8 @@ from typing import Any
 
 import msgspec
 
+from tracelens.capture.dataloader.registry import jsonable
+from tracelens.capture.options import ProfileOptions
 from tracelens.runjson import (
     SCHEMA_VERSION,
     Command,
@@ -128,6 +130,17 @@ def write_run(run_dir: Path, run: RunInfo) -> None:
     tmp = run_dir / f".run.json.{os.getpid()}.tmp"
     tmp.write_bytes(encode_run_info(run))
     os.replace(tmp, run_dir / "run.json")
+
+
+def script_command(options: ProfileOptions) -> dict[str, Any]:
+    """run.json's ``command`` of a profiled script or module."""
+    return {
+        "kind": "module" if options.module else "script",
+        "target": options.target,
+        "argv": [options.target, *options.args],
+        "cwd": os.getcwd(),
+        "loader_overrides": {k: jsonable(v) for k, v in options.loader_overrides.items()},
+    }
 
 
 def provisional_run(command: dict[str, Any], supervisor_pid: int | None) -> RunInfo:

@@ -2,7 +2,7 @@
 
 SPEC is JSON: ``{"options": ProfileOptions.to_json(), "run_dir": str, "supervisor_pid": int}``.
 The run directory is already claimed by the supervisor. The child runs the script under a
-capture session (:func:`tracelens.capture.parent.profile.record`) and exits with the script's status.
+capture session (:func:`record`) and exits with the script's status.
 It dies with the supervisor: SIGTERM when the supervisor dies (Linux), so that the recording is
 saved even then. A SIGINT repeated within ``SIGINT_REPEAT_S`` (a process-group Ctrl-C that the
 supervisor also relayed) is one interrupt.
@@ -10,6 +10,7 @@ supervisor also relayed) is one interrupt.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import NoReturn
 
 from tracelens.capture.options import ProfileOptions
 from tracelens.errors import TracelensError
@@ -55,8 +57,6 @@ def main(argv: list[str]) -> None:
     supervisor = spec.get("supervisor_pid")
     follow_parent(supervisor)
     interrupt_once()
-    from tracelens.capture.parent.profile import record
-
     try:
         status = record(ProfileOptions.from_json(spec["options"]), Path(spec["run_dir"]),
                         supervisor_pid=supervisor)
@@ -64,6 +64,63 @@ def main(argv: list[str]) -> None:
         print(f"tracelens: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     sys.exit(status)
+
+
+def exit_forked_child(status: int) -> NoReturn:
+    """End a fork of the script that returned from it, as the interpreter would (atexit
+    handlers, flushed streams) but without C++ static destructors: Kineto's, inherited from a
+    process that was recording, wait forever on a condition variable in a forked child."""
+    import atexit
+
+    with contextlib.suppress(BaseException):
+        atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
+
+
+def record(options: ProfileOptions, run_dir: Path, *, supervisor_pid: int | None = None) -> int:
+    """Run the script under a capture session in this process; write trace.json.gz and run.json
+    into the claimed ``run_dir``; return the script's exit status.
+
+    ``os._exit`` and SIGTERM / SIGHUP finish the session before the process ends; a forked
+    child of the script that returns from it exits with its status without touching the run.
+    """
+    from tracelens.capture.dataloader import hooks
+    from tracelens.capture.recorded.outcome import annotate, script_command, write_phase
+    from tracelens.capture.script.guard import ExitGuard
+    from tracelens.capture.script.session import CaptureSession
+    from tracelens.capture.script.target import run_target
+
+    session = CaptureSession(options, run_dir, script_command(options))
+    session.observer = lambda phase: write_phase(run_dir, phase)
+
+    def finish(status: int, reason: str, error: str | None, signum: int | None, shutdown: bool) -> None:
+        write_phase(run_dir, "finishing")
+        done = session.finish(status, reason, error, shutdown_workers=shutdown)
+        notes = done.notes
+        if supervisor_pid is not None and os.getppid() != supervisor_pid:
+            notes += (f"the supervising tracelens profile process (pid {supervisor_pid}) died first: "
+                      "its parent-death signal made this recording save the run",)
+        annotate(run_dir, signum=signum, supervisor_pid=supervisor_pid, notes=notes)
+        write_phase(run_dir, "done")
+
+    def drop_hooks() -> None:
+        if hooks.active_session() is session:
+            hooks.uninstall()
+
+    guard = ExitGuard(lambda st, why, err, sig: finish(st, why, err, sig, False), on_fork=drop_hooks)
+    write_phase(run_dir, "recording")
+    session.start()
+    guard.arm()
+    status, reason, error = run_target(options.target, options.args, options.module,
+                                       stop_reason="window_captured")
+    if guard.forked:  # a fork of the script returned from it: its status, not our run
+        exit_forked_child(status)
+    with guard.finishing():
+        finish(status, reason, error, None, True)
+    return status
 
 
 if __name__ == "__main__":

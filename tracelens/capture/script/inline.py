@@ -16,14 +16,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from tracelens.capture.destination import claim_run_dir, rank_env
 from tracelens.capture.options import (
     DEFAULT_TELEMETRY_INTERVAL_MS,
     DEFAULT_WARMUP_STEPS,
+    Analyze,
     ProfileOptions,
     ProfileResult,
+    analyzed,
 )
-from tracelens.capture.parent.profile import analyze_run, claim_run_dir
-from tracelens.capture.script.session import CaptureSession, SessionConfig
+from tracelens.capture.script.session import CaptureSession
 from tracelens.capture.script.target import StopRun
 
 
@@ -45,13 +47,15 @@ def _status_of(exc_type: type[BaseException] | None, exc: BaseException | None) 
 class ProfileSession:
     """Context manager returned by :func:`profile`; ``result`` is set when the block ends."""
 
-    def __init__(self, config: SessionConfig) -> None:
+    def __init__(self, options: ProfileOptions, run_dir: Path, command: dict[str, Any],
+                 analyze: Analyze[Any] | None) -> None:
         from tracelens.capture.dataloader import hooks
         from tracelens.capture.script.guard import ExitGuard
 
-        self._session = CaptureSession(config)
-        self.run_dir: Path = config.run_dir
-        self.result: ProfileResult | None = None
+        self._session = CaptureSession(options, run_dir, command)
+        self._analyze = analyze
+        self.run_dir: Path = run_dir
+        self.result: ProfileResult[Any] | None = None
 
         def drop_hooks() -> None:
             if hooks.active_session() is self._session:
@@ -72,13 +76,13 @@ class ProfileSession:
     def __enter__(self) -> ProfileSession:
         from tracelens.capture.recorded.outcome import provisional_run, write_run
 
-        write_run(self.run_dir, provisional_run(self._session.config.command, None))
+        write_run(self.run_dir, provisional_run(self._session.command, None))
         self._session.start()
         self._guard.arm()
         return self
 
     def _finish(self, status: int, reason: str, error: str | None, signum: int | None,
-                shutdown: bool) -> ProfileResult:
+                shutdown: bool) -> ProfileResult[Any]:
         from tracelens.capture.recorded.outcome import annotate
         from tracelens.system.rundirs import release_claim
 
@@ -105,7 +109,7 @@ class ProfileSession:
         status, reason, error = _status_of(exc_type, exc)
         with self._guard.finishing():
             recorded = self._finish(status, reason, error, None, False)
-        self.result = analyze_run(recorded, no_report=self._session.config.no_report)
+        self.result = analyzed(recorded, self.run_dir, self._analyze, no_report=self._session.options.no_report)
         # Swallow only our own stop signal: the code after the block goes on.
         return exc_type is not None and issubclass(exc_type, StopRun)
 
@@ -124,26 +128,31 @@ def profile(
     with_stack: bool = False,
     runs_root: str | Path = "tracelens-runs",
     force: bool = False,
+    analyze: Analyze[Any] | None = None,
 ) -> ProfileSession:
     """Profile the DataLoader-driven loop inside a ``with`` block.
 
     Each batch drawn from any ``torch.utils.data.DataLoader`` inside the block is one step; the
     window (``wait`` skipped, ``warmup``, ``active`` recorded; ``None`` = chosen for the loader)
     is recorded once and written to ``out`` (default ``tracelens-runs/<script>-<time>``, or
-    ``tracelens-runs/<script>-<job>/rank-<RANK>`` under torchrun) with run.json, analysis.json
-    and report.html. The directory is claimed when this is called: an ``out`` holding files is
-    refused unless ``force`` (which removes tracelens' files of the earlier run), and one that
-    another live process writes is always refused. With ``stop_after_window`` the block is left
-    right after the window (the code after the ``with`` goes on).
+    ``tracelens-runs/<script>-<job>/rank-<RANK>`` under torchrun) with run.json; ``analyze``
+    (``tracelens.profile`` passes ``tracelens.api.write_run_outputs``) then writes
+    analysis.json and report.html. The directory is claimed when this is called: an ``out``
+    holding files is refused unless ``force`` (which removes tracelens' files of the earlier
+    run), and one that another live process writes is always refused. With
+    ``stop_after_window`` the block is left right after the window (the code after the ``with``
+    goes on).
     """
-    from tracelens.capture.parent import launch
-
     main = sys.modules.get("__main__")
     stem = Path(getattr(main, "__file__", None) or "session").stem
-    options = ProfileOptions(target=f"{stem}.py", out=Path(out) if out is not None else None,
-                             runs_root=Path(runs_root), force=force)
-    rank = launch.rank_env() if out is None else None
-    run_dir = claim_run_dir(options, rank)
+    options = ProfileOptions(
+        target=f"{stem}.py", out=Path(out) if out is not None else None, runs_root=Path(runs_root),
+        force=force, wait=wait, warmup=warmup, active=active, run_to_completion=not stop_after_window,
+        tensorboard_dir=Path(tensorboard_dir) if tensorboard_dir is not None else None, no_report=no_report,
+        telemetry_interval_ms=telemetry_interval_ms, record_shapes=record_shapes, with_stack=with_stack,
+        supervise=False,
+    )
+    run_dir = claim_run_dir(options, rank_env() if out is None else None)
     command: dict[str, Any] = {
         "kind": "api",
         "target": stem,
@@ -151,18 +160,4 @@ def profile(
         "cwd": str(Path.cwd()),
         "loader_overrides": {},
     }
-    return ProfileSession(
-        SessionConfig(
-            run_dir=run_dir,
-            command=command,
-            wait=wait,
-            warmup=warmup,
-            active=active,
-            stop_after_window=stop_after_window,
-            tensorboard_dir=Path(tensorboard_dir) if tensorboard_dir is not None else None,
-            no_report=no_report,
-            telemetry_interval_ms=telemetry_interval_ms,
-            record_shapes=record_shapes,
-            with_stack=with_stack,
-        )
-    )
+    return ProfileSession(options, run_dir, command, analyze)

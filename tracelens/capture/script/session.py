@@ -22,7 +22,7 @@ closes the open ``ProfilerStep#`` event; the next batch starts the next one):
 So a window spans as many epochs as its steps need. The session samples telemetry during the
 window and, at the end, writes ``trace.json.gz`` and ``run.json`` (built by ``rundoc``). Loader
 bookkeeping lives in the composed :class:`~tracelens.capture.dataloader.registry.LoaderRegistry`. Analysis
-and the report are the caller's job (``runner.analyze_run``).
+and the report are the caller's job (``options.analyzed``).
 """
 
 from __future__ import annotations
@@ -33,14 +33,13 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tracelens.capture.dataloader import hooks
 from tracelens.capture.dataloader.registry import LoaderRegistry
 from tracelens.capture.machine.telemetry import TelemetrySampler
-from tracelens.capture.options import ProfileResult
+from tracelens.capture.options import ProfileOptions, ProfileResult
 from tracelens.capture.recorded.rundoc import SYNC_MARKER, SessionState, WindowTimes, build_run_info
 from tracelens.capture.script.target import StopRun
 from tracelens.capture.script.window import (
@@ -71,34 +70,16 @@ class Phase(enum.Enum):
     USER_PROFILER = "user_profiler"  # the script runs its own profiler: hands off
 
 
-@dataclass
-class SessionConfig:
-    """Settings of a capture session (see ``ProfileOptions`` for meanings)."""
-
-    run_dir: Path
-    command: dict[str, Any]
-    wait: int | None = None
-    warmup: int = 2
-    active: int | None = None
-    stop_after_window: bool = True
-    tensorboard_dir: Path | None = None
-    no_report: bool = False
-    telemetry_interval_ms: float = 100.0
-    loader_overrides: dict[str, Any] = field(default_factory=dict)
-    record_shapes: bool = False
-    with_stack: bool = False
-    profile_memory: bool = False
-    record_unstepped: bool = True
-
-
 class CaptureSession:
     """Receives DataLoader events from ``hooks`` and drives one profiler window (see :class:`Phase`)."""
 
-    def __init__(self, config: SessionConfig) -> None:
-        self.config = config
-        self.run_dir = config.run_dir
+    def __init__(self, options: ProfileOptions, run_dir: Path, command: dict[str, Any]) -> None:
+        """Record ``options``' window into the claimed ``run_dir``; ``command`` is run.json's."""
+        self.options = options
+        self.run_dir = run_dir
+        self.command = command
         self.record_dir = self.run_dir / ".workers"
-        self.registry = LoaderRegistry(config.loader_overrides, self.record_dir)
+        self.registry = LoaderRegistry(options.loader_overrides, self.record_dir)
         self.loader_overrides = self.registry.overrides
         self.phase = Phase.IDLE
         self.lock = self.registry.lock
@@ -150,7 +131,7 @@ class CaptureSession:
         hooks.install(self)
         self._install_main_fetch_probe()
         self.phase = Phase.PRELOADER
-        if self.config.record_unstepped:
+        if self.options.record_unstepped:
             self.prof = self._new_profiler(schedule=None)
             self.prof.start()
             self.sampler = self._new_sampler()
@@ -163,15 +144,15 @@ class CaptureSession:
             activities=self.activities,
             schedule=schedule,
             on_trace_ready=self._on_trace_ready if schedule is not None else None,
-            record_shapes=self.config.record_shapes,
-            with_stack=self.config.with_stack,
-            profile_memory=self.config.profile_memory,
+            record_shapes=self.options.record_shapes,
+            with_stack=self.options.with_stack,
+            profile_memory=self.options.profile_memory,
         )
         prof._tracelens_own = True  # type: ignore[attr-defined]
         return prof
 
     def _new_sampler(self) -> TelemetrySampler:
-        return TelemetrySampler(self.config.telemetry_interval_ms / 1000.0, self.registry.known_workers)
+        return TelemetrySampler(self.options.telemetry_interval_ms / 1000.0, self.registry.known_workers)
 
     def _install_main_fetch_probe(self) -> None:
         from tracelens.capture.dataloader.worker import patch_fetch
@@ -231,9 +212,9 @@ class CaptureSession:
 
     def _choose(self, loader_id: int, *, provisional: bool) -> None:
         self.window_loader, self.provisional = loader_id, provisional
-        cfg = self.config
-        self.schedule = choose_schedule(self.registry.records[loader_id].info, cfg.wait, cfg.warmup, cfg.active,
-                                        cfg.stop_after_window)
+        opts = self.options
+        self.schedule = choose_schedule(self.registry.records[loader_id].info, opts.wait, opts.warmup, opts.active,
+                                        not opts.run_to_completion)
 
     def _stop_recording(self, *, drop_sampler: bool) -> None:
         """Stop our profiler and the telemetry sampler (keeping its samples unless ``drop_sampler``)."""
@@ -277,7 +258,7 @@ class CaptureSession:
         record = self.registry.records[loader_id]
         drawn = record.batches_drawn
         if self.window_loader is None:
-            wait = self.config.wait if self.config.wait is not None else default_wait(record.info)
+            wait = self.options.wait if self.options.wait is not None else default_wait(record.info)
             self.fetch_gate.on = drawn + MAIN_FETCH_LEAD_BATCHES >= wait
             if drawn < wait or not self.registry.most_drawn(loader_id):
                 return
@@ -443,9 +424,9 @@ class CaptureSession:
 
     # ------------------------------------------------------------------ finish
     def finish(self, exit_status: int, stop_reason: str, error: str | None,
-               shutdown_workers: bool) -> ProfileResult:
+               shutdown_workers: bool) -> ProfileResult[Any]:
         """Stop recording and write trace.json.gz, run.json and the TensorBoard files (the caller
-        analyzes the run: see ``runner.analyze_run``)."""
+        analyzes the run: see ``options.analyzed``)."""
         end_ns = time.time_ns()
         with self.lock:
             self._close_phase()
@@ -466,10 +447,10 @@ class CaptureSession:
         run_json.write_bytes(encode_run_info(run))
         shutil.rmtree(self.record_dir, ignore_errors=True)
         tb_dir = None
-        if self.config.tensorboard_dir is not None:
+        if self.options.tensorboard_dir is not None:
             from tracelens.capture.recorded.tensorboard import write_tensorboard
 
-            tb_dir, tb_notes = write_tensorboard(run, self.trace_path, self.config.tensorboard_dir, self.run_dir.name)
+            tb_dir, tb_notes = write_tensorboard(run, self.trace_path, self.options.tensorboard_dir, self.run_dir.name)
             self.notes += tb_notes
         return ProfileResult(
             run_dir=self.run_dir, exit_status=exit_status, stop_reason=stop_reason,
@@ -492,11 +473,11 @@ class CaptureSession:
         elif self.phase is Phase.PRELOADER:
             self._save_unstepped()
         elif self.phase is Phase.WAITING:
-            self.notes.append(no_window_note(self.registry, self.window_loader, self.schedule, self.config.wait))
+            self.notes.append(no_window_note(self.registry, self.window_loader, self.schedule, self.options.wait))
 
     def _state(self, exit_status: int, stop_reason: str, error: str | None, end_ns: int) -> SessionState:
         return SessionState(
-            command=self.config.command, started_ns=self.started_ns, end_ns=end_ns,
+            command=self.command, started_ns=self.started_ns, end_ns=end_ns,
             exit_status=exit_status, stop_reason=stop_reason, error=error,
             user_profiler=self.user_profiler, notes=tuple(self.notes), schedule=self.schedule,
             window=self.window, window_loader=self.window_loader,
@@ -506,7 +487,7 @@ class CaptureSession:
             batch_start_ns=tuple(self.batch_start_ns), batch_wait_ns=tuple(self.batch_wait_ns),
             main_fetch=tuple(self.main_fetch), record_dir=self.record_dir,
             torch_threads_at_window=self.torch_threads_at_window, sampler=self.sampler,
-            telemetry_interval_ms=self.config.telemetry_interval_ms,
+            telemetry_interval_ms=self.options.telemetry_interval_ms,
         )
 
     def _save_unstepped(self) -> None:

@@ -1,6 +1,6 @@
 """Run a script or module as ``python SCRIPT ARGS`` / ``python -m MODULE ARGS`` would.
 
-One function, :func:`run_target`, shared by ``tracelens profile`` (capture.runner) and the
+One function, :func:`run_target`, shared by ``tracelens profile`` (capture.script.child) and the
 timing-only sweep trials (capture.measure): same ``sys.argv``, ``__main__`` and ``sys.path[0]``
 as the interpreter gives the script, its exit status kept, and the interpreter's state
 (argv, path, ``__main__``) restored afterwards.
