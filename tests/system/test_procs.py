@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tracelens.system.procs import run_group
+from tracelens.system.procs import affinity, cores, run_group
 
 # A script that starts a grandchild (as a DataLoader starts workers), writes its pid, and waits.
 FAMILY = textwrap.dedent("""
@@ -60,3 +60,17 @@ def test_terminating_the_caller_ends_the_group(tmp_path: Path) -> None:
     caller.wait(timeout=20)
     time.sleep(0.2)
     assert not _alive(grandchild)
+
+
+def test_the_core_count_is_the_affinity_set_where_the_os_gives_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN an OS that restricts this process to CPUs 2 and 5 of 8
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {2, 5}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    # THEN pools and the machine facts both see those 2 cores
+    assert affinity() == frozenset({2, 5}) and cores() == 2
+    from tracelens.capture.machine.facts import core_facts
+
+    assert core_facts()["affinity_cores"] == 2
+    # AND without an affinity call (not Linux) every CPU counts
+    monkeypatch.delattr(os, "sched_getaffinity")
+    assert affinity() is None and cores() == 8

@@ -23,6 +23,8 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tracelens.system.procs import affinity
+
 _TICK_NS = 1_000_000_000 // (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
 # /proc/stat cpuN columns: user nice system idle iowait irq softirq steal guest guest_nice.
 # guest time is already inside user/nice; idle and iowait are the only idle columns.
@@ -47,17 +49,6 @@ def _read(path: Path) -> str | None:
     try:
         return path.read_text()
     except (OSError, UnicodeDecodeError):
-        return None
-
-
-def affinity() -> frozenset[int] | None:
-    """The CPUs this process may run on (None where the OS does not say)."""
-    get = getattr(os, "sched_getaffinity", None)
-    if get is None:
-        return None
-    try:
-        return frozenset(get(0))
-    except OSError:
         return None
 
 

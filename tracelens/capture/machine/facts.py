@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tracelens.system.procs import affinity
+
 #: Environment variables that set thread counts or the distributed layout (never the rest).
 THREAD_ENV_VARS = (
     "OMP_NUM_THREADS",
@@ -88,17 +90,6 @@ def cgroup_cpu_quota(cgroup_root: Path = Path("/sys/fs/cgroup")) -> float | None
     return quota
 
 
-def affinity_cores() -> int | None:
-    """Number of CPUs this process may run on (``sched_getaffinity``), ``None`` where unknown."""
-    getaff = getattr(os, "sched_getaffinity", None)
-    if getaff is None:
-        return None
-    try:
-        return len(getaff(0))
-    except OSError:
-        return None
-
-
 def core_facts() -> dict[str, Any]:
     """Logical, physical, affinity and cgroup-quota core counts, and the usable cores.
 
@@ -113,7 +104,8 @@ def core_facts() -> dict[str, Any]:
         physical = psutil.cpu_count(logical=False)
     except Exception:
         physical = None
-    aff = affinity_cores()
+    cpus = affinity()
+    aff = len(cpus) if cpus is not None else None
     quota = cgroup_cpu_quota()
     candidates: list[float] = [float(c) for c in (logical, aff) if c]
     if quota is not None:

@@ -41,7 +41,7 @@ from tracelens.capture.recorded.outcome import (
     write_run,
 )
 from tracelens.runjson import RunInfo
-from tracelens.system.procs import Terminated, sigterm_on_parent_death
+from tracelens.system.procs import Terminated, sigterm_on_parent_death, sigterm_raises
 
 #: Seconds the child gets to save its recording after a relayed SIGTERM before SIGKILL.
 KILL_GRACE_S = 20.0
@@ -151,19 +151,12 @@ class Relay:
 def stop_on_sigterm(run_dir: Path) -> Iterator[None]:
     """After the recording (during the analysis): SIGTERM raises :class:`Terminated` (one line,
     status 143 from the command), through the callers' cleanup (the claim is released)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        raise Terminated(f"terminated during the analysis; the recording is saved: tracelens analyze "
-                         f"{run_dir}", 128 + signum)
-
-    old = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
+        with sigterm_raises():
+            yield
+    except Terminated as stop:
+        raise Terminated(f"terminated during the analysis; the recording is saved: tracelens analyze "
+                         f"{run_dir}", stop.args[1]) from None
 
 
 def child_command(options: ProfileOptions, run_dir: Path) -> list[str]:
