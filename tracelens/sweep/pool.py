@@ -1,9 +1,9 @@
 """Trial processes that live for the whole sweep, one per setting.
 
-Each runs ``python -m tracelens.capture.measure`` in its own process group (so that its
+Each runs ``python -m tracelens.capture.script.measure`` in its own process group (so that its
 DataLoader workers end with it) with two pipes: it says ``ready`` once its training loader is
 warm, then measures one round per grant and blocks inside the loader's ``__next__`` between
-rounds (:mod:`tracelens.capture.measure`). ``stop`` ends the script; its final result (exit
+rounds (:mod:`tracelens.capture.script.measure`). ``stop`` ends the script; its final result (exit
 status, the script's error, a partial round) is read from ``trials/trial-<k>.json`` and its
 output is in ``trials/trial-<k>.log``.
 
@@ -72,7 +72,7 @@ class SubprocessTrial:
         env.setdefault("PYTHONUNBUFFERED", "1")
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tracelens.capture.measure", str(spec_path), str(self.result_path)],
+                [sys.executable, "-m", "tracelens.capture.script.measure", str(spec_path), str(self.result_path)],
                 stdout=log, stderr=subprocess.STDOUT, pass_fds=(cmd_r, res_w), start_new_session=True, env=env)
         os.close(cmd_r)
         os.close(res_w)
@@ -157,12 +157,12 @@ class SubprocessTrial:
                 "exit_status": self.proc.returncode}
 
     def cpu_ns(self) -> int | None:
-        from tracelens.capture.cpu_supply import tree_cpu_ns
+        from tracelens.capture.machine.cpu_supply import tree_cpu_ns
 
         return tree_cpu_ns(self.proc.pid)
 
     def memory_bytes(self) -> int | None:
-        from tracelens.capture.cpu_supply import descendants
+        from tracelens.capture.machine.cpu_supply import descendants
 
         page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
         total = 0

@@ -135,7 +135,7 @@ def trial_notes(trials: Sequence[Trial]) -> list[str]:
 # --- trial processes --------------------------------------------------------------------------
 
 def subprocess_launcher(plan: SweepPlan, out_dir: Path) -> Launcher:
-    """Starts ``python -m tracelens.capture.measure`` for a setting (``trials/trial-<k>.*``)."""
+    """Starts ``python -m tracelens.capture.script.measure`` for a setting (``trials/trial-<k>.*``)."""
 
     def launch(setting: Setting, k: int) -> TrialProcess:
         spec: dict[str, Any] = {
@@ -151,7 +151,7 @@ def subprocess_launcher(plan: SweepPlan, out_dir: Path) -> Launcher:
 
 def supply_probe() -> Probe:
     """The machine's CPU supply and the sweep's own CPU (this process and all its trials)."""
-    from tracelens.capture import cpu_supply
+    from tracelens.capture.machine import cpu_supply
 
     me = os.getpid()
     return lambda: (cpu_supply.sample(), cpu_supply.tree_cpu_ns(me))
@@ -196,7 +196,7 @@ def recommended_start(target: str, args: Sequence[str], module: bool, out_dir: P
 def usable_cores() -> int:
     """Cores this process may use (affinity, cgroup quota), at least 1."""
     try:
-        from tracelens.capture.machine import core_facts
+        from tracelens.capture.machine.facts import core_facts
 
         n = core_facts().get("usable_cores")
         if n:

@@ -3,7 +3,7 @@ until each is warm, then grant every live trial one measurement round per sweep 
 order that rotates; after each round stop the settings that cannot win, and stop the sweep once
 the comparisons are conclusive (or at ``max_rounds``, or the time budget).
 
-Around each trial's round the parent reads the CPU supply (:mod:`tracelens.capture.cpu_supply`):
+Around each trial's round the parent reads the CPU supply (:mod:`tracelens.capture.machine.cpu_supply`):
 the busy time of the machine's CPUs less the sweep's own processes gives the cores used by
 other processes during that round, recorded per trial and per round.
 """
@@ -478,7 +478,7 @@ class Scheduler:
 def _supply(s0: Any, s1: Any, j0: int | None, j1: int | None) -> Any:
     if s0 is None or s1 is None or j0 is None or j1 is None:
         return None
-    from tracelens.capture.cpu_supply import interval
+    from tracelens.capture.machine.cpu_supply import interval
 
     return interval(s0, s1, j1 - j0)
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracelens.capture.measure import MIN_TRIAL_STEPS
+from tracelens.capture.script.measure import MIN_TRIAL_STEPS
 from tracelens.diagnosis.thresholds import threshold
 from tracelens.sweep.rounds import Disturbance, Paired, RoundRecord
 from tracelens.sweep.settings import Setting
