@@ -41,6 +41,7 @@ from tracelens.capture.outcome import (
     write_phase,
     write_run,
 )
+from tracelens.capture.supply import with_job_root
 from tracelens.runjson import RunInfo
 
 #: Seconds the child gets to save its recording after a relayed SIGTERM before SIGKILL.
@@ -235,7 +236,7 @@ def supervise(options: ProfileOptions, run_dir: Path, command: dict[str, Any],
     write_run(run_dir, provisional)
     write_phase(run_dir, "starting")
     with Relay() as relay:
-        proc = relay.start(child_command(options, run_dir), env)
+        proc = relay.start(child_command(options, run_dir), with_job_root(os.environ if env is None else env))
         rc = relay.wait()
     status, run = settle(run_dir, provisional, rc, proc.pid, started, relay.escalated)
     return result_from_run(run_dir, run, status, options), relay.terminated
