@@ -6,6 +6,8 @@ import math
 from dataclasses import asdict
 from typing import Any
 
+import msgspec
+
 from tracelens.analysis import TraceAnalysis
 from tracelens.diagnosis import Diagnosis
 from tracelens.diagnosis.ranks import find_straggler, mark_waiting_ranks
@@ -38,6 +40,17 @@ def loader_identity(run: RunInfo | None) -> dict[str, Any]:
     return {"id": lo.id, "class": lo.cls, "dataset_class": lo.dataset_class, "dataset_len": lo.dataset_len,
             "batches_per_epoch": lo.batches_per_epoch, "batch_size": lo.batch_size,
             "created_at": lo.created_at, "framework": lo.framework, "training": lo.training}
+
+
+def cpu_supply(run: RunInfo | None) -> dict[str, Any] | None:
+    """run.json's CPU supply over the window (who else used the cores), without the per-sample
+    columns; None for a bare trace or an older run.json."""
+    tel = run.telemetry if run is not None else None
+    if tel is None or tel.supply is None:
+        return None
+    out: dict[str, Any] = msgspec.to_builtins(tel.supply)
+    out.pop("samples", None)
+    return out
 
 
 def build_document(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo | None = None) -> dict[str, Any]:
@@ -87,6 +100,10 @@ def build_document(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo |
             "torch_threads_main": rec.torch_threads_main,
             "env": dict(rec.env),
             "keep_current": list(rec.keep_current),
+            "expected_speedup_bound": _num(rec.expected_speedup_bound, 4),
+            "expected_basis": rec.expected_basis,
+            "measure_with": rec.measure_with,
+            "parts": [asdict(p) for p in rec.parts],
         },
         "findings": [asdict(f) | {"severity": f.severity.value} for f in diagnosis.findings],
         "diagnosis_confidence": _num(diagnosis.confidence, 3),
@@ -107,6 +124,7 @@ def build_document(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo |
             "dropped_waits": analysis.dropped_waits,
             "zero_length_steps": analysis.zero_length_steps,
         },
+        "cpu_supply": cpu_supply(run),
         "warnings": list(analysis.warnings),
         "per_step": per_step_records(analysis),
         "next_wait_ms": [round(x, 4) for x in analysis.next_wait_ms],

@@ -161,6 +161,22 @@ def loading_usage(facts: RunFacts | None) -> Loading | None:
     return None
 
 
+def busy_cores_threshold(usable_cores: float | None) -> float:
+    """Cores other processes must use for a busy machine: ``other_cpu_cores_min``, and at least
+    ``other_cpu_cores_share`` of the usable cores."""
+    return max(threshold("other_cpu_cores_min"), threshold("other_cpu_cores_share") * (usable_cores or 0.0))
+
+
+def outside_cores(facts: RunFacts | None) -> float:
+    """Cores taken by processes outside the job when they make a busy machine (else 0: the
+    background of an idle machine does not change the core budget)."""
+    s = facts.supply if facts is not None else None
+    if s is None or s.other_cpu_cores is None:
+        return 0.0
+    usable = s.usable_cores or (facts.usable_cores if facts is not None else None)
+    return s.other_cpu_cores if s.other_cpu_cores >= busy_cores_threshold(usable) else 0.0
+
+
 def loading_cause(ld: Loading | None) -> str | None:
     """"cpu" when the loading wants a CPU most of the time, "io" when it mostly waits, else None."""
     if ld is None:
@@ -240,9 +256,11 @@ def build_context(analysis: TraceAnalysis, run: RunInfo | RunFacts | None = None
     settings = known_settings(analysis, run)
     multi = (settings.num_workers or 0) > 0 or analysis.iterator != "single_process"
     refill = (settings.num_workers or 0) * (settings.prefetch_factor or 2)
-    steady = steady_state(analysis.per_step, multi, refill)
+    # Persistent workers do not restart: the waits after an epoch starts are ordinary loading.
+    respawns = multi and settings.persistent_workers is not True
+    steady = steady_state(analysis.per_step, respawns, refill)
     shape = sizing.wait_shape(steady_waits(analysis, steady), steady.compute_ms if steady else 0.0)
     budget = None
     if facts is not None and facts.usable_cores:
-        budget = sizing.core_budget(facts.usable_cores, facts.local_world_size)
+        budget = sizing.core_budget(facts.usable_cores, facts.local_world_size, outside_cores(facts))
     return Context(analysis, facts, settings, steady, shape, budget, loading_usage(facts))
