@@ -11,12 +11,21 @@ from tracelens.vocab import SETTING_KEYS, is_dataloader_default, pct
 CAUSES = {
     "cpu_starvation": "Input-bound, CPU-starved: preparing batches is CPU work and too few processes do it",
     "io_bound": "Input-bound, I/O-bound: preparing batches mostly waits for storage or the network",
-    "oversubscription": "Oversubscribed: loader processes × threads exceed the CPU cores and slow the step",
+    "oversubscription": "Oversubscribed: the job's own processes × threads exceed its CPU cores and slow the step",
     "input_bound": "Input-bound",
     "healthy": "The DataLoader keeps up",
     "undetermined": "Undetermined",
 }
 TONES = {"healthy": "good", "undetermined": "neutral"}
+
+
+def busy_machine_line(doc: dict[str, Any]) -> str | None:
+    """One line naming the outside load when a busy_machine finding is present (else None)."""
+    f = next((f for f in doc.get("findings") or [] if f.get("kind") == "busy_machine"), None)
+    if f is None:
+        return None
+    return (f"{f['title']}. Step times are inflated by that load: absolute figures hold for it only "
+            f"({f.get('id', 'TL105')}).")
 
 
 def verdict_sentence(doc: dict[str, Any]) -> str:
@@ -153,11 +162,13 @@ def recommendation_view(doc: dict[str, Any], context: Sequence[str] = ()) -> dic
                          threads_main=rec.get("torch_threads_main"))
     env = {str(k): str(v) for k, v in (rec.get("env") or {}).items()
            if re.fullmatch(r"[A-Z][A-Z0-9_]*", str(k)) and re.fullmatch(r"[\w.,:-]*", str(v))}
-    speed = rec.get("expected_speedup")
+    speed, bound = rec.get("expected_speedup"), rec.get("expected_speedup_bound")
     expected = (f"{speed:.2f}×" if isinstance(speed, (int, float)) and speed >= 1.005
                 and doc.get("diagnosis") not in ("healthy", "undetermined") else None)
     return {"diff": diff, "code": diff_after(diff), "changed": any(ln["op"] != " " for ln in diff) or bool(env),
             "keep": keep, "env": [f"{k}={v}" for k, v in sorted(env.items())], "expected": expected,
             "expected_value": float(speed) if expected else None,
+            "bound": f"{bound:.2f}×" if isinstance(bound, (int, float)) else None,
+            "basis": str(rec.get("expected_basis") or ""), "measure": rec.get("measure_with"),
             "framework": framework_view(doc, diff), "created_at": (doc.get("loader") or {}).get("created_at"),
             "notes": [str(n) for n in rec.get("notes", [])]}
