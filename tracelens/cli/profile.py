@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
+from tracelens.cli.bounds import MAX_ACTIVE_STEPS, MAX_WAIT_BATCHES, MAX_WARMUP_STEPS
 from tracelens.errors import UsageError
-from tracelens.limits import MAX_ACTIVE_STEPS, MAX_WAIT_BATCHES, MAX_WARMUP_STEPS
 
 
 def profile(
@@ -59,7 +59,7 @@ def profile(
         tensorboard_dir=tensorboard, no_report=no_report, telemetry_interval_ms=telemetry_interval_ms,
         record_shapes=record_shapes, with_stack=with_stack, profile_memory=profile_memory,
     )
-    from tracelens.capture.supervisor import Terminated
+    from tracelens.system.procs import Terminated
 
     try:
         result = run_profile(options)

@@ -15,7 +15,7 @@ import sys
 import textwrap
 from typing import Any, TextIO
 
-from tracelens.distribution import rank_distribution
+from tracelens.document.distribution import rank_distribution
 from tracelens.render.format import fmt_ms, visible
 from tracelens.render.wording import (
     busy_machine_line,
