@@ -78,9 +78,10 @@ def test_the_background_of_an_idle_machine_is_no_busy_machine(tmp_path: Path) ->
 
 
 def test_stalled_math_threads_under_outside_load_get_the_thread_advice_under_busy_machine(tmp_path: Path) -> None:
-    # GIVEN a healthy loader (1 worker keeps up), 2 main math threads waiting for a CPU 45 % each,
-    # other processes holding 1.2 of the 2 cores
-    f = facts(1, cores=2, cpu=0.3, delay=0.05, main_delay=0.9, main_threads=2, main_cpu=0.9, supply=supply(1.2))
+    # GIVEN a healthy loader (1 worker, 20 ms a batch, keeps up with 100 ms steps 5x over), 2 main math
+    # threads waiting for a CPU 45 % each, other processes holding 1.2 of the 2 cores
+    f = facts(1, cores=2, cpu=0.3, delay=0.05, main_delay=0.9, main_threads=2, main_cpu=0.9, batch_ms=20.0,
+              supply=supply(1.2))
     d = run(loop([1] * 12, 100, MULTI, gpu=False), tmp_path, f)
     # THEN healthy stays the verdict, busy_machine carries torch.set_num_threads(1), and its gain is
     # measured, not estimated
@@ -90,6 +91,24 @@ def test_stalled_math_threads_under_outside_load_get_the_thread_advice_under_bus
     assert "3.4-8x" in b.advice and rec.expected_speedup is None
     assert rec.measure_with == "tracelens sweep --num-workers 1,2 --main-threads 1,2 train.py ARGS"
     assert [(p.setting, p.rule) for p in rec.parts] == [("torch_threads_main", "TL105")]
+
+
+def test_a_loader_that_keeps_up_only_with_a_loop_slowed_by_outside_load_is_still_short(tmp_path: Path) -> None:
+    # GIVEN 2 latency-bound workers at 168 ms a batch (one batch per 84 ms) and a loop whose 2 math
+    # threads each wait for a CPU 50 % of the time under 1.6 cores of outside load, so a tiny model
+    # step takes 80 ms and the steps barely wait (1 ms: 1.2 %)
+    f = facts(2, cores=2, cpu=0.05, batch_ms=168.0, main_delay=1.0, main_threads=2, main_cpu=1.0,
+              supply=supply(1.6))
+    d = run(loop([1] * 12, 80, MULTI, gpu=False), tmp_path, f)
+    # THEN not healthy: the thread cut will speed the loop up past the workers, so the quiet
+    # verdict and direction hold (io_bound, more workers) and the title says why
+    assert d.diagnosis == "io_bound" and d.recommendation.num_workers > 2
+    assert "a shortage the outside load hides" in finding(d, "TL103").title
+    assert d.recommendation.torch_threads_main == 1
+    # AND with no outside load, or with workers to spare, the same steps are healthy
+    assert run(loop([1] * 12, 80, MULTI, gpu=False), tmp_path, replace(f, supply=supply(0.1))).diagnosis == "healthy"
+    spare = run(loop([1] * 12, 80, MULTI, gpu=False), tmp_path, replace(f, batch_ms=(40.0,) * 20))
+    assert spare.diagnosis == "healthy"
 
 
 # --- TL101 only for the job's own threads ----------------------------------------------------

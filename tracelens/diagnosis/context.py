@@ -213,7 +213,29 @@ class Context:
 
     @property
     def input_bound(self) -> bool:
-        return self.steady is not None and self.steady.exposed_fraction >= threshold("exposed_wait_fraction")
+        """Steps wait for data (the exposed wait threshold), or a shortage the outside load hides."""
+        return self.steady is not None and (self.steady.exposed_fraction >= threshold("exposed_wait_fraction")
+                                            or self.hidden_shortage is not None)
+
+    @property
+    def hidden_shortage(self) -> float | None:
+        """The current workers' capacity (num_workers × C / T_b) when the loader keeps up only
+        because outside load slows the training loop, else None: other processes hold cores (a
+        busy machine), the main process's math threads each wait for a CPU at least
+        ``main_thread_stall_fraction`` of the time, which inflates C, and the workers produce
+        under ``worker_capacity_ratio`` x what that slowed loop consumes. Cutting the threads
+        (TL105) speeds the loop up and exposes the shortage a quiet run shows."""
+        f, st, n, b = self.facts, self.steady, self.workers_now, self.budget
+        if f is None or st is None or b is None or not b.outside_cores or not n or f.batch_source != "workers":
+            return None
+        if f.main is None or f.main.run_delay_fraction is None or (f.torch_threads_main or 0) < 2 or not f.batch_ms:
+            return None
+        stall = f.main.run_delay_fraction / (f.torch_threads_main or 1)
+        t_b = float(np.median(f.batch_ms))
+        if stall < threshold("main_thread_stall_fraction") or t_b <= 0 or st.compute_ms <= 0:
+            return None
+        cap = n * st.compute_ms / t_b
+        return cap if cap < threshold("worker_capacity_ratio") else None
 
     @property
     def inconclusive(self) -> str | None:

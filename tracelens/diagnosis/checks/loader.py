@@ -22,6 +22,17 @@ from tracelens.diagnosis.thresholds import threshold
 from tracelens.vocab import Severity, pct
 
 
+def hidden_note(ctx: Context) -> str:
+    """The clause saying the wait under the threshold hides a shortage (``Context.hidden_shortage``)."""
+    cap = ctx.hidden_shortage
+    st = ctx.steady
+    if cap is None or st is None or st.exposed_fraction >= threshold("exposed_wait_fraction"):
+        return ""
+    return (f" (a shortage the outside load hides: the busy machine slows the training loop, and the "
+            f"current workers still produce only {cap:.1f}x what it consumes, so the wait grows once its "
+            "math threads stop stalling)")
+
+
 def needs_shortage(ctx: Context) -> str | None:
     """TL102/TL103 name a shortage of loading capacity; with the current workers' measured
     capacity well above the demand, a wait is bursts or a busy machine, which TL104 reports."""
@@ -36,10 +47,13 @@ def needs_shortage(ctx: Context) -> str | None:
 
 
 @declare_rule("TL102", "cpu_starvation", Severity.HIGH, "The loading work is CPU-bound and too slow",
-              precondition="input-bound steps and loader telemetry (per-batch records or worker CPU time); skipped "
-                           "when the current workers' measured capacity is worker_capacity_ratio x the demand or more",
+              precondition="input-bound steps (or, on a busy machine whose load stalls the main math threads, workers "
+                           "producing under worker_capacity_ratio x the slowed loop's demand) and loader telemetry "
+                           "(per-batch records or worker CPU time); skipped when the current workers' measured "
+                           "capacity is worker_capacity_ratio x the demand or more",
               thresholds=("exposed_wait_fraction", "exposed_wait_high_fraction", "cpu_bound_fraction",
-                          "io_bound_fraction", "headroom_fraction", "worker_capacity_ratio"),
+                          "io_bound_fraction", "headroom_fraction", "worker_capacity_ratio",
+                          "main_thread_stall_fraction"),
               requires=needs_shortage, main=True)
 def cpu_starvation(rule: Rule, ctx: Context) -> Finding | None:
     ld = ctx.loading
@@ -52,7 +66,7 @@ def cpu_starvation(rule: Rule, ctx: Context) -> Finding | None:
     return make_finding(rule, ctx, sev, conf,
               title=(f"CPU-starved loader: {pct(ctx.steady.exposed_fraction)} of each step waits for "
                      f"data while the loading work is on a CPU {pct(ld.cpu_fraction)} of the time "
-                     f"and waits for one {pct(ld.run_delay_fraction or 0.0)}"),
+                     f"and waits for one {pct(ld.run_delay_fraction or 0.0)}{hidden_note(ctx)}"),
               evidence={"exposed_wait_fraction": ctx.steady.exposed_fraction,
                         "loading_cpu_fraction": ld.cpu_fraction,
                         "loading_run_delay_fraction": ld.run_delay_fraction, "loading_source": ld.source,
@@ -62,11 +76,13 @@ def cpu_starvation(rule: Rule, ctx: Context) -> Finding | None:
 
 
 @declare_rule("TL103", "io_bound", Severity.HIGH, "The loading work mostly waits (storage, network, sleep)",
-              precondition="input-bound steps and loader telemetry; skipped when the current workers' measured "
-                           "capacity is worker_capacity_ratio x the demand or more",
+              precondition="input-bound steps (or, on a busy machine whose load stalls the main math threads, workers "
+                           "producing under worker_capacity_ratio x the slowed loop's demand) and loader telemetry; "
+                           "skipped when the current workers' measured capacity is worker_capacity_ratio x the demand "
+                           "or more",
               thresholds=("exposed_wait_fraction", "exposed_wait_high_fraction", "io_bound_fraction",
                           "cpu_bound_fraction", "run_delay_fraction", "headroom_fraction",
-                          "latency_workers_max", "worker_capacity_ratio"),
+                          "latency_workers_max", "worker_capacity_ratio", "main_thread_stall_fraction"),
               requires=needs_shortage, main=True)
 def io_bound(rule: Rule, ctx: Context) -> Finding | None:
     ld = ctx.loading
@@ -78,7 +94,7 @@ def io_bound(rule: Rule, ctx: Context) -> Finding | None:
     return make_finding(rule, ctx, sev, 0.85 if ld.source.startswith("batch") else 0.7,
               title=(f"I/O- or latency-bound loader: {pct(ctx.steady.exposed_fraction)} of each step "
                      f"waits for data while the loading work wants a CPU only {pct(ld.demand_fraction)} "
-                     f"of the time"),
+                     f"of the time{hidden_note(ctx)}"),
               evidence={"exposed_wait_fraction": ctx.steady.exposed_fraction,
                         "loading_cpu_fraction": ld.cpu_fraction, "loading_source": ld.source,
                         "read_bytes": ld.read_bytes, **plan.evidence},
