@@ -9,8 +9,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
+from tests.builders import single_of
 from tests.conftest import REPO
 from tracelens.api import analyze_path
 from tracelens.render.report import render_report
@@ -42,13 +44,15 @@ def _loaded_run(tmp_path: Path, other: float) -> Path:
 
 def test_a_loaded_run_names_the_busy_machine_in_json_terminal_and_html(tmp_path: Path) -> None:
     result = analyze_path(_loaded_run(tmp_path, 1.5))
-    doc = result.document
+    doc = single_of(result.document)
     # THEN the JSON has the supply and the finding with its evidence
-    assert doc["cpu_supply"]["other_cpu_cores"] == pytest.approx(1.5)
-    busy = next(f for f in doc["findings"] if f["kind"] == "busy_machine")
+    data = json.loads(msgspec.json.encode(doc))
+    assert data["cpu_supply"]["other_cpu_cores"] == pytest.approx(1.5)
+    assert data["cpu_supply"]["top_other_processes"][0]["name"] == "hogworker"
+    busy = next(f for f in data["findings"] if f["kind"] == "busy_machine")
     assert busy["evidence"]["other_cpu_cores"] == pytest.approx(1.5)
     assert {o["name"] for o in busy["evidence"]["top_other_processes"]} == {"hogworker", HOSTILE}
-    assert doc["diagnosis"] == "io_bound"
+    assert doc.diagnosis == "io_bound"
     # AND the terminal names it, says the numbers are inflated, and shows no raw escape
     text = format_summary(doc)
     assert "Busy machine: processes outside this job used 1.50" in text and "inflated" in text
@@ -66,7 +70,7 @@ def test_redact_hides_the_other_processes_names(tmp_path: Path) -> None:
 
 
 def test_a_quiet_supply_names_no_busy_machine(tmp_path: Path) -> None:
-    doc = analyze_path(_loaded_run(tmp_path, 0.1)).document
-    assert doc["cpu_supply"]["other_cpu_cores"] == pytest.approx(0.1)
-    assert not any(f["kind"] == "busy_machine" for f in doc["findings"])
+    doc = single_of(analyze_path(_loaded_run(tmp_path, 0.1)).document)
+    assert doc.cpu_supply is not None and doc.cpu_supply.other_cpu_cores == pytest.approx(0.1)
+    assert not any(f.kind == "busy_machine" for f in doc.findings)
     assert "Busy machine" not in format_summary(doc)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.builders import single_of
 from tests.test_rules import MULTI, epochs_loop, facts, finding, ids, loop, run
 from tracelens.api import analyze_path
 from tracelens.diagnosis import Diagnosis
@@ -203,13 +204,14 @@ def test_expected_gains_of_the_recorded_samples_never_exceed_their_bound() -> No
     for run_dir in sorted(p.parent for p in SAMPLES.rglob("run.json")):
         if (run_dir.parent / "run.json").exists() or run_dir.parent.name.startswith("rank-"):
             continue
-        rec = analyze_path(run_dir).document["recommendation"]
-        speed, bound = rec["expected_speedup"], rec["expected_speedup_bound"]
+        doc = single_of(analyze_path(run_dir).document)
+        rec = doc.recommendation
+        speed, bound = rec.expected_speedup, rec.expected_speedup_bound
         if speed is not None:
             assert bound is not None and speed <= bound + 1e-9, run_dir
-            assert rec["expected_basis"], run_dir
-        elif rec["measure_with"] is None:
-            assert analyze_path(run_dir).document["diagnosis"] in ("healthy", "undetermined"), run_dir
+            assert rec.expected_basis, run_dir
+        elif rec.measure_with is None:
+            assert doc.diagnosis in ("healthy", "undetermined"), run_dir
 
 
 def test_a_main_process_used_by_the_workers_alone_keeps_no_worker_thread_advice(tmp_path: Path) -> None:
