@@ -152,13 +152,20 @@ def exit_forked_child(status: int) -> NoReturn:
     os._exit(status)
 
 
-def record(options: ProfileOptions, run_dir: Path, *, supervisor_pid: int | None = None) -> int:
+def record(options: ProfileOptions, run_dir: Path, *, supervisor_pid: int | None = None,
+           interrupts: Any = None) -> int:
     """Run the script under a capture session in this process; write trace.json.gz and run.json
     into the claimed ``run_dir``; return the script's exit status.
 
     ``os._exit`` and SIGTERM / SIGHUP finish the session before the process ends; a forked
     child of the script that returns from it exits with its status without touching the run.
+    ``interrupts`` (the child's :class:`~tracelens.capture.child.Interrupts`) holds Ctrl-C
+    during the set-up: one that came then ends the run before the script starts (status 130).
     """
+    import torch.profiler  # noqa: F401  (the slow part of the set-up, before anything is recorded)
+
+    if interrupts is not None and interrupts.interrupted():
+        raise KeyboardInterrupt  # nothing recorded yet: the supervisor writes run.json
     from tracelens.capture import hooks
     from tracelens.capture.guard import ExitGuard
     from tracelens.capture.outcome import annotate, write_phase
@@ -186,8 +193,16 @@ def record(options: ProfileOptions, run_dir: Path, *, supervisor_pid: int | None
     write_phase(run_dir, "recording")
     session.start()
     guard.arm()
-    status, reason, error = run_target(options.target, options.args, options.module,
-                                       stop_reason="window_captured")
+    status: int
+    reason: str
+    error: str | None
+    if interrupts is not None and interrupts.go_live():  # Ctrl-C while the recorder started
+        session._stop_recording(drop_sampler=True)  # nothing of the script to keep
+        session.notes.append("Ctrl-C came while tracelens started the recorder: the script was not run")
+        status, reason, error = 130, "interrupted", "KeyboardInterrupt before the script started"
+    else:
+        status, reason, error = run_target(options.target, options.args, options.module,
+                                           stop_reason="window_captured")
     if guard.forked:  # a fork of the script returned from it: its status, not our run
         exit_forked_child(status)
     with guard.finishing():

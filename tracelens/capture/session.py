@@ -51,6 +51,7 @@ from tracelens.capture.window import (
     no_window_note,
 )
 from tracelens.runjson import Schedule, encode_run_info
+from tracelens.system.atomic import write_atomic
 
 #: Cap on per-batch records kept in memory (main-process timings, main-process fetches).
 MAX_BATCH_RECORDS = 20_000
@@ -413,16 +414,30 @@ class CaptureSession:
             self.window.end_ns = time.time_ns()
         self._stop_recording(drop_sampler=False)
 
+    def _export(self, prof: Any) -> bool:
+        """Write the trace (whole or not at all, signals held meanwhile); a failure (a full
+        disk) is a note, never an exception in the script."""
+        from tracelens.capture.export import export_trace
+        from tracelens.system.atomic import OutputError
+
+        try:
+            self.trace_path, problem = export_trace(prof, self.run_dir)
+        except OutputError as exc:
+            self.notes.append(f"trace not saved: {exc}")
+            return False
+        if problem is not None:
+            self.notes.append(problem)
+        if self.observer is not None:
+            self.observer("saved")
+        return True
+
     def _on_trace_ready(self, prof: Any) -> None:
         if self.discard_trace:
             return
-        path = self.run_dir / "trace.json.gz"
-        prof.export_chrome_trace(str(path))
-        self.trace_path = path
-        self.trace_ready = True
+        self.trace_ready = True  # saved or not, the window is over
+        if not self._export(prof):
+            return
         self.window.captured = True
-        if self.observer is not None:
-            self.observer("saved")
         assert self.schedule is not None
         warmup, active = self.schedule.warmup, self.schedule.active
         in_window = int(prof.step_num) - warmup
@@ -462,8 +477,7 @@ class CaptureSession:
         if shutdown_workers:
             self.registry.shutdown_iterators()
         run = build_run_info(self._state(exit_status, stop_reason, error, end_ns))
-        run_json = self.run_dir / "run.json"
-        run_json.write_bytes(encode_run_info(run))
+        run_json = write_atomic(self.run_dir / "run.json", encode_run_info(run))
         shutil.rmtree(self.record_dir, ignore_errors=True)
         tb_dir = None
         if self.config.tensorboard_dir is not None:
@@ -526,13 +540,10 @@ class CaptureSession:
         prof.stop()
         if self.sampler is not None:
             self.sampler.stop()
-        path = self.run_dir / "trace.json.gz"
-        prof.export_chrome_trace(str(path))
-        self.trace_path = path
         self.window.end_ns = time.time_ns()
+        if not self._export(prof):
+            return
         self.window.unstepped = True
-        if self.observer is not None:
-            self.observer("saved")
         self.notes.append(
             "no torch.utils.data.DataLoader batch was drawn, so the trace has no ProfilerStep "
             "events: tracelens recorded the whole run instead (steps: 0)")

@@ -42,6 +42,7 @@ from tracelens.capture.outcome import (
 )
 from tracelens.runjson import RunInfo
 from tracelens.system.procs import Terminated, sigterm_on_parent_death
+from tracelens.system.rundirs import remove_temp_outputs
 
 #: Seconds the child gets to save its recording after a relayed SIGTERM before SIGKILL.
 KILL_GRACE_S = 20.0
@@ -185,6 +186,7 @@ def settle(run_dir: Path, provisional: RunInfo, rc: int, child_pid: int, started
         write_run(run_dir, run)
     (run_dir / PHASE_FILE).unlink(missing_ok=True)
     shutil.rmtree(run_dir / ".workers", ignore_errors=True)  # left by a child that died
+    remove_temp_outputs(run_dir)  # half-written files of a child killed while writing them
     return status, run
 
 

@@ -14,7 +14,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from tracelens.render.html import write_atomic
 from tracelens.render.sweep import render_sweep_html
 from tracelens.sweep.document import sweep_document
 from tracelens.sweep.settings import Setting
@@ -40,6 +39,7 @@ from tracelens.sweep.trials import (
     machine_was_busy,
     steps_for,
 )
+from tracelens.system.atomic import write_atomic
 from tracelens.system.procs import cores, run_group
 from tracelens.system.rundirs import timestamped_dir
 
