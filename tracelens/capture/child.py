@@ -88,7 +88,8 @@ def main(argv: list[str]) -> None:
         status = record(ProfileOptions.from_json(spec["options"]), Path(spec["run_dir"]),
                         supervisor_pid=supervisor, interrupts=interrupts)
     except TracelensError as exc:
-        print(f"tracelens: error: {exc}", file=sys.stderr)
+        if Path(spec["run_dir"]).is_dir():  # else the supervisor says the directory was removed
+            print(f"tracelens: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # before the script ran, or while tracelens saved it
         sys.exit(INTERRUPTED)

@@ -62,6 +62,8 @@ def export_trace(prof: Any, run_dir: Path) -> tuple[Path, str | None]:
     the file saved and, when it is torch's raw ``trace.json`` (compressing failed), why."""
     raw_tmp = run_dir / f".{RAW_TRACE_NAME}.{os.getpid()}.tmp"
     raw, final = run_dir / RAW_TRACE_NAME, run_dir / TRACE_NAME
+    if not run_dir.is_dir():  # removed while the script ran: Kineto would only log errors
+        raise OutputError(final, f"the run directory {run_dir} was removed")
     with held_signals():
         try:
             prof.export_chrome_trace(str(raw_tmp))
@@ -75,7 +77,7 @@ def export_trace(prof: Any, run_dir: Path) -> tuple[Path, str | None]:
                 with contextlib.suppress(OSError):
                     leftover.unlink()
         try:
-            copy_atomic(raw, final, compress=True)
+            copy_atomic(raw, final, compress=True, parents=False)
         except OutputError as exc:  # a full disk: the raw trace is whole, keep it
             return raw, f"{final.name} not written ({exc.cause}): torch's raw trace is kept as {raw}"
         raw.unlink(missing_ok=True)

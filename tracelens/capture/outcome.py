@@ -44,7 +44,7 @@ _WHEN = {"starting": " before the script started", "recording": " before the win
 def write_phase(run_dir: Path, phase: str) -> None:
     """Record ``phase`` for the supervisor (atomic; failures ignored: it is advisory)."""
     with contextlib.suppress(OutputError):
-        write_atomic(run_dir / PHASE_FILE, phase)
+        write_atomic(run_dir / PHASE_FILE, phase, parents=False)
 
 
 def read_phase(run_dir: Path) -> str | None:
@@ -126,7 +126,7 @@ def read_run(run_dir: Path) -> RunInfo | None:
 
 def write_run(run_dir: Path, run: RunInfo) -> None:
     """Write run.json atomically (a crash or a full disk never leaves half a file)."""
-    write_atomic(run_dir / "run.json", encode_run_info(run))
+    write_atomic(run_dir / "run.json", encode_run_info(run), parents=False)
 
 
 def provisional_run(command: dict[str, Any], supervisor_pid: int | None) -> RunInfo:

@@ -23,7 +23,7 @@ from tracelens.capture import launch
 from tracelens.capture.options import JobResult, ProfileOptions, ProfileResult
 from tracelens.capture.registry import jsonable
 from tracelens.capture.supervisor import stop_on_sigterm, supervise
-from tracelens.errors import UsageError
+from tracelens.errors import TracelensError, UsageError
 from tracelens.system.rundirs import claim_dir, claim_new_dir, release_claim
 
 
@@ -97,14 +97,21 @@ def run_profile(options: ProfileOptions) -> ProfileResult | JobResult:
 def analyze_run(recorded: ProfileResult, *, no_report: bool) -> ProfileResult:
     """Write ``analysis.json`` and ``report.html`` beside a finished recording.
 
-    The recording is already on disk: a failed analysis is a note, never a lost run.
+    The recording is already on disk: a failed analysis is a note, never a lost run. A
+    recording without steps (the script failed or stopped before its DataLoader drew a batch,
+    or has none) is not diagnosed: there is nothing to measure, and a verdict would mislead.
     """
     if no_report or recorded.trace_path is None:
         return recorded
+    if recorded.steps_captured == 0:
+        note = "no diagnosis: no DataLoader steps were recorded"
+        return replace(recorded, notes=(*recorded.notes, note))
     try:
         from tracelens.api import write_run_outputs
 
         result = write_run_outputs(recorded.run_dir)
+    except TracelensError as exc:  # a full disk, a run directory removed meanwhile: one line
+        return replace(recorded, notes=(*recorded.notes, f"analysis not written: {exc}"))
     except Exception as exc:
         note = f"analysis failed: {type(exc).__name__}: {exc}"
         return replace(recorded, notes=(*recorded.notes, note))

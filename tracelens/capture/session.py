@@ -477,7 +477,7 @@ class CaptureSession:
         if shutdown_workers:
             self.registry.shutdown_iterators()
         run = build_run_info(self._state(exit_status, stop_reason, error, end_ns))
-        run_json = write_atomic(self.run_dir / "run.json", encode_run_info(run))
+        run_json = write_atomic(self.run_dir / "run.json", encode_run_info(run), parents=False)
         shutil.rmtree(self.record_dir, ignore_errors=True)
         tb_dir = None
         if self.config.tensorboard_dir is not None:

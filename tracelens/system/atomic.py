@@ -83,14 +83,17 @@ def _make_parent(out: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | Path, mode: str = "wb", *, private: bool = False) -> Iterator[IO[Any]]:
+def atomic_file(path: str | Path, mode: str = "wb", *, private: bool = False,
+                parents: bool = True) -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path`` for writing; on a clean exit it is synced and
-    renamed to ``path``; on an error it is removed. ``mode`` is ``"wb"`` or ``"w"`` (UTF-8).
-    OS errors are raised as :class:`OutputError` naming ``path``."""
+    renamed to ``path``; on an error it is removed. ``mode`` is ``"wb"`` or ``"w"`` (UTF-8);
+    ``parents``: create missing directories (not for a run directory's files: one removed
+    meanwhile stays removed). OS errors are raised as :class:`OutputError` naming ``path``."""
     out = Path(path)
     tmp: str | None = None
     try:
-        _make_parent(out)
+        if parents:
+            _make_parent(out)
         fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=TEMP_SUFFIX, dir=str(out.parent))
         encoding = None if "b" in mode else "utf-8"
         with os.fdopen(fd, mode, encoding=encoding) as fh:
@@ -110,15 +113,16 @@ def atomic_file(path: str | Path, mode: str = "wb", *, private: bool = False) ->
                 os.unlink(tmp)
 
 
-def write_atomic(path: str | Path, data: str | bytes, *, private: bool = False) -> Path:
+def write_atomic(path: str | Path, data: str | bytes, *, private: bool = False,
+                 parents: bool = True) -> Path:
     """Write ``data`` (text as UTF-8) to ``path`` atomically (see :func:`atomic_file`)."""
-    with atomic_file(path, "w" if isinstance(data, str) else "wb", private=private) as fh:
+    with atomic_file(path, "w" if isinstance(data, str) else "wb", private=private, parents=parents) as fh:
         fh.write(data)
     return Path(path)
 
 
 def copy_atomic(src: str | Path, dst: str | Path, *, compress: bool = False,
-                chunk: int = 1 << 20) -> Path:
+                chunk: int = 1 << 20, parents: bool = True) -> Path:
     """Copy ``src`` to ``dst`` atomically, gzip-compressing it when ``compress`` (level 6).
     A read error names ``src``; a write error names ``dst``."""
     import gzip
@@ -128,7 +132,7 @@ def copy_atomic(src: str | Path, dst: str | Path, *, compress: bool = False,
         src_fh = open(src, "rb")  # noqa: SIM115 - closed below, after the atomic write
     except OSError as exc:
         raise OutputError(src, os_cause(exc), "read") from exc
-    with src_fh, atomic_file(dst, "wb") as out:
+    with src_fh, atomic_file(dst, "wb", parents=parents) as out:
         if compress:
             with gzip.GzipFile(filename="", mode="wb", fileobj=out, compresslevel=6, mtime=0) as gz:
                 shutil.copyfileobj(src_fh, gz, chunk)
