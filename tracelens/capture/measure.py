@@ -37,6 +37,7 @@ from tracelens.capture import hooks
 from tracelens.capture.registry import LoaderRegistry
 from tracelens.capture.target import StopRun, run_target
 from tracelens.capture.worker import read_record_file, unpatch_fetch
+from tracelens.system.atomic import write_atomic
 
 #: Cap on the warm-up chosen for a loader: skip start-up and the pre-filled queue, not more.
 MAX_AUTO_WARMUP = 64
@@ -289,7 +290,7 @@ def run_timing_trial(
         "startup_ns": _startup_ns(session),
         "loader": loader,
         "loader_choice": session.choice(),
-        "unusable": session.unusable(),
+        "unusable": _unusable(session, status, reason, error),
         "loaders": len(records),
         "worker_cpu_fraction": session.worker_cpu_fraction(),
         "contention": session.contention(),
@@ -298,6 +299,15 @@ def run_timing_trial(
     }
     shutil.rmtree(scratch, ignore_errors=True)
     return result
+
+
+def _unusable(session: TimingSession, status: int, reason: str, error: str | None) -> str | None:
+    """Why the trial cannot be compared, naming the script's own failure first when it crashed
+    (else a crash read as "no loader fed a backward pass")."""
+    why = session.unusable()
+    if why is None or reason not in ("error", "exited", "interrupted"):
+        return why
+    return f"the script failed ({error or reason}, exit status {status}) before enough steps: {why}"
 
 
 def _startup_ns(session: TimingSession) -> int | None:
@@ -320,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup=spec.get("warmup"),
         module=bool(spec.get("module", False)),
     )
-    Path(out_path).write_text(json.dumps(result, default=repr))
+    write_atomic(out_path, json.dumps(result, default=repr))
     return 0
 
 
