@@ -52,6 +52,7 @@ from tracelens.capture.window import (
 )
 from tracelens.runjson import Schedule, encode_run_info
 from tracelens.system.atomic import write_atomic
+from tracelens.system.signals import held_signals
 
 #: Cap on per-batch records kept in memory (main-process timings, main-process fetches).
 MAX_BATCH_RECORDS = 20_000
@@ -434,15 +435,17 @@ class CaptureSession:
     def _on_trace_ready(self, prof: Any) -> None:
         if self.discard_trace:
             return
-        self.trace_ready = True  # saved or not, the window is over
-        if not self._export(prof):
-            return
-        self.window.captured = True
-        assert self.schedule is not None
-        warmup, active = self.schedule.warmup, self.schedule.active
-        in_window = int(prof.step_num) - warmup
-        # Ended by the schedule: step_num = warmup + active; by stop(): the open step counts too.
-        self.window_steps = min(active, in_window if in_window >= active else in_window + 1)
+        # A signal meanwhile is handled once the trace and what run.json says of it are settled.
+        with held_signals():
+            self.trace_ready = True  # saved or not, the window is over
+            if not self._export(prof):
+                return
+            self.window.captured = True
+            assert self.schedule is not None
+            warmup, active = self.schedule.warmup, self.schedule.active
+            in_window = int(prof.step_num) - warmup
+            # Ended by the schedule: step_num = warmup + active; by stop(): the open step counts too.
+            self.window_steps = min(active, in_window if in_window >= active else in_window + 1)
 
     def on_user_profiler(self, name: str) -> None:
         """The script starts its own profiler: stop ours (Kineto allows one) and hand off."""
@@ -541,9 +544,10 @@ class CaptureSession:
         if self.sampler is not None:
             self.sampler.stop()
         self.window.end_ns = time.time_ns()
-        if not self._export(prof):
-            return
-        self.window.unstepped = True
+        with held_signals():
+            if not self._export(prof):
+                return
+            self.window.unstepped = True
         self.notes.append(
             "no torch.utils.data.DataLoader batch was drawn, so the trace has no ProfilerStep "
             "events: tracelens recorded the whole run instead (steps: 0)")
