@@ -50,6 +50,7 @@ def profile(
         from tracelens.capture import ProfileOptions, run_profile
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise UsageError(f"`tracelens profile` needs PyTorch: pip install 'tracelens-dataloader[profile]' ({exc})") from exc
+    from tracelens.api import write_run_outputs
     from tracelens.document.schema import encode_document
     from tracelens.render.terminal import print_summary
 
@@ -59,7 +60,7 @@ def profile(
         tensorboard_dir=tensorboard, no_report=no_report, telemetry_interval_ms=telemetry_interval_ms,
         record_shapes=record_shapes, with_stack=with_stack, profile_memory=profile_memory,
     )
-    result = run_profile(options)  # SIGTERM during the analysis: Terminated, 143 (see cli.main)
+    result = run_profile(options, write_run_outputs)  # SIGTERM in the analysis: Terminated, 143 (cli.main)
     # A rank of a job prints its lines only: the job's verdict comes once, from whoever combines.
     rank = getattr(result, "rank", None)
     if result.analysis is not None and rank is None:
