@@ -139,12 +139,3 @@ def copy_atomic(src: str | Path, dst: str | Path, *, compress: bool = False,
         else:
             shutil.copyfileobj(src_fh, out, chunk)
     return Path(dst)
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` (or its cause) is ENOSPC or EDQUOT."""
-    while exc is not None:
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        exc = exc.__cause__  # type: ignore[assignment]
-    return False
