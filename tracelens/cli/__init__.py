@@ -74,6 +74,12 @@ def _say(line: str) -> None:
         typer.echo(line, err=True)
 
 
+def _quiet_shutdown() -> None:
+    """After a signal, objects cut short (an event loop of Dask's client) may complain while the
+    interpreter exits ("Exception ignored in ..." and a traceback): the one line is said."""
+    sys.unraisablehook = lambda unraisable: None
+
+
 def _sigterm_raises_terminated() -> None:
     """SIGTERM to this process raises :class:`Terminated` (cleanup runs, then exit 143); a
     process forked from it (a pool worker) still dies by the signal at once."""
@@ -110,9 +116,11 @@ def main() -> None:
         sys.exit(130)
     except KeyboardInterrupt:
         _say("tracelens: interrupted")
+        _quiet_shutdown()
         sys.exit(130)
     except Terminated as exc:  # SIGTERM during work that had to clean up first
         _say(f"tracelens: {visible(exc.args[0])}")
+        _quiet_shutdown()
         sys.exit(int(exc.args[1]))
     except _USAGE_ERROR as exc:  # unknown option, missing argument, a value of the wrong type
         exc.show()  # type: ignore[attr-defined]
