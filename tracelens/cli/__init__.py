@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import traceback
+import warnings
 from types import FrameType
 from typing import Annotated
 
@@ -75,9 +76,11 @@ def _say(line: str) -> None:
 
 
 def _quiet_shutdown() -> None:
-    """After a signal, objects cut short (an event loop of Dask's client) may complain while the
-    interpreter exits ("Exception ignored in ..." and a traceback): the one line is said."""
+    """After a signal, objects cut short (an event loop of Dask's client, a coroutine never
+    awaited) may complain while the interpreter exits ("Exception ignored in ..." with a
+    traceback, RuntimeWarnings): the one line is said."""
     sys.unraisablehook = lambda unraisable: None
+    warnings.simplefilter("ignore")
 
 
 def _sigterm_raises_terminated() -> None:
