@@ -39,7 +39,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("tracelens.render",),  # views, text and HTML
     ("tracelens.api", "tracelens.docgen"),  # the public entry points; generated docs
     ("tracelens.sweep",),
-    ("tracelens.cli", "tracelens.__main__"),
+    ("tracelens.cli", "tracelens.__main__", "tracelens._entry"),
     ("tracelens",),  # the package face: the public API, above everything it re-exports
 )
 #: The analysis core: reads traces and run.json, computes, diagnoses. No torch, no capture.

@@ -1,5 +1,5 @@
 """``python -m tracelens``."""
 
-from tracelens.cli import main
+from tracelens._entry import main
 
 main()

@@ -47,8 +47,8 @@ def compare_paths(path_a: str | Path, path_b: str | Path, scheduler: str | None 
 
 def write_run_outputs(run_dir: str | Path) -> Result:
     """Analyze a run (or job) directory and write its ``analysis.json`` and ``report.html``."""
-    from tracelens.render.html import write_atomic
     from tracelens.render.report import write_report
+    from tracelens.system.atomic import write_atomic
 
     d = Path(run_dir)
     result = analyze_path(d)

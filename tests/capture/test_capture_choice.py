@@ -242,3 +242,14 @@ def test_a_loader_rebuilt_from_another_s_attributes_files_its_workers_under_itse
     wrapper = second.worker_init_fn
     assert isinstance(wrapper, WorkerInit) and wrapper.loader_id == second_id
     assert wrapper.user_fn is seed
+
+
+def test_a_crashed_sweep_trial_names_the_scripts_exception(tmp_path: Path) -> None:
+    # issue 21 item 8: a trial whose script raised read "no loader fed a backward pass"
+    from tracelens.capture.script.measure import run_timing_trial
+
+    script = tmp_path / "train.py"
+    script.write_text("import torch\nraise ValueError('bad config: lr')\n")
+    res = run_timing_trial(str(script), [], {"num_workers": 0}, steps=12)
+    assert res["exit_status"] == 1
+    assert res["unusable"].startswith("the script failed (ValueError: bad config: lr, exit status 1)")

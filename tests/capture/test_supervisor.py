@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from tracelens.capture.parent.supervisor import Relay, settle
 from tracelens.capture.recorded.outcome import (
@@ -121,3 +122,27 @@ def test_a_fork_never_finishes_the_session_and_os_exit_does(tmp_path: Path) -> N
     lines = log.read_text().splitlines()
     assert len(lines) == 2 and lines[0] == "child 5"
     assert lines[1].split()[1:] == ["3", "exited", "os._exit(3)"]
+
+
+def test_a_child_killed_while_compressing_the_trace_leaves_torchs_raw_trace_named(tmp_path: Path) -> None:
+    # GIVEN torch's whole raw trace (step 2 of capture.script.export) and a temp file of the compression
+    (tmp_path / "trace.json").write_text('{"traceEvents": []}')
+    (tmp_path / ".trace.json.gz.x1y2.tmp").write_bytes(b"\x1f\x8b")
+    write_phase(tmp_path, "window")
+    status, run = settle(tmp_path, provisional_run({"kind": "script", "target": "t.py", "argv": ["t.py"]}, 1),
+                         -9, 4242, 0.0, False)
+    # THEN run.json names trace.json and says so; the half-compressed file is gone
+    assert status == 137 and run.trace.path == "trace.json"
+    assert "torch's raw trace kept as trace.json" in (run.outcome or "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json", "trace.json"]
+
+
+def test_sigterm_during_the_analysis_is_one_line_naming_the_saved_recording(tmp_path: Path) -> None:
+    from tracelens.capture.parent.supervisor import stop_on_sigterm
+    from tracelens.system.procs import Terminated
+
+    with pytest.raises(Terminated) as stopped, stop_on_sigterm(tmp_path):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    assert stopped.value.args == (f"terminated during the analysis; the recording is saved: tracelens analyze "
+                                  f"{tmp_path}", 143)

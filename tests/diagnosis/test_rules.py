@@ -712,3 +712,20 @@ def test_steps_of_zero_length_are_no_evidence(tmp_path: Path) -> None:
     r = analyze_path(_loop_json(tmp_path, wait_dur=[0] * 8, step_dur=0)).ranks[0]
     assert r.diagnosis.diagnosis == "undetermined"
     assert finding(r.diagnosis, "TL305").evidence["zero_length_steps"] == 8
+
+
+@pytest.mark.parametrize(("iterator", "claims_workers"), [(MULTI, True), ("", False)])
+def test_the_keep_num_workers_note_claims_worker_processes_only_when_the_trace_shows_them(
+        tmp_path: Path, iterator: str, claims_workers: bool) -> None:
+    # GIVEN steps whose __next__ names the multi-process iterator, or no iterator kind at all
+    b = TraceBuilder()
+    for i in range(6):
+        b.step(i + 1, i * 100_000, 100_000)
+        b.kernel(i * 100_000 + 1_000, 90_000)
+        if iterator:
+            b.next_call(i * 100_000, 500, iterator)
+    # WHEN diagnosed without run facts (num_workers unknown)
+    notes = " ".join(run(b, tmp_path).recommendation.notes)
+    # THEN the note says worker processes only when they are in the trace (issue 21 item 10)
+    assert ("the trace shows worker processes" in notes) is claims_workers
+    assert "Keep your current num_workers" in notes

@@ -286,3 +286,25 @@ def test_a_worker_killed_mid_run_changes_nothing(cluster: Cluster, heavy: Path) 
     by_rank = {o.rank: o.worker for o in result.outcomes}
     for key in lost:  # what the victim held was computed again by a survivor
         assert by_rank[int(key.split("-")[2])] not in (victim, None)
+
+
+def test_a_scheduler_killed_mid_run_is_one_line_and_exit_1(tmp_path: Path, heavy: Path) -> None:
+    # GIVEN a cluster of its own (its scheduler dies here) and a run of the heavy ranks on it
+    own = Cluster(tmp_path)
+    try:
+        own.start_scheduler()
+        own.start_worker("w")
+        proc = subprocess.Popen([sys.executable, "-m", "tracelens", "analyze", str(heavy), "--scheduler", own.address],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline and not any(own.client.processing().values()):
+            time.sleep(0.05)
+        # WHEN the scheduler is killed while ranks are being analyzed
+        own.procs["scheduler"].kill()
+        _, err = proc.communicate(timeout=120)
+    finally:
+        own.stop()
+    # THEN one line of tracelens' own (issue 21 item 6: Dask's reconnect log was 36 lines, two tracebacks)
+    assert proc.returncode == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"tracelens: error: lost the Dask scheduler at {own.address}")

@@ -138,6 +138,14 @@ def test_trace_events_key_inside_a_string_before_the_array_is_not_mistaken(tmp_p
     assert len(t) == 1 and t.names.names == ("a",)
 
 
-def test_empty_event_array_loads_as_an_empty_trace(tmp_path: Path) -> None:
-    t = load_trace(_write(tmp_path / "t.json", b'{"schemaVersion": 1, "traceEvents": []}'))
-    assert len(t) == 0 and not t.stats.truncated
+@pytest.mark.parametrize(("text", "says"), [
+    (b'{"schemaVersion": 1, "traceEvents": []}', "traceEvents is empty"),
+    (b"[]", "top-level array is empty"),
+    (b'{"traceEvents": [], "x": ' + b"[" * 500 + b"]" * 500 + b"}", "traceEvents is empty"),
+    (b'{"traceEvents": [{"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "a"}}]}',
+     "has only 1 metadata element"),
+])
+def test_a_file_without_trace_events_is_refused_not_analyzed(tmp_path: Path, text: bytes, says: str) -> None:
+    # issue 21 item 10: these used to load as an empty trace and exit 0 with `undetermined`
+    with pytest.raises(BadInputError, match=f"holds no trace events.*{says}"):
+        load_trace(_write(tmp_path / "t.json", text))

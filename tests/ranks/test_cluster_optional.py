@@ -62,3 +62,23 @@ def test_url_without_fsspec_installed_says_what_to_install(ranks: Path) -> None:
     assert last.startswith("EXIT 1")
     assert err.startswith(f"tracelens: error: {ranks.as_uri()}: reading a URL needs fsspec: pip install")
     assert "\n" not in err
+
+
+def test_dasks_own_log_records_are_kept_not_printed_while_tracelens_runs_ranks(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    pytest.importorskip("distributed")
+    from tracelens.ranks.cluster import dask_logs_folded
+
+    client_log = logging.getLogger("distributed.client")
+    before = client_log.handlers[:]
+    with dask_logs_folded() as kept:
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except OSError:
+            client_log.exception("")  # what Dask's client logs on each reconnect attempt
+        logging.getLogger("distributed.comm.tcp").warning("closed")
+    assert capsys.readouterr().err == ""
+    assert [r.name for r in kept] == ["distributed.client", "distributed.comm.tcp"]
+    assert client_log.handlers == before  # restored

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from tracelens.errors import TracelensError
+
 #: What the caller's analysis step returns (``tracelens.document.result.Result`` for the CLI's).
 A = TypeVar("A")
 #: The analysis step: a finished run (or job) directory in; ``analysis.json`` and
@@ -142,6 +144,11 @@ class ProfileResult(Generic[A]):
         """Whether the run left a trace to analyze."""
         return self.trace_path is not None
 
+    @property
+    def has_steps(self) -> bool:
+        """Whether the trace holds DataLoader steps (something to diagnose)."""
+        return self.has_trace and self.steps_captured > 0
+
     def summary_lines(self) -> list[str]:
         """Human-readable lines for the terminal (paths, steps, why a trace has no steps)."""
         lines = [f"run directory: {self.run_dir}"]
@@ -179,6 +186,11 @@ class JobResult(Generic[A]):
         """Whether any rank left a trace to analyze."""
         return any(r.has_trace for r in self.ranks)
 
+    @property
+    def has_steps(self) -> bool:
+        """Whether any rank's trace holds DataLoader steps."""
+        return any(r.has_steps for r in self.ranks)
+
     def summary_lines(self) -> list[str]:
         """One line per rank, then the job's files and the launcher's status."""
         lines = [f"job directory: {self.job_dir} ({len(self.ranks)} rank run directories)"]
@@ -200,12 +212,18 @@ def analyzed(recorded: _R, directory: Path, analyze: Analyze[Any] | None, *, no_
     """``recorded`` with the caller's analysis of ``directory`` (its ``analysis.json`` and
     ``report.html``); unchanged under ``--no-report``, with no step to run or no trace.
 
-    The recording is already on disk: a failed analysis is a note, never a lost run.
+    The recording is already on disk: a failed analysis is a note, never a lost run. A
+    recording without steps (the script failed or stopped before its DataLoader drew a batch,
+    or has none) is not diagnosed: there is nothing to measure, and a verdict would mislead.
     """
     if no_report or analyze is None or not recorded.has_trace:
         return recorded
+    if not recorded.has_steps:
+        return replace(recorded, notes=(*recorded.notes, "no diagnosis: no DataLoader steps were recorded"))
     try:
         found = analyze(directory)
+    except TracelensError as exc:  # a full disk, a run directory removed meanwhile: one line
+        return replace(recorded, notes=(*recorded.notes, f"{what} not written: {exc}"))
     except Exception as exc:
         return replace(recorded, notes=(*recorded.notes, f"{what} failed: {type(exc).__name__}: {exc}"))
     return replace(recorded, analysis=found, analysis_path=directory / "analysis.json",

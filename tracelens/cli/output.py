@@ -3,6 +3,7 @@ existing file without --force), the ranks that failed, and the ranks-done line."
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -25,6 +26,9 @@ def check_output_file(path: Path | None, force: bool, option: str) -> None:
         return
     if path.is_dir():
         raise UsageError(f"{path}: is a directory; give {option} a file name")
+    if path.is_symlink() and not path.exists() and not force:
+        raise UsageError(f"{path}: is a dangling symbolic link (to {os.readlink(path)}); pass --force "
+                         f"to replace the link, or choose another file with {option}")
     if path.exists() and not force:
         raise UsageError(f"{path}: exists; pass --force to overwrite it, or choose another file with {option}")
 

@@ -60,13 +60,7 @@ def profile(
         tensorboard_dir=tensorboard, no_report=no_report, telemetry_interval_ms=telemetry_interval_ms,
         record_shapes=record_shapes, with_stack=with_stack, profile_memory=profile_memory,
     )
-    from tracelens.system.procs import Terminated
-
-    try:
-        result = run_profile(options, write_run_outputs)
-    except Terminated as stop:
-        typer.echo(f"tracelens: {stop.args[0]}", err=True)
-        raise typer.Exit(stop.args[1]) from None
+    result = run_profile(options, write_run_outputs)  # SIGTERM in the analysis: Terminated, 143 (cli.main)
     # A rank of a job prints its lines only: the job's verdict comes once, from whoever combines.
     rank = getattr(result, "rank", None)
     if result.analysis is not None and rank is None:

@@ -87,8 +87,10 @@ def _num_workers(ctx: Context, proposed: dict[str, Any]) -> tuple[int | None, st
         return int(proposed["num_workers"]), None
     if ctx.workers_now is not None:
         return ctx.workers_now, None
-    return None, ("Keep your current num_workers: the trace shows worker processes (the "
-                  "multi-process iterator) but not how many.")
+    if ctx.analysis.iterator == "multi_process":
+        return None, ("Keep your current num_workers: the trace shows worker processes (the "
+                      "multi-process iterator) but not how many.")
+    return None, "Keep your current num_workers: the trace does not show how many there are."
 
 
 def _pin_memory(ctx: Context, proposed: dict[str, Any]) -> tuple[bool | None, str | None]:

@@ -118,8 +118,19 @@ def load_trace(path: str | Path, *, jobs: int | None = None, progress: Progress 
     header = {**header, **tail}
     if cols.events_total == 0 and truncated:
         raise BadInputError(p, r.broken or "the file ends before its first complete event")
+    if cols.events_total == cols.phases.get("M", 0):
+        raise BadInputError(p, _no_events(cols.events_total, cols.skips.skipped, top))
     meta = _meta(p, r.format, top, header)
     return _build_trace(meta, cols, truncated, bytes_read, p.stat().st_size)
+
+
+def _no_events(metadata: int, malformed: int, top: str) -> str:
+    """Why a file without timed events is no trace to analyze (one line)."""
+    where = "its top-level array" if top == "array" else "traceEvents"
+    held = [f"{n:,} {what} element{'s' if n != 1 else ''}"
+            for n, what in ((metadata, "metadata"), (malformed, "malformed")) if n]
+    has = f"has only {' and '.join(held)}" if held else "is empty"
+    return f"holds no trace events ({where} {has}): nothing was recorded"
 
 
 def _drop_bad_times(cols: _Columns, ts_us: np.ndarray, dur_us: np.ndarray, name_id: np.ndarray) -> np.ndarray | None:

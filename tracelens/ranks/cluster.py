@@ -16,13 +16,15 @@ needs ``pip install "tracelens-dataloader[cluster]"`` on the client and on every
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import gc
+import logging
 import os
 import socket
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -173,39 +175,77 @@ def analyze_ranks_on_cluster(address: str, rank_jobs: Sequence[RankJob], *,
     an error for the whole run.
     """
     as_completed = _distributed().as_completed
-    client = connect(address, connect_timeout_s)
-    try:
+    with dask_logs_folded():
+        client = connect(address, connect_timeout_s)
         try:
-            client.wait_for_workers(1, timeout=worker_wait_s)
-        except (TimeoutError, OSError):
-            raise TracelensError(f"the Dask scheduler at {address} has no workers (waited {worker_wait_s:g} s)") from None
-        token = uuid.uuid4().hex[:12]
-        keys = task_keys(rank_jobs, token)
-        index = {k: i for i, k in enumerate(keys)}
-        # Results are fetched as tasks finish, concurrently in the client's event loop: one
-        # gather at a time waited on busy workers and held back runs of many small ranks.
-        futures = client.map(_analyze_on_worker, list(rank_jobs), key=keys, retries=retries)
-        pending = as_completed(futures, loop=client.loop, with_results=True, raise_errors=False)
-        del futures  # a result leaves the workers once it is here
-        outcomes: list[RankOutcome | None] = [None] * len(rank_jobs)
-        done = nbytes = cancelled = 0
-        for batch in pending.batches():
-            for fut, result in batch:
-                i = index[fut.key]
-                if isinstance(result, RankOutcome):
-                    outcome = result
-                elif fut.cancelled():
-                    cancelled += 1
-                    outcome = failed_outcome(rank_jobs[i], ConnectionError("cancelled: the scheduler lost it"))
-                else:  # a task that raised even after its retries: (type, exception, traceback)
-                    outcome = failed_outcome(rank_jobs[i], result[1] if isinstance(result, tuple) else result)
-                outcomes[i] = outcome
-                done += 1
-                nbytes += outcome.bytes_read
-            if on_progress is not None:
-                on_progress(done, len(rank_jobs), nbytes)
-        if cancelled:
-            raise TracelensError(f"lost the Dask scheduler at {address}: {cancelled} of {len(rank_jobs)} ranks were not analyzed")
-        return [o for o in outcomes if o is not None]
+            return _run(client, address, rank_jobs, as_completed, on_progress, retries, worker_wait_s)
+        finally:
+            client.close()
+
+
+#: Loggers whose records are kept, not printed, while tracelens talks to a cluster: a lost
+#: scheduler makes Dask's client log each reconnect attempt with two tracebacks (36 lines).
+DASK_LOGGERS = ("distributed", "tornado", "asyncio")
+
+
+@contextlib.contextmanager
+def dask_logs_folded() -> Iterator[list[logging.LogRecord]]:
+    """Keep Dask's own log records (yielded) instead of printing them: what went wrong reaches
+    the user as tracelens' one line (a lost scheduler, a rank's error)."""
+    kept: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if len(kept) < 100:
+                kept.append(record)
+
+    keep = Keep(logging.WARNING)
+    names = [n for n in logging.root.manager.loggerDict
+             if any(n == d or n.startswith(d + ".") for d in DASK_LOGGERS)]
+    saved = []
+    for lg in (logging.getLogger(n) for n in sorted({*names, *DASK_LOGGERS})):
+        if lg.handlers or lg.name in DASK_LOGGERS:  # Dask gives some children handlers of their own
+            saved.append((lg, lg.handlers[:], lg.propagate))
+            lg.handlers, lg.propagate = [keep], False
+    try:
+        yield kept
     finally:
-        client.close()
+        for lg, handlers, propagate in saved:
+            lg.handlers, lg.propagate = handlers, propagate
+
+
+def _run(client: Any, address: str, rank_jobs: Sequence[RankJob], as_completed: Any,
+         on_progress: RankProgress | None, retries: int, worker_wait_s: float) -> list[RankOutcome]:
+    """The body of :func:`analyze_ranks_on_cluster` on a connected client."""
+    try:
+        client.wait_for_workers(1, timeout=worker_wait_s)
+    except (TimeoutError, OSError):
+        raise TracelensError(f"the Dask scheduler at {address} has no workers (waited {worker_wait_s:g} s)") from None
+    token = uuid.uuid4().hex[:12]
+    keys = task_keys(rank_jobs, token)
+    index = {k: i for i, k in enumerate(keys)}
+    # Results are fetched as tasks finish, concurrently in the client's event loop: one
+    # gather at a time waited on busy workers and held back runs of many small ranks.
+    futures = client.map(_analyze_on_worker, list(rank_jobs), key=keys, retries=retries)
+    pending = as_completed(futures, loop=client.loop, with_results=True, raise_errors=False)
+    del futures  # a result leaves the workers once it is here
+    outcomes: list[RankOutcome | None] = [None] * len(rank_jobs)
+    done = nbytes = cancelled = 0
+    for batch in pending.batches():
+        for fut, result in batch:
+            i = index[fut.key]
+            if isinstance(result, RankOutcome):
+                outcome = result
+            elif fut.cancelled():
+                cancelled += 1
+                outcome = failed_outcome(rank_jobs[i], ConnectionError("cancelled: the scheduler lost it"))
+            else:  # a task that raised even after its retries: (type, exception, traceback)
+                outcome = failed_outcome(rank_jobs[i], result[1] if isinstance(result, tuple) else result)
+            outcomes[i] = outcome
+            done += 1
+            nbytes += outcome.bytes_read
+        if on_progress is not None:
+            on_progress(done, len(rank_jobs), nbytes)
+    if cancelled:
+        raise TracelensError(f"lost the Dask scheduler at {address}: {cancelled} of {len(rank_jobs)} ranks were not analyzed")
+    return [o for o in outcomes if o is not None]

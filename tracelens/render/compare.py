@@ -9,7 +9,8 @@ from typing import Any
 from tracelens.document.compare import NEGLIGIBLE_WAIT_FRACTION, Comparison, rank_document
 from tracelens.render.charts import line_chart_spec, stacked_bars_spec
 from tracelens.render.format import fmt_ms
-from tracelens.render.html import render_page, write_atomic
+from tracelens.render.html import render_page
+from tracelens.system.atomic import write_atomic
 
 
 def _fmt(key: str, x: Any) -> str:

@@ -1,5 +1,5 @@
 """Pages: the jinja2 environment (autoescape, strict undefined), the page script and its
-Content-Security-Policy, and the one atomic writer every output file goes through.
+Content-Security-Policy (files are written by :mod:`tracelens.system.atomic`).
 
 Templates live in the repository's top-level ``templates/`` and are carried inside the wheel
 as ``tracelens/templates`` (see pyproject.toml).
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,22 +76,3 @@ def render_page(template_name: str, **context: Any) -> str:
         "base-uri 'none'; form-action 'none'",
     )
     return str(environment().get_template(template_name).render(**context))
-
-
-def write_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename, readable by others
-    (the umask's permissions: a report is meant to be shared)."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=str(out.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out

@@ -27,11 +27,12 @@ from tracelens.document.result import RankResult, Result
 from tracelens.document.schema import Document, Finding, JobDocument
 from tracelens.render.charts import heatmap_spec, histogram_spec, stacked_bars_spec, timeline_spec
 from tracelens.render.format import fmt_ms, fmt_value, rounded, visible_all
-from tracelens.render.html import render_page, write_atomic
+from tracelens.render.html import render_page
 from tracelens.render.redact import redact_view, sensitive_strings
 from tracelens.render.telemetry import MAX_LINE_POINTS, bucket_mean, telemetry_view
 from tracelens.render.wording import TONES, busy_machine_line, recommendation_view, verdict_sentence
 from tracelens.runjson import RunInfo
+from tracelens.system.atomic import write_atomic
 from tracelens.vocab import SETTING_KEYS, pct, severity_rank
 
 MAX_STEP_BARS = 400  # per-step bars drawn; longer runs are shown as means of consecutive steps

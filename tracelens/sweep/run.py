@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from tracelens.render.html import write_atomic
 from tracelens.render.sweep import render_sweep_html
 from tracelens.sweep.document import sweep_document
 from tracelens.sweep.pool import SubprocessTrial, TrialProcess
@@ -30,6 +29,7 @@ from tracelens.sweep.trials import (
     explain,
     failure,
 )
+from tracelens.system.atomic import write_atomic
 from tracelens.system.procs import cores, run_group
 from tracelens.system.rundirs import timestamped_dir
 

@@ -3,5 +3,8 @@
 - ``procs``: child processes that end with their caller (process groups, worker pools that die
   with their parent, SIGTERM as :class:`~tracelens.system.procs.Terminated`), and the cores to
   size them by;
-- ``rundirs``: where outputs go, and run directories claimed by one process at a time.
+- ``rundirs``: where outputs go, and run directories claimed by one process at a time;
+- ``atomic``: files written whole or not at all (temp name, fsync, rename), OS errors that
+  name the path;
+- ``signals``: SIGINT / SIGTERM / SIGHUP held while work that must not be cut short runs.
 """

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tracelens.errors import UsageError
+from tracelens.system.atomic import TEMP_SUFFIX, OutputError, describe_os_error, os_cause
 
 #: The claim file inside a run directory (removed when the run is complete).
 CLAIM_FILE = ".tracelens-claim"
@@ -52,7 +53,7 @@ def claim_new_dir(root: Path, name: str, now: datetime | None = None) -> Path:
     get two directories.
     """
     base = f"{name}-{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}"
-    root.mkdir(parents=True, exist_ok=True)
+    make_dir(root)
     for n in range(1, 10_000):
         candidate = root / (base if n == 1 else f"{base}-{n}")
         try:
@@ -122,8 +123,11 @@ def _describe(holder: dict[str, Any]) -> str:
 def _try_link(d: Path) -> bool:
     """Create the claim file atomically; False when one exists."""
     tmp = d / f"{CLAIM_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(_claim_record()))
     try:
+        try:
+            tmp.write_text(json.dumps(_claim_record()))
+        except OSError as exc:
+            raise OutputError(d / CLAIM_FILE, os_cause(exc), "claim the directory") from exc
         os.link(tmp, d / CLAIM_FILE)
         return True
     except FileExistsError:
@@ -151,6 +155,21 @@ def _take_over(d: Path, force: bool) -> None:
         (d / f"{CLAIM_FILE}.stale.{os.getpid()}").unlink()
 
 
+def make_dir(d: Path) -> None:
+    """Create directory ``d`` (and its parents) unless it exists; a file or a dangling link in
+    its place, or an OS error (permission denied, a read-only file system), is one line naming
+    ``d`` (exit 2 for the first two: choose another ``--out``)."""
+    if d.is_symlink() and not d.exists():
+        raise UsageError(f"{d}: is a dangling symbolic link (to {os.readlink(d)}); choose another --out")
+    if d.exists() and not d.is_dir():
+        raise UsageError(f"{d}: is a file, not a directory; choose another --out")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(d, describe_os_error(exc, d) if exc.filename not in (None, str(d)) else os_cause(exc),
+                          "create the directory") from exc
+
+
 def claim_dir(d: Path, *, force: bool, keep: tuple[str, ...] = ()) -> None:
     """Claim ``d`` (created when missing) for this process.
 
@@ -159,7 +178,7 @@ def claim_dir(d: Path, *, force: bool, keep: tuple[str, ...] = ()) -> None:
     ``rank-*`` directories, except ``keep``) are removed first, so that a failed new run never
     reads as the old one. Other files are left alone.
     """
-    d.mkdir(parents=True, exist_ok=True)
+    make_dir(d)
     for _ in range(20):
         if _try_link(d):
             break
@@ -180,8 +199,24 @@ def _is_ours(p: Path) -> bool:
                                      and p.name[len(RANK_DIR_PREFIX):].isdigit())
 
 
+def is_temp_output(name: str) -> bool:
+    """Whether ``name`` is a temporary file of one of tracelens' outputs (``.<output>.<...>.tmp``,
+    left by a process killed while writing it)."""
+    return name.endswith(TEMP_SUFFIX) and any(name.startswith(f".{o}.") for o in RUN_OUTPUTS)
+
+
+def remove_temp_outputs(d: Path) -> None:
+    """Remove the temporary files of tracelens' outputs from ``d`` (never another file)."""
+    with contextlib.suppress(OSError):
+        for p in d.iterdir():
+            if is_temp_output(p.name):
+                p.unlink(missing_ok=True)
+
+
 def clear_run_outputs(d: Path, keep: tuple[str, ...] = ()) -> None:
-    """Remove tracelens' own files from ``d`` (see ``RUN_OUTPUTS``; ``rank-<n>`` directories)."""
+    """Remove tracelens' own files from ``d`` (see ``RUN_OUTPUTS``; ``rank-<n>`` directories;
+    temporary files of them)."""
+    remove_temp_outputs(d)
     for p in d.iterdir():
         if p.name in keep or not _is_ours(p):
             continue

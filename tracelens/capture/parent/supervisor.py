@@ -42,7 +42,9 @@ from tracelens.capture.recorded.outcome import (
     write_run,
 )
 from tracelens.runjson import RunInfo
+from tracelens.system.atomic import OutputError
 from tracelens.system.procs import Terminated, sigterm_on_parent_death, sigterm_raises
+from tracelens.system.rundirs import remove_temp_outputs
 
 #: Seconds the child gets to save its recording after a relayed SIGTERM before SIGKILL.
 KILL_GRACE_S = 20.0
@@ -171,6 +173,9 @@ def settle(run_dir: Path, provisional: RunInfo, rc: int, child_pid: int, started
            escalated: bool) -> tuple[int, RunInfo]:
     """The exit status (128 + signal when killed) and the final run.json of a finished child."""
     status, signum = (rc, None) if rc >= 0 else (128 - rc, -rc)
+    if not run_dir.is_dir():
+        raise OutputError(run_dir, "the run directory was removed while the script ran: nothing of "
+                                   "the run is kept", "finish the run")
     run = read_run(run_dir)
     if run is None or run.stop_reason == "running":
         run = fallback_run(provisional, run_dir, status, signum, child_pid, started)
@@ -179,6 +184,7 @@ def settle(run_dir: Path, provisional: RunInfo, rc: int, child_pid: int, started
         write_run(run_dir, run)
     (run_dir / PHASE_FILE).unlink(missing_ok=True)
     shutil.rmtree(run_dir / ".workers", ignore_errors=True)  # left by a child that died
+    remove_temp_outputs(run_dir)  # half-written files of a child killed while writing them
     return status, run
 
 

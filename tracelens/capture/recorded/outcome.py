@@ -33,6 +33,7 @@ from tracelens.runjson import (
     decode_run_info,
     encode_run_info,
 )
+from tracelens.system.atomic import OutputError, write_atomic
 
 PHASE_FILE = ".tracelens-phase"
 #: Phases in the order a run goes through them.
@@ -44,10 +45,8 @@ _WHEN = {"starting": " before the script started", "recording": " before the win
 
 def write_phase(run_dir: Path, phase: str) -> None:
     """Record ``phase`` for the supervisor (atomic; failures ignored: it is advisory)."""
-    tmp = run_dir / f"{PHASE_FILE}.{os.getpid()}.tmp"
-    with contextlib.suppress(OSError):
-        tmp.write_text(phase)
-        os.replace(tmp, run_dir / PHASE_FILE)
+    with contextlib.suppress(OutputError):
+        write_atomic(run_dir / PHASE_FILE, phase, parents=False)
 
 
 def read_phase(run_dir: Path) -> str | None:
@@ -73,12 +72,14 @@ def _iso(t: float) -> str:
 def _captured(run: RunInfo, trace_present: bool) -> str:
     if run.window.unstepped and trace_present:
         return "whole-run trace saved (no DataLoader steps)"
+    saved = ("torch's raw trace kept as trace.json (compressing it was cut short)"
+             if run.trace.path == "trace.json" else "trace saved")
     if trace_present and run.window.captured:
         planned = run.schedule.active if run.schedule is not None else None
         of = f" of {planned}" if planned is not None and run.window.steps < planned else ""
-        return f"trace saved ({run.window.steps}{of} steps)"
+        return f"{saved} ({run.window.steps}{of} steps)"
     if trace_present:
-        return "trace saved, run details (loader settings, telemetry) lost"
+        return f"{saved}, run details (loader settings, telemetry) lost"
     return "trace not saved" if run.window.started or run.stop_reason == "killed" else "no trace"
 
 
@@ -126,10 +127,8 @@ def read_run(run_dir: Path) -> RunInfo | None:
 
 
 def write_run(run_dir: Path, run: RunInfo) -> None:
-    """Write run.json atomically (a crash never leaves half a file)."""
-    tmp = run_dir / f".run.json.{os.getpid()}.tmp"
-    tmp.write_bytes(encode_run_info(run))
-    os.replace(tmp, run_dir / "run.json")
+    """Write run.json atomically (a crash or a full disk never leaves half a file)."""
+    write_atomic(run_dir / "run.json", encode_run_info(run), parents=False)
 
 
 def script_command(options: ProfileOptions) -> dict[str, Any]:
@@ -158,17 +157,19 @@ def fallback_run(base: RunInfo, run_dir: Path, status: int, signum: int | None, 
     """run.json for a child that died without writing one (killed, crashed, or failed to start),
     from the provisional ``base``."""
     phase = read_phase(run_dir)
-    trace = "trace.json.gz" if (run_dir / "trace.json.gz").is_file() else None
-    reason = "killed" if signum is not None else "exited"
+    # trace.json: torch's whole raw trace, when the child was killed while compressing it
+    trace = next((name for name in ("trace.json.gz", "trace.json") if (run_dir / name).is_file()), None)
+    interrupted = status == 128 + signal.SIGINT  # Ctrl-C, before the script ran or while saving
+    reason = "interrupted" if interrupted else "killed" if signum is not None else "exited"
     notes = list(base.notes)
-    if phase == "starting":
+    if phase == "starting" and not interrupted:
         notes.append("the recording process ended before the script started: see the messages above")
+    error = ("KeyboardInterrupt" if interrupted else None if signum is not None
+             else f"the recording process exited with status {status} without writing run.json")
     run = msgspec.structs.replace(
         base, pid=child_pid, ended_at=_iso(time.time()), wall_s=round(time.time() - started, 3),
         exit_status=status, stop_reason=reason, signal=signal_name(signum) if signum is not None else None,
-        error=None if signum is not None else f"the recording process exited with status {status} without "
-                                               "writing run.json",
-        notes=notes, trace=TraceRef(path=trace), supervisor_pid=os.getpid())
+        error=error, notes=notes, trace=TraceRef(path=trace), supervisor_pid=os.getpid())
     return msgspec.structs.replace(run, outcome=describe_outcome(run, run_dir, phase or "starting"))
 
 

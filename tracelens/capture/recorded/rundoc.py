@@ -96,7 +96,8 @@ def trace_clock(trace_path: Path | None, sync: tuple[int, int] | None) -> Clock:
     ts_us: float | None = None
     if trace_path is not None and trace_path.exists():
         try:
-            with gzip.open(trace_path, "rb") as fh:
+            opener = gzip.open if trace_path.suffix == ".gz" else open  # trace.json: torch's raw trace
+            with opener(trace_path, "rb") as fh:
                 text = fh.read()
             m = re.search(rb'"baseTimeNanoseconds"\s*:\s*(\d+)', text)
             base_ns = int(m.group(1)) if m else 0

@@ -60,6 +60,7 @@ from tracelens.capture.script.trial_control import (
     PipeControl,
     RoundGrant,
 )
+from tracelens.system.atomic import write_atomic
 
 #: Cap on the warm-up chosen for a loader: skip start-up and the pre-filled queue, not more.
 MAX_AUTO_WARMUP = 64
@@ -501,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         main_threads=spec.get("main_threads"), worker_threads=spec.get("worker_threads"),
         replay=BatchCache(int(replay["batches"]), int(replay["bytes"])) if replay else None,
     )
-    Path(out_path).write_text(json.dumps(result, default=repr))
+    write_atomic(out_path, json.dumps(result, default=repr))
     return 0
 
 

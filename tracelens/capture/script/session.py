@@ -50,6 +50,8 @@ from tracelens.capture.script.window import (
     no_window_note,
 )
 from tracelens.runjson import Schedule, encode_run_info
+from tracelens.system.atomic import write_atomic
+from tracelens.system.signals import held_signals
 
 #: Cap on per-batch records kept in memory (main-process timings, main-process fetches).
 MAX_BATCH_RECORDS = 20_000
@@ -399,21 +401,37 @@ class CaptureSession:
             self.window.end_ns = time.time_ns()
         self._stop_recording(drop_sampler=False)
 
+    def _export(self, prof: Any) -> bool:
+        """Write the trace (whole or not at all, signals held meanwhile); a failure (a full
+        disk) is a note, never an exception in the script."""
+        from tracelens.capture.script.export import export_trace
+        from tracelens.system.atomic import OutputError
+
+        try:
+            self.trace_path, problem = export_trace(prof, self.run_dir)
+        except OutputError as exc:
+            self.notes.append(f"trace not saved: {exc}")
+            return False
+        if problem is not None:
+            self.notes.append(problem)
+        if self.observer is not None:
+            self.observer("saved")
+        return True
+
     def _on_trace_ready(self, prof: Any) -> None:
         if self.discard_trace:
             return
-        path = self.run_dir / "trace.json.gz"
-        prof.export_chrome_trace(str(path))
-        self.trace_path = path
-        self.trace_ready = True
-        self.window.captured = True
-        if self.observer is not None:
-            self.observer("saved")
-        assert self.schedule is not None
-        warmup, active = self.schedule.warmup, self.schedule.active
-        in_window = int(prof.step_num) - warmup
-        # Ended by the schedule: step_num = warmup + active; by stop(): the open step counts too.
-        self.window_steps = min(active, in_window if in_window >= active else in_window + 1)
+        # A signal meanwhile is handled once the trace and what run.json says of it are settled.
+        with held_signals():
+            self.trace_ready = True  # saved or not, the window is over
+            if not self._export(prof):
+                return
+            self.window.captured = True
+            assert self.schedule is not None
+            warmup, active = self.schedule.warmup, self.schedule.active
+            in_window = int(prof.step_num) - warmup
+            # Ended by the schedule: step_num = warmup + active; by stop(): the open step counts too.
+            self.window_steps = min(active, in_window if in_window >= active else in_window + 1)
 
     def on_user_profiler(self, name: str) -> None:
         """The script starts its own profiler: stop ours (Kineto allows one) and hand off."""
@@ -448,8 +466,7 @@ class CaptureSession:
         if shutdown_workers:
             self.registry.shutdown_iterators()
         run = build_run_info(self._state(exit_status, stop_reason, error, end_ns))
-        run_json = self.run_dir / "run.json"
-        run_json.write_bytes(encode_run_info(run))
+        run_json = write_atomic(self.run_dir / "run.json", encode_run_info(run), parents=False)
         shutil.rmtree(self.record_dir, ignore_errors=True)
         tb_dir = None
         if self.options.tensorboard_dir is not None:
@@ -512,13 +529,11 @@ class CaptureSession:
         prof.stop()
         if self.sampler is not None:
             self.sampler.stop()
-        path = self.run_dir / "trace.json.gz"
-        prof.export_chrome_trace(str(path))
-        self.trace_path = path
         self.window.end_ns = time.time_ns()
-        self.window.unstepped = True
-        if self.observer is not None:
-            self.observer("saved")
+        with held_signals():
+            if not self._export(prof):
+                return
+            self.window.unstepped = True
         self.notes.append(
             "no torch.utils.data.DataLoader batch was drawn, so the trace has no ProfilerStep "
             "events: tracelens recorded the whole run instead (steps: 0)")
