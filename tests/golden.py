@@ -55,7 +55,9 @@ def shared_cases() -> dict[str, Path]:
 
 def _normalize(obj: Any) -> Any:
     """JSON round trip with the checkout's absolute paths replaced by placeholders."""
-    text = json.dumps(obj, sort_keys=True)
+    from tracelens.jsondoc import jsonable
+
+    text = json.dumps(obj, sort_keys=True, default=jsonable)
     text = text.replace(str(SHARED_TRACES.resolve()), "<shared>").replace(str(SHARED_TRACES), "<shared>")
     text = text.replace(str(REPO.resolve()), "<repo>").replace(str(REPO), "<repo>")
     return json.loads(text)

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tracelens"
 #: stands for the module and everything under it).
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("tracelens._version", "tracelens.errors", "tracelens.model", "tracelens.intervals", "tracelens.vocab",
-     "tracelens.limits",
+     "tracelens.limits", "tracelens.jsondoc",
      "tracelens.paths", "tracelens.procs"),
     ("tracelens.load", "tracelens.runjson"),
     ("tracelens.locate", "tracelens.storage"),

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from tracelens import intervals as iv
-from tracelens.model import GPU_ACTIVITY_CATEGORIES, RUNTIME_CATEGORIES, Trace
+from tracelens.model import GPU_ACTIVITY_CATEGORIES, RUNTIME_CATEGORIES, RowFilter, Trace
 
 STEP_NAME = re.compile(r"^ProfilerStep#(\d+)$")
 DATA_WAIT_NAME = re.compile(r"^enumerate\(DataLoader\)#.*\.__next__$|^enumerate\(DataPipe\)#")
@@ -24,6 +24,22 @@ SYNC_NAMES = frozenset(
      "hipDeviceSynchronize", "hipStreamSynchronize", "hipEventSynchronize"}
 )
 NS_PER_MS = 1e6
+
+
+def reads_name(name: str) -> bool:
+    """Whether the analysis reads events of this name (besides steps and GPU activity)."""
+    return (DATA_WAIT_NAME.match(name) is not None or COLLECTIVE_NAME.match(name) is not None
+            or STEP_NAME.match(name) is not None or name in SYNC_NAMES or _is_copy_call(name))
+
+
+def _is_copy_call(name: str) -> bool:
+    return "Memcpy" in name and name.startswith(("cuda", "hip"))
+
+
+#: The rows :func:`analyze_trace` reads: load a trace with it to skip the rest (operator events,
+#: launches) before they become rows. The fallback steps read every row of one thread:
+#: :func:`needs_every_row` says when to load again without it.
+ROWS_READ = RowFilter(reads_name, GPU_ACTIVITY_CATEGORIES)
 
 STEP_COLUMNS = [
     "step", "start_ms", "duration_ms", "data_wait_ms", "gpu_busy_ms", "exposed_wait_ms",
@@ -111,7 +127,7 @@ class TraceAnalysis:
     iterator: str  # "single_process", "multi_process" or "unknown"
     iterator_names: tuple[str, ...]
     next_calls: int
-    next_wait_ms: tuple[float, ...]  # each __next__ call inside the steps, in order
+    next_wait_ms: np.ndarray = field(repr=False, compare=False)  # each __next__ call inside the steps, in order (ms)
     per_step: pd.DataFrame = field(repr=False, compare=False)
     copies: CopyStats = field(default_factory=CopyStats)
     has_gpu_activity: bool = False
@@ -160,6 +176,8 @@ def _device_label(trace: Trace, device: int) -> str:
 
 def _fallback_steps(trace: Trace, nxt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pseudo-steps from one ``__next__`` start to the next; the last ends with its thread's work."""
+    if trace.rows is not None:
+        raise ValueError("steps between __next__ calls need every row of the trace: load it without a row filter")
     order = np.argsort(trace.ts_ns[nxt], kind="stable")
     idx = nxt[order]
     starts = trace.ts_ns[idx]
@@ -177,7 +195,7 @@ class Steps:
 
     start: np.ndarray
     end: np.ndarray
-    numbers: list[int]
+    numbers: np.ndarray  # int64, each step's N
     source: str  # "profiler_steps", "dataloader_next" or "none"
     fallback: str | None
     profiler_steps: int  # ProfilerStep# events found (0 with a fallback)
@@ -203,11 +221,25 @@ class Activity:
     collectives: iv.IntervalSet  # time inside collective communication (any thread or device)
 
 
+def _step_mask(trace: Trace) -> np.ndarray:
+    """Rows of ``ProfilerStep#N`` events: numbered by the loader, or named so (an N too big
+    for int64, or a hand-built trace)."""
+    return (trace.step_number >= 0) | trace.mask_names(lambda n: STEP_NAME.match(n) is not None)
+
+
+def needs_every_row(trace: Trace) -> bool:
+    """Whether :func:`analyze_trace` needs rows ``trace`` was loaded without (the steps fall
+    back to the intervals between ``__next__`` calls, and the last one ends with its thread)."""
+    if trace.rows is None or _step_mask(trace).any():
+        return False
+    return bool(trace.mask_names(lambda n: DATA_WAIT_NAME.match(n) is not None).any())
+
+
 def _rows(trace: Trace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Host ``ProfilerStep#`` rows, ``__next__`` rows and the GPU-activity mask."""
     gpu_ann = trace.mask_categories({"gpu_user_annotation"})
     gpu_rows = trace.mask_categories(GPU_ACTIVITY_CATEGORIES)
-    step_rows = np.flatnonzero(trace.mask_names(lambda n: STEP_NAME.match(n) is not None) & ~gpu_ann)
+    step_rows = np.flatnonzero(_step_mask(trace) & ~gpu_ann)
     next_rows = np.flatnonzero(trace.mask_names(lambda n: DATA_WAIT_NAME.match(n) is not None) & ~gpu_ann & ~gpu_rows)
     return step_rows, next_rows, gpu_rows
 
@@ -216,17 +248,21 @@ def find_steps(trace: Trace, step_rows: np.ndarray, next_rows: np.ndarray) -> St
     """Host steps: every ``ProfilerStep#``, else the intervals between ``__next__`` calls."""
     if step_rows.size:
         rows = step_rows[np.argsort(trace.ts_ns[step_rows], kind="stable")]
-        numbers = [int(STEP_NAME.match(trace.names.names[i]).group(1))  # type: ignore[union-attr]
-                   for i in trace.name_id[rows]]
+        numbers = trace.step_number[rows]
+        named = np.flatnonzero(numbers < 0)
+        if named.size:  # numbers the loader did not read (hand-built traces)
+            numbers = numbers.copy()
+            numbers[named] = [int(STEP_NAME.match(trace.names.names[i]).group(1))  # type: ignore[union-attr]
+                              for i in trace.name_id[rows[named]].tolist()]
         return Steps(trace.ts_ns[rows], trace.ts_ns[rows] + trace.dur_ns[rows], numbers, "profiler_steps",
                      None, int(step_rows.size))
     if next_rows.size:
         start, end = _fallback_steps(trace, next_rows)
-        return Steps(start, end, list(range(start.size)), "dataloader_next",
+        return Steps(start, end, np.arange(start.size, dtype=np.int64), "dataloader_next",
                      "no ProfilerStep# events: steps are the intervals between successive DataLoader "
                      "__next__ calls", 0)
     none = np.zeros(0, np.int64)
-    return Steps(none, none, [], "none",
+    return Steps(none, none, none, "none",
                  "no ProfilerStep# and no DataLoader __next__ events: no steps to measure", 0)
 
 
@@ -243,7 +279,7 @@ def measure_activity(trace: Trace, steps: Steps, next_rows: np.ndarray, gpu_rows
 
 
 def per_step_table(trace: Trace, steps: Steps, act: Activity,
-                   next_rows: np.ndarray) -> tuple[pd.DataFrame, tuple[float, ...]]:
+                   next_rows: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
     """The per-step table (ms) and every ``__next__`` wait inside the steps, in order (ms)."""
     s_start, s_end, n = steps.start, steps.end, steps.count
     n_start, n_dur = trace.ts_ns[next_rows], trace.dur_ns[next_rows]
@@ -257,7 +293,7 @@ def per_step_table(trace: Trace, steps: Steps, act: Activity,
     gpu_ms = iv.measure_within(act.gpu, s_start, s_end) / NS_PER_MS
     table = pd.DataFrame(
         {
-            "step": np.asarray(steps.numbers, dtype=np.int64),
+            "step": steps.numbers,
             "start_ms": (s_start - origin) / NS_PER_MS,
             "duration_ms": (s_end - s_start) / NS_PER_MS,
             "data_wait_ms": iv.measure_within(act.data_wait, s_start, s_end) / NS_PER_MS,
@@ -270,7 +306,7 @@ def per_step_table(trace: Trace, steps: Steps, act: Activity,
         columns=STEP_COLUMNS,
     )
     in_order = np.argsort(n_start[inside], kind="stable")
-    return table, tuple(float(x) for x in (n_dur[inside][in_order] / NS_PER_MS))
+    return table, n_dur[inside][in_order] / NS_PER_MS
 
 
 def per_device(trace: Trace, act: Activity, gpu_rows: np.ndarray, step_time_ns: int) -> tuple[DeviceActivity, ...]:
@@ -309,7 +345,7 @@ def step_timeline(steps: Steps, act: Activity) -> StepTimeline | None:
     waits, g1 = _timeline_intervals(act.data_wait, lo, hi)
     busy, g2 = _timeline_intervals(act.gpu, lo, hi)
     shown, g3 = _timeline_intervals(act.exposed, lo, hi)
-    return StepTimeline(steps.numbers[k], (hi - lo) / NS_PER_MS, waits, busy, shown,
+    return StepTimeline(int(steps.numbers[k]), (hi - lo) / NS_PER_MS, waits, busy, shown,
                         bool(g1 or g2 or g3), max(g1, g2, g3))
 
 
@@ -344,7 +380,9 @@ def analyze_trace(trace: Trace) -> TraceAnalysis:
     act = measure_activity(trace, steps, next_rows, gpu_rows)
     step_time, n_steps = steps.time_ns, steps.count
     has_gpu = act.has_gpu
-    gpu_expected = bool(trace.meta.device_properties) or bool(trace.mask_categories(RUNTIME_CATEGORIES).any()) or has_gpu
+    cat_counts = trace.stats.category_counts
+    runtime_calls = any(cat_counts.get(c, 0) for c in RUNTIME_CATEGORIES)
+    gpu_expected = bool(trace.meta.device_properties) or runtime_calls or has_gpu
     iter_names = sorted({trace.names.names[i] for i in trace.name_id[next_rows]})
     per_step, next_wait = per_step_table(trace, steps, act, next_rows)
 
@@ -352,7 +390,6 @@ def analyze_trace(trace: Trace) -> TraceAnalysis:
         return x / step_time if step_time else None
 
     exposed_frac = frac(act.exposed.total)
-    cat_counts = trace.stats.category_counts
     return TraceAnalysis(
         path=trace.meta.path, format=trace.meta.format, truncated=trace.stats.truncated,
         skipped_events=trace.stats.skipped_malformed, events=trace.stats.events_total, rank=_rank(trace),

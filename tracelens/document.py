@@ -6,9 +6,12 @@ import math
 from dataclasses import asdict
 from typing import Any
 
+import numpy as np
+
 from tracelens.analysis import TraceAnalysis
 from tracelens.diagnosis import Diagnosis
 from tracelens.diagnosis.ranks import find_straggler, mark_waiting_ranks
+from tracelens.jsondoc import Rows, Values
 from tracelens.runjson import RunInfo
 
 SCHEMA_VERSION = 1
@@ -20,12 +23,11 @@ def _num(x: float | None, digits: int = 6) -> float | None:
     return round(float(x), digits)
 
 
-def per_step_records(analysis: TraceAnalysis) -> list[dict[str, Any]]:
-    """The per-step table as JSON-ready rows (ms, NaN as null)."""
-    rows: list[dict[str, Any]] = []
-    for rec in analysis.per_step.to_dict(orient="records"):
-        rows.append({str(k): (int(v) if k in ("step", "next_calls") else _num(v, 4)) for k, v in rec.items()})
-    return rows
+def per_step_records(analysis: TraceAnalysis) -> Rows:
+    """The per-step table as JSON rows (ms to 4 decimals, NaN as null), its columns unchanged."""
+    table = analysis.per_step
+    columns = {str(k): table[k].to_numpy() for k in table.columns}
+    return Rows(columns, {k: "int" if k in ("step", "next_calls") else "ms" for k in columns})
 
 
 def loader_identity(run: RunInfo | None) -> dict[str, Any]:
@@ -109,7 +111,7 @@ def build_document(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo |
         },
         "warnings": list(analysis.warnings),
         "per_step": per_step_records(analysis),
-        "next_wait_ms": [round(x, 4) for x in analysis.next_wait_ms],
+        "next_wait_ms": Values(np.asarray(analysis.next_wait_ms, dtype=np.float64)),
     }
     if analysis.rank is not None:
         doc["rank"] = analysis.rank

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from tracelens import jsondoc
 from tracelens.api import analyze_path
-from tracelens.render.html import write_atomic
 from tracelens.render.report import write_report
 from tracelens.results import Result
 
@@ -15,6 +14,6 @@ def write_run_outputs(run_dir: str | Path) -> Result:
     """Analyze a run directory and write its ``analysis.json`` and ``report.html``."""
     d = Path(run_dir)
     result = analyze_path(d)
-    write_atomic(d / "analysis.json", json.dumps(result.document, indent=2) + "\n")
+    jsondoc.write_file(result.document, d / "analysis.json")
     write_report(result, d / "report.html")
     return result

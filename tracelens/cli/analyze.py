@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from tracelens import jsondoc
 from tracelens.cli.output import check_output_file, report_failed_ranks
 from tracelens.errors import TracelensError, UsageError
 from tracelens.limits import JOBS_PER_CORE, max_jobs
@@ -62,7 +62,7 @@ def analyze(
     else:
         result = analyze_path(Path(path), jobs=jobs, progress=_progress_printer(Path(path)))
     if as_json:
-        sys.stdout.write(json.dumps(result.document, indent=2) + "\n")
+        jsondoc.write(result.document, sys.stdout)
     else:
         print_summary(result.document)
     if html is not None:

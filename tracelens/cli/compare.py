@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from tracelens import jsondoc
 from tracelens.cli.output import check_output_file
 
 
@@ -27,7 +27,7 @@ def compare(
     check_output_file(html, force, "--html")
     c = compare_paths(a, b, scheduler=scheduler)
     if as_json:
-        sys.stdout.write(json.dumps(comparison_document(c), indent=2) + "\n")
+        jsondoc.write(comparison_document(c), sys.stdout)
     else:
         typer.echo(format_comparison(c))
     if html is not None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from tracelens import jsondoc
 from tracelens.errors import UsageError
 from tracelens.limits import MAX_ACTIVE_STEPS, MAX_WAIT_BATCHES, MAX_WARMUP_STEPS
 
@@ -71,7 +71,7 @@ def profile(
     if result.analysis is not None and rank is None:
         doc = result.analysis.document
         if as_json:
-            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+            jsondoc.write(doc, sys.stdout)
         else:
             print_summary(doc)
     prefix = f"tracelens rank {rank}: " if rank is not None else ""

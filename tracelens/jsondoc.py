@@ -1,0 +1,236 @@
+"""JSON documents whose long lists stay numpy columns, and the writer that streams them.
+
+A document's per-step rows and waits grow with the steps: a trace of 3 million steps would
+hold 3 million dicts (GBs). :class:`Rows` and :class:`Values` are read-only sequences over
+numpy columns that stand in for those lists (iterating or indexing gives the same dicts and
+numbers the list held), and :func:`write` prints the document a block of rows at a time,
+text equal to ``json.dumps(document, indent=2)`` of the lists they stand for.
+
+``json.dumps`` itself needs ``default=jsonable`` to read them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from itertools import repeat
+from pathlib import Path
+from typing import IO, Any, overload
+
+import numpy as np
+
+BLOCK = 1 << 16  # rows formatted at a time
+
+#: How a column's numbers are written: "int" as integers; "ms" rounded to 4 decimals (Python's
+#: round, to the nearest decimal), with NaN and infinities as null.
+KINDS = ("int", "ms")
+
+
+def _value(kind: str, x: Any) -> Any:
+    if kind == "int":
+        return int(x)
+    x = float(x)
+    return round(x, 4) if math.isfinite(x) else None
+
+
+def _texts(kind: str, column: np.ndarray) -> list[str]:
+    """The JSON text of each number of ``column`` as :func:`_value` makes it."""
+    if kind == "int":
+        return list(map(int.__repr__, column.tolist()))
+    out = list(map(float.__repr__, map(round, column.tolist(), repeat(4))))
+    bad = np.flatnonzero(~np.isfinite(column)).tolist()
+    for i in bad:
+        out[i] = "null"
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Rows(Sequence[dict[str, Any]]):
+    """Rows ``{key: value}`` of equal-length numpy columns; ``kinds[key]`` is one of KINDS."""
+
+    columns: dict[str, np.ndarray]
+    kinds: dict[str, str]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+    @overload
+    def __getitem__(self, i: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Rows: ...
+
+    def __getitem__(self, i: int | slice) -> dict[str, Any] | Rows:
+        if isinstance(i, slice):
+            return Rows({k: c[i] for k, c in self.columns.items()}, self.kinds)
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError("row index out of range")
+        return {k: _value(self.kinds[k], c[i]) for k, c in self.columns.items()}
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        keys = list(self.columns)
+        for lo in range(0, len(self), BLOCK):
+            block = [[_value(self.kinds[k], x) for x in self.columns[k][lo : lo + BLOCK].tolist()] for k in keys]
+            for values in zip(*block):
+                yield dict(zip(keys, values))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Rows | list | tuple):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Rows({len(self)} rows: {', '.join(self.columns)})"
+
+    def column(self, key: str) -> np.ndarray:
+        """One column as stored (read-only view)."""
+        c = self.columns[key].view()
+        c.flags.writeable = False
+        return c
+
+    def _write(self, fp: IO[str], indent: str) -> None:
+        inner = indent + "  "
+        keys = list(self.columns)
+        template = (indent + "{\n" + ",\n".join(f"{inner}{json.dumps(k)}: %s" for k in keys) + "\n" + indent + "}")
+        for lo in range(0, len(self), BLOCK):
+            texts = [_texts(self.kinds[k], self.columns[k][lo : lo + BLOCK]) for k in keys]
+            if lo:
+                fp.write(",\n")
+            fp.write(",\n".join(map(template.__mod__, zip(*texts))))
+
+
+@dataclass(frozen=True, eq=False)
+class Values(Sequence[Any]):
+    """Numbers of one numpy column, written as ``kind`` (one of KINDS)."""
+
+    array: np.ndarray
+    kind: str = "ms"
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    @overload
+    def __getitem__(self, i: int) -> Any: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Values: ...
+
+    def __getitem__(self, i: int | slice) -> Any:
+        if isinstance(i, slice):
+            return Values(self.array[i], self.kind)
+        return _value(self.kind, self.array[i])
+
+    def __iter__(self) -> Iterator[Any]:
+        for lo in range(0, len(self), BLOCK):
+            yield from (_value(self.kind, x) for x in self.array[lo : lo + BLOCK].tolist())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Values | list | tuple):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Values({len(self)} {self.kind})"
+
+    def _write(self, fp: IO[str], indent: str) -> None:
+        for lo in range(0, len(self), BLOCK):
+            if lo:
+                fp.write(",\n")
+            fp.write(",\n".join(indent + t for t in _texts(self.kind, self.array[lo : lo + BLOCK])))
+
+
+def jsonable(obj: Any) -> Any:
+    """``json.dumps(doc, default=jsonable)``: the list a :class:`Rows` or :class:`Values` stands for."""
+    if isinstance(obj, Rows | Values):
+        return list(obj)
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def plain(doc: Any) -> Any:
+    """``doc`` with every :class:`Rows` / :class:`Values` made a list (for small documents)."""
+    if isinstance(doc, dict):
+        return {k: plain(v) for k, v in doc.items()}
+    if isinstance(doc, list | tuple):
+        return [plain(v) for v in doc]
+    return jsonable(doc) if isinstance(doc, Rows | Values) else doc
+
+
+_MARK = "\x00tracelens-column-"
+
+
+def write(doc: Any, fp: IO[str], indent: int = 2) -> None:
+    """Write ``doc`` as ``json.dumps(doc, indent=indent)`` would with its columns as lists,
+    streaming each column a block of rows at a time; a newline after it."""
+    columns: list[Rows | Values] = []
+
+    def mark(o: Any) -> Any:
+        if isinstance(o, dict):
+            return {k: mark(v) for k, v in o.items()}
+        if isinstance(o, list | tuple):
+            return [mark(v) for v in o]
+        if isinstance(o, Rows | Values):
+            columns.append(o)
+            return f"{_MARK}{len(columns) - 1}"
+        return o
+
+    text = json.dumps(mark(doc), indent=indent)
+    quoted = json.dumps(_MARK)[:-1]  # the mark as JSON writes it, without its closing quote
+    pos = 0
+    while (at := text.find(quoted, pos)) >= 0:
+        end = text.index('"', at + len(quoted))
+        col = columns[int(text[at + len(quoted) : end])]
+        line = text[text.rfind("\n", 0, at) + 1 : at]
+        outer = line[: len(line) - len(line.lstrip(" "))]
+        fp.write(text[pos:at])
+        if len(col):
+            fp.write("[\n")
+            col._write(fp, outer + " " * indent)
+            fp.write("\n" + outer + "]")
+        else:
+            fp.write("[]")
+        pos = end + 1
+    fp.write(text[pos:])
+    fp.write("\n")
+
+
+def write_file(doc: Any, path: str | Path) -> Path:
+    """:func:`write` to ``path`` through a temporary file and a rename (the umask's permissions)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=str(out.parent))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            write(doc, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def dumps(doc: Any, indent: int = 2) -> str:
+    """:func:`write` into a string (without the final newline)."""
+    import io
+
+    buf = io.StringIO()
+    write(doc, buf, indent)
+    return buf.getvalue()[:-1]
+
+
+def is_column(obj: Any) -> bool:
+    """Whether ``obj`` is a :class:`Rows` or :class:`Values` (a list in JSON)."""
+    return isinstance(obj, Rows | Values)
