@@ -14,7 +14,7 @@
 3. At scale on the client: ``--scale-ranks`` (default 4096) small ranks through the same
    cluster in this process: wall time, client RSS growth and result bytes per rank.
 4. Spooling: the rank files served by ``python -m http.server``; MB/s and peak RSS of
-   :func:`tracelens.storage.spool` in a fresh process.
+   :func:`tracelens.ranks.store.spool` in a fresh process.
 
     python bench/bench_cluster.py [--ranks 256] [--size-mb 20] [--runs 3] [--workers 2]
 """
@@ -233,8 +233,8 @@ def per_rank(directory: Path, address: str) -> dict[str, Any]:
 
     Run first: its wall time includes the workers' first imports of tracelens.
     """
-    from tracelens.cluster import analyze_ranks_on_cluster
-    from tracelens.jobs import plan
+    from tracelens.ranks.cluster import analyze_ranks_on_cluster
+    from tracelens.ranks.plan import plan
 
     jobs = plan(directory).jobs
     t0 = time.perf_counter()
@@ -258,9 +258,9 @@ def at_scale(address: str, source: Path, ranks: int, work: Path) -> dict[str, An
     """``ranks`` small ranks (the real trace thinned to ~0.2 MB) on the cluster from this process."""
     import gc
 
-    from tracelens.cluster import analyze_ranks_on_cluster
-    from tracelens.document import build_multirank_document
-    from tracelens.jobs import plan
+    from tracelens.document.build import build_multirank_document
+    from tracelens.ranks.cluster import analyze_ranks_on_cluster
+    from tracelens.ranks.plan import plan
 
     directory = work / f"small{ranks}"
     make_ranks(directory, source, ranks, 0.2)
@@ -283,7 +283,7 @@ SPOOL_PROBE = """
 import json, sys, tempfile, time
 from pathlib import Path
 import aiohttp, fsspec, fsspec.implementations.http
-from tracelens.storage import spool
+from tracelens.ranks.store import spool
 
 def peak_mb():  # VmHWM: this process's peak RSS (ru_maxrss can carry the parent's from fork)
     line = next(x for x in open("/proc/self/status") if x.startswith("VmHWM:"))

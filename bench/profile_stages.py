@@ -79,11 +79,10 @@ def instrument() -> None:
 
 def profile(path: Path) -> tuple[dict[str, float], float, float]:
     """(CPU seconds per stage, total CPU seconds, wall seconds) of analyzing ``path``."""
-    from tracelens import jsondoc
     from tracelens.analysis import analyze_trace
     from tracelens.diagnosis import diagnose
-    from tracelens.document import build_document
-    from tracelens.rank import load_rank
+    from tracelens.document import build_document, jsondoc
+    from tracelens.ranks.engine import load_rank
 
     spent.clear()
     cpu0, wall0 = time.process_time(), time.perf_counter()

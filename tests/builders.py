@@ -142,7 +142,7 @@ def synthetic_job(tmp_path: Path, ranks: int, steps: int = 40, slow_rank: int = 
     all-reduce, and the slow rank waiting 40 ms with 5 ms in the all-reduce), their documents
     copied per rank with waits varying a little by rank and step."""
     from tracelens.api import analyze_path
-    from tracelens.document import build_multirank_document
+    from tracelens.document.build import build_multirank_document
 
     def analyzed(wait_ms: float, reduce_ms: float) -> dict[str, Any]:
         b = TraceBuilder()

@@ -55,7 +55,7 @@ def shared_cases() -> dict[str, Path]:
 
 def _normalize(obj: Any) -> Any:
     """JSON round trip with the checkout's absolute paths replaced by placeholders."""
-    from tracelens.jsondoc import jsonable
+    from tracelens.document.jsondoc import jsonable
 
     text = json.dumps(obj, sort_keys=True, default=jsonable)
     text = text.replace(str(SHARED_TRACES.resolve()), "<shared>").replace(str(SHARED_TRACES), "<shared>")

@@ -15,8 +15,9 @@ from tests.builders import TraceBuilder, starved_loop
 # and prints the minor page faults of the last 3, with or without the task's malloc fix.
 PROBE = """
 import resource, sys
-from tracelens.cluster import _undo_nanny_malloc_trim
-from tracelens.jobs import RankJob, run_rank_job
+from tracelens.ranks.cluster import _undo_nanny_malloc_trim
+from tracelens.ranks.engine import run_rank_job
+from tracelens.ranks.plan import RankJob
 if sys.argv[2] == "fix":
     _undo_nanny_malloc_trim()
 run_rank_job(RankJob(0, (sys.argv[1],)))
@@ -45,8 +46,8 @@ def test_tasks_undo_the_nannys_malloc_trim_that_page_faults_every_array(tmp_path
 
 
 def test_every_job_gets_its_own_task_key_even_with_repeated_ranks() -> None:
-    from tracelens.cluster import task_keys
-    from tracelens.jobs import RankJob
+    from tracelens.ranks.cluster import task_keys
+    from tracelens.ranks.plan import RankJob
 
     assert task_keys([RankJob(3, ("a",)), RankJob(None, ("b",))], "t") == ["tracelens-rank-3-t", "tracelens-rank-job1-t"]
     assert task_keys([RankJob(3, ("a",)), RankJob(3, ("b",))], "t") == ["tracelens-rank-3.0-t", "tracelens-rank-3.1-t"]

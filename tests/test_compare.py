@@ -11,12 +11,8 @@ from typing import Any
 import pytest
 
 from tests.builders import TraceBuilder, starved_loop
-from tracelens.compare import (
-    compare_documents,
-    compare_paths,
-    comparison_document,
-    diff_findings,
-)
+from tracelens.api import compare_paths
+from tracelens.document.compare import compare_documents, comparison_document, diff_findings
 from tracelens.render.compare import format_comparison, render_comparison_html
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import SHARED_TRACES
-from tracelens.distribution import (
+from tracelens.document.distribution import (
     RankSummary,
     Spread,
     exposed_wait_matrix,

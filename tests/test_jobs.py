@@ -12,18 +12,11 @@ import pytest
 
 from tests.builders import TraceBuilder, starved_loop, without_paths
 from tracelens.api import analyze_path
+from tracelens.cli.output import failure_lines
+from tracelens.document.result import RankOutcome, Result
 from tracelens.errors import TracelensError
-from tracelens.jobs import (
-    DocumentsResult,
-    Plan,
-    RankJob,
-    RankOutcome,
-    assemble,
-    failure_lines,
-    plan,
-    run_jobs_locally,
-    run_rank_job,
-)
+from tracelens.ranks.engine import assemble, run_locally, run_rank_job
+from tracelens.ranks.plan import Plan, RankJob, plan
 
 
 def _ranks(d: Path, n: int = 3) -> Path:
@@ -67,8 +60,8 @@ def test_failed_ranks_are_listed_and_the_others_kept(tmp_path: Path) -> None:
     _ranks(tmp_path)
     (tmp_path / "rank1.json").write_text("{not json")
     p = plan(tmp_path)
-    outcomes = run_jobs_locally(p.jobs, workers=1)
-    doc = assemble(p, outcomes)
+    outcomes = run_locally(p.jobs, workers=1)
+    doc = assemble(p, outcomes).document
     assert [r["rank"] for r in doc["ranks"]] == [0, 2]
     assert [(f["rank"], f["paths"]) for f in doc["failed_ranks"]] == [(1, [str(tmp_path / "rank1.json")])]
     assert failure_lines(doc)[-1] == "1 of 3 ranks failed; the results above are for the other 2"
@@ -95,7 +88,7 @@ def test_a_file_url_gives_the_local_documents_with_url_paths(tmp_path: Path) -> 
     _ranks(tmp_path)
     seen: list[tuple[int, int, int]] = []
     by_url = analyze_path(tmp_path.as_uri() + "/", on_ranks=lambda *a: seen.append(a))
-    assert isinstance(by_url, DocumentsResult) and by_url.is_multi_rank and not by_url.failed
+    assert isinstance(by_url, Result) and by_url.is_multi_rank and not by_url.failed
     assert by_url.document["source"]["path"] == tmp_path.as_uri() + "/"
     assert by_url.document["ranks"][0]["source"]["path"] == (tmp_path / "rank0.json").as_uri()
     assert without_paths(by_url.document) == without_paths(analyze_path(tmp_path).document)

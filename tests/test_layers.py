@@ -1,6 +1,7 @@
 """The import graph is a stack: no cycles (counting imports inside functions and under
 ``TYPE_CHECKING``), every import points down the declared layers, the analysis core never
-imports torch or the capture package, and renderers never import capture."""
+imports torch or the capture package, renderers never import capture, and no module is over
+600 lines."""
 
 from __future__ import annotations
 
@@ -12,32 +13,32 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "tracelens"
 
 #: Lowest first. A module may import modules of its own layer or of lower layers (a name
-#: stands for the module and everything under it).
+#: stands for the module and everything under it). The analysis path climbs it in order:
+#: load -> model -> analysis -> diagnosis -> document (one rank each; ranks/ runs them and
+#: assembles the job) -> render, with api/ on top as the public face; capture, sweep and the
+#: CLI stand above (docs/architecture.md).
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("tracelens._version", "tracelens.errors", "tracelens.model", "tracelens.intervals", "tracelens.vocab",
-     "tracelens.limits", "tracelens.jsondoc",
-     "tracelens.paths", "tracelens.procs"),
-    ("tracelens.load", "tracelens.runjson"),
-    ("tracelens.locate", "tracelens.storage"),
-    ("tracelens.analysis",),
-    ("tracelens.diagnosis",),
-    ("tracelens.document", "tracelens.results", "tracelens.docgen", "tracelens.distribution"),
-    ("tracelens.rank",),
-    ("tracelens.jobs", "tracelens.cluster"),
-    ("tracelens.api", "tracelens.compare"),
-    ("tracelens.render",),
-    ("tracelens.outputs",),
-    ("tracelens.capture",),
+    ("tracelens._version", "tracelens.errors", "tracelens.vocab", "tracelens.system"),  # words, the OS
+    ("tracelens.model", "tracelens.intervals"),  # the columnar trace, the interval algebra
+    ("tracelens.load", "tracelens.runjson"),  # reading: traces into the model, run.json typed
+    ("tracelens.analysis",),  # SPEC §2 metrics and the per-step table
+    ("tracelens.diagnosis",),  # rules over the analysis and run.json
+    ("tracelens.document",),  # the documents, the result type, two compared
+    ("tracelens.ranks",),  # a location -> rank jobs -> this process, a local pool or Dask -> a result
+    ("tracelens.render",),  # views, text and HTML
+    ("tracelens.api", "tracelens.docgen"),  # the public entry points; generated docs
+    ("tracelens.capture",),  # recording (torch), then the analysis through api
     ("tracelens.sweep",),
     ("tracelens.cli", "tracelens.__main__"),
     ("tracelens",),  # the package face: the public API, above everything it re-exports
 )
 #: The analysis core: reads traces and run.json, computes, diagnoses. No torch, no capture.
-CORE = ("tracelens.errors", "tracelens.vocab", "tracelens.model", "tracelens.intervals", "tracelens.load",
-        "tracelens.runjson", "tracelens.analysis", "tracelens.diagnosis",
-        "tracelens.document", "tracelens.results", "tracelens.api", "tracelens.locate", "tracelens.rank",
-        "tracelens.distribution")
+CORE = ("tracelens.errors", "tracelens.vocab", "tracelens.system", "tracelens.model", "tracelens.intervals",
+        "tracelens.load", "tracelens.runjson", "tracelens.analysis", "tracelens.diagnosis",
+        "tracelens.document", "tracelens.ranks", "tracelens.api")
 RENDERERS = ("tracelens.render",)
+#: Lines a module may have at most (STYLE: small modules with one job).
+MAX_MODULE_LINES = 600
 #: Upward imports still to remove (each names the importer and the imported module).
 KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset()
 
@@ -154,6 +155,17 @@ def test_renderers_never_import_capture() -> None:
     bad = sorted(m for m, ns in graph.items()
                  if _within(m, RENDERERS) and any(_within(n, ("tracelens.capture",)) for n in ns))
     assert bad == []
+
+
+def test_no_module_is_over_the_size_limit() -> None:
+    sizes = {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in _modules().items()}
+    assert {m: n for m, n in sizes.items() if n > MAX_MODULE_LINES} == {}
+
+
+def test_every_layer_names_something_that_exists() -> None:
+    graph = import_graph()
+    stale = [p for layer in LAYERS for p in layer if not any(m == p or m.startswith(p + ".") for m in graph)]
+    assert stale == []
 
 
 def test_the_checker_sees_imports_inside_functions_and_type_checking() -> None:

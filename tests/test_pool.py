@@ -73,7 +73,7 @@ def _assert_all_gone(workers: list[psutil.Process], within_s: float = 5.0) -> No
 def test_pool_workers_die_with_their_parent(sig: signal.Signals) -> None:
     parent = _start("""
         import time
-        from tracelens.procs import worker_pool
+        from tracelens.system.procs import worker_pool
         pool = worker_pool(2)
         futures = [pool.submit(time.sleep, 60) for _ in range(2)]
         time.sleep(60)
@@ -101,7 +101,7 @@ def test_analyze_killed_mid_decode_leaves_no_worker_and_no_traceback(big_trace: 
 def test_workers_ignore_ctrl_c_so_only_the_parent_reports_it() -> None:
     parent = _start("""
         import os, signal, time
-        from tracelens.procs import worker_pool
+        from tracelens.system.procs import worker_pool
         pool = worker_pool(1)
         pool.submit(time.sleep, 0).result()
         worker = next(iter(pool._processes.values()))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tracelens.procs import run_group
+from tracelens.system.procs import run_group
 
 # A script that starts a grandchild (as a DataLoader starts workers), writes its pid, and waits.
 FAMILY = textwrap.dedent("""
@@ -53,7 +53,7 @@ def test_a_timeout_ends_the_whole_group(tmp_path: Path) -> None:
 def test_terminating_the_caller_ends_the_group(tmp_path: Path) -> None:
     pid_file = tmp_path / "grandchild.pid"
     caller = subprocess.Popen([sys.executable, "-c",
-                               "import sys; from tracelens.procs import run_group; "
+                               "import sys; from tracelens.system.procs import run_group; "
                                f"run_group([sys.executable, '-c', {FAMILY!r}, {str(pid_file)!r}])"])
     grandchild = _wait_for(pid_file)
     caller.send_signal(signal.SIGTERM)

@@ -41,7 +41,7 @@ def test_without_collectives_in_the_traces_nothing_is_claimed() -> None:
 
 
 def test_the_multi_rank_document_speaks_for_the_job() -> None:
-    from tracelens.document import build_multirank_document
+    from tracelens.document.build import build_multirank_document
 
     docs = [rank(0, 2, 33), rank(1, 30, 5)]
     for d in docs:

@@ -16,6 +16,7 @@ import pytest
 from tests.builders import TraceBuilder
 from tests.conftest import REPO, SHARED_TRACES
 from tracelens.api import analyze_files, analyze_path
+from tracelens.document.result import Result
 from tracelens.render.charts import histogram_spec, nice_axis
 from tracelens.render.html import render_page, templates_dir
 from tracelens.render.redact import redact_view
@@ -28,7 +29,6 @@ from tracelens.render.wording import (
     settings_diff,
     verdict_sentence,
 )
-from tracelens.results import Result
 from tracelens.runjson import RunInfo
 
 HOSTILE = "</script><img src=x onerror=alert(1)>"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tracelens.errors import UsageError
-from tracelens.paths import (
+from tracelens.system.rundirs import (
     CLAIM_FILE,
     claim_dir,
     claim_holder,
@@ -50,7 +50,7 @@ def test_two_default_runs_in_the_same_second_get_two_directories(tmp_path: Path)
 def test_a_directory_a_live_process_writes_is_refused_even_with_force(tmp_path: Path) -> None:
     # GIVEN a directory claimed by another live process
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from tracelens.paths import claim_dir; "
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from tracelens.system.rundirs import claim_dir; "
                                "claim_dir(Path(sys.argv[1]), force=False); print('ok', flush=True); time.sleep(60)",
          str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
     try:

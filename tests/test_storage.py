@@ -11,14 +11,13 @@ import pytest
 
 from tests.builders import TraceBuilder, starved_loop
 from tracelens.errors import BadInputError
-from tracelens.locate import group_by_rank, trace_files
 
 fsspec = pytest.importorskip("fsspec")
 
-from tracelens.storage import (  # noqa: E402
-    group_urls_by_rank,
+from tracelens.ranks.plan import plan  # noqa: E402
+from tracelens.ranks.store import (  # noqa: E402
     is_url,
-    list_location,
+    list_tree,
     local_copies,
     peek_rank,
     rank_in_header,
@@ -67,15 +66,32 @@ def test_header_reads_stop_at_the_events_and_see_through_gzip(tmp_path: Path) ->
     assert peek_rank((tmp_path / "missing.json").as_uri()) is None
 
 
-def test_a_directory_url_lists_the_same_trace_files_as_the_path(tmp_path: Path) -> None:
+def _as_paths(jobs: tuple[object, ...]) -> list[tuple[object, ...]]:
+    """Jobs with ``file://`` locations written as paths."""
+    def path(loc: str | None) -> str | None:
+        return loc.removeprefix("file://") if loc is not None else None
+    return [(j.rank, tuple(map(path, j.paths)), path(j.run_json)) for j in jobs]  # type: ignore[attr-defined]
+
+
+def test_a_directory_url_lists_the_same_files_as_the_path(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     for name in ("rank0.json", "sub/rank1.json.gz", "run.json", "analysis.json", "notes.txt"):
         (tmp_path / name).write_text("{}")
-    listing = list_location(tmp_path.as_uri() + "/")
-    assert listing.kind == "directory"
-    assert [Path(u.removeprefix("file://")) for u in listing.files] == trace_files(tmp_path)
+    by_url, by_path = list_tree(tmp_path.as_uri() + "/"), list_tree(tmp_path)
+    assert not by_url.is_file and by_url.names == by_path.names
+    assert by_path.names == ("analysis.json", "notes.txt", "rank0.json", "run.json", "sub/rank1.json.gz")
+    assert [u.removeprefix("file://") for u in by_url.locations] == list(by_path.locations)
+    assert list_tree((tmp_path / "rank0.json").as_uri()).is_file
+
+
+def test_a_directory_url_plans_the_same_trace_files_as_the_path(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    for name in ("rank0.json", "sub/rank1.json.gz", "run.json", "analysis.json", "notes.txt"):
+        (tmp_path / name).write_text("{}")
+    assert _as_paths(plan(tmp_path.as_uri() + "/").jobs) == _as_paths(plan(tmp_path).jobs) == \
+        [(0, (str(tmp_path / "rank0.json"),), None), (1, (str(tmp_path / "sub/rank1.json.gz"),), None)]
     (tmp_path / "w.pt.trace.json").write_text("{}")  # Kineto's names win, as for a path
-    assert [u.rsplit("/", 1)[1] for u in list_location(tmp_path.as_uri()).files] == ["w.pt.trace.json"]
+    assert [j.paths for j in plan(tmp_path.as_uri()).jobs] == [((tmp_path / "w.pt.trace.json").as_uri(),)]
 
 
 @pytest.mark.parametrize("case", ["declared", "named", "ordered"])
@@ -83,27 +99,24 @@ def test_ranks_of_urls_follow_the_rule_for_paths(tmp_path: Path, case: str) -> N
     for i, r in enumerate((3, 0, 11)):
         b = starved_loop(TraceBuilder(rank=r if case == "declared" else None), steps=2)
         b.write(tmp_path / (f"worker{r}.json" if case == "named" else f"t{i}.json"))
-    files = sorted(tmp_path.glob("*.json"))
-    by_url = group_urls_by_rank([f.as_uri() for f in files])
-    by_path = group_by_rank(files)
-    assert {r: [u.removeprefix("file://") for u in us] for r, us in by_url.items()} == \
-        {r: [str(p) for p in ps] for r, ps in by_path.items()}
+    by_url, by_path = plan(tmp_path.as_uri()), plan(tmp_path)
+    assert _as_paths(by_url.jobs) == _as_paths(by_path.jobs)
+    assert [j.rank for j in by_path.jobs] == ([0, 1, 2] if case == "ordered" else [0, 3, 11])
 
 
 def test_a_run_directory_url_is_one_run() -> None:
     d = _memory_dir()
     _put(f"{d}/run.json", b"{}")
     _put(f"{d}/trace.json.gz", gzip.compress(b"{}"))
-    listing = list_location(d + "/")
-    assert listing.kind == "run_dir" and listing.run_json is not None
-    assert [u.rsplit("/", 1)[1] for u in (*listing.files, listing.run_json)] == ["trace.json.gz", "run.json"]
+    (job,) = plan(d + "/").jobs
+    assert [u.rsplit("/", 1)[1] for u in (*job.paths, job.run_json or "")] == ["trace.json.gz", "run.json"]
 
 
 def test_a_missing_or_unknown_location_is_a_bad_input() -> None:
     with pytest.raises(BadInputError, match="no such file"):
-        list_location(_memory_dir() + "/nothing/")
+        list_tree(_memory_dir() + "/nothing/")
     with pytest.raises(BadInputError, match="nosuchproto"):
-        list_location("nosuchproto://x/y.json")
+        list_tree("nosuchproto://x/y.json")
 
 
 def test_spooling_copies_the_file_in_blocks_and_removes_the_copy_after(tmp_path: Path) -> None:

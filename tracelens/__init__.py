@@ -18,10 +18,10 @@ from tracelens._version import __version__
 if TYPE_CHECKING:
     from tracelens.analysis import TraceAnalysis, analyze_trace
     from tracelens.api import analyze_path
+    from tracelens.document.result import Result
     from tracelens.errors import BadInputError, TracelensError
     from tracelens.load import load_trace
     from tracelens.model import Trace
-    from tracelens.results import Result
 
 #: Public names and the module each comes from, imported on first use: a process that imports
 #: only part of tracelens (the recording child of ``tracelens profile``) skips numpy and pandas.
@@ -29,7 +29,7 @@ _LAZY = {
     "TraceAnalysis": "tracelens.analysis", "analyze_trace": "tracelens.analysis",
     "analyze_path": "tracelens.api", "BadInputError": "tracelens.errors",
     "TracelensError": "tracelens.errors", "load_trace": "tracelens.load", "Trace": "tracelens.model",
-    "Result": "tracelens.results",
+    "Result": "tracelens.document.result",
 }
 
 __all__ = [

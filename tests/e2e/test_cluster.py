@@ -2,9 +2,10 @@
 processes on 127.0.0.1, started here and stopped at the end (also on failure).
 
 Every result is compared with the local run (``analyze_path(dir).document``, local processes):
-the real DLRM ranks, 64 synthetic ranks, a worker SIGKILLed mid-run, a directory served over
-HTTP by ``python -m http.server`` (documents equal but for the paths: URLs instead of files),
-and the one-line errors of a bad rank and of an unreachable scheduler.
+a job directory of rank run directories (by path and by ``file://`` URL), the real DLRM ranks,
+64 synthetic ranks, a worker SIGKILLed mid-run, a directory served over HTTP by
+``python -m http.server`` (documents equal but for the paths: URLs instead of files), and the
+one-line errors of a bad rank and of an unreachable scheduler.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import pytest
 
 from tests.builders import TraceBuilder, starved_loop, without_paths
-from tests.conftest import SHARED_TRACES
+from tests.conftest import REPO, SHARED_TRACES
 from tracelens.api import analyze_path
 
 distributed = pytest.importorskip("distributed")
@@ -162,6 +163,28 @@ def tasks_run(cluster: Cluster, since: float) -> list[dict[str, Any]]:
     return [t for t in ours if str(t["key"]).endswith("-" + token)]
 
 
+def test_a_job_directory_gives_one_document_by_path_by_file_url_and_on_the_cluster(cluster: Cluster) -> None:
+    # GIVEN a job directory of rank run directories (`tracelens profile -- torchrun`), each
+    # rank's trace beside its run.json (settings, machine, telemetry)
+    job = REPO / "sample_traces" / "ddp_torchrun"
+    # WHEN it is analyzed by path and by file:// URL, here and on the cluster
+    by_path = analyze_path(job)
+    by_url = analyze_path(job.as_uri())
+    on_cluster = analyze_path(job, scheduler=cluster.address)
+    url_on_cluster = analyze_path(job.as_uri() + "/", scheduler=cluster.address)
+    # THEN every route gives the same document (a URL names the files by their URLs) ...
+    assert on_cluster.document == by_path.document
+    assert without_paths(by_url.document) == without_paths(by_path.document) == without_paths(url_on_cluster.document)
+    # ... because every route read each rank's run.json: its telemetry makes the cause io_bound
+    # (TL103), where the trace alone could only say input_bound (TL104)
+    for doc in (by_url.document, url_on_cluster.document):
+        assert [r["diagnosis"] for r in doc["ranks"]] == ["io_bound", "io_bound"]
+        assert "TL104" not in {f["id"] for r in doc["ranks"] for f in r["findings"]}
+    # and one result type: the full analyses come back from local processes, the documents from Dask
+    assert [r.run is not None for r in by_url.ranks] == [True, True] and on_cluster.ranks == ()
+    assert on_cluster.slowest is None and {o.worker for o in on_cluster.outcomes} <= set(cluster.workers())
+
+
 @pytest.mark.skipif(not DLRM.is_dir(), reason="../shared/traces is not present")
 def test_real_dlrm_ranks_on_the_cluster_equal_the_local_run(cluster: Cluster) -> None:
     since = time.time()
@@ -180,7 +203,7 @@ def test_64_ranks_run_on_the_workers_and_equal_the_local_run(cluster: Cluster, s
     ran = tasks_run(cluster, since)
     workers = set(cluster.workers())
     assert len({t["key"] for t in ran}) == 64 and {t["worker"] for t in ran} <= workers
-    assert {o.worker for o in result.outcomes} == workers  # type: ignore[attr-defined]
+    assert {o.worker for o in result.outcomes} == workers
     assert progress[-1] == (64, 64, sum(f.stat().st_size for f in synthetic.iterdir()))
 
 
@@ -214,8 +237,8 @@ def test_a_bad_rank_is_its_error_line_and_exit_1_the_rest_printed(cluster: Clust
 
 
 def test_a_rank_whose_task_raises_is_retried_then_reported_and_the_others_kept(cluster: Cluster, tmp_path: Path) -> None:
-    from tracelens.cluster import analyze_ranks_on_cluster
-    from tracelens.jobs import RankJob
+    from tracelens.ranks.cluster import analyze_ranks_on_cluster
+    from tracelens.ranks.plan import RankJob
 
     good = starved_loop(TraceBuilder(rank=1), steps=2).write(tmp_path / "rank1.json")
     since = time.time()
@@ -260,6 +283,6 @@ def test_a_worker_killed_mid_run_changes_nothing(cluster: Cluster, heavy: Path) 
     assert lost, "the victim never had a rank in hand"
     assert result.document == analyze_path(heavy).document
     assert victim not in cluster.workers()
-    by_rank = {o.rank: o.worker for o in result.outcomes}  # type: ignore[attr-defined]
+    by_rank = {o.rank: o.worker for o in result.outcomes}
     for key in lost:  # what the victim held was computed again by a survivor
         assert by_rank[int(key.split("-")[2])] not in (victim, None)

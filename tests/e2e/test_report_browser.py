@@ -24,8 +24,8 @@ import pytest
 from tests.builders import TraceBuilder, synthetic_job
 from tests.conftest import REPO, SHARED_TRACES
 from tracelens.api import analyze_path
+from tracelens.document.result import Result
 from tracelens.render.report import write_report
-from tracelens.results import Result
 
 pytestmark = pytest.mark.browser
 

@@ -80,7 +80,7 @@ class ProfileSession:
     def _finish(self, status: int, reason: str, error: str | None, signum: int | None,
                 shutdown: bool) -> ProfileResult:
         from tracelens.capture.outcome import annotate
-        from tracelens.paths import release_claim
+        from tracelens.system.rundirs import release_claim
 
         recorded = self._session.finish(status, reason, error, shutdown_workers=shutdown)
         run = annotate(self.run_dir, signum=signum, supervisor_pid=None, notes=recorded.notes)

@@ -19,8 +19,8 @@ from pathlib import Path
 from types import FrameType
 
 from tracelens.capture.options import ProfileOptions
-from tracelens.capture.supervisor import sigterm_on_parent_death
 from tracelens.errors import TracelensError
+from tracelens.system.procs import sigterm_on_parent_death
 
 #: Seconds within which a second SIGINT is taken for the relay of the first.
 SIGINT_REPEAT_S = 1.0

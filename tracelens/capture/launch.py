@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 
 from tracelens.capture.options import JobResult, ProfileOptions, ProfileResult
 from tracelens.errors import UsageError
-from tracelens.paths import (
+from tracelens.system.rundirs import (
     RANK_DIR_PREFIX,
     claim_dir,
     claim_holder,
@@ -209,7 +209,7 @@ def analyze_job(job: JobResult, no_report: bool) -> JobResult:
     if no_report or not any(r.trace_path is not None for r in job.ranks):
         return job
     try:
-        from tracelens.outputs import write_run_outputs
+        from tracelens.api import write_run_outputs
 
         result = write_run_outputs(job.job_dir)
     except Exception as exc:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tracelens.results import Result
+    from tracelens.document.result import Result
 
 #: Loader constructor arguments that ``loader_overrides`` may set (the ``sweep`` knobs).
 OVERRIDABLE_LOADER_ARGS = frozenset(

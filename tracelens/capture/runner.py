@@ -24,7 +24,7 @@ from tracelens.capture.options import JobResult, ProfileOptions, ProfileResult
 from tracelens.capture.registry import jsonable
 from tracelens.capture.supervisor import stop_on_sigterm, supervise
 from tracelens.errors import UsageError
-from tracelens.paths import claim_dir, claim_new_dir, release_claim
+from tracelens.system.rundirs import claim_dir, claim_new_dir, release_claim
 
 
 def default_run_dir(options: ProfileOptions, now: datetime | None = None) -> Path:
@@ -102,7 +102,7 @@ def analyze_run(recorded: ProfileResult, *, no_report: bool) -> ProfileResult:
     if no_report or recorded.trace_path is None:
         return recorded
     try:
-        from tracelens.outputs import write_run_outputs
+        from tracelens.api import write_run_outputs
 
         result = write_run_outputs(recorded.run_dir)
     except Exception as exc:

@@ -18,7 +18,6 @@ and every signal once, through the relay. Torch-free: torch loads only in the ch
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -42,21 +41,12 @@ from tracelens.capture.outcome import (
     write_run,
 )
 from tracelens.runjson import RunInfo
+from tracelens.system.procs import Terminated, sigterm_on_parent_death
 
 #: Seconds the child gets to save its recording after a relayed SIGTERM before SIGKILL.
 KILL_GRACE_S = 20.0
 #: Signals relayed to the child.
 RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-def sigterm_on_parent_death() -> None:
-    """Ask Linux to send this process SIGTERM when its parent dies (elsewhere: nothing)."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
 
 
 def owns_terminal() -> bool:
@@ -155,11 +145,6 @@ class Relay:
                 self.proc.kill()
             finally:
                 self._blocked = False
-
-
-class Terminated(BaseException):
-    """SIGTERM during the analysis (a BaseException: the analysis' own error handling must not
-    turn it into a note). ``args``: the one-line message and the exit status."""
 
 
 @contextlib.contextmanager

@@ -9,10 +9,9 @@ from typing import Annotated
 
 import typer
 
-from tracelens import jsondoc
-from tracelens.cli.output import check_output_file, report_failed_ranks
+from tracelens.cli.bounds import JOBS_PER_CORE, max_jobs
+from tracelens.cli.output import check_output_file, rank_progress_printer, report_failed_ranks
 from tracelens.errors import TracelensError, UsageError
-from tracelens.limits import JOBS_PER_CORE, max_jobs
 from tracelens.vocab import Severity
 
 PROGRESS_MIN_BYTES = 64 << 20  # files smaller than this load too fast to need a progress line
@@ -51,17 +50,16 @@ def analyze(
     if jobs is not None and jobs > max_jobs():
         raise UsageError(f"--jobs {jobs}: at most {max_jobs()} here ({JOBS_PER_CORE} per core)")
     check_output_file(html, force, "--html")
-    from tracelens.storage import is_url
+    from tracelens.ranks.store import is_url
 
-    # Ranks analyzed by tracelens.jobs (--scheduler or a URL): only their documents come back.
-    distributed = bool(scheduler) or is_url(path)
-    if distributed:
-        from tracelens.jobs import rank_progress_printer
-
+    # A URL or --scheduler shows ranks done; a local file shows the bytes read.
+    if scheduler or is_url(path):
         result = analyze_path(path, jobs=jobs, scheduler=scheduler, on_ranks=rank_progress_printer())
     else:
         result = analyze_path(Path(path), jobs=jobs, progress=_progress_printer(Path(path)))
     if as_json:
+        from tracelens.document import jsondoc
+
         jsondoc.write(result.document, sys.stdout)
     else:
         print_summary(result.document)

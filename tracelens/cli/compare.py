@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from tracelens import jsondoc
 from tracelens.cli.output import check_output_file
 
 
@@ -21,12 +20,15 @@ def compare(
     scheduler: Annotated[str | None, typer.Option("--scheduler", envvar="TRACELENS_SCHEDULER", help="Analyze directories of ranks on the Dask cluster at this address (tcp://host:8786); needs tracelens-dataloader[cluster].")] = None,
 ) -> None:
     """Compare two runs: step time, data wait, GPU busy and findings, B minus A."""
-    from tracelens.compare import compare_paths, comparison_document
+    from tracelens.api import compare_paths
+    from tracelens.document.compare import comparison_document
     from tracelens.render.compare import format_comparison, write_comparison_html
 
     check_output_file(html, force, "--html")
     c = compare_paths(a, b, scheduler=scheduler)
     if as_json:
+        from tracelens.document import jsondoc
+
         jsondoc.write(comparison_document(c), sys.stdout)
     else:
         typer.echo(format_comparison(c))

@@ -8,9 +8,8 @@ from typing import Annotated
 
 import typer
 
-from tracelens import jsondoc
+from tracelens.cli.bounds import MAX_ACTIVE_STEPS, MAX_WAIT_BATCHES, MAX_WARMUP_STEPS
 from tracelens.errors import UsageError
-from tracelens.limits import MAX_ACTIVE_STEPS, MAX_WAIT_BATCHES, MAX_WARMUP_STEPS
 
 
 def profile(
@@ -59,7 +58,7 @@ def profile(
         tensorboard_dir=tensorboard, no_report=no_report, telemetry_interval_ms=telemetry_interval_ms,
         record_shapes=record_shapes, with_stack=with_stack, profile_memory=profile_memory,
     )
-    from tracelens.capture.supervisor import Terminated
+    from tracelens.system.procs import Terminated
 
     try:
         result = run_profile(options)
@@ -71,6 +70,8 @@ def profile(
     if result.analysis is not None and rank is None:
         doc = result.analysis.document
         if as_json:
+            from tracelens.document import jsondoc
+
             jsondoc.write(doc, sys.stdout)
         else:
             print_summary(doc)

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from tracelens.cli.output import check_output_file, report_failed_ranks
-from tracelens.storage import is_url
+from tracelens.ranks.store import is_url
 
 
 def default_output(path: Path) -> Path:

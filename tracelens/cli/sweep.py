@@ -8,8 +8,13 @@ from typing import Annotated
 
 import typer
 
+from tracelens.cli.bounds import (
+    MAX_SWEEP_REPEATS,
+    MAX_SWEEP_STEPS,
+    MAX_SWEEP_WARMUP,
+    max_sweep_workers,
+)
 from tracelens.errors import TracelensError, UsageError
-from tracelens.limits import MAX_SWEEP_REPEATS, MAX_SWEEP_STEPS, MAX_SWEEP_WARMUP, max_sweep_workers
 
 
 def sweep(

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import os
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,7 @@ from tracelens.model import (
     Trace,
     TraceMeta,
 )
-from tracelens.procs import worker_pool
+from tracelens.system.procs import cores, worker_pool
 
 __all__ = ["Progress", "load_trace", "read_header"]
 
@@ -80,12 +79,8 @@ def _workers_for(path: Path, fmt: str, jobs: int | None) -> int:
     """Processes to decode with: several only for big files on machines with spare cores."""
     if jobs is not None:
         return max(1, jobs)
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
     size = path.stat().st_size * (8 if fmt == "json.gz" else 1)
-    return min(cores, 4) if size >= limits.PARALLEL_MIN_BYTES else 1
+    return min(cores(), 4) if size >= limits.PARALLEL_MIN_BYTES else 1
 
 
 def load_trace(path: str | Path, *, jobs: int | None = None, progress: Progress | None = None,

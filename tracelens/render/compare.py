@@ -6,7 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tracelens.compare import (
+from tracelens.document.compare import (
     NEGLIGIBLE_WAIT_FRACTION,
     Comparison,
     exposed_wait_ms_per_step,

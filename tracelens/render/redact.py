@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tracelens.results import Result
+from tracelens.document.result import Result
 
 REDACTED = "[redacted]"
 _ABS_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:[\\/]|/)(?:[^\s/\\\"'<>|]+[\\/])+[^\s/\\\"'<>|,;)]*")

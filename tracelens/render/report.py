@@ -1,6 +1,6 @@
 """The shareable HTML report: a JSON-ready view model, then jinja2 templates.
 
-:func:`build_view` turns a :class:`tracelens.results.Result` into plain data (numbers in data
+:func:`build_view` turns a :class:`tracelens.document.result.Result` into plain data (numbers in data
 units, sentences already worded, nothing HTML); :func:`render_report` feeds it to
 ``templates/report.html.j2``. Size budget: every series is bounded (per-step bars, histogram
 bins, timeline intervals and telemetry points), so the page does not grow with the trace; the
@@ -20,14 +20,14 @@ import pandas as pd
 
 from tracelens._version import __version__
 from tracelens.analysis import TraceAnalysis
-from tracelens.distribution import WaitMatrix, exposed_wait_matrix, rank_distribution
+from tracelens.document.distribution import WaitMatrix, exposed_wait_matrix, rank_distribution
+from tracelens.document.result import RankResult, Result
 from tracelens.render.charts import heatmap_spec, histogram_spec, stacked_bars_spec, timeline_spec
 from tracelens.render.format import fmt_ms, fmt_value, rounded, visible_all
 from tracelens.render.html import render_page, write_atomic
 from tracelens.render.redact import redact_view, sensitive_strings
 from tracelens.render.telemetry import MAX_LINE_POINTS, bucket_mean, telemetry_view
 from tracelens.render.wording import TONES, recommendation_view, verdict_sentence
-from tracelens.results import RankResult, Result
 from tracelens.runjson import RunInfo
 from tracelens.vocab import SETTING_KEYS, pct, severity_rank
 

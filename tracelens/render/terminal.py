@@ -15,7 +15,7 @@ import sys
 import textwrap
 from typing import Any, TextIO
 
-from tracelens.distribution import rank_distribution
+from tracelens.document.distribution import rank_distribution
 from tracelens.render.format import fmt_ms, visible
 from tracelens.render.wording import recommendation_view, settings_call, verdict_sentence
 from tracelens.vocab import SETTING_KEYS, pct, severity_rank

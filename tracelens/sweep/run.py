@@ -14,8 +14,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from tracelens.paths import timestamped_dir
-from tracelens.procs import run_group
 from tracelens.render.html import write_atomic
 from tracelens.render.sweep import render_sweep_html
 from tracelens.sweep.document import sweep_document
@@ -42,6 +40,8 @@ from tracelens.sweep.trials import (
     machine_was_busy,
     steps_for,
 )
+from tracelens.system.procs import cores, run_group
+from tracelens.system.rundirs import timestamped_dir
 
 
 def run_setting(plan: SweepPlan, setting: Setting, runner: TrialRunner, index: int) -> Trial:
@@ -278,7 +278,7 @@ def usable_cores() -> int:
             return int(n)
     except Exception:
         pass
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cores()
 
 
 def default_out_dir(target: str, root: Path = Path("tracelens-runs")) -> Path:

@@ -1,7 +1,10 @@
 """Child processes that end with their caller.
 
 - :func:`run_group` runs a command in its own process group; the whole group (the script and
-  its DataLoader workers) is ended on a timeout, Ctrl-C or SIGTERM.
+  its DataLoader workers) is ended on a timeout, Ctrl-C or SIGTERM (raised as :class:`Terminated`).
+- :func:`set_parent_death_signal` (and :func:`sigterm_on_parent_death`) asks Linux to signal a
+  process when its parent dies.
+- :func:`cores` is how many cores this process may use, what pools are sized by.
 - :func:`worker_pool` makes process pools whose workers die with their parent, whatever kills
   it. A forked worker inherits the parent's pipes (its stdout, the pool's call queue), so a
   worker left behind by a parent killed with SIGTERM or SIGKILL blocks forever on a queue
@@ -33,7 +36,12 @@ TERMINATE_GRACE_S = 5.0
 
 
 class Terminated(BaseException):
-    """SIGTERM reached the caller while a child group ran (raised so that cleanup runs)."""
+    """SIGTERM reached this process during work that must clean up first: a child group, or
+    the analysis after a recording. A BaseException, so that no ``except Exception`` turns it
+    into a note. ``args``: the one-line message and the exit status (128 + the signal)."""
+
+    def __init__(self, message: str = "terminated", status: int = 128 + signal.SIGTERM) -> None:
+        super().__init__(message, status)
 
 
 @contextlib.contextmanager
@@ -44,7 +52,7 @@ def _sigterm_raises() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: object) -> None:
-        raise Terminated()
+        raise Terminated(status=128 + signum)
 
     old = signal.signal(signal.SIGTERM, handler)
     try:
@@ -90,19 +98,33 @@ def run_group(cmd: Sequence[str], *, stdout: IO[bytes] | int | None = None, time
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
+def cores() -> int:
+    """Cores this process may use (its CPU affinity), at least 1: what pools are sized by."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 WATCHDOG_PERIOD_S = 0.5  # how often an orphaned worker notices (where prctl is unavailable)
 
 
-def _set_parent_death_signal() -> bool:
-    """Ask the kernel to SIGKILL this process when its parent dies; False where unsupported."""
+def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
+    """Ask the kernel to send this process ``sig`` when its parent dies; False where unsupported
+    (not Linux)."""
     if not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)) == 0
+        return int(libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)) == 0
     except (OSError, AttributeError):
         return False
+
+
+def sigterm_on_parent_death() -> None:
+    """SIGTERM when the parent dies, so that the process can save its work (a ``preexec_fn``)."""
+    set_parent_death_signal(signal.SIGTERM)
 
 
 def _watch_parent(parent: int) -> None:
@@ -120,7 +142,7 @@ def _init_worker(creator: int | None, initializer: Callable[..., Any] | None,
     that a parent that died before the death signal was armed is noticed; None otherwise.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    armed = _set_parent_death_signal()
+    armed = set_parent_death_signal()
     parent = os.getppid()
     if creator is not None and parent != creator:  # orphaned before the signal was armed
         os._exit(1)

@@ -1,12 +1,15 @@
 """Where traces are stored: local paths or fsspec URLs (``s3://``, ``gs://``, ``https://``, ``file://``).
 
-Listing and rank detection mirror :func:`tracelens.api.analyze_path` for local directories, so a
-directory analyzed by URL gives the same ranks as the same directory analyzed by path. Reading
-stays bounded in memory: a remote file is streamed into a local spool file in fixed-size
-blocks, the loader reads that file, and the spool file is deleted afterwards.
+One interface for both, so that the planner has one way to list and one way to read:
+:func:`list_tree` lists a location (the one file it is, or every file under it),
+:func:`open_bytes` opens one file for a single sequential pass (:func:`peek_rank` reads a
+trace's header with it), and :func:`local_copies` gives the loader local files. Reading stays
+bounded in memory: a remote file is streamed into a local spool file in fixed-size blocks, the
+loader reads that file, and the spool file is deleted afterwards.
 
-fsspec is imported only when a URL is given (``pip install "tracelens-dataloader[cluster]"`` plus
-the backend, e.g. ``s3fs`` or ``gcsfs``; ``http(s)://`` needs ``aiohttp``).
+Local paths need nothing more. fsspec is imported only when a URL is given
+(``pip install "tracelens-dataloader[cluster]"`` plus the backend, e.g. ``s3fs`` or ``gcsfs``;
+``http(s)://`` needs ``aiohttp``).
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import tempfile
 import zlib
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +31,14 @@ from tracelens.errors import BadInputError, TracelensError
 SPOOL_BLOCK = 8 << 20  # bytes copied at a time from remote storage into the spool file
 PEEK_STEP = 16 << 10  # bytes read at a time while looking for distributedInfo in a header
 PEEK_LIMIT = 1 << 20  # (decompressed) header bytes searched for distributedInfo at most
-PEEK_THREADS = 16  # concurrent header reads while listing a directory URL
 GZIP_MAGIC = b"\x1f\x8b"
 INSTALL_HINT = 'pip install "tracelens-dataloader[cluster]" plus the backend: s3fs, gcsfs or aiohttp'
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _DIST_KEY = re.compile(rb'"distributedInfo"\s*:\s*')
 _EVENTS_KEY = re.compile(rb'"traceEvents"\s*:')
+_SPECIAL = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
 def is_url(location: str | Path) -> bool:
@@ -71,7 +75,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def open_stream(fs: Any, path: str) -> IO[bytes]:
+def _open_stream(fs: Any, path: str) -> IO[bytes]:
     """``path`` opened for one sequential pass: every ``read(n)`` fetches at most n new bytes.
 
     HTTP servers need not support range requests (``python -m http.server`` does not), so
@@ -84,54 +88,97 @@ def open_stream(fs: Any, path: str) -> IO[bytes]:
     return fs.open(path, "rb", block_size=SPOOL_BLOCK, cache_type="none")
 
 
+def open_bytes(location: str) -> IO[bytes]:
+    """The file at ``location`` (a path or a URL) opened for one sequential pass."""
+    if not is_url(location):
+        return open(location, "rb")  # the caller closes it
+    fs, path = url_to_fs(location)
+    return _open_stream(fs, path)
+
+
+def read_bytes(location: str) -> bytes:
+    """The whole (small) file at ``location``: a run.json."""
+    with open_bytes(location) as f:
+        return f.read()
+
+
 # --- listing -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Listing:
-    """What a location holds: a single trace, a run directory, or trace files to group by rank."""
+class Tree:
+    """What a location holds: one file, or the files under a directory.
 
-    kind: str  # "file", "run_dir" or "directory"
-    files: tuple[str, ...]  # locations (URLs for URL input), sorted
-    run_json: str | None = None
+    ``names`` are the files' paths relative to the location, ``/``-separated and sorted by
+    their parts; ``locations`` are the same files as the documents name them (paths, or URLs
+    for a URL). Both are empty for a single file.
+    """
+
+    location: str
+    is_file: bool
+    names: tuple[str, ...] = ()
+    locations: tuple[str, ...] = ()
 
 
-def list_location(url: str) -> Listing:
-    """List a URL like :func:`tracelens.api.analyze_path` lists a local path."""
-    from tracelens.locate import NOT_TRACES
+def parts(name: str) -> list[str]:
+    """Sort key of a relative name: by its parts, as paths sort (``a/x`` before ``a-b``)."""
+    return name.split("/")
 
+
+def list_tree(location: str | Path) -> Tree:
+    """List a path or a URL (raises :class:`BadInputError` when there is nothing there)."""
+    if is_url(location):
+        return _list_url(str(location))
+    return _list_path(Path(location))
+
+
+def check_readable_kind(p: Path) -> None:
+    """Refuse a path that does not exist or is no regular file or directory, naming what it is."""
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        raise BadInputError(p, "no such file or directory") from None
+    except OSError as exc:
+        raise BadInputError(p, f"cannot be read: {exc.strerror or exc}") from None
+    for test, what in _SPECIAL:
+        if test(mode):
+            raise BadInputError(p, f"is {what}, not a trace file: save the trace to a file and analyze that")
+
+
+def _list_path(p: Path) -> Tree:
+    check_readable_kind(p)
+    if p.is_file():
+        return Tree(str(p), True)
+    files = sorted((f for f in p.rglob("*") if f.is_file()), key=lambda f: f.relative_to(p).parts)
+    return Tree(str(p), False, tuple(f.relative_to(p).as_posix() for f in files), tuple(str(f) for f in files))
+
+
+def _list_url(url: str) -> Tree:
     fs, root = url_to_fs(url)
     try:
         # A name like a trace is checked as a file first: listing it over HTTP would fetch it.
-        if not url.endswith("/") and _basename(url).endswith((".json", ".json.gz")) and fs.isfile(root):
-            return Listing("file", (url,))
+        if not url.endswith("/") and basename(url).endswith((".json", ".json.gz")) and fs.isfile(root):
+            return Tree(url, True)
         found = [str(f) for f in fs.find(root)]
         if not found and not url.endswith("/") and fs.isfile(root):
-            return Listing("file", (url,))
+            return Tree(url, True)
+        if not found and not fs.exists(root):
+            raise FileNotFoundError(url)
     except FileNotFoundError:
         raise BadInputError(url, "no such file or directory") from None
     except Exception as exc:  # the backend's own errors too (credentials, permissions, HTTP)
         raise BadInputError(url, f"cannot list it: {type(exc).__name__}: {_first_line(exc)}") from None
-    if not found and not fs.exists(root):
-        raise BadInputError(url, "no such file or directory")
-    base = root.rstrip("/")
-    top = {f[len(base) + 1 :]: f for f in found if f.startswith(base + "/") and "/" not in f[len(base) + 1 :]}
-    if "run.json" in top and ("trace.json.gz" in top or "trace.json" in top):
-        trace = top.get("trace.json.gz") or top["trace.json"]
-        return Listing("run_dir", (fs.unstrip_protocol(trace),), fs.unstrip_protocol(top["run.json"]))
-    names = [f for f in found if f.endswith((".json", ".json.gz"))]
-    kineto = [f for f in names if ".pt.trace.json" in _basename(f)]
-    files = kineto or [f for f in names if _basename(f) not in NOT_TRACES]
-    if not files:
-        raise BadInputError(url, "the directory holds no trace files (*.json, *.json.gz)")
-    return Listing("directory", tuple(fs.unstrip_protocol(f) for f in sorted(files)))
+    base = root.rstrip("/") + "/"
+    inside = sorted((f for f in found if f.startswith(base)), key=lambda f: parts(f[len(base):]))
+    return Tree(url, False, tuple(f[len(base):] for f in inside), tuple(fs.unstrip_protocol(f) for f in inside))
 
 
-def _basename(location: str) -> str:
+def basename(location: str) -> str:
+    """The last part of a path, a relative name or a URL."""
     return location.rstrip("/").rsplit("/", 1)[-1]
 
 
-# --- ranks -------------------------------------------------------------------------------
+# --- headers -----------------------------------------------------------------------------
 
 
 def rank_in_header(head: bytes) -> int | None:
@@ -150,10 +197,9 @@ def rank_in_header(head: bytes) -> int | None:
 
 def read_header(location: str, limit: int = PEEK_LIMIT) -> bytes:
     """The start of a trace, decompressed: up to its ``"traceEvents":`` key, at most ``limit`` bytes."""
-    fs, path = url_to_fs(location)
     out = b""
     inflate: Any = None
-    with open_stream(fs, path) as f:
+    with open_bytes(location) as f:
         while len(out) < limit:
             raw = f.read(PEEK_STEP)
             if not raw:
@@ -175,34 +221,6 @@ def peek_rank(location: str) -> int | None:
         return None
 
 
-def assign_ranks(names: list[str], declared: list[int | None]) -> dict[int, list[int]]:
-    """Indices of the files of each rank: declared rank, else a number in the name, else order.
-
-    The same rule as :func:`tracelens.api.group_by_rank` (``names`` are base names).
-    """
-    from tracelens.locate import RANK_IN_NAME as _RANK_IN_NAME
-
-    named = [_RANK_IN_NAME.search(n) for n in names]
-    use_names = all(m is not None for m in named) and len({m.group(1) for m in named if m}) > 1
-    ranks: dict[int, list[int]] = {}
-    for i, m in enumerate(named):
-        r = declared[i]
-        if r is None and use_names and m is not None:
-            r = int(m.group(1))
-        if r is None:
-            r = i
-        ranks.setdefault(r, []).append(i)
-    return ranks
-
-
-def group_urls_by_rank(files: list[str], threads: int = PEEK_THREADS) -> dict[int, list[str]]:
-    """Rank of each trace URL, reading only the first bytes of each file (in parallel)."""
-    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(files)))) as pool:
-        declared = list(pool.map(peek_rank, files))
-    groups = assign_ranks([_basename(f) for f in files], declared)
-    return {r: [files[i] for i in idx] for r, idx in groups.items()}
-
-
 # --- reading -----------------------------------------------------------------------------
 
 
@@ -212,10 +230,10 @@ def spool(location: str, directory: str | Path | None = None, block: int = SPOOL
     Memory stays at about one block whatever the file size. The caller deletes the file.
     """
     fs, path = url_to_fs(location)
-    fd, name = tempfile.mkstemp(prefix="tracelens-", suffix="-" + _basename(location)[-80:], dir=directory)
+    fd, name = tempfile.mkstemp(prefix="tracelens-", suffix="-" + basename(location)[-80:], dir=directory)
     done = 0
     try:
-        with open_stream(fs, path) as src, os.fdopen(fd, "wb") as out:
+        with _open_stream(fs, path) as src, os.fdopen(fd, "wb") as out:
             while chunk := src.read(block):
                 out.write(chunk)
                 done += len(chunk)

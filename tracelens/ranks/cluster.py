@@ -1,8 +1,9 @@
 """Run rank jobs on a Dask distributed cluster; only the per-rank documents come back.
 
-Each rank's file(s) are read and analyzed on a worker (:func:`tracelens.jobs.run_rank_job`:
-remote files are spooled into the worker's local directory), and only its document — a few
-kilobytes — travels back; the cross-rank document is built on the client.
+Each rank's file(s) are read and analyzed on a worker by the same job function as on a local
+pool (:func:`tracelens.ranks.engine.run_rank_job`: remote files are spooled into the worker's
+local directory), and only its document — a few kilobytes — travels back; the cross-rank
+document is built on the client (:func:`tracelens.ranks.engine.assemble`).
 
 Faults: a worker lost mid-run has its ranks recomputed elsewhere by the scheduler (and a job
 that raises a transient error is retried ``retries`` times), so the result is the same; a rank
@@ -25,8 +26,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from tracelens.document.result import RankOutcome
 from tracelens.errors import TracelensError
-from tracelens.jobs import RankJob, RankOutcome, RankProgress, failed_outcome, run_rank_job
+from tracelens.ranks.engine import RankProgress, failed_outcome, run_rank_job
+from tracelens.ranks.plan import RankJob
 
 SCHEDULER_ENV = "TRACELENS_SCHEDULER"
 CONNECT_TIMEOUT_S = 5.0  # to reach the scheduler
@@ -138,13 +141,14 @@ def _undo_nanny_malloc_trim() -> None:
 
 
 def _analyze_on_worker(job: RankJob) -> RankOutcome:
-    """The task: one rank analyzed on a worker, spooling into its local directory."""
+    """The task: one rank analyzed on a worker, spooling into its local directory; only its
+    document travels back (the full analysis stays on the worker)."""
     from distributed import get_worker
 
     _undo_nanny_malloc_trim()
     worker = get_worker()
     outcome = run_rank_job(job, spool_dir=worker.local_directory)
-    return replace(outcome, worker=worker.address)
+    return replace(outcome, worker=worker.address, detail=None)
 
 
 def task_keys(rank_jobs: Sequence[RankJob], token: str) -> list[str]:

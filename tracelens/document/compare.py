@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from tracelens.vocab import SETTING_KEYS, pct
@@ -214,18 +213,6 @@ def compare_documents(doc_a: dict[str, Any], doc_b: dict[str, Any]) -> Compariso
     findings = diff_findings(a.get("findings", []), b.get("findings", []))
     delta["findings"] = [asdict(f) for f in findings]
     return Comparison(doc_a, doc_b, delta, findings, loader_changes, changed, _verdict(a, b, changed), tuple(notes))
-
-
-def compare_paths(path_a: str | Path, path_b: str | Path, scheduler: str | None = None) -> Comparison:
-    """Analyze two traces, run directories or directories of ranks (on the Dask cluster at
-    ``scheduler`` when given) and compare them (B is the "after")."""
-    from tracelens.api import analyze_path
-    from tracelens.storage import is_url
-
-    def one(p: str | Path) -> dict[str, Any]:
-        return analyze_path(p if scheduler or is_url(p) else Path(p), scheduler=scheduler).document
-
-    return compare_documents(one(path_a), one(path_b))
 
 
 def comparison_document(c: Comparison) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import numpy as np
 from tracelens.analysis import TraceAnalysis
 from tracelens.diagnosis import Diagnosis
 from tracelens.diagnosis.ranks import find_straggler, mark_waiting_ranks
-from tracelens.jsondoc import Rows, Values
+from tracelens.document.jsondoc import Rows, Values
 from tracelens.runjson import RunInfo
 
 SCHEMA_VERSION = 1

@@ -3,7 +3,7 @@ clear error, not in thousands of processes or a trace that fills the disk."""
 
 from __future__ import annotations
 
-import os
+from tracelens.system.procs import cores
 
 #: analyze --jobs: rank-analysis processes per core (more only contend for the same cores).
 JOBS_PER_CORE = 4
@@ -20,14 +20,6 @@ MAX_ACTIVE_STEPS = 10_000
 #: profile --wait and --warmup: batches skipped / profiled before the window.
 MAX_WAIT_BATCHES = 10_000_000
 MAX_WARMUP_STEPS = 10_000
-
-
-def cores() -> int:
-    """Cores this process may use (affinity), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 def max_jobs() -> int:
