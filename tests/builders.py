@@ -143,6 +143,7 @@ def synthetic_job(tmp_path: Path, ranks: int, steps: int = 40, slow_rank: int = 
     copied per rank with waits varying a little by rank and step."""
     from tracelens.api import analyze_path
     from tracelens.document.build import build_multirank_document
+    from tracelens.document.jsondoc import plain
 
     def analyzed(wait_ms: float, reduce_ms: float) -> dict[str, Any]:
         b = TraceBuilder()
@@ -155,7 +156,7 @@ def synthetic_job(tmp_path: Path, ranks: int, steps: int = 40, slow_rank: int = 
     normal, slow = analyzed(10, 35), analyzed(40, 5)
     docs = []
     for r in range(ranks):
-        doc = json.loads(json.dumps(slow if r == slow_rank else normal))
+        doc = plain(slow if r == slow_rank else normal)  # a copy, its columns as lists
         doc["rank"] = r
         doc["source"]["path"] = f"job/rank{r}.pt.trace.json.gz"
         if r != slow_rank:  # a little spread across the other ranks

@@ -6,7 +6,7 @@ All durations inside are int64 ns; the public result reports ms and fractions.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -269,20 +269,41 @@ def find_steps(trace: Trace, step_rows: np.ndarray, next_rows: np.ndarray) -> St
 def measure_activity(trace: Trace, steps: Steps, next_rows: np.ndarray, gpu_rows: np.ndarray) -> Activity:
     """Data wait (``__next__`` by name), GPU activity (kernel/memcpy/memset categories) and their
     difference, each a union of intervals clipped to the steps."""
-    ts, end = trace.ts_ns, trace.ts_ns + trace.dur_ns
     steps_set = iv.union(steps.start, steps.end)
-    data_wait = iv.intersect(iv.union(ts[next_rows], end[next_rows]), steps_set)
-    gpu = iv.intersect(iv.union(ts[gpu_rows], end[gpu_rows]), steps_set)
+    data_wait = iv.intersect(_spans(trace, next_rows), steps_set)
+    gpu = iv.intersect(_spans(trace, gpu_rows), steps_set)
     coll_rows = np.flatnonzero(trace.mask_names(lambda n: COLLECTIVE_NAME.match(n) is not None))
-    collectives = iv.intersect(iv.union(ts[coll_rows], end[coll_rows]), steps_set)
+    collectives = iv.intersect(_spans(trace, coll_rows), steps_set)
     return Activity(steps_set, data_wait, gpu, iv.subtract(data_wait, gpu), bool(gpu_rows.any()), collectives)
 
 
-def per_step_table(trace: Trace, steps: Steps, act: Activity,
-                   next_rows: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
-    """The per-step table (ms) and every ``__next__`` wait inside the steps, in order (ms)."""
+def _spans(trace: Trace, rows: np.ndarray) -> iv.IntervalSet:
+    """The union of the events at ``rows`` (indices or a mask), no column of the whole trace made."""
+    ts = trace.ts_ns[rows]
+    return iv.union(ts, ts + trace.dur_ns[rows])
+
+
+@dataclass(frozen=True)
+class StepInputs:
+    """What the per-step table is built from: the steps, the activity clipped to them, and the
+    ``__next__`` calls (start and duration, ns). It holds no reference to the trace."""
+
+    steps: Steps
+    act: Activity
+    next_start: np.ndarray
+    next_dur: np.ndarray
+
+
+def per_step_table(inputs: StepInputs) -> tuple[pd.DataFrame, np.ndarray]:
+    """The per-step table (ms) and every ``__next__`` wait inside the steps, in order (ms).
+
+    Columns with one value for every step (no GPU activity: ``gpu_busy_ms`` NaN; no collectives:
+    ``collective_ms`` 0) are read-only broadcasts, and ``exposed_wait_ms`` is ``data_wait_ms``
+    itself when the GPU is never busy, so memory grows by 6 numbers per step, not 9.
+    """
+    steps, act = inputs.steps, inputs.act
     s_start, s_end, n = steps.start, steps.end, steps.count
-    n_start, n_dur = trace.ts_ns[next_rows], trace.dur_ns[next_rows]
+    n_start, n_dur = inputs.next_start, inputs.next_dur
     which = np.searchsorted(s_start, n_start, side="right") - 1
     inside = (which >= 0) & (n_start < s_end[np.clip(which, 0, None)]) if n else np.zeros(n_start.size, bool)
     counts = np.bincount(which[inside], minlength=n) if n else np.zeros(0, int)
@@ -290,20 +311,24 @@ def per_step_table(trace: Trace, steps: Steps, act: Activity,
     if n and inside.any():
         np.maximum.at(longest, which[inside], n_dur[inside] / NS_PER_MS)
     origin = int(s_start[0]) if n else 0
-    gpu_ms = iv.measure_within(act.gpu, s_start, s_end) / NS_PER_MS
+
+    def ms_within(s: iv.IntervalSet) -> np.ndarray:
+        return iv.measure_within(s, s_start, s_end) / NS_PER_MS if len(s) else np.broadcast_to(0.0, (n,))
+
+    data_wait = ms_within(act.data_wait)
     table = pd.DataFrame(
         {
             "step": steps.numbers,
             "start_ms": (s_start - origin) / NS_PER_MS,
             "duration_ms": (s_end - s_start) / NS_PER_MS,
-            "data_wait_ms": iv.measure_within(act.data_wait, s_start, s_end) / NS_PER_MS,
-            "gpu_busy_ms": gpu_ms if act.has_gpu else np.full(n, np.nan),
-            "exposed_wait_ms": iv.measure_within(act.exposed, s_start, s_end) / NS_PER_MS,
-            "next_calls": counts.astype(np.int64),
+            "data_wait_ms": data_wait,
+            "gpu_busy_ms": ms_within(act.gpu) if act.has_gpu else np.broadcast_to(np.nan, (n,)),
+            "exposed_wait_ms": data_wait if act.exposed is act.data_wait else ms_within(act.exposed),
+            "next_calls": counts.astype(np.int64, copy=False),
             "next_longest_ms": longest,
-            "collective_ms": iv.measure_within(act.collectives, s_start, s_end) / NS_PER_MS,
+            "collective_ms": ms_within(act.collectives),
         },
-        columns=STEP_COLUMNS,
+        columns=STEP_COLUMNS, copy=False,
     )
     in_order = np.argsort(n_start[inside], kind="stable")
     return table, n_dur[inside][in_order] / NS_PER_MS
@@ -313,12 +338,11 @@ def per_device(trace: Trace, act: Activity, gpu_rows: np.ndarray, step_time_ns: 
     """GPU activity and exposed wait of each device (pid) on its own."""
     if not act.has_gpu:
         return ()
-    ts, end = trace.ts_ns, trace.ts_ns + trace.dur_ns
     gpids = trace.pid[gpu_rows]
     devices = []
     for dev in sorted(set(gpids.tolist())):
         rows = np.flatnonzero(gpu_rows)[gpids == dev]
-        busy = iv.intersect(iv.union(ts[rows], end[rows]), act.steps)
+        busy = iv.intersect(_spans(trace, rows), act.steps)
         exposed = iv.subtract(act.data_wait, busy)
         devices.append(DeviceActivity(
             device=int(dev), label=_device_label(trace, int(dev)), busy_ms=busy.total / NS_PER_MS,
@@ -375,6 +399,19 @@ def trace_warnings(trace: Trace, has_gpu: bool, gpu_expected: bool) -> tuple[str
 
 def analyze_trace(trace: Trace) -> TraceAnalysis:
     """Measure host steps, data wait, GPU activity and exposed wait in ``trace`` (SPEC §2)."""
+    return with_steps(*measure_trace(trace))
+
+
+def with_steps(analysis: TraceAnalysis, inputs: StepInputs) -> TraceAnalysis:
+    """``analysis`` with its per-step table and ``__next__`` waits, built from ``inputs``."""
+    per_step, next_wait = per_step_table(inputs)
+    return replace(analysis, per_step=per_step, next_wait_ms=next_wait)
+
+
+def measure_trace(trace: Trace) -> tuple[TraceAnalysis, StepInputs]:
+    """Everything :func:`analyze_trace` reads from the rows of ``trace``: the analysis without
+    its per-step table and waits (empty), and what :func:`with_steps` builds them from, so that
+    a caller can let the trace go first (the table grows with the steps, as the trace does)."""
     step_rows, next_rows, gpu_rows = _rows(trace)
     steps = find_steps(trace, step_rows, next_rows)
     act = measure_activity(trace, steps, next_rows, gpu_rows)
@@ -384,13 +421,13 @@ def analyze_trace(trace: Trace) -> TraceAnalysis:
     runtime_calls = any(cat_counts.get(c, 0) for c in RUNTIME_CATEGORIES)
     gpu_expected = bool(trace.meta.device_properties) or runtime_calls or has_gpu
     iter_names = sorted({trace.names.names[i] for i in trace.name_id[next_rows]})
-    per_step, next_wait = per_step_table(trace, steps, act, next_rows)
+    inputs = StepInputs(steps, act, trace.ts_ns[next_rows], trace.dur_ns[next_rows])
 
     def frac(x: int) -> float | None:
         return x / step_time if step_time else None
 
     exposed_frac = frac(act.exposed.total)
-    return TraceAnalysis(
+    analysis = TraceAnalysis(
         path=trace.meta.path, format=trace.meta.format, truncated=trace.stats.truncated,
         skipped_events=trace.stats.skipped_malformed, events=trace.stats.events_total, rank=_rank(trace),
         devices=per_device(trace, act, gpu_rows, step_time), step_source=steps.source,
@@ -405,8 +442,8 @@ def analyze_trace(trace: Trace) -> TraceAnalysis:
         if step_time and has_gpu else None,
         sync_ms_per_step=host_syncs_ms_per_step(trace, act, steps),
         iterator=_iterator_kind(iter_names) if iter_names else "unknown",
-        iterator_names=tuple(iter_names), next_calls=int(next_rows.size), next_wait_ms=next_wait,
-        per_step=per_step, copies=_copy_stats(trace, gpu_rows, act.steps, n_steps),
+        iterator_names=tuple(iter_names), next_calls=int(next_rows.size), next_wait_ms=np.zeros(0),
+        per_step=pd.DataFrame(columns=STEP_COLUMNS), copies=_copy_stats(trace, gpu_rows, act.steps, n_steps),
         has_gpu_activity=has_gpu, gpu_expected=gpu_expected,
         with_stack=bool(trace.meta.with_stack) or cat_counts.get("python_function", 0) + cat_counts.get("python", 0) > 0,
         category_counts=cat_counts, warnings=trace_warnings(trace, has_gpu, gpu_expected),
@@ -417,6 +454,7 @@ def analyze_trace(trace: Trace) -> TraceAnalysis:
         zero_length_steps=int(((steps.end - steps.start) <= 0).sum()),
         collective_ms_per_step=act.collectives.total / NS_PER_MS / n_steps if n_steps and len(act.collectives) else None,
     )
+    return analysis, inputs
 
 
 def _copy_stats(trace: Trace, gpu_rows: np.ndarray, steps: iv.IntervalSet, n_steps: int) -> CopyStats:

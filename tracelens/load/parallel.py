@@ -111,7 +111,7 @@ def _parse_events_file(path: Path, start: int, cols: _Columns, pool: Executor | 
             events_end, tail_start = last
             spans: list[tuple[int, int]] = []
             pos = start
-            parts = workers * 4 if pool else 1
+            parts = max(workers * 4 if pool else 1, -(-(events_end - start) // limits.SPAN_TARGET))
             step = max((events_end - start) // parts, 1)
             for k in range(1, parts):
                 at = max(start + k * step, pos)

@@ -23,7 +23,7 @@ from concurrent.futures import Future, as_completed
 from dataclasses import replace
 from pathlib import Path
 
-from tracelens.analysis import ROWS_READ, analyze_trace, needs_every_row
+from tracelens.analysis import ROWS_READ, measure_trace, needs_every_row, with_steps
 from tracelens.diagnosis import diagnose
 from tracelens.document import build_document, build_multirank_document
 from tracelens.document.result import RankOutcome, RankResult, Result
@@ -43,7 +43,10 @@ def analyze_files(paths: Sequence[str | Path], run: RunInfo | None = None, rank:
     """One rank held in one or more local trace files, through the pipeline: loaded, analyzed,
     diagnosed (with its run.json when there is one) and turned into its document
     (``jobs``: decoding processes per file)."""
-    analysis = analyze_trace(load_rank(paths, jobs, progress))
+    trace = load_rank(paths, jobs, progress)
+    analysis, steps = measure_trace(trace)
+    del trace  # the per-step table grows with the steps as the trace does: not both at once
+    analysis = with_steps(analysis, steps)
     if rank is not None and analysis.rank is None:
         analysis = replace(analysis, rank=rank)
     diagnosis = diagnose(analysis, run)
