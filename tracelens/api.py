@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tracelens.document import jsondoc
 from tracelens.document.compare import Comparison, compare_documents
 from tracelens.document.result import Result
 from tracelens.load import Progress
@@ -46,7 +47,6 @@ def compare_paths(path_a: str | Path, path_b: str | Path, scheduler: str | None 
 
 def write_run_outputs(run_dir: str | Path) -> Result:
     """Analyze a run (or job) directory and write its ``analysis.json`` and ``report.html``."""
-    from tracelens.document import jsondoc
     from tracelens.render.report import write_report
 
     d = Path(run_dir)

@@ -43,6 +43,7 @@ def analyze(
 ) -> None:
     """Measure DataLoader wait against GPU activity in a trace and diagnose it."""
     from tracelens.api import analyze_path
+    from tracelens.document.schema import write_document
     from tracelens.render.terminal import print_summary
 
     if fail_on is not None and fail_on not in Severity.names():
@@ -58,9 +59,7 @@ def analyze(
     else:
         result = analyze_path(Path(path), jobs=jobs, progress=_progress_printer(Path(path)))
     if as_json:
-        from tracelens.document import jsondoc
-
-        jsondoc.write(result.document, sys.stdout)
+        write_document(result.document, sys.stdout)
     else:
         print_summary(result.document)
     if html is not None:

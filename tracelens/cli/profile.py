@@ -50,6 +50,7 @@ def profile(
         from tracelens.capture import ProfileOptions, run_profile
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise UsageError(f"`tracelens profile` needs PyTorch: pip install 'tracelens-dataloader[profile]' ({exc})") from exc
+    from tracelens.document.schema import write_document
     from tracelens.render.terminal import print_summary
 
     options = ProfileOptions(
@@ -70,9 +71,7 @@ def profile(
     if result.analysis is not None and rank is None:
         doc = result.analysis.document
         if as_json:
-            from tracelens.document import jsondoc
-
-            jsondoc.write(doc, sys.stdout)
+            write_document(doc, sys.stdout)
         else:
             print_summary(doc)
     prefix = f"tracelens rank {rank}: " if rank is not None else ""

@@ -1,10 +1,11 @@
-"""JSON documents whose long lists stay numpy columns, and the writer that streams them.
+"""Documents whose long lists stay numpy columns, and the writer that streams them.
 
 A document's per-step rows and waits grow with the steps: a trace of 3 million steps would
-hold 3 million dicts (GBs). :class:`Rows` and :class:`Values` are read-only sequences over
-numpy columns that stand in for those lists (iterating or indexing gives the same dicts and
-numbers the list held), and :func:`write` prints the document a block of rows at a time,
-text equal to ``json.dumps(document, indent=2)`` of the lists they stand for.
+hold 3 million row structs (GBs). :class:`Rows` and :class:`Values` are read-only sequences over
+numpy columns that stand in for those lists (iterating or indexing gives the same rows and
+numbers the list held), and :func:`write` prints a document (msgspec structs within plain
+containers) a block of rows at a time, text equal to ``json.dumps(msgspec.to_builtins(doc),
+indent=2)`` of the lists they stand for.
 
 ``json.dumps`` itself needs ``default=jsonable`` to read them.
 """
@@ -15,12 +16,12 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from itertools import repeat
 from pathlib import Path
 from typing import IO, Any, overload
 
+import msgspec
 import numpy as np
 
 BLOCK = 1 << 16  # rows formatted at a time
@@ -48,36 +49,43 @@ def _texts(kind: str, column: np.ndarray) -> list[str]:
     return out
 
 
-@dataclass(frozen=True, eq=False)
-class Rows(Sequence[dict[str, Any]]):
-    """Rows ``{key: value}`` of equal-length numpy columns; ``kinds[key]`` is one of KINDS."""
+class Rows(Sequence[Any]):
+    """Rows ``row({key: value})`` of equal-length numpy columns (``row`` makes the row object, a
+    dict by default); ``kinds[key]`` is one of KINDS. Written in JSON as objects of the columns'
+    keys in order. (A plain class: msgspec would take a dataclass apart field by field.)"""
 
-    columns: dict[str, np.ndarray]
-    kinds: dict[str, str]
+    __slots__ = ("columns", "kinds", "row")
+
+    def __init__(self, columns: dict[str, np.ndarray], kinds: dict[str, str],
+                 row: Callable[[dict[str, Any]], Any] = dict) -> None:
+        self.columns, self.kinds, self.row = columns, kinds, row
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values()))) if self.columns else 0
 
     @overload
-    def __getitem__(self, i: int) -> dict[str, Any]: ...
+    def __getitem__(self, i: int) -> Any: ...
 
     @overload
     def __getitem__(self, i: slice) -> Rows: ...
 
-    def __getitem__(self, i: int | slice) -> dict[str, Any] | Rows:
+    def __getitem__(self, i: int | slice) -> Any:
         if isinstance(i, slice):
-            return Rows({k: c[i] for k, c in self.columns.items()}, self.kinds)
+            return Rows({k: c[i] for k, c in self.columns.items()}, self.kinds, self.row)
         n = len(self)
         if not -n <= i < n:
             raise IndexError("row index out of range")
-        return {k: _value(self.kinds[k], c[i]) for k, c in self.columns.items()}
+        return self.row({k: _value(self.kinds[k], c[i]) for k, c in self.columns.items()})
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        keys = list(self.columns)
+    def __iter__(self) -> Iterator[Any]:
+        keys, row = list(self.columns), self.row
         for lo in range(0, len(self), BLOCK):
             block = [[_value(self.kinds[k], x) for x in self.columns[k][lo : lo + BLOCK].tolist()] for k in keys]
             for values in zip(*block):
-                yield dict(zip(keys, values))
+                yield row(dict(zip(keys, values)))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Rows, (self.columns, self.kinds, self.row)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Rows | list | tuple):
@@ -106,12 +114,16 @@ class Rows(Sequence[dict[str, Any]]):
             fp.write(",\n".join(map(template.__mod__, zip(*texts))))
 
 
-@dataclass(frozen=True, eq=False)
 class Values(Sequence[Any]):
     """Numbers of one numpy column, written as ``kind`` (one of KINDS)."""
 
-    array: np.ndarray
-    kind: str = "ms"
+    __slots__ = ("array", "kind")
+
+    def __init__(self, array: np.ndarray, kind: str = "ms") -> None:
+        self.array, self.kind = array, kind
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Values, (self.array, self.kind)
 
     def __len__(self) -> int:
         return len(self.array)
@@ -149,40 +161,45 @@ class Values(Sequence[Any]):
 
 
 def jsonable(obj: Any) -> Any:
-    """``json.dumps(doc, default=jsonable)``: the list a :class:`Rows` or :class:`Values` stands for."""
-    if isinstance(obj, Rows | Values):
+    """``json.dumps(doc, default=jsonable)``: the list a :class:`Rows` or :class:`Values` stands
+    for (its rows as plain values), a struct as plain values."""
+    if isinstance(obj, Rows):
+        return [msgspec.to_builtins(r, enc_hook=_item) for r in obj]
+    if isinstance(obj, Values):
         return list(obj)
+    if isinstance(obj, msgspec.Struct):
+        return msgspec.to_builtins(obj, enc_hook=_item)
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
+def _item(value: Any) -> Any:
+    """numpy scalars (a rule's evidence may hold one) as Python numbers, as ``json`` wrote them."""
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    raise NotImplementedError(f"cannot encode {type(value).__name__}")
+
+
 def plain(doc: Any) -> Any:
-    """``doc`` with every :class:`Rows` / :class:`Values` made a list (for small documents)."""
-    if isinstance(doc, dict):
-        return {k: plain(v) for k, v in doc.items()}
-    if isinstance(doc, list | tuple):
-        return [plain(v) for v in doc]
-    return jsonable(doc) if isinstance(doc, Rows | Values) else doc
+    """``doc`` as plain JSON values (dicts, lists, numbers), its columns as lists (for small documents)."""
+    return msgspec.to_builtins(doc, enc_hook=jsonable)
 
 
 _MARK = "\x00tracelens-column-"
 
 
 def write(doc: Any, fp: IO[str], indent: int = 2) -> None:
-    """Write ``doc`` as ``json.dumps(doc, indent=indent)`` would with its columns as lists,
+    """Write ``doc`` (structs within plain containers) as ``json.dumps(msgspec.to_builtins(doc),
+    indent=indent)`` would with its columns as lists (numpy scalars as Python numbers),
     streaming each column a block of rows at a time; a newline after it."""
     columns: list[Rows | Values] = []
 
     def mark(o: Any) -> Any:
-        if isinstance(o, dict):
-            return {k: mark(v) for k, v in o.items()}
-        if isinstance(o, list | tuple):
-            return [mark(v) for v in o]
         if isinstance(o, Rows | Values):
             columns.append(o)
             return f"{_MARK}{len(columns) - 1}"
-        return o
+        return _item(o)
 
-    text = json.dumps(mark(doc), indent=indent)
+    text = json.dumps(msgspec.to_builtins(doc, enc_hook=mark), indent=indent)
     quoted = json.dumps(_MARK)[:-1]  # the mark as JSON writes it, without its closing quote
     pos = 0
     while (at := text.find(quoted, pos)) >= 0:
