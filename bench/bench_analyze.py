@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import math
 import os
 import platform
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,6 +47,7 @@ SOURCES = {
     "resnet": "kineto/tb_plugin/samples/resnet50_profiler_api_num_workers_0/worker0.pt.trace.json.gz",
     "control": "hta/tests/data/trace_diff/control/control.json.gz",
 }
+TIME = Path("/usr/bin/time")
 JSON_LOAD = "import gc, json, sys; gc.disable(); json.load(open(sys.argv[1], 'rb'))"
 
 
@@ -52,7 +55,8 @@ JSON_LOAD = "import gc, json, sys; gc.disable(); json.load(open(sys.argv[1], 'rb
 class Run:
     wall_s: float
     cpu_s: float
-    peak_mb: float
+    peak_mb: float  # the process tree's summed PSS, sampled
+    rss_mb: float  # the kernel's peak RSS of the largest process (/usr/bin/time's %M)
 
 
 def _memory(p: psutil.Process) -> int:
@@ -70,6 +74,10 @@ def _children_cpu() -> float:
 def measure(cmd: list[str], env: dict[str, str] | None = None) -> Run:
     """Wall seconds, CPU seconds and peak memory of the process tree (MB) of one run of ``cmd``."""
     cpu0 = _children_cpu()
+    fd, rss_file = tempfile.mkstemp(prefix="bench-rss-")
+    os.close(fd)
+    if TIME.is_file():
+        cmd = [str(TIME), "-f", "%M", "-o", rss_file, *cmd]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env)
     root = psutil.Process(proc.pid)
@@ -84,7 +92,10 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> Run:
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed with {proc.returncode}")
-    return Run(wall, _children_cpu() - cpu0, peak / 1e6)
+    text = Path(rss_file).read_text().strip()
+    os.unlink(rss_file)
+    rss_kb = float(text.splitlines()[-1]) if text else math.nan
+    return Run(wall, _children_cpu() - cpu0, peak / 1e6, rss_kb / 1e3)
 
 
 @contextmanager
@@ -151,8 +162,9 @@ def main() -> None:
     py = sys.executable
     here_env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
     lines = [header, "",
-             "| trace | size MB | command | wall s | CPU s | peak MB | speed vs json.load | memory / size |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| trace | size MB | command | wall s | CPU s | CPU s/GB | peak PSS MB | max RSS MB | speed vs json.load "
+             "| PSS / size | RSS / size |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     paths = {n: build(n, a.out, a.shared) for n in names}
     for name in names:
         path = paths[name]
@@ -171,15 +183,17 @@ def main() -> None:
                     r = measure(cmd, env)
                     runs[label].append(r)
                     print(f"  {name} run {i + 1}/{a.runs} {label}: {r.wall_s:.2f} s, {r.cpu_s:.2f} CPU s, "
-                          f"{r.peak_mb:.0f} MB (load {os.getloadavg()[0]:.2f})", file=sys.stderr)
+                          f"{r.peak_mb:.0f} MB PSS, {r.rss_mb:.0f} MB RSS (load {os.getloadavg()[0]:.2f})",
+                          file=sys.stderr)
         base = statistics.median(r.wall_s for r in runs["json.load (gc off)"]) if not a.no_json_load else None
         for label, rs in runs.items():
             wall = statistics.median(r.wall_s for r in rs)
             cpu = statistics.median(r.cpu_s for r in rs)
             peak = statistics.median(r.peak_mb for r in rs)
+            rss = statistics.median(r.rss_mb for r in rs)
             speed = f"{base / wall:.2f}x" if base else "-"
-            lines.append(f"| {name} | {size_mb:.0f} | {label} | {wall:.2f} | {cpu:.2f} | {peak:.0f} | {speed} | "
-                         f"{peak / size_mb:.2f} |")
+            lines.append(f"| {name} | {size_mb:.0f} | {label} | {wall:.2f} | {cpu:.2f} | {cpu / size_mb * 1e3:.1f} | "
+                         f"{peak:.0f} | {rss:.0f} | {speed} | {peak / size_mb:.2f} | {rss / size_mb:.2f} |")
     table = "\n".join(lines)
     print(table)
     if not a.no_stages:
