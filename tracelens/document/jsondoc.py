@@ -24,7 +24,7 @@ from typing import IO, Any, overload
 import msgspec
 import numpy as np
 
-BLOCK = 1 << 16  # rows formatted at a time
+BLOCK = 1 << 14  # rows formatted at a time (a few MB of text)
 
 #: How a column's numbers are written: "int" as integers; "ms" rounded to 4 decimals (Python's
 #: round, to the nearest decimal), with NaN and infinities as null.
@@ -47,6 +47,13 @@ def _texts(kind: str, column: np.ndarray) -> list[str]:
     for i in bad:
         out[i] = "null"
     return out
+
+
+def _block_texts(kind: str, block: np.ndarray) -> list[str]:
+    """:func:`_texts` of ``block``; one value formatted once for a constant (broadcast) column."""
+    if block.ndim == 1 and block.size > 1 and block.strides == (0,):
+        return _texts(kind, block[:1]) * block.size
+    return _texts(kind, block)
 
 
 class Rows(Sequence[Any]):
@@ -108,7 +115,13 @@ class Rows(Sequence[Any]):
         keys = list(self.columns)
         template = (indent + "{\n" + ",\n".join(f"{inner}{json.dumps(k)}: %s" for k in keys) + "\n" + indent + "}")
         for lo in range(0, len(self), BLOCK):
-            texts = [_texts(self.kinds[k], self.columns[k][lo : lo + BLOCK]) for k in keys]
+            done: dict[tuple[int, str], list[str]] = {}  # a column shared by two keys is formatted once
+            texts = []
+            for k in keys:
+                column, kind = self.columns[k], self.kinds[k]
+                if (id(column), kind) not in done:
+                    done[id(column), kind] = _block_texts(kind, column[lo : lo + BLOCK])
+                texts.append(done[id(column), kind])
             if lo:
                 fp.write(",\n")
             fp.write(",\n".join(map(template.__mod__, zip(*texts))))
@@ -169,6 +182,8 @@ def jsonable(obj: Any) -> Any:
         return list(obj)
     if isinstance(obj, msgspec.Struct):
         return msgspec.to_builtins(obj, enc_hook=_item)
+    if hasattr(obj, "item") and callable(obj.item):  # a numpy scalar
+        return obj.item()
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
