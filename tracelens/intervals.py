@@ -54,6 +54,8 @@ def union(starts: npt.ArrayLike, ends: npt.ArrayLike) -> IntervalSet:
     new = np.empty(s.size, dtype=bool)
     new[0] = True
     new[1:] = s[1:] > reach[:-1]
+    if new.all():  # already disjoint (then reach is e): the arrays as they are, shared
+        return IntervalSet(s, e)
     idx = np.flatnonzero(new)
     run_end = np.empty(idx.size, dtype=np.int64)
     run_end[:-1] = reach[idx[1:] - 1]
@@ -111,7 +113,11 @@ def intersect(a: IntervalSet, b: IntervalSet) -> IntervalSet:
     first = np.cumsum(counts) - counts  # where each j's pairs begin
     i = np.arange(j.size) - np.repeat(first - lo, counts)
     del lo, first, counts
-    return union(np.maximum(a.starts[i], b.starts[j]), np.minimum(a.ends[i], b.ends[j]))
+    starts, ends = a.starts[i], a.ends[i]
+    np.maximum(starts, b.starts[j], out=starts)
+    np.minimum(ends, b.ends[j], out=ends)
+    del i, j
+    return union(starts, ends)
 
 
 def subtract(a: IntervalSet, b: IntervalSet) -> IntervalSet:
