@@ -2,7 +2,7 @@
 
 One command builds the traces and prints the table that bench/results.md holds:
 
-    python bench/bench_analyze.py --out bench/out [--shared ../shared/traces] [--runs 3]
+    python bench/bench_analyze.py [--out /tmp/tracelens-bench] [--shared ../shared/traces] [--runs 3]
 
 Traces, built once into ``--out`` (bench/make_big_trace.py, bench/make_steps_trace.py):
 
@@ -146,7 +146,8 @@ def machine() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=HERE / "out", help="where the traces are built (and kept)")
+    ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "tracelens-bench",
+                    help="where the traces are built and kept (~2.8 GB; default: the temp directory)")
     ap.add_argument("--shared", type=Path, default=SHARED, help="../shared/traces (the real traces repeated)")
     ap.add_argument("--traces", default="resnet,control,steps", help="comma-separated: resnet, control, steps")
     ap.add_argument("--runs", type=int, default=3)
