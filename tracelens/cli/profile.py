@@ -50,6 +50,7 @@ def profile(
         from tracelens.capture import ProfileOptions, run_profile
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise UsageError(f"`tracelens profile` needs PyTorch: pip install 'tracelens-dataloader[profile]' ({exc})") from exc
+    from tracelens.api import write_run_outputs
     from tracelens.document.schema import write_document
     from tracelens.render.terminal import print_summary
 
@@ -62,7 +63,7 @@ def profile(
     from tracelens.system.procs import Terminated
 
     try:
-        result = run_profile(options)
+        result = run_profile(options, write_run_outputs)
     except Terminated as stop:
         typer.echo(f"tracelens: {stop.args[0]}", err=True)
         raise typer.Exit(stop.args[1]) from None
