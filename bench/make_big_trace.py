@@ -1,7 +1,8 @@
 """Build a large trace by repeating a real trace's events with shifted times.
 
 Each repetition shifts every ``ts`` by the source's span and renumbers ``ProfilerStep#N``, so the
-result reads as one long recording (same event mix, same formatting as the profiler wrote).
+result reads as one long recording (same event mix, same formatting as the profiler wrote: an
+integer ``ts`` stays an integer, a fractional one keeps 3 decimals).
 
     python bench/make_big_trace.py SOURCE.json[.gz] OUT.json --size-mb 1000 [--gzip]
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import math
 import re
 import sys
 from pathlib import Path
@@ -17,6 +19,13 @@ from pathlib import Path
 TS = re.compile(rb'"ts": (-?\d+(?:\.\d+)?)')
 STEP = re.compile(rb'"ProfilerStep#(\d+)"')
 EVENTS = re.compile(rb'"traceEvents"\s*:\s*\[')
+
+
+def _shifted(token: bytes, shift: int) -> bytes:
+    """A ``"ts": value`` moved by ``shift`` µs, written the way the source wrote it."""
+    if b"." in token:
+        return b'"ts": %.3f' % (float(token) + shift)
+    return b'"ts": %d' % (int(token) + shift)
 
 
 def _split(raw: bytes) -> tuple[bytes, bytes, bytes]:
@@ -35,7 +44,7 @@ def build(source: Path, out: Path, size_mb: float, compress: bool) -> int:
         raw = gzip.decompress(raw)
     head, events, tail = _split(raw)
     stamps = [float(x) for x in TS.findall(events)]
-    span = max(stamps) - min(stamps) + 1000.0
+    span = math.ceil(max(stamps) - min(stamps)) + 1000  # µs; whole, so integer stamps stay integers
     steps = [int(x) for x in STEP.findall(events)]
     step_span = (max(steps) - min(steps) + 1) if steps else 0
     reps = max(1, round(size_mb * 1e6 / len(events)))
@@ -44,7 +53,7 @@ def build(source: Path, out: Path, size_mb: float, compress: bool) -> int:
         f.write(head)
         for k in range(reps):
             shift = k * span
-            text = TS.sub(lambda m, s=shift: b'"ts": %.3f' % (float(m.group(1)) + s), events)
+            text = TS.sub(lambda m, s=shift: _shifted(m.group(1), s), events)
             if step_span:
                 text = STEP.sub(lambda m, k=k: b'"ProfilerStep#%d"' % (int(m.group(1)) + k * step_span), text)
             f.write(text)

@@ -185,10 +185,11 @@ def single_of(doc: Any) -> Document:
 
 
 def plain(doc: Any) -> Any:
-    """A typed document (or anything holding one) as its JSON form: dicts and lists."""
-    import msgspec
+    """A typed document (or anything holding one) as its JSON form: dicts and lists (its
+    per-step columns as lists)."""
+    from tracelens.document import jsondoc
 
-    return msgspec.to_builtins(doc)
+    return jsondoc.plain(doc)
 
 
 def typed(data: dict[str, Any]) -> Document:

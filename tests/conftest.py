@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_TRACES = REPO.parent / "shared" / "traces"
+#: ../shared/traces beside the checkout; TRACELENS_SHARED_TRACES names it for a checkout that
+#: lives elsewhere (a git worktree).
+SHARED_TRACES = Path(os.environ.get("TRACELENS_SHARED_TRACES") or REPO.parent / "shared" / "traces")
 
 
 @pytest.fixture

@@ -6,13 +6,13 @@ All durations inside are int64 ns; the public result reports ms and fractions.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 from tracelens import intervals as iv
-from tracelens.model import GPU_ACTIVITY_CATEGORIES, RUNTIME_CATEGORIES, Trace
+from tracelens.model import GPU_ACTIVITY_CATEGORIES, RUNTIME_CATEGORIES, RowFilter, Trace
 
 STEP_NAME = re.compile(r"^ProfilerStep#(\d+)$")
 DATA_WAIT_NAME = re.compile(r"^enumerate\(DataLoader\)#.*\.__next__$|^enumerate\(DataPipe\)#")
@@ -24,6 +24,22 @@ SYNC_NAMES = frozenset(
      "hipDeviceSynchronize", "hipStreamSynchronize", "hipEventSynchronize"}
 )
 NS_PER_MS = 1e6
+
+
+def reads_name(name: str) -> bool:
+    """Whether the analysis reads events of this name (besides steps and GPU activity)."""
+    return (DATA_WAIT_NAME.match(name) is not None or COLLECTIVE_NAME.match(name) is not None
+            or STEP_NAME.match(name) is not None or name in SYNC_NAMES or _is_copy_call(name))
+
+
+def _is_copy_call(name: str) -> bool:
+    return "Memcpy" in name and name.startswith(("cuda", "hip"))
+
+
+#: The rows :func:`analyze_trace` reads: load a trace with it to skip the rest (operator events,
+#: launches) before they become rows. The fallback steps read every row of one thread:
+#: :func:`needs_every_row` says when to load again without it.
+ROWS_READ = RowFilter(reads_name, GPU_ACTIVITY_CATEGORIES)
 
 STEP_COLUMNS = [
     "step", "start_ms", "duration_ms", "data_wait_ms", "gpu_busy_ms", "exposed_wait_ms",
@@ -111,7 +127,7 @@ class TraceAnalysis:
     iterator: str  # "single_process", "multi_process" or "unknown"
     iterator_names: tuple[str, ...]
     next_calls: int
-    next_wait_ms: tuple[float, ...]  # each __next__ call inside the steps, in order
+    next_wait_ms: np.ndarray = field(repr=False, compare=False)  # each __next__ call inside the steps, in order (ms)
     per_step: pd.DataFrame = field(repr=False, compare=False)
     copies: CopyStats = field(default_factory=CopyStats)
     has_gpu_activity: bool = False
@@ -160,6 +176,8 @@ def _device_label(trace: Trace, device: int) -> str:
 
 def _fallback_steps(trace: Trace, nxt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pseudo-steps from one ``__next__`` start to the next; the last ends with its thread's work."""
+    if trace.rows is not None:
+        raise ValueError("steps between __next__ calls need every row of the trace: load it without a row filter")
     order = np.argsort(trace.ts_ns[nxt], kind="stable")
     idx = nxt[order]
     starts = trace.ts_ns[idx]
@@ -177,7 +195,7 @@ class Steps:
 
     start: np.ndarray
     end: np.ndarray
-    numbers: list[int]
+    numbers: np.ndarray  # int64, each step's N
     source: str  # "profiler_steps", "dataloader_next" or "none"
     fallback: str | None
     profiler_steps: int  # ProfilerStep# events found (0 with a fallback)
@@ -203,11 +221,25 @@ class Activity:
     collectives: iv.IntervalSet  # time inside collective communication (any thread or device)
 
 
+def _step_mask(trace: Trace) -> np.ndarray:
+    """Rows of ``ProfilerStep#N`` events: numbered by the loader, or named so (an N too big
+    for int64, or a hand-built trace)."""
+    return (trace.step_number >= 0) | trace.mask_names(lambda n: STEP_NAME.match(n) is not None)
+
+
+def needs_every_row(trace: Trace) -> bool:
+    """Whether :func:`analyze_trace` needs rows ``trace`` was loaded without (the steps fall
+    back to the intervals between ``__next__`` calls, and the last one ends with its thread)."""
+    if trace.rows is None or _step_mask(trace).any():
+        return False
+    return bool(trace.mask_names(lambda n: DATA_WAIT_NAME.match(n) is not None).any())
+
+
 def _rows(trace: Trace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Host ``ProfilerStep#`` rows, ``__next__`` rows and the GPU-activity mask."""
     gpu_ann = trace.mask_categories({"gpu_user_annotation"})
     gpu_rows = trace.mask_categories(GPU_ACTIVITY_CATEGORIES)
-    step_rows = np.flatnonzero(trace.mask_names(lambda n: STEP_NAME.match(n) is not None) & ~gpu_ann)
+    step_rows = np.flatnonzero(_step_mask(trace) & ~gpu_ann)
     next_rows = np.flatnonzero(trace.mask_names(lambda n: DATA_WAIT_NAME.match(n) is not None) & ~gpu_ann & ~gpu_rows)
     return step_rows, next_rows, gpu_rows
 
@@ -216,37 +248,62 @@ def find_steps(trace: Trace, step_rows: np.ndarray, next_rows: np.ndarray) -> St
     """Host steps: every ``ProfilerStep#``, else the intervals between ``__next__`` calls."""
     if step_rows.size:
         rows = step_rows[np.argsort(trace.ts_ns[step_rows], kind="stable")]
-        numbers = [int(STEP_NAME.match(trace.names.names[i]).group(1))  # type: ignore[union-attr]
-                   for i in trace.name_id[rows]]
+        numbers = trace.step_number[rows]
+        named = np.flatnonzero(numbers < 0)
+        if named.size:  # numbers the loader did not read (hand-built traces)
+            numbers = numbers.copy()
+            numbers[named] = [int(STEP_NAME.match(trace.names.names[i]).group(1))  # type: ignore[union-attr]
+                              for i in trace.name_id[rows[named]].tolist()]
         return Steps(trace.ts_ns[rows], trace.ts_ns[rows] + trace.dur_ns[rows], numbers, "profiler_steps",
                      None, int(step_rows.size))
     if next_rows.size:
         start, end = _fallback_steps(trace, next_rows)
-        return Steps(start, end, list(range(start.size)), "dataloader_next",
+        return Steps(start, end, np.arange(start.size, dtype=np.int64), "dataloader_next",
                      "no ProfilerStep# events: steps are the intervals between successive DataLoader "
                      "__next__ calls", 0)
     none = np.zeros(0, np.int64)
-    return Steps(none, none, [], "none",
+    return Steps(none, none, none, "none",
                  "no ProfilerStep# and no DataLoader __next__ events: no steps to measure", 0)
 
 
 def measure_activity(trace: Trace, steps: Steps, next_rows: np.ndarray, gpu_rows: np.ndarray) -> Activity:
     """Data wait (``__next__`` by name), GPU activity (kernel/memcpy/memset categories) and their
     difference, each a union of intervals clipped to the steps."""
-    ts, end = trace.ts_ns, trace.ts_ns + trace.dur_ns
     steps_set = iv.union(steps.start, steps.end)
-    data_wait = iv.intersect(iv.union(ts[next_rows], end[next_rows]), steps_set)
-    gpu = iv.intersect(iv.union(ts[gpu_rows], end[gpu_rows]), steps_set)
+    data_wait = iv.intersect(_spans(trace, next_rows), steps_set)
+    gpu = iv.intersect(_spans(trace, gpu_rows), steps_set)
     coll_rows = np.flatnonzero(trace.mask_names(lambda n: COLLECTIVE_NAME.match(n) is not None))
-    collectives = iv.intersect(iv.union(ts[coll_rows], end[coll_rows]), steps_set)
+    collectives = iv.intersect(_spans(trace, coll_rows), steps_set)
     return Activity(steps_set, data_wait, gpu, iv.subtract(data_wait, gpu), bool(gpu_rows.any()), collectives)
 
 
-def per_step_table(trace: Trace, steps: Steps, act: Activity,
-                   next_rows: np.ndarray) -> tuple[pd.DataFrame, tuple[float, ...]]:
-    """The per-step table (ms) and every ``__next__`` wait inside the steps, in order (ms)."""
+def _spans(trace: Trace, rows: np.ndarray) -> iv.IntervalSet:
+    """The union of the events at ``rows`` (indices or a mask), no column of the whole trace made."""
+    ts = trace.ts_ns[rows]
+    return iv.union(ts, ts + trace.dur_ns[rows])
+
+
+@dataclass(frozen=True)
+class StepInputs:
+    """What the per-step table is built from: the steps, the activity clipped to them, and the
+    ``__next__`` calls (start and duration, ns). It holds no reference to the trace."""
+
+    steps: Steps
+    act: Activity
+    next_start: np.ndarray
+    next_dur: np.ndarray
+
+
+def per_step_table(inputs: StepInputs) -> tuple[pd.DataFrame, np.ndarray]:
+    """The per-step table (ms) and every ``__next__`` wait inside the steps, in order (ms).
+
+    Columns with one value for every step (no GPU activity: ``gpu_busy_ms`` NaN; no collectives:
+    ``collective_ms`` 0) are read-only broadcasts, and ``exposed_wait_ms`` is ``data_wait_ms``
+    itself when the GPU is never busy, so memory grows by 6 numbers per step, not 9.
+    """
+    steps, act = inputs.steps, inputs.act
     s_start, s_end, n = steps.start, steps.end, steps.count
-    n_start, n_dur = trace.ts_ns[next_rows], trace.dur_ns[next_rows]
+    n_start, n_dur = inputs.next_start, inputs.next_dur
     which = np.searchsorted(s_start, n_start, side="right") - 1
     inside = (which >= 0) & (n_start < s_end[np.clip(which, 0, None)]) if n else np.zeros(n_start.size, bool)
     counts = np.bincount(which[inside], minlength=n) if n else np.zeros(0, int)
@@ -254,35 +311,38 @@ def per_step_table(trace: Trace, steps: Steps, act: Activity,
     if n and inside.any():
         np.maximum.at(longest, which[inside], n_dur[inside] / NS_PER_MS)
     origin = int(s_start[0]) if n else 0
-    gpu_ms = iv.measure_within(act.gpu, s_start, s_end) / NS_PER_MS
+
+    def ms_within(s: iv.IntervalSet) -> np.ndarray:
+        return iv.measure_within(s, s_start, s_end) / NS_PER_MS if len(s) else np.broadcast_to(0.0, (n,))
+
+    data_wait = ms_within(act.data_wait)
     table = pd.DataFrame(
         {
-            "step": np.asarray(steps.numbers, dtype=np.int64),
+            "step": steps.numbers,
             "start_ms": (s_start - origin) / NS_PER_MS,
             "duration_ms": (s_end - s_start) / NS_PER_MS,
-            "data_wait_ms": iv.measure_within(act.data_wait, s_start, s_end) / NS_PER_MS,
-            "gpu_busy_ms": gpu_ms if act.has_gpu else np.full(n, np.nan),
-            "exposed_wait_ms": iv.measure_within(act.exposed, s_start, s_end) / NS_PER_MS,
-            "next_calls": counts.astype(np.int64),
+            "data_wait_ms": data_wait,
+            "gpu_busy_ms": ms_within(act.gpu) if act.has_gpu else np.broadcast_to(np.nan, (n,)),
+            "exposed_wait_ms": data_wait if act.exposed is act.data_wait else ms_within(act.exposed),
+            "next_calls": counts.astype(np.int64, copy=False),
             "next_longest_ms": longest,
-            "collective_ms": iv.measure_within(act.collectives, s_start, s_end) / NS_PER_MS,
+            "collective_ms": ms_within(act.collectives),
         },
-        columns=STEP_COLUMNS,
+        columns=STEP_COLUMNS, copy=False,
     )
     in_order = np.argsort(n_start[inside], kind="stable")
-    return table, tuple(float(x) for x in (n_dur[inside][in_order] / NS_PER_MS))
+    return table, n_dur[inside][in_order] / NS_PER_MS
 
 
 def per_device(trace: Trace, act: Activity, gpu_rows: np.ndarray, step_time_ns: int) -> tuple[DeviceActivity, ...]:
     """GPU activity and exposed wait of each device (pid) on its own."""
     if not act.has_gpu:
         return ()
-    ts, end = trace.ts_ns, trace.ts_ns + trace.dur_ns
     gpids = trace.pid[gpu_rows]
     devices = []
     for dev in sorted(set(gpids.tolist())):
         rows = np.flatnonzero(gpu_rows)[gpids == dev]
-        busy = iv.intersect(iv.union(ts[rows], end[rows]), act.steps)
+        busy = iv.intersect(_spans(trace, rows), act.steps)
         exposed = iv.subtract(act.data_wait, busy)
         devices.append(DeviceActivity(
             device=int(dev), label=_device_label(trace, int(dev)), busy_ms=busy.total / NS_PER_MS,
@@ -309,7 +369,7 @@ def step_timeline(steps: Steps, act: Activity) -> StepTimeline | None:
     waits, g1 = _timeline_intervals(act.data_wait, lo, hi)
     busy, g2 = _timeline_intervals(act.gpu, lo, hi)
     shown, g3 = _timeline_intervals(act.exposed, lo, hi)
-    return StepTimeline(steps.numbers[k], (hi - lo) / NS_PER_MS, waits, busy, shown,
+    return StepTimeline(int(steps.numbers[k]), (hi - lo) / NS_PER_MS, waits, busy, shown,
                         bool(g1 or g2 or g3), max(g1, g2, g3))
 
 
@@ -339,21 +399,35 @@ def trace_warnings(trace: Trace, has_gpu: bool, gpu_expected: bool) -> tuple[str
 
 def analyze_trace(trace: Trace) -> TraceAnalysis:
     """Measure host steps, data wait, GPU activity and exposed wait in ``trace`` (SPEC §2)."""
+    return with_steps(*measure_trace(trace))
+
+
+def with_steps(analysis: TraceAnalysis, inputs: StepInputs) -> TraceAnalysis:
+    """``analysis`` with its per-step table and ``__next__`` waits, built from ``inputs``."""
+    per_step, next_wait = per_step_table(inputs)
+    return replace(analysis, per_step=per_step, next_wait_ms=next_wait)
+
+
+def measure_trace(trace: Trace) -> tuple[TraceAnalysis, StepInputs]:
+    """Everything :func:`analyze_trace` reads from the rows of ``trace``: the analysis without
+    its per-step table and waits (empty), and what :func:`with_steps` builds them from, so that
+    a caller can let the trace go first (the table grows with the steps, as the trace does)."""
     step_rows, next_rows, gpu_rows = _rows(trace)
     steps = find_steps(trace, step_rows, next_rows)
     act = measure_activity(trace, steps, next_rows, gpu_rows)
     step_time, n_steps = steps.time_ns, steps.count
     has_gpu = act.has_gpu
-    gpu_expected = bool(trace.meta.device_properties) or bool(trace.mask_categories(RUNTIME_CATEGORIES).any()) or has_gpu
+    cat_counts = trace.stats.category_counts
+    runtime_calls = any(cat_counts.get(c, 0) for c in RUNTIME_CATEGORIES)
+    gpu_expected = bool(trace.meta.device_properties) or runtime_calls or has_gpu
     iter_names = sorted({trace.names.names[i] for i in trace.name_id[next_rows]})
-    per_step, next_wait = per_step_table(trace, steps, act, next_rows)
+    inputs = StepInputs(steps, act, trace.ts_ns[next_rows], trace.dur_ns[next_rows])
 
     def frac(x: int) -> float | None:
         return x / step_time if step_time else None
 
     exposed_frac = frac(act.exposed.total)
-    cat_counts = trace.stats.category_counts
-    return TraceAnalysis(
+    analysis = TraceAnalysis(
         path=trace.meta.path, format=trace.meta.format, truncated=trace.stats.truncated,
         skipped_events=trace.stats.skipped_malformed, events=trace.stats.events_total, rank=_rank(trace),
         devices=per_device(trace, act, gpu_rows, step_time), step_source=steps.source,
@@ -368,8 +442,8 @@ def analyze_trace(trace: Trace) -> TraceAnalysis:
         if step_time and has_gpu else None,
         sync_ms_per_step=host_syncs_ms_per_step(trace, act, steps),
         iterator=_iterator_kind(iter_names) if iter_names else "unknown",
-        iterator_names=tuple(iter_names), next_calls=int(next_rows.size), next_wait_ms=next_wait,
-        per_step=per_step, copies=_copy_stats(trace, gpu_rows, act.steps, n_steps),
+        iterator_names=tuple(iter_names), next_calls=int(next_rows.size), next_wait_ms=np.zeros(0),
+        per_step=pd.DataFrame(columns=STEP_COLUMNS), copies=_copy_stats(trace, gpu_rows, act.steps, n_steps),
         has_gpu_activity=has_gpu, gpu_expected=gpu_expected,
         with_stack=bool(trace.meta.with_stack) or cat_counts.get("python_function", 0) + cat_counts.get("python", 0) > 0,
         category_counts=cat_counts, warnings=trace_warnings(trace, has_gpu, gpu_expected),
@@ -380,6 +454,7 @@ def analyze_trace(trace: Trace) -> TraceAnalysis:
         zero_length_steps=int(((steps.end - steps.start) <= 0).sum()),
         collective_ms_per_step=act.collectives.total / NS_PER_MS / n_steps if n_steps and len(act.collectives) else None,
     )
+    return analysis, inputs
 
 
 def _copy_stats(trace: Trace, gpu_rows: np.ndarray, steps: iv.IntervalSet, n_steps: int) -> CopyStats:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tracelens.document import jsondoc
 from tracelens.document.compare import Comparison, compare_documents
 from tracelens.document.result import Result
-from tracelens.document.schema import encode_document
 from tracelens.load import Progress
 from tracelens.ranks.engine import RankProgress, analyze_files, assemble, run_locally
 from tracelens.ranks.plan import plan
@@ -48,10 +48,8 @@ def compare_paths(path_a: str | Path, path_b: str | Path, scheduler: str | None 
 def write_run_outputs(run_dir: str | Path) -> Result:
     """Analyze a run (or job) directory and write its ``analysis.json`` and ``report.html``."""
     from tracelens.render.report import write_report
-    from tracelens.system.atomic import write_atomic
-
     d = Path(run_dir)
     result = analyze_path(d)
-    write_atomic(d / "analysis.json", encode_document(result.document).decode())
+    jsondoc.write_file(result.document, d / "analysis.json", parents=False)
     write_report(result, d / "report.html")
     return result

@@ -12,6 +12,8 @@ import numpy.typing as npt
 
 Int64Array = npt.NDArray[np.int64]
 
+_BLOCK = 1 << 20  # windows measured at a time by measure_within
+
 
 class IntervalSet(NamedTuple):
     """A union of half-open intervals ``[starts[i], ends[i])``, sorted and disjoint."""
@@ -38,16 +40,22 @@ def union(starts: npt.ArrayLike, ends: npt.ArrayLike) -> IntervalSet:
     s = np.asarray(starts, dtype=np.int64)
     e = np.asarray(ends, dtype=np.int64)
     keep = e > s
-    s, e = s[keep], e[keep]
+    if not keep.all():  # (no copies of inputs that need none: steps and waits come sorted)
+        s, e = s[keep], e[keep]
+    del keep
     if s.size == 0:
         return empty()
-    order = np.argsort(s, kind="stable")
-    s, e = s[order], e[order]
+    if not (s[1:] >= s[:-1]).all():
+        order = np.argsort(s, kind="stable")
+        s, e = s[order], e[order]
+        del order
     reach = np.maximum.accumulate(e)
     # A new run starts where the interval begins after everything before it has ended.
     new = np.empty(s.size, dtype=bool)
     new[0] = True
     new[1:] = s[1:] > reach[:-1]
+    if new.all():  # already disjoint (then reach is e): the arrays as they are, shared
+        return IntervalSet(s, e)
     idx = np.flatnonzero(new)
     run_end = np.empty(idx.size, dtype=np.int64)
     run_end[:-1] = reach[idx[1:] - 1]
@@ -60,41 +68,56 @@ def combine(a: IntervalSet, b: IntervalSet) -> IntervalSet:
     return union(np.concatenate([a.starts, b.starts]), np.concatenate([a.ends, b.ends]))
 
 
-def _coverage_after(points: Int64Array, s: IntervalSet) -> Int64Array:
-    """Measure of ``s`` within ``(-inf, p]`` for each point ``p``."""
-    if len(s) == 0:
-        return np.zeros(points.shape, dtype=np.int64)
-    lengths = s.ends - s.starts
-    cum = np.concatenate([[0], np.cumsum(lengths)])
+def _coverage_after(points: Int64Array, s: IntervalSet, lengths: Int64Array, cum: Int64Array) -> Int64Array:
+    """Measure of ``s`` within ``(-inf, p]`` for each point ``p`` (``lengths`` of its intervals,
+    ``cum`` their running total from 0)."""
     i = np.searchsorted(s.starts, points, side="right")  # intervals starting at or before p
-    prev_total = cum[np.maximum(i - 1, 0)]
-    last_start = s.starts[np.maximum(i - 1, 0)]
-    last_end = s.ends[np.maximum(i - 1, 0)]
-    partial = np.clip(points - last_start, 0, last_end - last_start)
-    return np.where(i > 0, prev_total + partial, 0).astype(np.int64)
+    before = i == 0
+    i -= 1
+    i[before] = 0
+    partial = points - s.starts[i]
+    np.clip(partial, 0, lengths[i], out=partial)
+    partial += cum[i]
+    partial[before] = 0
+    return partial
 
 
 def measure_within(s: IntervalSet, starts: npt.ArrayLike, ends: npt.ArrayLike) -> Int64Array:
-    """For each window ``[starts[i], ends[i])``, the length of ``s`` inside it, ns."""
+    """For each window ``[starts[i], ends[i])``, the length of ``s`` inside it, ns (computed a
+    block of windows at a time: the temporaries stay a few MB however many windows)."""
     st = np.asarray(starts, dtype=np.int64)
     en = np.asarray(ends, dtype=np.int64)
-    return _coverage_after(en, s) - _coverage_after(st, s)
+    out = np.zeros(st.shape, dtype=np.int64)
+    if len(s) == 0:
+        return out
+    lengths = s.ends - s.starts
+    cum = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    for lo in range(0, st.size, _BLOCK):
+        hi = lo + _BLOCK
+        out[lo:hi] = _coverage_after(en[lo:hi], s, lengths, cum)
+        out[lo:hi] -= _coverage_after(st[lo:hi], s, lengths, cum)
+    return out
 
 
 def intersect(a: IntervalSet, b: IntervalSet) -> IntervalSet:
-    """``a ∩ b``."""
+    """``a ∩ b`` (both sorted and disjoint, as every IntervalSet is)."""
     if len(a) == 0 or len(b) == 0:
         return empty()
-    # Boundaries of both sets; a point is inside the result where both depths are 1.
-    pts = np.concatenate([a.starts, a.ends, b.starts, b.ends])
-    delta = np.concatenate(
-        [np.ones(len(a)), -np.ones(len(a)), np.ones(len(b)), -np.ones(len(b))]
-    ).astype(np.int64)
-    order = np.lexsort((delta, pts))  # at equal points, ends (-1) before starts (+1)
-    pts, delta = pts[order], delta[order]
-    depth = np.cumsum(delta)
-    enter = np.flatnonzero(depth == 2)
-    return union(pts[enter], pts[enter + 1])
+    # Both sets are sorted and disjoint: interval j of b overlaps the run of a's intervals
+    # lo[j] <= i < hi[j]; each overlapping pair gives one piece. Memory is that of the pieces.
+    lo = np.searchsorted(a.ends, b.starts, side="right")
+    hi = np.searchsorted(a.starts, b.ends, side="left")
+    counts = np.maximum(hi - lo, 0)
+    del hi
+    j = np.repeat(np.arange(len(b)), counts)
+    first = np.cumsum(counts) - counts  # where each j's pairs begin
+    i = np.arange(j.size) - np.repeat(first - lo, counts)
+    del lo, first, counts
+    starts, ends = a.starts[i], a.ends[i]
+    np.maximum(starts, b.starts[j], out=starts)
+    np.minimum(ends, b.ends[j], out=ends)
+    del i, j
+    return union(starts, ends)
 
 
 def subtract(a: IntervalSet, b: IntervalSet) -> IntervalSet:

@@ -1,12 +1,15 @@
 """The columnar trace model: one table of complete events, names and categories interned.
 
 All times are int64 nanoseconds on the trace's own clock (``ts`` µs × 1000). Only complete
-(``ph == "X"``) events are kept as rows; everything else is counted.
+(``ph == "X"``) events are kept as rows; everything else is counted. A loader given a
+:class:`RowFilter` keeps only the rows it names (the analysis reads a few names and categories
+out of millions of operator events); the counts still cover every event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +28,29 @@ RUNTIME_CATEGORIES = frozenset({"cuda_runtime", "runtime", "cuda_driver", "hip_r
 # pid/tid columns hold integers as written; a string id k (e.g. "stream 7") is stored as
 # STRING_ID_BASE - k, far below any real (possibly negative) integer id.
 STRING_ID_BASE = -(1 << 62)
+
+
+#: ``ProfilerStep#N`` events (one name per step) are interned as this one name, their N in
+#: ``Trace.step_number``: a recording of millions of steps would otherwise intern as many strings.
+STEP_PREFIX = "ProfilerStep#"
+_STEP_NAME = re.compile(r"^ProfilerStep#(\d+)$")
+
+
+def step_number_of(name: str) -> int:
+    """N of a name ``ProfilerStep#N`` (N an int64), else -1."""
+    m = _STEP_NAME.match(name)
+    n = int(m.group(1)) if m is not None else -1
+    return n if n < 2**63 else -1
+
+
+@dataclass(frozen=True)
+class RowFilter:
+    """The complete events a consumer reads: those whose name satisfies ``name`` or whose
+    lower-cased category is in ``categories`` (``ProfilerStep#N`` events are always kept).
+    ``name`` is a module-level function, so that decoding processes can receive it."""
+
+    name: Callable[[str], bool]
+    categories: frozenset[str]
 
 
 def string_id_value(k: int) -> int:
@@ -111,7 +137,9 @@ class Trace:
     Columns (one row per ``X`` event, in file order):
     ``ts_ns``/``dur_ns`` int64 ns; ``name_id``/``cat_id`` int32 ids into ``names``/``cats``
     (categories lower-cased); ``pid``/``tid`` int64 (string ids are interned into ``strings``
-    and stored as ``STRING_ID_BASE - id``).
+    and stored as ``STRING_ID_BASE - id``); ``step_number`` int64, the N of a
+    ``ProfilerStep#N`` row (its name is ``STEP_PREFIX``), -1 on other rows. ``rows`` is the
+    filter the loader applied (None: every complete event is a row).
     """
 
     meta: TraceMeta
@@ -125,7 +153,9 @@ class Trace:
     cat_id: Int32Array
     pid: Int64Array
     tid: Int64Array
+    step_number: Int64Array
     origin_us: int = 0  # the trace's ts of row time 0, µs (ts_ns = (ts - origin_us) × 1000)
+    rows: RowFilter | None = None
 
     def __len__(self) -> int:
         return int(self.ts_ns.shape[0])
@@ -155,10 +185,12 @@ def concat_traces(traces: list[Trace]) -> Trace:
     """
     if len(traces) == 1:
         return traces[0]
+    if len({t.rows for t in traces}) > 1:
+        raise ValueError("traces loaded with different row filters cannot be joined")
     names: dict[str, int] = {}
     cats: dict[str, int] = {}
     strings: dict[str, int] = {}
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("ts", "dur", "name", "cat", "pid", "tid")}
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("ts", "dur", "name", "cat", "pid", "tid", "step")}
     offset = 0
     for t in traces:
         remap_n = np.array([names.setdefault(s, len(names)) for s in t.names.names], dtype=np.int32)
@@ -179,6 +211,7 @@ def concat_traces(traces: list[Trace]) -> Trace:
         cols["cat"].append(remap_c[t.cat_id] if len(t) else t.cat_id)
         cols["pid"].append(ids(t.pid))
         cols["tid"].append(ids(t.tid))
+        cols["step"].append(t.step_number)
         end = int((t.ts_ns + t.dur_ns).max()) if len(t) else start
         offset += end - start + 1_000_000_000  # one second apart
     first = traces[0]
@@ -220,7 +253,9 @@ def concat_traces(traces: list[Trace]) -> Trace:
         cat_id=np.concatenate(cols["cat"]).astype(np.int32),
         pid=np.concatenate(cols["pid"]),
         tid=np.concatenate(cols["tid"]),
+        step_number=np.concatenate(cols["step"]),
         origin_us=first.origin_us,
+        rows=first.rows,
     )
 
 

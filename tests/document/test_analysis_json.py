@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from tests import golden
-from tests.builders import TraceBuilder, make_document, starved_loop
+from tests.builders import TraceBuilder, make_document, plain, starved_loop
 from tests.conftest import REPO
 from tracelens._version import __version__
 from tracelens.analysis import CopyStats, DeviceActivity
@@ -70,7 +70,7 @@ def test_every_recorded_document_decodes_strictly_every_key_declared(key: str) -
     # writer omits would come back with its default, a number of the wrong type would change type.
     recorded = _golden_documents()[key]
     doc = decode_document(json.dumps(recorded).encode(), key)
-    assert not golden.differences(recorded, msgspec.to_builtins(doc), key)
+    assert not golden.differences(recorded, plain(doc), key)
 
 
 def test_the_encoding_is_indented_ascii_json_with_the_spec_keys_first() -> None:
@@ -92,7 +92,7 @@ def test_keys_present_only_sometimes_stay_absent() -> None:
 
 
 def test_a_document_of_the_previous_writer_has_no_tool_and_still_loads() -> None:
-    doc = msgspec.to_builtins(_analyzed("ddp_torchrun"))
+    doc = plain(_analyzed("ddp_torchrun"))
     for d in (doc, *doc["ranks"]):
         del d["tool"]
     old = decode_document(json.dumps(doc).encode())

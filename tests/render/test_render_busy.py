@@ -9,12 +9,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
 from tests.builders import single_of
 from tests.conftest import REPO
 from tracelens.api import analyze_path
+from tracelens.document.schema import encode_document
 from tracelens.render.report import render_report
 from tracelens.render.terminal import format_summary
 
@@ -46,7 +46,7 @@ def test_a_loaded_run_names_the_busy_machine_in_json_terminal_and_html(tmp_path:
     result = analyze_path(_loaded_run(tmp_path, 1.5))
     doc = single_of(result.document)
     # THEN the JSON has the supply and the finding with its evidence
-    data = json.loads(msgspec.json.encode(doc))
+    data = json.loads(encode_document(doc))
     assert data["cpu_supply"]["other_cpu_cores"] == pytest.approx(1.5)
     assert data["cpu_supply"]["top_other_processes"][0]["name"] == "hogworker"
     busy = next(f for f in data["findings"] if f["kind"] == "busy_machine")

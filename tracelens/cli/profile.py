@@ -51,7 +51,7 @@ def profile(
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise UsageError(f"`tracelens profile` needs PyTorch: pip install 'tracelens-dataloader[profile]' ({exc})") from exc
     from tracelens.api import write_run_outputs
-    from tracelens.document.schema import encode_document
+    from tracelens.document.schema import write_document
     from tracelens.render.terminal import print_summary
 
     options = ProfileOptions(
@@ -66,7 +66,7 @@ def profile(
     if result.analysis is not None and rank is None:
         doc = result.analysis.document
         if as_json:
-            sys.stdout.write(encode_document(doc).decode())
+            write_document(doc, sys.stdout)
         else:
             print_summary(doc)
     prefix = f"tracelens rank {rank}: " if rank is not None else ""

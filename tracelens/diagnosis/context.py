@@ -258,18 +258,21 @@ class Context:
         return f
 
 
-def steady_waits(analysis: TraceAnalysis, steady: SteadyState | None) -> list[float]:
-    """The ``__next__`` waits without the epoch turnover's (its rows' longest call each)."""
-    waits = list(analysis.next_wait_ms)
-    if steady is None or not steady.turnover_rows:
+def steady_waits(analysis: TraceAnalysis, steady: SteadyState | None) -> np.ndarray:
+    """The ``__next__`` waits without the epoch turnover's (its rows' longest call each), ms."""
+    waits = np.asarray(analysis.next_wait_ms, dtype=float)
+    if steady is None or not steady.turnover_rows or not waits.size:
         return waits
     longest = analysis.per_step["next_longest_ms"].to_numpy(float)
+    removed = np.zeros(waits.size, bool)
     for row in steady.turnover_rows:
         ms = float(longest[row])
-        k = min(range(len(waits)), key=lambda i: abs(waits[i] - ms), default=None)
-        if k is not None and abs(waits[k] - ms) < 1e-6 + 1e-6 * ms:
-            waits.pop(k)
-    return waits
+        gap = np.abs(waits - ms)
+        gap[removed] = np.inf
+        k = int(np.argmin(gap))  # the first closest wait still there
+        if not removed[k] and gap[k] < 1e-6 + 1e-6 * ms:
+            removed[k] = True
+    return waits[~removed]
 
 
 def build_context(analysis: TraceAnalysis, run: RunInfo | RunFacts | None = None) -> Context:

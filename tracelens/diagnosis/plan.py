@@ -89,7 +89,7 @@ def estimate_batch_ms(ctx: Context) -> tuple[float | None, str, int | None]:
         return float(np.median(f.batch_ms)), f"measured per batch in the {f.batch_source or 'workers'}", n
     if st is None:
         return None, "no steps", n
-    if n == 0 and ctx.analysis.next_wait_ms:
+    if n == 0 and len(ctx.analysis.next_wait_ms):
         return (float(np.median(ctx.analysis.next_wait_ms)),
                 "with num_workers=0 each __next__ produces the batch in the main process", n)
     if n is None and ctx.multi_process:

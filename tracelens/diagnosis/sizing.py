@@ -119,7 +119,7 @@ class WaitShape:
     is_bimodal: bool  # most calls near zero and the long ones carry the wait
 
 
-def wait_shape(waits_ms: Sequence[float], compute_ms: float) -> WaitShape:
+def wait_shape(waits_ms: Sequence[float] | np.ndarray, compute_ms: float) -> WaitShape:
     """Classify the waits: a drained queue shows most calls near zero and every k-th long."""
     w = np.asarray(waits_ms, dtype=float)
     if w.size == 0:

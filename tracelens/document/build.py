@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
+import numpy as np
 from msgspec.structs import replace
 
 from tracelens._version import __version__
@@ -15,6 +16,7 @@ from tracelens.analysis import TraceAnalysis
 from tracelens.diagnosis import Diagnosis
 from tracelens.diagnosis import Finding as RuleFinding
 from tracelens.diagnosis.ranks import RankTimes, Straggler, find_straggler
+from tracelens.document.jsondoc import Rows, Values
 from tracelens.document.schema import (
     SCHEMA_VERSION,
     Copies,
@@ -46,16 +48,16 @@ def _num(x: float | None, digits: int = 6) -> float | None:
     return round(float(x), digits)
 
 
-def per_step_records(analysis: TraceAnalysis) -> list[StepRow]:
-    """The per-step table as rows (ms rounded to 4 decimals, NaN as null)."""
-    def ms(v: Any) -> float | None:
-        return _num(v, 4)
+def _step_row(values: dict[str, Any]) -> StepRow:
+    return StepRow(**values)
 
-    return [StepRow(step=int(r["step"]), start_ms=ms(r["start_ms"]), duration_ms=ms(r["duration_ms"]),
-                    data_wait_ms=ms(r["data_wait_ms"]), gpu_busy_ms=ms(r["gpu_busy_ms"]),
-                    exposed_wait_ms=ms(r["exposed_wait_ms"]), next_calls=int(r["next_calls"]),
-                    next_longest_ms=ms(r["next_longest_ms"]), collective_ms=ms(r["collective_ms"]))
-            for r in analysis.per_step.to_dict(orient="records")]
+
+def per_step_records(analysis: TraceAnalysis) -> Rows:
+    """The per-step table as rows of :class:`StepRow` (ms rounded to 4 decimals, NaN as null),
+    kept as its numpy columns: millions of steps must not become millions of structs."""
+    table = analysis.per_step
+    columns = {str(k): table[k].to_numpy() for k in table.columns}
+    return Rows(columns, {k: "int" if k in ("step", "next_calls") else "ms" for k in columns}, _step_row)
 
 
 def loader_of(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo | None) -> Loader:
@@ -148,7 +150,7 @@ def build_document(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo |
         ),
         warnings=list(a.warnings),
         per_step=per_step_records(a),
-        next_wait_ms=[round(x, 4) for x in a.next_wait_ms],
+        next_wait_ms=Values(np.asarray(a.next_wait_ms, dtype=np.float64)),
         cpu_supply=cpu_supply(run),
         rank_=a.rank if a.rank is not None else msgspec.UNSET,
     )

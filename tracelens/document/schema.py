@@ -18,13 +18,14 @@ are rounded (ms to 4 decimals, fractions to 6) and ``null`` where the trace cann
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeAlias
+from typing import IO, Annotated, Any, TypeAlias
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType, field
 
+from tracelens.document import jsondoc
 from tracelens.errors import BadInputError
 from tracelens.runjson import OtherProcessCpu, Tool
 from tracelens.vocab import DIAGNOSES, Severity
@@ -258,8 +259,10 @@ class Document(_Doc, frozen=True, kw_only=True):
     trace: TraceFacts = field(default_factory=TraceFacts)
     warnings: Annotated[list[str], _d("what the reader of the numbers should know about the file")] = field(
         default_factory=list)
-    per_step: Annotated[list[StepRow], _d("every measured step")] = field(default_factory=list)
-    next_wait_ms: Annotated[list[float], _d("each `__next__` wait inside the steps, in order")] = field(
+    # Built as numpy columns (jsondoc.Rows / Values: read-only sequences of the same rows and
+    # numbers), read from a file as lists.
+    per_step: Annotated[Sequence[StepRow], _d("every measured step")] = field(default_factory=list)
+    next_wait_ms: Annotated[Sequence[float], _d("each `__next__` wait inside the steps, in order")] = field(
         default_factory=list)
     cpu_supply: Annotated[CpuSupplySummary | None, _d(
         "who used the cores during the window (run.json `telemetry.supply`); null for a bare trace")] = None
@@ -345,22 +348,22 @@ def all_findings(document: AnalysisDocument) -> list[Finding]:
 
 
 # ----------------------------------------------------------------- encoding and decoding
-def _plain(value: Any) -> Any:
-    """numpy scalars (a rule's evidence may hold one) as Python numbers, as ``json`` wrote them."""
-    if hasattr(value, "item") and callable(value.item):
-        return value.item()
-    raise NotImplementedError(f"cannot encode {type(value).__name__}")
-
-
 def to_json(value: Any) -> bytes:
     """``value`` (structs, within plain containers) as indented JSON text, as analyze has always
-    written it (ASCII, Python's float repr, struct fields in declaration order)."""
-    return (json.dumps(msgspec.to_builtins(value, enc_hook=_plain), indent=2) + "\n").encode()
+    written it (ASCII, Python's float repr, struct fields in declaration order); a document's
+    per-step columns (:mod:`tracelens.document.jsondoc`) as the lists they stand for."""
+    return (jsondoc.dumps(value) + "\n").encode()
 
 
 def encode_document(document: AnalysisDocument) -> bytes:
-    """The analysis.json bytes of ``document``."""
+    """The analysis.json bytes of ``document`` (:func:`write_document` streams them instead)."""
     return to_json(document)
+
+
+def write_document(document: AnalysisDocument, fp: IO[str]) -> None:
+    """Write the analysis.json text of ``document`` to ``fp``, the per-step rows a block at a
+    time (a document of millions of steps never becomes one string)."""
+    jsondoc.write(document, fp)
 
 
 class _Shape(Struct):

@@ -33,12 +33,12 @@ import numpy as np
 
 from tracelens.errors import BadInputError
 from tracelens.load import limits
-from tracelens.load.decode import Skips, _Columns, _number_text
+from tracelens.load.decode import _Columns
 from tracelens.load.parallel import _parse_events, _parse_events_file
 from tracelens.load.stream import Progress, _parse_header, _Reader
 from tracelens.model import (
-    BadValue,
     LoadStats,
+    RowFilter,
     SymbolTable,
     Trace,
     TraceMeta,
@@ -83,18 +83,20 @@ def _workers_for(path: Path, fmt: str, jobs: int | None) -> int:
     return min(cores(), 4) if size >= limits.PARALLEL_MIN_BYTES else 1
 
 
-def load_trace(path: str | Path, *, jobs: int | None = None, progress: Progress | None = None) -> Trace:
+def load_trace(path: str | Path, *, jobs: int | None = None, progress: Progress | None = None,
+               rows: RowFilter | None = None) -> Trace:
     """Read a Chrome trace file into a :class:`Trace`; raise :class:`BadInputError` if it is not one.
 
     ``jobs`` is the number of processes decoding events (default: one per core, up to 4, for
     files of 64 MB or more; one otherwise); they die with this process, whatever kills it.
-    ``progress(done, total)`` is called now and then with bytes of the file.
+    ``progress(done, total)`` is called now and then with bytes of the file. With ``rows``,
+    only the complete events it keeps become rows (the counts cover every event).
     """
     p = Path(path)
     if p.exists() and p.is_file() and p.stat().st_size == 0:
         raise BadInputError(p, "the file is empty")
     r = _Reader(p)
-    cols = _Columns()
+    cols = _Columns(keep=rows)
     pool: Executor | None = None
     try:
         top, header = _parse_header(r)
@@ -133,55 +135,37 @@ def _no_events(metadata: int, malformed: int, top: str) -> str:
     return f"holds no trace events ({where} {has}): nothing was recorded"
 
 
-def _drop_bad_times(cols: _Columns, ts_us: np.ndarray, dur_us: np.ndarray, name_id: np.ndarray) -> np.ndarray | None:
-    """Rows whose ts and dur are plausible (None: all are); the others are counted in ``cols``."""
-    ts_bad = ~(np.abs(ts_us) <= limits.TS_LIMIT_US)  # NaN (missing) compares False: bad
-    dur_bad = ~((dur_us >= 0.0) & (dur_us <= limits.DUR_LIMIT_US))
-    bad = ts_bad | dur_bad
-    rows = np.flatnonzero(bad)
-    if not rows.size:
-        return None
-    names = list(cols.names)
-    examples = []
-    for row in rows[: limits.MAX_BAD_EXAMPLES].tolist():
-        which = "ts" if ts_bad[row] else "dur"
-        value = float(ts_us[row] if which == "ts" else dur_us[row])
-        examples.append(BadValue(str(names[name_id[row]])[:100], which, _number_text(value)[:40]))
-    ids, counts = np.unique(name_id[rows], return_counts=True)
-    per_name = {str(names[i])[:100]: int(n) for i, n in zip(ids.tolist(), counts.tolist())}
-    cols.skips.add(Skips(skipped=int(rows.size), bad_time=int(rows.size), examples=examples, names=per_name,
-                         bad_fields={k: n for k, n in (("ts", int(ts_bad.sum())), ("dur", int(dur_bad.sum()))) if n}))
-    return ~bad
+def _times_ns(parts: list[np.ndarray], origin_us: float, scale: float) -> np.ndarray:
+    """``rint((parts - origin_us) × scale)`` as one int64 array, the parts freed as they are
+    converted (``parts`` is emptied): no second float copy of the whole column."""
+    out = np.empty(sum(len(p) for p in parts), np.int64)
+    at = 0
+    parts.reverse()
+    while parts:
+        p = parts.pop()
+        out[at : at + len(p)] = np.rint((p - origin_us) * scale) if origin_us else np.rint(p * scale)
+        at += len(p)
+    return out
 
 
 def _build_trace(meta: TraceMeta, cols: _Columns, truncated: bool, bytes_read: int, file_bytes: int) -> Trace:
     def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
-        return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
+        out = np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
+        parts.clear()
+        return out
 
-    ts_us = cat(cols.ts_us, np.float64)
-    dur_us = cat(cols.dur_us, np.float64)
-    cols.ts_us.clear()
-    cols.dur_us.clear()
-    name_id = cat(cols.name_id, np.int32)
-    cat_id = cat(cols.cat_id, np.int32)
-    pid = cat(cols.pid, np.int64)
-    tid = cat(cols.tid, np.int64)
-    keep = _drop_bad_times(cols, ts_us, dur_us, name_id)
-    if keep is not None:
-        ts_us, dur_us, name_id, cat_id, pid, tid = (a[keep] for a in (ts_us, dur_us, name_id, cat_id, pid, tid))
-    # Every ts is within ±limits.TS_LIMIT_US and every dur within [0, limits.DUR_LIMIT_US]: these fit int64 ns.
-    origin_us = math.floor(float(ts_us.min())) if ts_us.size else 0
-    ts_ns = np.rint((ts_us - origin_us) * 1000.0).astype(np.int64)
-    dur_ns = np.rint(dur_us * 1000.0).astype(np.int64)
-    cats = SymbolTable(tuple(cols.cats))
-    counts = np.bincount(cat_id, minlength=len(cats))
+    # Every ts is within ±limits.TS_LIMIT_US and every dur within [0, limits.DUR_LIMIT_US]
+    # (the decoders skip the others): these fit int64 ns.
+    origin_us = math.floor(min(float(p.min()) for p in cols.ts_us if p.size)) if cols.ts_us else 0
+    ts_ns = _times_ns(cols.ts_us, float(origin_us), 1000.0)
+    dur_ns = _times_ns(cols.dur_us, 0.0, 1000.0)
     skips = cols.skips
     stats = LoadStats(
         events_total=cols.events_total,
-        complete_events=len(ts_ns),
+        complete_events=cols.complete,
         skipped_malformed=skips.skipped,
         phase_counts=dict(cols.phases),
-        category_counts={c: int(n) for c, n in zip(cats.names, counts.tolist())},
+        category_counts=dict(cols.cat_counts),
         truncated=truncated,
         bytes_read=bytes_read,
         file_bytes=file_bytes,
@@ -195,13 +179,15 @@ def _build_trace(meta: TraceMeta, cols: _Columns, truncated: bool, bytes_read: i
         meta=meta,
         stats=stats,
         names=SymbolTable(tuple(cols.names)),
-        cats=cats,
+        cats=SymbolTable(tuple(cols.cats)),
         strings=SymbolTable(tuple(cols.strings)),
         ts_ns=ts_ns,
         dur_ns=dur_ns,
-        name_id=name_id,
-        cat_id=cat_id,
-        pid=pid,
-        tid=tid,
+        name_id=cat(cols.name_id, np.int32),
+        cat_id=cat(cols.cat_id, np.int32),
+        pid=cat(cols.pid, np.int64),
+        tid=cat(cols.tid, np.int64),
+        step_number=cat(cols.step_number, np.int64),
         origin_us=origin_us,
+        rows=cols.keep,
     )

@@ -1,27 +1,25 @@
-"""Events to columns: the typed msgspec decoder of the 7 fields the analyses use, the retry of
-a region that does not decode (piece by piece, budgeted), skipped events and their counts, and
-the interned numpy columns every chunk merges into."""
+"""Events to columns: the region decoded fast (:mod:`tracelens.load.columns`) or, where that
+refuses it, by the careful typed msgspec decoder of the 7 fields the analyses use, with the
+retry of a region that does not decode (piece by piece, budgeted); and the interned numpy
+columns every chunk merges into."""
 
 from __future__ import annotations
 
 import bisect
 import math
 import re
-from collections import Counter
 from dataclasses import dataclass, field
-from itertools import compress
-from operator import attrgetter
 from typing import Any
 
 import msgspec
 import numpy as np
-import pandas as pd
 
 from tracelens.load import limits
+from tracelens.load.columns import Chunk, Skips, _lower, columnarize, fast_decode
 from tracelens.load.scan import Cursor, ScanError
 from tracelens.model import (
     STRING_ID_BASE,
-    BadValue,
+    RowFilter,
     is_string_id,
     string_id_value,
 )
@@ -66,17 +64,7 @@ _chunk_decoder = msgspec.json.Decoder(list[RawEvent])
 _event_decoder = msgspec.json.Decoder(RawEvent)
 
 
-_phase, _name, _cat = attrgetter("ph"), attrgetter("name"), attrgetter("cat")
-
-
-_pid, _tid, _ts, _dur = attrgetter("pid"), attrgetter("tid"), attrgetter("ts"), attrgetter("dur")
-
-
 _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
-
-
-def _lower(s: Any) -> str:
-    return s.lower() if isinstance(s, str) else str(s).lower()
 
 
 def _id_value(u: Any, strings: dict[str, int]) -> int:
@@ -89,143 +77,10 @@ def _id_value(u: Any, strings: dict[str, int]) -> int:
     return string_id_value(strings.setdefault(s, len(strings)))
 
 
-def _factorize(values: np.ndarray) -> tuple[np.ndarray, list[Any]]:
-    codes, uniques = pd.factorize(values, use_na_sentinel=False)
-    return codes.astype(np.int32, copy=False), list(uniques)
-
-
-_FIELD_TOKEN = re.compile(rb'"(ts|dur)"\s*:\s*("(?:[^"\\]|\\.){0,64}"?|[^,}\]\s]{1,64})')
-
-
-_NAME_TOKEN = re.compile(rb'"name"\s*:\s*"((?:[^"\\]|\\.){0,100})')
-
-
-_COMPLETE_TOKEN = re.compile(rb'"ph"\s*:\s*"X"')
-
-
-_JSON_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
-
-
-def time_in_range(field_name: str, value: float) -> bool:
-    """Whether ``value`` (µs) is a plausible ``ts`` or ``dur`` (NaN, i.e. missing, is not)."""
-    if field_name == "ts":
-        return abs(value) <= limits.TS_LIMIT_US
-    return 0.0 <= value <= limits.DUR_LIMIT_US
-
-
-def _number_text(value: float) -> str:
-    """A float read from the file as text: "missing" for NaN, integers without ".0"."""
-    if math.isnan(value):
-        return "missing"
-    if value.is_integer() and abs(value) < 1e17:
-        return str(int(value))
-    return repr(value)
-
-
-def _bad_time_in_text(piece: bytes) -> BadValue | None:
-    """A complete event that did not decode, when a ts or dur in it is written as something
-    other than a number in range (``NaN``, ``1e400``, ``"12"``): which, as written."""
-    if _COMPLETE_TOKEN.search(piece) is None:
-        return None
-    for m in _FIELD_TOKEN.finditer(piece):
-        token = m.group(2)
-        name = m.group(1).decode()
-        if _JSON_NUMBER.fullmatch(token) and time_in_range(name, float(token)):
-            continue
-        found = _NAME_TOKEN.search(piece)
-        label = found.group(1).decode("utf-8", "replace") if found else ""
-        return BadValue(label[:100], name, token.decode("utf-8", "replace")[:40])
-    return None
-
-
-@dataclass
-class Skips:
-    """Events skipped, and why (counts in events)."""
-
-    skipped: int = 0  # every skipped event, whatever the reason
-    bad_time: int = 0  # of which: a ts or dur missing, not a number, or out of range
-    bad_fields: dict[str, int] = field(default_factory=dict)
-    examples: list[BadValue] = field(default_factory=list)
-    names: dict[str, int] = field(default_factory=dict)  # bad-time events per name (capped)
-    oversized: int = 0  # of which: over limits.MAX_EVENT_BYTES, never read
-
-    def add(self, other: Skips) -> None:
-        self.skipped += other.skipped
-        self.bad_time += other.bad_time
-        self.oversized += other.oversized
-        for k, v in other.bad_fields.items():
-            self.bad_fields[k] = self.bad_fields.get(k, 0) + v
-        self.examples.extend(other.examples[: limits.MAX_BAD_EXAMPLES - len(self.examples)])
-        for name, n in other.names.items():
-            key = name if name in self.names or len(self.names) < limits.MAX_BAD_NAMES else ""
-            self.names[key] = self.names.get(key, 0) + n
-
-    def note_undecodable(self, piece: bytes) -> None:
-        """One piece of text that is no event: a bad time if that is what it shows."""
-        bad = _bad_time_in_text(piece)
-        if bad is None:
-            self.skipped += 1
-        else:
-            self.add(Skips(skipped=1, bad_time=1, bad_fields={bad.field: 1}, examples=[bad], names={bad.name: 1}))
-
-    def note_oversized(self) -> None:
-        self.skipped += 1
-        self.oversized += 1
-
-
-@dataclass
-class Chunk:
-    """One decoded region of the event array: columns with chunk-local string codes.
-
-    ``head``/``tail`` hold bytes at the region's edges that did not decode on their own (an
-    event cut by a boundary look-alike inside a string, or a malformed one); the caller joins
-    a tail with the next region's head.
-    """
-
-    events_total: int = 0
-    skips: Skips = field(default_factory=Skips)
-    phases: dict[str, int] = field(default_factory=dict)
-    ts_us: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    dur_us: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    name: tuple[np.ndarray, list[Any]] = field(default_factory=lambda: (np.zeros(0, np.int32), []))
-    cat: tuple[np.ndarray, list[Any]] = field(default_factory=lambda: (np.zeros(0, np.int32), []))
-    pid: tuple[np.ndarray, list[Any]] = field(default_factory=lambda: (np.zeros(0, np.int32), []))
-    tid: tuple[np.ndarray, list[Any]] = field(default_factory=lambda: (np.zeros(0, np.int32), []))
-    head: bytes = b""
-    tail: bytes = b""
-
-
-def columnarize(events: list[RawEvent]) -> Chunk:
-    """Columns of the complete (``X``) events among ``events``; every event is counted.
-
-    Each column is pulled with ``map(attrgetter)`` straight into numpy, all in C: building a
-    tuple per event first (``zip(*...)``) cost 2.5x more. Times are checked later, once, in
-    :func:`_build_trace`.
-    """
-    if not events:
-        return Chunk()
-    phases_list = list(map(_phase, events))
-    phases = dict(Counter(phases_list))
-    xs = events if phases.get("X", 0) == len(events) else list(compress(events, map("X".__eq__, phases_list)))
-    n = len(xs)
-    if not n:
-        return Chunk(events_total=len(events), phases=phases)
-    return Chunk(
-        events_total=len(events),
-        phases=phases,
-        ts_us=np.fromiter(map(_ts, xs), np.float64, n),
-        dur_us=np.fromiter(map(_dur, xs), np.float64, n),
-        name=_factorize(np.fromiter(map(_name, xs), object, n)),
-        cat=_factorize(np.fromiter(map(_cat, xs), object, n)),
-        pid=_factorize(np.fromiter(map(_pid, xs), object, n)),
-        tid=_factorize(np.fromiter(map(_tid, xs), object, n)),
-    )
-
-
 _scratch = bytearray()  # per process: reused so big chunks do not page-fault fresh memory
 
 
-def decode_region(data: bytes) -> Chunk:
+def decode_region(data: bytes, keep: RowFilter | None = None) -> Chunk:
     """Decode whole events separated by commas (no brackets); runs in worker processes too."""
     global _scratch
     n = len(data)
@@ -234,15 +89,19 @@ def decode_region(data: bytes) -> Chunk:
     with memoryview(_scratch) as mv:
         mv[1 : n + 1] = data
         _scratch[0], _scratch[n + 1] = 0x5B, 0x5D  # '[' and ']'
-        return _decode_bracketed(mv[: n + 2])
+        return _decode_bracketed(mv[: n + 2], keep)
 
 
-def _decode_bracketed(view: memoryview) -> Chunk:
+def _decode_bracketed(view: memoryview, keep: RowFilter | None) -> Chunk:
     """Like :func:`decode_region` for ``[`` + events + ``]`` already in a reusable buffer."""
     try:
-        return columnarize(_chunk_decoder.decode(view))
+        return fast_decode(view, keep)
     except (*_DECODE_ERRORS, RecursionError):  # msgspec recurses, and stops near 1,000 levels
-        return _decode_piecewise(bytes(view[1:-1]))
+        pass
+    try:
+        return columnarize(_chunk_decoder.decode(view), keep)
+    except (*_DECODE_ERRORS, RecursionError):
+        return _decode_piecewise(bytes(view[1:-1]), keep)
 
 
 def decode_event(piece: bytes | bytearray) -> RawEvent | None:
@@ -324,7 +183,7 @@ def _skip_junk(data: bytes, bounds: list[int], i: int, events: list[RawEvent], s
     return len(bounds) - 1
 
 
-def _decode_piecewise(data: bytes) -> Chunk:
+def _decode_piecewise(data: bytes, keep: RowFilter | None = None) -> Chunk:
     """Decode ``data`` event by event.
 
     A piece that does not decode is joined with the next ones, up to a few (a boundary
@@ -381,7 +240,8 @@ def _decode_piecewise(data: bytes) -> Chunk:
                     head_end = 0  # junk, not the end of an event the previous region began
                 i = _skip_junk(data, bounds, i, events, skips)
                 failures = 0
-    chunk = columnarize(events)
+    chunk = columnarize(events, keep)
+    skips.add(chunk.skips)
     chunk.skips = skips
     if head_end is None:
         chunk.head, chunk.tail = data[: len(data) - len(tail)], tail
@@ -400,12 +260,16 @@ class _Columns:
     cat_id: list[np.ndarray] = field(default_factory=list)
     pid: list[np.ndarray] = field(default_factory=list)
     tid: list[np.ndarray] = field(default_factory=list)
+    step_number: list[np.ndarray] = field(default_factory=list)
     names: dict[Any, int] = field(default_factory=dict)
     cats: dict[Any, int] = field(default_factory=dict)
     strings: dict[str, int] = field(default_factory=dict)
     phases: dict[str, int] = field(default_factory=dict)
     events_total: int = 0
+    complete: int = 0  # complete events with usable times, rows or not
+    cat_counts: dict[str, int] = field(default_factory=dict)  # of those, per lower-cased category
     skips: Skips = field(default_factory=Skips)
+    keep: RowFilter | None = None  # the rows kept (None: every complete event)
     carry: bytes = b""  # the previous chunk's undecoded tail
     keep_first_head: bool = False  # a span's first head may complete the previous span's tail
     first_head: bytes | None = None
@@ -434,7 +298,7 @@ class _Columns:
 
     def add_text(self, text: bytes) -> None:
         """Events in ``text`` that did not decode in place, piece by piece; the rest skipped."""
-        fixed = _decode_piecewise(text)
+        fixed = _decode_piecewise(text, self.keep)
         self._add(fixed)
         if fixed.head or fixed.tail:
             self.skips.note_undecodable(fixed.head or fixed.tail)
@@ -460,6 +324,9 @@ class _Columns:
             events_total=self.events_total,
             skips=self.skips,
             phases=dict(self.phases),
+            complete=self.complete,
+            cat_counts=dict(self.cat_counts),
+            step_number=cat(self.step_number, np.int64),
             ts_us=cat(self.ts_us, np.float64),
             dur_us=cat(self.dur_us, np.float64),
             name=(cat(self.name_id, np.int32), list(self.names)),
@@ -471,15 +338,19 @@ class _Columns:
         )
 
     def add_events(self, events: list[RawEvent]) -> None:
-        self._add(columnarize(events))
+        self._add(columnarize(events, self.keep))
 
     def _add(self, c: Chunk) -> None:
         self.events_total += c.events_total
+        self.complete += c.complete
         self.skips.add(c.skips)
         for k, v in c.phases.items():
             self.phases[k] = self.phases.get(k, 0) + v
+        for k, v in c.cat_counts.items():
+            self.cat_counts[k] = self.cat_counts.get(k, 0) + v
         if not len(c.ts_us):
             return
+        self.step_number.append(c.step_number)
         self.ts_us.append(c.ts_us)
         self.dur_us.append(c.dur_us)
         self.name_id.append(self._map(c.name, self.names, lambda u: u if isinstance(u, str) else str(u)))

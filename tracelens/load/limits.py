@@ -15,6 +15,11 @@ CHUNK_TARGET = 8 << 20  # bytes of events decoded at once
 PARALLEL_MIN_BYTES = 64 << 20  # (decompressed) size from which events are decoded in parallel
 
 
+#: bytes of a plain file's events one span holds (a span's columns are built, then merged, in
+#: one piece: bigger spans only raise the peak memory, of a worker and of this process).
+SPAN_TARGET = 64 << 20
+
+
 # Limits on hostile input. Each is far beyond anything a profiler writes, so that no real
 # trace meets one; each bounds what a damaged or hostile file can cost.
 #: |ts| above this (µs) is out of range. 4e15 µs as epoch time is the year 2096 (traces of

@@ -22,6 +22,7 @@ from tracelens.load.stream import (
     _Reader,
     _split_stream,
 )
+from tracelens.model import RowFilter
 
 
 def _next_cut(fd: int, pos: int, limit: int) -> tuple[int, int] | None:
@@ -39,13 +40,13 @@ def _next_cut(fd: int, pos: int, limit: int) -> tuple[int, int] | None:
     return None
 
 
-def decode_span(path: str, start: int, end: int, chunk_bytes: int) -> Chunk:
+def decode_span(path: str, start: int, end: int, chunk_bytes: int, keep: RowFilter | None = None) -> Chunk:
     """Decode the events in file bytes ``[start, end)`` (whole events) in chunks; one Chunk back.
 
     Where no event boundary follows within limits.MAX_EVENT_BYTES, the rest of the span is streamed
     through :func:`_split_stream` instead, which bounds memory whatever lies there.
     """
-    cols = _Columns(keep_first_head=True)
+    cols = _Columns(keep_first_head=True, keep=keep)
     fd = os.open(path, os.O_RDONLY)
     # One buffer, reused: fresh multi-MB allocations per chunk cost page faults (system time).
     buf = bytearray(chunk_bytes + (2 << 20))
@@ -66,7 +67,7 @@ def decode_span(path: str, start: int, end: int, chunk_bytes: int) -> Chunk:
             with memoryview(buf) as mv:
                 got = os.preadv(fd, [mv[1 : 1 + n]], pos)
                 buf[0], buf[got + 1] = 0x5B, 0x5D  # '[' and ']'
-                cols.merge(_decode_bracketed(mv[: got + 2]))
+                cols.merge(_decode_bracketed(mv[: got + 2], keep))
             pos = next_pos
     finally:
         os.close(fd)
@@ -76,7 +77,7 @@ def decode_span(path: str, start: int, end: int, chunk_bytes: int) -> Chunk:
 def _decode_range(fd: int, start: int, end: int, cols: _Columns) -> None:
     """Decode the whole events in file bytes ``[start, end)`` as a stream, in this process."""
     cur = Cursor(_range_reader(fd, start, end))
-    state = _split_stream(cur, cols, lambda parts: cols.merge(decode_region(b"".join(parts))), lambda: None)
+    state = _split_stream(cur, cols, lambda parts: cols.merge(decode_region(b"".join(parts), cols.keep)), lambda: None)
     if state == "rest":
         _read_elements(cur, cols)
 
@@ -110,7 +111,7 @@ def _parse_events_file(path: Path, start: int, cols: _Columns, pool: Executor | 
             events_end, tail_start = last
             spans: list[tuple[int, int]] = []
             pos = start
-            parts = workers * 4 if pool else 1
+            parts = max(workers * 4 if pool else 1, -(-(events_end - start) // limits.SPAN_TARGET))
             step = max((events_end - start) // parts, 1)
             for k in range(1, parts):
                 at = max(start + k * step, pos)
@@ -120,14 +121,15 @@ def _parse_events_file(path: Path, start: int, cols: _Columns, pool: Executor | 
                 spans.append((pos, cut[0]))
                 pos = cut[1]
             spans.append((pos, events_end))
-            futures = [pool.submit(decode_span, str(path), a, b, limits.CHUNK_TARGET) if pool
-                       else _Inline(decode_span(str(path), a, b, limits.CHUNK_TARGET)) for a, b in spans]
+            keep = cols.keep
+            futures = [pool.submit(decode_span, str(path), a, b, limits.CHUNK_TARGET, keep) if pool
+                       else _Inline(decode_span(str(path), a, b, limits.CHUNK_TARGET, keep)) for a, b in spans]
             for f, (_, b) in zip(futures, spans):
                 cols.merge(f.result())
                 if progress is not None:
                     progress(b, size)
         cur = Cursor(_range_reader(fd, tail_start, size), offset=tail_start)
-        state = _split_stream(cur, cols, lambda parts: cols.merge(decode_region(b"".join(parts))), lambda: None)
+        state = _split_stream(cur, cols, lambda parts: cols.merge(decode_region(b"".join(parts), cols.keep)), lambda: None)
         return _finish(cur, cols, state, path)
     finally:
         os.close(fd)
@@ -149,12 +151,12 @@ class _Inline:
 _shared: mmap.mmap | None = None  # regions for forked workers; created before they fork
 
 
-def decode_shared(offset: int, length: int) -> Chunk:
+def decode_shared(offset: int, length: int, keep: RowFilter | None = None) -> Chunk:
     """Decode ``[`` + events + ``]`` that the parent placed in the shared buffer (worker side)."""
     if _shared is None:
         raise RuntimeError("tracelens: worker started before the shared buffer existed")
     with memoryview(_shared) as mv:
-        return _decode_bracketed(mv[offset : offset + length])
+        return _decode_bracketed(mv[offset : offset + length], keep)
 
 
 def _parse_events(r: _Reader, cols: _Columns, pool: Executor | None, forked: bool = False,
@@ -195,11 +197,11 @@ def _parse_events(r: _Reader, cols: _Columns, pool: Executor | None, forked: boo
                     _shared[pos : pos + len(x)] = x
                     pos += len(x)
                 _shared[pos] = 0x5D  # ']'
-                pending.append((pool.submit(decode_shared, at, n + 2), slot))
+                pending.append((pool.submit(decode_shared, at, n + 2, cols.keep), slot))
             else:
-                pending.append((pool.submit(decode_region, b"".join(parts)), None))
+                pending.append((pool.submit(decode_region, b"".join(parts), cols.keep), None))
         else:
-            pending.append((_Inline(decode_region(b"".join(parts))), None))
+            pending.append((_Inline(decode_region(b"".join(parts), cols.keep)), None))
         drain(2 * workers + 1)
 
     def report() -> None:

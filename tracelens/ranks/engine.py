@@ -25,14 +25,14 @@ from pathlib import Path
 
 import msgspec
 
-from tracelens.analysis import analyze_trace
+from tracelens.analysis import ROWS_READ, measure_trace, needs_every_row, with_steps
 from tracelens.diagnosis import diagnose
 from tracelens.document import build_document, build_multirank_document
 from tracelens.document.result import RankOutcome, RankResult, Result
 from tracelens.document.schema import AnalysisDocument, FailedRank
 from tracelens.errors import BadInputError, TracelensError
 from tracelens.load import Progress, load_trace
-from tracelens.model import concat_traces
+from tracelens.model import Trace, concat_traces
 from tracelens.ranks.plan import Plan, RankJob
 from tracelens.ranks.store import is_url, local_copies
 from tracelens.runjson import RunInfo, read_run_info
@@ -46,13 +46,24 @@ def analyze_files(paths: Sequence[str | Path], run: RunInfo | None = None, rank:
     """One rank held in one or more local trace files, through the pipeline: loaded, analyzed,
     diagnosed (with its run.json when there is one) and turned into its document
     (``jobs``: decoding processes per file)."""
-    traces = [load_trace(p, jobs=jobs, progress=progress) for p in paths]
-    analysis = analyze_trace(concat_traces(traces))
+    trace = load_rank(paths, jobs, progress)
+    analysis, steps = measure_trace(trace)
+    del trace  # the per-step table grows with the steps as the trace does: not both at once
+    analysis = with_steps(analysis, steps)
     if rank is not None and analysis.rank is None:
         analysis = replace(analysis, rank=rank)
     diagnosis = diagnose(analysis, run)
     doc = build_document(analysis, diagnosis, run)
     return RankResult(analysis.rank, tuple(str(p) for p in paths), analysis, diagnosis, run, doc)
+
+
+def load_rank(paths: Sequence[str | Path], jobs: int | None = None, progress: Progress | None = None) -> Trace:
+    """The rows of one rank's trace files that the analysis reads (all rows when it needs them)."""
+    trace = concat_traces([load_trace(p, jobs=jobs, progress=progress, rows=ROWS_READ) for p in paths])
+    if needs_every_row(trace):
+        del trace
+        trace = concat_traces([load_trace(p, jobs=jobs, progress=progress) for p in paths])
+    return trace
 
 
 def analyze_job(job: RankJob, spool_dir: str | Path | None = None,
