@@ -434,3 +434,33 @@ def test_a_4096_rank_report_stays_small_and_shows_the_spread_the_heat_map_and_th
     assert view["across"]["heatmap"] is not None and len(view["across"]["heatmap"]["rows"]) <= 64
     assert view["findings"][0]["kind"] == "rank_straggler" and "Rank 7" in view["findings"][0]["title"]
     assert html.count("<rect class=\"c-exposed\"") + html.count("<rect class=\"hm-empty\"") >= 64 * 40
+
+
+def test_redaction_keeps_every_word_of_the_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN an oversubscribed run whose identifiers are parts of the verdict's words: the command
+    # kind "script", a user "subscri" and a host "oversub"
+    import getpass
+    import socket
+
+    from tracelens.api import analyze_path
+    from tracelens.render.report import build_view
+
+    monkeypatch.setattr(getpass, "getuser", lambda: "subscri")
+    monkeypatch.setattr(socket, "gethostname", lambda: "oversub")
+    result = analyze_path(Path(__file__).resolve().parents[1] / "sample_traces" / "oversubscribed")
+    plain, redacted = build_view(result), build_view(result, redact=True)
+    # THEN every word of the verdict survives redaction, the diagnosis word whole
+    assert redacted["verdict"] == plain["verdict"]
+    assert "oversubscription" in redacted["verdict"]["diagnosis"]
+    assert "[redacted]" not in redacted["verdict"]["sentence"]
+    # and the script's name is still hidden wherever it stands as a name
+    assert "oversubscribed.py" not in json.dumps(redacted)
+
+
+def test_redact_text_hides_whole_tokens_only() -> None:
+    from tracelens.render.redact import redact_text
+
+    text = "OVERSUBSCRIPTION: script.py on node-17 (node-170 is another), a script; user bob, bobcat"
+    out = redact_text(text, ["script", "script.py", "node-17", "bob"])
+    assert out == ("OVERSUBSCRIPTION: [redacted] on [redacted] (node-170 is another), a [redacted]; "
+                   "user [redacted], bobcat")

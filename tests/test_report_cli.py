@@ -57,3 +57,32 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path: Path) -> None:
     r = _run("report", str(bad), cwd=tmp_path)
     assert r.returncode == 1 and "notatrace.json" in r.stderr and "Traceback" not in r.stderr
     assert not list(tmp_path.glob("*.html"))
+
+
+def test_report_never_replaces_a_file_tracelens_did_not_write(tmp_path: Path) -> None:
+    # GIVEN a user's own file where the default report would go
+    trace = _trace(tmp_path)
+    mine = tmp_path / "tracelens-report-node7_123.html"
+    mine.write_text("my notes")
+    r = _run("report", str(trace), cwd=tmp_path)
+    assert r.returncode == 2 and "--force" in r.stderr
+    assert mine.read_text() == "my notes"
+    assert _run("report", str(trace), "--force", cwd=tmp_path).returncode == 0
+    assert "my notes" not in mine.read_text()
+
+
+def test_redacted_report_of_a_run_keeps_the_runs_own_report(tmp_path: Path) -> None:
+    # GIVEN a run directory with the report profile wrote
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "sample_traces" / "sleep_1ms_loader", run_dir)
+    own = run_dir / "report.html"
+    own.write_text('<!doctype html><head><meta name="generator" content="tracelens"></head>original')
+    # WHEN a redacted report is asked for without -o
+    r = _run("report", str(run_dir), "--redact", cwd=tmp_path)
+    # THEN it goes beside the run's own report, which is untouched
+    assert r.returncode == 0, r.stderr
+    assert own.read_text().endswith("original")
+    assert (run_dir / "report-redacted.html").is_file()
+    assert default_output(run_dir, redact=True) == run_dir / "report-redacted.html"

@@ -400,7 +400,7 @@ def build_view(result: Result, *, redact: bool = False) -> dict[str, Any]:
     if redact:
         view = redact_view(view, sensitive_strings(result))
         view["title"] = "tracelens report"
-        view["notices"].append("Redacted for sharing: file paths, file names, the host name and the command line are hidden.")
+        view["notices"].append("Redacted for sharing: file paths, file and directory names, the host and user names and the command line are hidden.")
     return dict(visible_all(view))
 
 
