@@ -45,6 +45,7 @@ def analyze(
     """Measure DataLoader wait against GPU activity in a trace and diagnose it."""
     from tracelens.api import analyze_path
     from tracelens.render.terminal import print_summary
+    from tracelens.render.wording import run_cwd
 
     if fail_on is not None and fail_on not in Severity.names():
         raise TracelensError(f"--fail-on must be one of {', '.join(Severity.names())}, not {fail_on!r}", exit_code=2)
@@ -61,7 +62,7 @@ def analyze(
     if as_json:
         sys.stdout.write(json.dumps(result.document, indent=2) + "\n")
     else:
-        print_summary(result.document)
+        print_summary(result.document, cwd=run_cwd(result))
     if html is not None:
         from tracelens.render.report import write_report
 

@@ -52,6 +52,7 @@ def profile(
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise UsageError(f"`tracelens profile` needs PyTorch: pip install 'tracelens-dataloader[profile]' ({exc})") from exc
     from tracelens.render.terminal import print_summary
+    from tracelens.render.wording import run_cwd
 
     options = ProfileOptions(
         target=target, args=tuple(ctx.args), module=module, out=out, runs_root=runs_root,
@@ -73,7 +74,7 @@ def profile(
         if as_json:
             sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         else:
-            print_summary(doc)
+            print_summary(doc, cwd=run_cwd(result.analysis))
     prefix = f"tracelens rank {rank}: " if rank is not None else ""
     for line in result.summary_lines():
         typer.echo(prefix + line, err=as_json or rank is not None)

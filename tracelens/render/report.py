@@ -27,7 +27,7 @@ from tracelens.render.format import fmt_ms, fmt_value, rounded, visible_all
 from tracelens.render.html import render_page, write_atomic
 from tracelens.render.redact import redact_view, sensitive_strings
 from tracelens.render.telemetry import MAX_LINE_POINTS, bucket_mean, telemetry_view
-from tracelens.render.wording import TONES, recommendation_view, verdict_sentence
+from tracelens.render.wording import TONES, recommendation_view, user_code_edit, verdict_sentence
 from tracelens.runjson import RunInfo
 from tracelens.vocab import SETTING_KEYS, pct, severity_rank
 
@@ -360,7 +360,8 @@ def build_view(result: Result, *, redact: bool = False) -> dict[str, Any]:
     context = [f"batch_size={ml.batch_size!r}"] if ml is not None and ml.batch_size is not None else []
     # by severity, keeping the document's order within one (the main cause, the job's finding first)
     findings = sorted((_finding_view(f) for f in doc.get("findings", [])), key=lambda f: -severity_rank(f["severity"]))
-    recommendation = recommendation_view(doc, context)
+    edit = user_code_edit(doc, run.command.cwd if run is not None else None)
+    recommendation = recommendation_view(doc, context, edit)
     recommendation["notes"] = _short_notes(recommendation["notes"], findings)
     source_path = str(result.document.get("source", {}).get("path") or result.path)
     name = Path(source_path).name or source_path

@@ -17,7 +17,12 @@ from typing import Any, TextIO
 
 from tracelens.document.distribution import rank_distribution
 from tracelens.render.format import fmt_ms, visible
-from tracelens.render.wording import recommendation_view, settings_call, verdict_sentence
+from tracelens.render.wording import (
+    recommendation_view,
+    settings_call,
+    user_code_edit,
+    verdict_sentence,
+)
 from tracelens.vocab import SETTING_KEYS, pct, severity_rank
 
 __all__ = ["format_summary", "print_summary", "use_color"]
@@ -58,13 +63,14 @@ def _first_sentence(text: str, at_least: int = 60) -> str:
     return out
 
 
-def format_summary(doc: dict[str, Any], color: bool = False) -> str:
-    """A few lines a person reads at a glance, for one rank's document or a multi-rank one."""
+def format_summary(doc: dict[str, Any], color: bool = False, cwd: str | None = None) -> str:
+    """A few lines a person reads at a glance, for one rank's document or a multi-rank one;
+    ``cwd`` (the run's working directory) lets the change be shown as an edit of the user's file."""
     def c(code: str, s: str) -> str:
         return f"\x1b[{code}m{s}\x1b[0m" if color else s
 
     if "ranks" in doc and isinstance(doc["ranks"], list):
-        return _format_ranks(doc, color, c)
+        return _format_ranks(doc, color, c, cwd)
 
     m = doc["metrics"]
     lines = [c("1", f"tracelens: {_clean(doc['source']['path'])}")]
@@ -86,16 +92,24 @@ def format_summary(doc: dict[str, Any], color: bool = False) -> str:
     for w in doc.get("warnings", []):
         lines += [c("33", ln) for ln in _wrap(f"warning: {w}", "  ")]
 
-    rec = recommendation_view(doc)
+    rec = recommendation_view(doc, edit=user_code_edit(doc, cwd))
+    src = rec["source"]
     if rec["changed"]:
         lines.append("")
         fw = rec["framework"]
         if fw is not None:
             lines += [c("1", ln) for ln in _wrap(f"{fw['framework']}: {fw['text']}", "  ")]
             lines += [c(DIFF_COLOR[d["op"]], f"  {d['op']} {_clean(d['text'])}") for d in fw["lines"]]
-        where = f" ({_clean(rec['created_at'])})" if rec["created_at"] else ""
-        lines.append(c("1", f"  {'the same as a ' if fw and fw['lines'] else ''}change to the DataLoader call{where}:"))
-        lines += [c(DIFF_COLOR[d["op"]], f"  {d['op']} {_clean(d['text'])}") for d in rec["diff"]]
+        if src is not None and src["lines"]:
+            lines.append(c("1", f"  edit the {src['target']}(...) call at {_clean(src['where'])}:"))
+        else:
+            if src is not None and src["problem"]:
+                lines += _wrap(f"your code could not be edited: {src['problem']}; the settings to use:", "  ")
+            where = f" ({_clean(rec['created_at'])})" if rec["created_at"] else ""
+            lines.append(c("1", f"  {'the same as a ' if fw and fw['lines'] else ''}change to the DataLoader call{where}:"))
+        lines += [c(DIFF_COLOR.get(d["op"], "2"), f"  {d['op']}{'' if d['op'] == '@' else ' '}{_clean(d['text'])}") for d in rec["diff"]]
+        if src is not None and src["unresolved"]:
+            lines += _wrap("also, by hand: " + "; ".join(src["unresolved"]), "  ")
         if rec["env"]:
             lines.append(c("1", "  and start training with:"))
             lines += [c(DIFF_COLOR["+"], f"  + export {_clean(e)}") for e in rec["env"]]
@@ -151,7 +165,7 @@ def _spread_lines(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _format_ranks(doc: dict[str, Any], color: bool, c: Any) -> str:
+def _format_ranks(doc: dict[str, Any], color: bool, c: Any, cwd: str | None = None) -> str:
     ranks = doc["ranks"]
     lines = [c("1", f"tracelens: {len(ranks):,} ranks in {_clean(doc['source']['path'])}")]
     header = f"  {'rank':>5}  {'steps':>5}  {'step median':>12}  {'data wait':>9}  {'exposed':>8}  {'GPU busy':>8}  diagnosis"
@@ -170,14 +184,14 @@ def _format_ranks(doc: dict[str, Any], color: bool, c: Any) -> str:
     lines.append("")
     slowest = next(r for r in ranks if r["rank"] == doc["slowest_rank"])
     lines.append(c("1", f"Slowest rank {doc['slowest_rank']}") + " (every rank waits for it at the next collective):")
-    lines.append(format_summary(slowest, color))
+    lines.append(format_summary(slowest, color, cwd))
     return "\n".join(lines)
 
 
-def print_summary(doc: dict[str, Any], stream: TextIO | None = None) -> None:
+def print_summary(doc: dict[str, Any], stream: TextIO | None = None, cwd: str | None = None) -> None:
     """Print :func:`format_summary`, with colour when the stream is a colour terminal."""
     out = stream or sys.stdout
-    text = format_summary(doc, color=use_color(out)) + "\n"
+    text = format_summary(doc, color=use_color(out), cwd=cwd) + "\n"
     try:
         out.write(text)
     except UnicodeEncodeError:  # a terminal that cannot show "×" or "·"

@@ -6,6 +6,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from tracelens.document.result import Result
+from tracelens.render.source_edit import SourceEdit, diff_lines, source_edit
 from tracelens.vocab import SETTING_KEYS, is_dataloader_default, pct
 
 CAUSES = {
@@ -144,8 +146,36 @@ def framework_view(doc: dict[str, Any], diff: Sequence[dict[str, str]]) -> dict[
     return None
 
 
-def recommendation_view(doc: dict[str, Any], context: Sequence[str] = ()) -> dict[str, Any]:
-    """The change to make (one rank's document): diff, code to copy, environment, expected gain."""
+def run_cwd(result: Result) -> str | None:
+    """The working directory of the run the document speaks for (None without its run.json)."""
+    full = result.slowest
+    return full.run.command.cwd if full is not None and full.run is not None else None
+
+
+def user_code_edit(doc: dict[str, Any], cwd: str | None) -> SourceEdit | None:
+    """The recommendation as an edit of the user's file at ``loader.created_at`` (one rank's
+    document; ``cwd`` is the run's working directory); None when the run does not say where."""
+    loader = doc.get("loader") or {}
+    rec = doc.get("recommendation") or {}
+    if doc.get("diagnosis") == "undetermined":
+        return None
+    return source_edit(loader.get("created_at"), cwd, rec, current_settings(doc), loader.get("framework"))
+
+
+def _source_view(edit: SourceEdit | None) -> dict[str, Any] | None:
+    if edit is None:
+        return None
+    patch = f"# {edit.where}: the {edit.target}(...) call\n{edit.diff}" if edit.diff else ""
+    return {"where": edit.where, "target": edit.target, "lines": diff_lines(edit.diff) if edit.diff else [],
+            "patch": patch, "call": edit.call, "unresolved": list(edit.unresolved), "problem": edit.problem}
+
+
+def recommendation_view(doc: dict[str, Any], context: Sequence[str] = (),
+                        edit: SourceEdit | None = None) -> dict[str, Any]:
+    """The change to make (one rank's document): diff, code to copy, environment, expected gain.
+
+    With ``edit`` (:func:`user_code_edit`) that has a diff, the diff and the code to copy are the
+    user's own lines, edited; otherwise the settings as a ``DataLoader(...)`` call."""
     rec = doc["recommendation"]
     keep = [str(k) for k in rec.get("keep_current") or []]
     diff = settings_diff(current_settings(doc), {k: rec.get(k) for k in SETTING_KEYS}, context,
@@ -156,8 +186,16 @@ def recommendation_view(doc: dict[str, Any], context: Sequence[str] = ()) -> dic
     speed = rec.get("expected_speedup")
     expected = (f"{speed:.2f}×" if isinstance(speed, (int, float)) and speed >= 1.005
                 and doc.get("diagnosis") not in ("healthy", "undetermined") else None)
-    return {"diff": diff, "code": diff_after(diff), "changed": any(ln["op"] != " " for ln in diff) or bool(env),
+    source = _source_view(edit)
+    changed = any(ln["op"] != " " for ln in diff) or bool(env)
+    code = diff_after(diff)
+    framework = framework_view(doc, diff)
+    if source is not None and source["lines"]:
+        diff, code, changed = source["lines"], source["call"], True
+        if framework is not None and source["target"] == "TrainingArguments":
+            framework["lines"] = []  # the edit of the script's own TrainingArguments(...) says it
+    return {"diff": diff, "code": code, "changed": changed, "source": source,
             "keep": keep, "env": [f"{k}={v}" for k, v in sorted(env.items())], "expected": expected,
             "expected_value": float(speed) if expected else None,
-            "framework": framework_view(doc, diff), "created_at": (doc.get("loader") or {}).get("created_at"),
+            "framework": framework, "created_at": (doc.get("loader") or {}).get("created_at"),
             "notes": [str(n) for n in rec.get("notes", [])]}
