@@ -86,3 +86,19 @@ def test_redacted_report_of_a_run_keeps_the_runs_own_report(tmp_path: Path) -> N
     assert own.read_text().endswith("original")
     assert (run_dir / "report-redacted.html").is_file()
     assert default_output(run_dir, redact=True) == run_dir / "report-redacted.html"
+
+
+def test_open_hands_the_written_report_to_the_browser(tmp_path: Path) -> None:
+    # GIVEN a "browser" that records what it is asked to open ($BROWSER, as webbrowser reads it)
+    trace = _trace(tmp_path)
+    seen = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\necho "$1" > {seen}\n')
+    browser.chmod(0o755)
+    import os
+
+    env = {**os.environ, "BROWSER": str(browser)}
+    r = subprocess.run([sys.executable, "-m", "tracelens", "report", str(trace), "-o", "r.html", "--open"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    assert seen.read_text().strip() == (tmp_path / "r.html").resolve().as_uri()

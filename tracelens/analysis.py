@@ -242,6 +242,13 @@ def measure_activity(trace: Trace, steps: Steps, next_rows: np.ndarray, gpu_rows
     return Activity(steps_set, data_wait, gpu, iv.subtract(data_wait, gpu), bool(gpu_rows.any()), collectives)
 
 
+def measure(trace: Trace) -> tuple[Steps, Activity]:
+    """The steps of ``trace`` and the SPEC §2 interval sets every metric is computed from."""
+    step_rows, next_rows, gpu_rows = _rows(trace)
+    steps = find_steps(trace, step_rows, next_rows)
+    return steps, measure_activity(trace, steps, next_rows, gpu_rows)
+
+
 def per_step_table(trace: Trace, steps: Steps, act: Activity,
                    next_rows: np.ndarray) -> tuple[pd.DataFrame, tuple[float, ...]]:
     """The per-step table (ms) and every ``__next__`` wait inside the steps, in order (ms)."""

@@ -13,7 +13,7 @@ from tracelens.ranks.engine import RankProgress, analyze_files, assemble, run_lo
 from tracelens.ranks.plan import plan
 from tracelens.ranks.store import is_url
 
-__all__ = ["analyze_files", "analyze_path", "compare_paths", "write_run_outputs"]
+__all__ = ["analyze_files", "analyze_path", "annotate_path", "compare_paths", "write_run_outputs"]
 
 
 def analyze_path(path: str | Path, jobs: int | None = None, progress: Progress | None = None,
@@ -54,4 +54,26 @@ def write_run_outputs(run_dir: str | Path) -> Result:
     result = analyze_path(d)
     write_atomic(d / "analysis.json", json.dumps(result.document, indent=2) + "\n")
     write_report(result, d / "report.html")
+    return result
+
+
+def annotate_path(path: str | Path, out: str | Path) -> Result:
+    """Write the trace at ``path`` (a trace file or a one-rank run directory) to ``out`` with
+    tracelens's tracks added: data wait per step (exposed, hidden), the verdict, the findings."""
+    from tracelens.analysis import measure
+    from tracelens.errors import BadInputError
+    from tracelens.load import load_trace
+    from tracelens.render.annotate import annotation_events, write_annotated
+
+    result = analyze_path(Path(path))
+    if result.is_multi_rank or len(result.ranks) != 1:
+        raise BadInputError(path, f"holds {len(result.document.get('ranks', result.ranks))} ranks: "
+                                  "annotate one rank's trace or run directory")
+    rank = result.ranks[0]
+    if len(rank.paths) != 1:
+        raise BadInputError(path, f"holds {len(rank.paths)} traces of one rank: annotate one of them")
+    source = Path(rank.paths[0])
+    trace = load_trace(source)
+    steps, act = measure(trace)
+    write_annotated(source, Path(out), annotation_events(trace, steps, act, result.document))
     return result

@@ -1,6 +1,6 @@
 """The ``tracelens`` command: a thin typer layer over the public API.
 
-One module per command (``analyze``, ``profile``, ``report``, ``sweep``, ``compare``, ``rules``),
+One module per command (``analyze``, ``profile``, ``report``, ``annotate``, ``sweep``, ``compare``, ``rules``),
 registered from the explicit list below; :func:`main` is the one error boundary that turns a
 :class:`~tracelens.errors.TracelensError` or a usage error into one line and an exit code.
 """
@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from tracelens._version import __version__
-from tracelens.cli import analyze, compare, profile, report, rules, sweep
+from tracelens.cli import analyze, annotate, compare, profile, report, rules, sweep
 from tracelens.errors import TracelensError
 from tracelens.render.format import visible
 
@@ -52,7 +52,7 @@ def _root(
 
 
 #: Every command, in the order ``--help`` lists them.
-COMMANDS = (analyze, profile, report, sweep, compare, rules)
+COMMANDS = (analyze, profile, report, annotate, sweep, compare, rules)
 for _command in COMMANDS:
     _command.register(app)
 

@@ -50,6 +50,7 @@ def report(
     redact: Annotated[bool, typer.Option("--redact", help="Hide file paths, file and directory names, the host and user names and the command line, for sharing (default file: report-redacted.html).")] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Replace the output file when it exists (without it, only a report tracelens wrote under the default name is replaced).")] = False,
     scheduler: Annotated[str | None, typer.Option("--scheduler", envvar="TRACELENS_SCHEDULER", help="Analyze directories of ranks on the Dask cluster at this address (tcp://host:8786); needs tracelens-dataloader[cluster].")] = None,
+    open_it: Annotated[bool, typer.Option("--open", help="Open the report in the web browser once written.")] = False,
 ) -> None:
     """Write the self-contained HTML report: verdict, the DataLoader change to make, findings, charts."""
     from tracelens.api import analyze_path
@@ -61,7 +62,17 @@ def report(
     result = analyze_path(path if scheduler or is_url(path) else Path(path), scheduler=scheduler)
     write_report(result, out, redact=redact)
     typer.echo(f"report: {out}")
+    if open_it:
+        open_in_browser(out)
     report_failed_ranks(result.document)
+
+
+def open_in_browser(path: Path) -> None:
+    """Open ``path`` in the user's browser (``$BROWSER`` when set); say so when none opens."""
+    import webbrowser
+
+    if not webbrowser.open(path.resolve().as_uri()):
+        typer.echo(f"tracelens: no web browser found: open {path} yourself", err=True)
 
 
 def register(app: typer.Typer) -> None:
