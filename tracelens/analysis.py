@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from tracelens import intervals as iv
+from tracelens.breakdown import READING_ORDER, step_parts
 from tracelens.model import GPU_ACTIVITY_CATEGORIES, RUNTIME_CATEGORIES, Trace
 
 STEP_NAME = re.compile(r"^ProfilerStep#(\d+)$")
@@ -29,6 +31,8 @@ STEP_COLUMNS = [
     "step", "start_ms", "duration_ms", "data_wait_ms", "gpu_busy_ms", "exposed_wait_ms",
     "next_calls", "next_longest_ms", "collective_ms",
 ]
+#: The step breakdown's columns (``breakdown.py``): disjoint parts summing to ``duration_ms``.
+BREAKDOWN_COLUMNS = [f"part_{k}" for k in READING_ORDER]
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,7 @@ class TraceAnalysis:
     dropped_waits: int = 0  # of which DataLoader __next__ events: waits may be missing
     zero_length_steps: int = 0  # steps of zero duration (they measure nothing)
     collective_ms_per_step: float | None = None  # time inside collectives per step (None: none seen)
+    step_breakdown: dict[str, Any] | None = None  # the median step's parts (median_step_breakdown)
 
 
 def _iterator_kind(names: list[str]) -> str:
@@ -273,8 +278,10 @@ def per_step_table(trace: Trace, steps: Steps, act: Activity,
             "next_calls": counts.astype(np.int64),
             "next_longest_ms": longest,
             "collective_ms": iv.measure_within(act.collectives, s_start, s_end) / NS_PER_MS,
+            **{f"part_{k}": v for k, v in step_parts(trace, s_start, s_end, act.data_wait, act.exposed,
+                                                     act.collectives).items()},
         },
-        columns=STEP_COLUMNS,
+        columns=STEP_COLUMNS + BREAKDOWN_COLUMNS,
     )
     in_order = np.argsort(n_start[inside], kind="stable")
     return table, tuple(float(x) for x in (n_dur[inside][in_order] / NS_PER_MS))
@@ -318,6 +325,22 @@ def step_timeline(steps: Steps, act: Activity) -> StepTimeline | None:
     shown, g3 = _timeline_intervals(act.exposed, lo, hi)
     return StepTimeline(steps.numbers[k], (hi - lo) / NS_PER_MS, waits, busy, shown,
                         bool(g1 or g2 or g3), max(g1, g2, g3))
+
+
+def median_step_breakdown(per_step: pd.DataFrame) -> dict[str, Any] | None:
+    """The median step split into its parts (ms, summing to ``step_ms``, which equals
+    ``step_time_ms_median``): the middle step by duration, or the mean of the two middle ones
+    when the count is even; with its GPU busy time where the trace has GPU activity (not a
+    part: it runs beside them). ``steps`` names the step(s) it is made of."""
+    if per_step.empty:
+        return None
+    n = len(per_step)
+    order = np.argsort(per_step["duration_ms"].to_numpy(), kind="stable")
+    middle = per_step.iloc[sorted({int(order[(n - 1) // 2]), int(order[n // 2])})]
+    gpu = middle["gpu_busy_ms"]
+    return {"steps": [int(x) for x in middle["step"]], "step_ms": float(middle["duration_ms"].mean()),
+            **{c.removeprefix("part_"): float(middle[c].mean()) for c in BREAKDOWN_COLUMNS},
+            "gpu_busy_ms": None if gpu.isna().any() else float(gpu.mean())}
 
 
 def dropped(trace: Trace) -> tuple[int, int]:
@@ -386,6 +409,7 @@ def analyze_trace(trace: Trace) -> TraceAnalysis:
         dropped_steps=dropped(trace)[0], dropped_waits=dropped(trace)[1],
         zero_length_steps=int(((steps.end - steps.start) <= 0).sum()),
         collective_ms_per_step=act.collectives.total / NS_PER_MS / n_steps if n_steps and len(act.collectives) else None,
+        step_breakdown=median_step_breakdown(per_step),
     )
 
 

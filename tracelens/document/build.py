@@ -28,6 +28,14 @@ def per_step_records(analysis: TraceAnalysis) -> list[dict[str, Any]]:
     return rows
 
 
+def step_breakdown_record(analysis: TraceAnalysis) -> dict[str, Any] | None:
+    """The median step's breakdown (ms; the parts sum to ``step_ms``), None without steps."""
+    b = analysis.step_breakdown
+    if b is None:
+        return None
+    return {k: (v if k == "steps" or v is None else _num(v, 6)) for k, v in b.items()}
+
+
 def loader_identity(run: RunInfo | None) -> dict[str, Any]:
     """Which loader the numbers are about (run.json's; all null for a bare trace)."""
     lo = run.main_loader if run is not None else None
@@ -65,6 +73,7 @@ def build_document(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo |
             "sync_ms_per_step": _num(analysis.sync_ms_per_step, 4),
             "next_calls": analysis.next_calls,
             "collective_ms_per_step": _num(analysis.collective_ms_per_step, 4),
+            "step_breakdown": step_breakdown_record(analysis),
         },
         "loader": {
             "iterator": analysis.iterator,

@@ -22,6 +22,7 @@ from tracelens._version import __version__
 from tracelens.analysis import TraceAnalysis
 from tracelens.document.distribution import WaitMatrix, exposed_wait_matrix, rank_distribution
 from tracelens.document.result import RankResult, Result
+from tracelens.render.breakdown import breakdown_view
 from tracelens.render.charts import heatmap_spec, histogram_spec, stacked_bars_spec, timeline_spec
 from tracelens.render.format import fmt_ms, fmt_value, rounded, visible_all
 from tracelens.render.html import render_page, write_atomic
@@ -386,6 +387,7 @@ def build_view(result: Result, *, redact: bool = False) -> dict[str, Any]:
                     "tone": TONES.get(doc["diagnosis"], "bad"),
                     "ceiling": doc["metrics"].get("speedup_ceiling")},
         "metrics": _metric_tiles(doc),
+        "breakdown": breakdown_view(doc),
         "recommendation": recommendation,
         "findings": findings,
         "charts": charts,

@@ -16,6 +16,7 @@ import textwrap
 from typing import Any, TextIO
 
 from tracelens.document.distribution import rank_distribution
+from tracelens.render.breakdown import breakdown_line, breakdown_view
 from tracelens.render.format import fmt_ms, visible
 from tracelens.render.wording import (
     recommendation_view,
@@ -87,6 +88,9 @@ def format_summary(doc: dict[str, Any], color: bool = False, cwd: str | None = N
             f" · exposed {pct(m['exposed_data_wait_fraction'])}"
             f" · GPU busy {pct(m['gpu_busy_fraction'])}"
         )
+    parts = breakdown_view(doc)
+    if parts is not None:
+        lines += _wrap(breakdown_line(parts), "  ")
     if doc.get("fallback"):
         lines += _wrap(f"steps: {doc['fallback']}", "  ")
     for w in doc.get("warnings", []):

@@ -1,0 +1,96 @@
+"""Where each step's time goes: data wait (exposed, hidden), forward, backward, optimizer,
+collectives and other, from the trace's own events.
+
+Each step's wall time is split into disjoint parts, so the parts sum to the step exactly. Where
+two kinds of work overlap in time, the first of this order claims it:
+
+1. **data wait**: the DataLoader ``__next__`` intervals; *exposed* where no GPU activity runs
+   meanwhile (SPEC §2), *hidden* where it does;
+2. **optimizer**: ``Optimizer.step#…`` and ``Optimizer.zero_grad#…`` (any host thread);
+3. **backward**: from the step's first to its last autograd event
+   (``autograd::engine::evaluate_function: …``, ``…Backward0``); on a GPU the engine runs in
+   its own thread while the main thread waits, so the span counts, not only the ops;
+4. **collectives**: collective communication (``nccl:…``, ``c10d::…``, NCCL kernels) not
+   already counted above (DDP's all-reduce overlaps the backward and is counted there);
+5. **forward**: from the end of the step's last data wait to the start of its backward (or its
+   optimizer step, or the step's end when it has neither);
+6. **other**: the rest (logging, checkpoints, the host between the optimizer and the next batch).
+
+Pure functions over the columnar trace; times are int64 ns, results ms.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import numpy.typing as npt
+
+from tracelens import intervals as iv
+from tracelens.model import GPU_SIDE_CATEGORIES, Trace
+
+OPTIMIZER_NAME = re.compile(r"^Optimizer\.(?:step|zero_grad)#")
+BACKWARD_NAME = re.compile(r"^autograd::engine::evaluate_function: |Backward\d*$")
+#: The parts of a step, in the order they claim overlapping time; their ms sum to the step.
+PARTS = ("data_wait_exposed_ms", "data_wait_hidden_ms", "optimizer_ms", "backward_ms", "collective_ms",
+         "forward_ms", "other_ms")
+#: The same parts in the order a reader follows a step (and the JSON lists them).
+READING_ORDER = ("data_wait_exposed_ms", "data_wait_hidden_ms", "forward_ms", "backward_ms", "optimizer_ms",
+                 "collective_ms", "other_ms")
+NS_PER_MS = 1e6
+
+
+def _host_rows(trace: Trace, pattern: re.Pattern[str]) -> npt.NDArray[np.int64]:
+    return np.flatnonzero(trace.mask_names(lambda n: pattern.search(n) is not None)
+                          & ~trace.mask_categories(GPU_SIDE_CATEGORIES))
+
+
+def _per_step_hull(starts: np.ndarray, ends: np.ndarray, s_start: np.ndarray,
+                   s_end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each step, the first start and last end of the events starting inside it (clipped to
+    the step); steps without any get an empty interval at their end."""
+    lo, hi = s_end.copy(), s_end.copy()
+    order = np.argsort(starts, kind="stable")
+    starts, ends = starts[order], ends[order]
+    for k in range(s_start.size):
+        a, b = np.searchsorted(starts, [s_start[k], s_end[k]], side="left")
+        if b > a:
+            lo[k] = starts[a]
+            hi[k] = min(int(ends[a:b].max()), int(s_end[k]))
+    return lo, hi
+
+
+def step_parts(trace: Trace, s_start: np.ndarray, s_end: np.ndarray, data_wait: iv.IntervalSet,
+               exposed: iv.IntervalSet, collectives: iv.IntervalSet) -> dict[str, np.ndarray]:
+    """Each step's time split into :data:`PARTS` (ms per step, summing to the step's duration)."""
+    n = int(s_start.size)
+    if n == 0:
+        return {k: np.zeros(0) for k in PARTS}
+    steps = iv.union(s_start, s_end)
+    ts, end = trace.ts_ns, trace.ts_ns + trace.dur_ns
+    opt_rows = _host_rows(trace, OPTIMIZER_NAME)
+    optimizer = iv.subtract(iv.intersect(iv.union(ts[opt_rows], end[opt_rows]), steps), data_wait)
+    back_rows = _host_rows(trace, BACKWARD_NAME)
+    b_lo, b_hi = _per_step_hull(ts[back_rows], end[back_rows], s_start, s_end)
+    claimed = iv.combine(data_wait, optimizer)
+    backward = iv.subtract(iv.union(b_lo, b_hi), claimed)
+    claimed = iv.combine(claimed, backward)
+    coll = iv.subtract(collectives, claimed)
+    claimed = iv.combine(claimed, coll)
+    # forward: after the step's last data wait, until its backward (else optimizer, else its end)
+    w_lo, w_hi = _per_step_hull(data_wait.starts, data_wait.ends, s_start, s_end)
+    has_wait = w_lo < s_end
+    f_lo = np.where(has_wait, w_hi, s_start)
+    o_lo, _ = _per_step_hull(optimizer.starts, optimizer.ends, s_start, s_end)
+    f_hi = np.where(b_lo < s_end, b_lo, o_lo)
+    f_hi = np.maximum(f_hi, f_lo)
+    forward = iv.subtract(iv.union(f_lo, f_hi), claimed)
+    hidden = iv.subtract(data_wait, exposed)
+    parts = {
+        "data_wait_exposed_ms": exposed, "data_wait_hidden_ms": hidden, "optimizer_ms": optimizer,
+        "backward_ms": backward, "collective_ms": coll, "forward_ms": forward,
+    }
+    out = {k: iv.measure_within(s, s_start, s_end) / NS_PER_MS for k, s in parts.items()}
+    durations = (s_end - s_start) / NS_PER_MS
+    out["other_ms"] = np.maximum(durations - sum(out.values()), 0.0)
+    return out
