@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 from tracelens.capture import launch
 from tracelens.capture.options import JobResult, ProfileOptions, ProfileResult
+from tracelens.capture.progress import Status, follow
 from tracelens.capture.registry import jsonable
 from tracelens.capture.supervisor import stop_on_sigterm, supervise
 from tracelens.errors import UsageError
@@ -75,16 +76,19 @@ def run_profile(options: ProfileOptions) -> ProfileResult | JobResult:
     rank = launch.rank_env()
     run_dir = claim_run_dir(options, rank)
     try:
-        if options.supervise:
-            recorded, stopped = supervise(options, run_dir, script_command(options))
-        else:
-            recorded, stopped = record_here(options, run_dir), False
-        if stopped:
-            note = f"analysis skipped (tracelens was asked to stop): tracelens analyze {run_dir}"
-            recorded = replace(recorded, notes=(*recorded.notes, note))
-        else:
-            with stop_on_sigterm(run_dir):
-                recorded = analyze_run(recorded, no_report=options.no_report)
+        with Status(enabled=rank is None) as status:  # a job's ranks share one terminal: silent
+            if options.supervise:
+                with follow(run_dir, status):
+                    recorded, stopped = supervise(options, run_dir, script_command(options))
+            else:
+                recorded, stopped = record_here(options, run_dir), False
+            if stopped:
+                note = f"analysis skipped (tracelens was asked to stop): tracelens analyze {run_dir}"
+                recorded = replace(recorded, notes=(*recorded.notes, note))
+            else:
+                status.update("analyzing the trace, writing analysis.json and report.html")
+                with stop_on_sigterm(run_dir):
+                    recorded = analyze_run(recorded, no_report=options.no_report)
     finally:
         release_claim(run_dir)
     if rank is None:
@@ -162,14 +166,17 @@ def record(options: ProfileOptions, run_dir: Path, *, supervisor_pid: int | None
     from tracelens.capture import hooks
     from tracelens.capture.guard import ExitGuard
     from tracelens.capture.outcome import annotate, write_phase
+    from tracelens.capture.progress import progress_writer
     from tracelens.capture.session import CaptureSession
     from tracelens.capture.target import run_target
 
     session = CaptureSession(session_config(options, run_dir))
     session.observer = lambda phase: write_phase(run_dir, phase)
+    session.progress = progress_writer(run_dir)
 
     def finish(status: int, reason: str, error: str | None, signum: int | None, shutdown: bool) -> None:
         write_phase(run_dir, "finishing")
+        session.progress("writing the trace and run.json", True)  # type: ignore[misc]
         done = session.finish(status, reason, error, shutdown_workers=shutdown)
         notes = done.notes
         if supervisor_pid is not None and os.getppid() != supervisor_pid:

@@ -39,6 +39,7 @@ from typing import Any
 
 from tracelens.capture import hooks
 from tracelens.capture.options import ProfileResult
+from tracelens.capture.progress import step_progress
 from tracelens.capture.registry import LoaderRegistry
 from tracelens.capture.rundoc import SYNC_MARKER, SessionState, WindowTimes, build_run_info
 from tracelens.capture.target import StopRun
@@ -134,6 +135,7 @@ class CaptureSession:
         self.activities: list[Any] = []
         #: Told "window" when the window starts and "saved" once the trace is on disk.
         self.observer: Callable[[str], None] | None = None
+        self.progress: Callable[[str, bool], None] | None = None  # (text, force): progress.progress_writer
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -288,6 +290,8 @@ class CaptureSession:
         self.fetch_gate.on = drawn + MAIN_FETCH_LEAD_BATCHES >= self.schedule.wait
         if drawn >= self.schedule.wait:
             self._start_window()
+        elif self.progress is not None:
+            self.progress(f"skipping the first batches ({drawn}/{self.schedule.wait})", False)
 
     def _next_in_window(self, it: Any, orig: Any, loader_id: int) -> Any:
         """A batch inside the window: the window loader's starts a step; a loader that has fed no
@@ -335,6 +339,8 @@ class CaptureSession:
             self._mark_record_start()
         if self.observer is not None:
             self.observer("window")
+        if self.progress is not None:
+            self.progress(step_progress(0, sched.warmup, sched.active), True)
 
     def _abandon_window(self, loader_id: int) -> None:
         """Drop the provisional window (no trace written) and wait for ``loader_id``'s instead."""
@@ -402,6 +408,9 @@ class CaptureSession:
         prof.step()
         if prof.step_num == sched.warmup:
             self._mark_record_start()
+        if self.progress is not None:
+            self.progress(step_progress(int(prof.step_num), sched.warmup, sched.active),
+                          prof.step_num in (sched.warmup, sched.warmup + sched.active))
         if self.trace_ready:
             self._end_window()
             if sched.stop_after_window:

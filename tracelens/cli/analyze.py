@@ -35,7 +35,7 @@ def _progress_printer(path: Path) -> Callable[[int, int], None] | None:
 
 def analyze(
     path: Annotated[str, typer.Argument(metavar="PATH", help="A trace (.json / .json.gz), a run directory, or a directory of traces (ranks, TensorBoard logdir); also an fsspec URL of one (s3://, gs://, https://).", show_default=False)],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON document (SPEC §3) instead of the summary.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole analysis as JSON (what analysis.json holds) instead of the summary.")] = False,
     html: Annotated[Path | None, typer.Option("--html", help="Also write the HTML report to this file (an existing file only with --force).")] = None,
     fail_on: Annotated[str | None, typer.Option("--fail-on", help="Exit 3 when a finding of this severity or worse is present: high, medium, low, info.")] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Processes for several ranks (default: one per core; at most 4 per core).")] = None,

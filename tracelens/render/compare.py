@@ -65,7 +65,8 @@ def comparison_rows(c: Comparison) -> list[dict[str, str]]:
 def format_comparison(c: Comparison) -> str:
     """The terminal table: paths, metrics A / B / delta, findings, verdict."""
     a, b = rank_document(c.a), rank_document(c.b)
-    lines = [f"A: {a['source']['path']}", f"B: {b['source']['path']}", ""]
+    tone = {"good": "BETTER", "bad": "WORSE", "neutral": "NO CLEAR CHANGE"}[verdict_tone(c)]
+    lines = [tone, c.verdict, "", f"A: {a['source']['path']}", f"B: {b['source']['path']}", ""]
     rows = comparison_rows(c)
     w = max(len(r["label"]) for r in rows)
     wa = max(12, *(len(r["a"]) for r in rows))
@@ -83,8 +84,6 @@ def format_comparison(c: Comparison) -> str:
             lines.append(f"    {f.status:<9} {f.id:<8} [{sev}] {f.title}")
     for n in c.notes:
         lines.append(f"  note: {n}")
-    lines.append("")
-    lines.append(c.verdict)
     return "\n".join(lines)
 
 

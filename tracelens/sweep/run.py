@@ -69,19 +69,36 @@ def _run_setting_once(plan: SweepPlan, setting: Setting, runner: TrialRunner, in
     return Trial(setting, tp, tuple(raws), time.perf_counter() - t0)
 
 
+def eta_text(walls: Sequence[float], left: int | None) -> str:
+    """``, about 40 s left`` from the trials measured so far (the mean trial's wall time times
+    the trials left); ``, about 12 s a trial`` when the count is open (auto); "" before any."""
+    if not walls:
+        return ""
+    mean = sum(walls) / len(walls)
+    if left is None:
+        return f", about {mean:,.0f} s a trial"
+    return f", about {mean * left:,.0f} s left" if left else ""
+
+
 class Progress:
-    """``trial k of n`` and the running best, one line per trial on a stream (stderr)."""
+    """``trial k of n`` with an estimate of the time left, and the running best, one line per
+    trial on a stream (stderr)."""
 
     def __init__(self, stream: TextIO | None) -> None:
         self.stream = stream
+        self.walls: list[float] = []
+        self._started = 0.0
 
     def start(self, k: int, n: int | None, setting: Setting) -> None:
+        self._started = time.perf_counter()
         if self.stream is not None:
             of = f"{k} of {n}" if n else f"{k}"
-            self.stream.write(f"[sweep] trial {of}: num_workers={setting.label()} ...\n")
+            eta = eta_text(self.walls, n - k + 1 if n else None)
+            self.stream.write(f"[sweep] trial {of}: num_workers={setting.label()} ...{eta}\n")
             self.stream.flush()
 
     def done(self, trial: Trial, best: Trial | None) -> None:
+        self.walls.append(time.perf_counter() - self._started)
         if self.stream is None:
             return
         t = trial.throughput
