@@ -156,6 +156,12 @@ def _evidence_item(key: str, value: Any) -> dict[str, str]:
         return {"key": key[: -len("_ms_per_step")].replace("_", " ") + " per step", "value": fmt_ms(float(value))}
     if number and key.endswith("_bytes"):
         return {"key": key[: -len("_bytes")].replace("_", " "), "value": f"{float(value) / 1e6:,.1f} MB"}
+    if number and key.endswith(("speedup", "ceiling")):
+        return {"key": key.replace("_", " "), "value": f"{float(value):.2f}×"}
+    if isinstance(value, float) and ("cores" in key or "workers" in key):
+        return {"key": key.replace("_", " "), "value": f"{value:,.1f}"}
+    if isinstance(value, float) and abs(value) < 1e4:
+        return {"key": key.replace("_", " "), "value": f"{value:.3g}"}  # the JSON keeps full precision
     return {"key": key.replace("_", " "), "value": fmt_value(value)}
 
 
@@ -285,16 +291,37 @@ def _rank_rows(docs: list[dict[str, Any]], slowest: int | None) -> tuple[list[di
             "rank": d.get("rank"), "steps": d.get("steps"),
             "step_ms": fmt_ms(m.get("step_time_ms_median")), "data_wait": pct(m.get("data_wait_fraction")),
             "exposed": pct(e), "exposed_fraction": rounded(e or 0.0), "gpu_busy": pct(m.get("gpu_busy_fraction")),
+            "exposed_ms_value": _exposed_ms_per_step(d), "exposed_ms": fmt_ms(_exposed_ms_per_step(d)),
+            "collective_ms_value": m.get("collective_ms_per_step") or 0.0,
+            "collective": fmt_ms(m.get("collective_ms_per_step") or 0.0),
             "ceiling": f"{m['speedup_ceiling']:.2f}×" if m.get("speedup_ceiling") else "n/a",
             "diagnosis": f"waits for rank {waits}" if waits is not None else d.get("diagnosis"),
             "slowest": d.get("rank") == slowest,
         })
-    top = max((row["exposed_fraction"] for row in rows), default=0.0) or 1.0
+    # both bars on one scale (ms per step), so a straggler's wait and the others' collective wait compare
+    top = max((max(row["exposed_ms_value"], row["collective_ms_value"]) for row in rows), default=0.0) or 1.0
     for row in rows:
-        row["bar_pct"] = rounded(100 * row["exposed_fraction"] / top, 1)
+        row["bar_pct"] = rounded(100 * row.pop("exposed_ms_value") / top, 1)
+        row["coll_bar_pct"] = rounded(100 * row.pop("collective_ms_value") / top, 1)
     notice = (f"The rank table lists the {len(shown)} of {len(docs):,} ranks that wait most for data; "
               "every rank is in `analyze --json`.") if len(shown) < len(docs) else None
     return rows, notice
+
+
+def _exposed_ms_per_step(d: dict[str, Any]) -> float:
+    """Mean exposed data wait per step (ms) of one rank's document."""
+    m = d["metrics"]
+    frac, total, n = m.get("exposed_data_wait_fraction"), m.get("step_time_ms_total"), m.get("measured_steps")
+    return float(frac) * float(total) / int(n) if frac is not None and total is not None and n else 0.0
+
+
+def _straggler_view(job: dict[str, Any]) -> dict[str, str] | None:
+    """The job's rank_straggler finding (title, first sentence of advice), None without one."""
+    f = next((f for f in job.get("findings", []) if f.get("kind") == "rank_straggler"), None)
+    if f is None:
+        return None
+    advice = str(f.get("advice") or "")
+    return {"title": str(f.get("title") or ""), "advice": advice.split(". ")[0].rstrip(".") + "." if advice else ""}
 
 
 def _span(a: int, b: int) -> str:
@@ -380,6 +407,7 @@ def build_view(result: Result, *, redact: bool = False) -> dict[str, Any]:
         "rank_count": len(rank_docs),
         "ranks": rows,
         "across": _spread_view(rank_docs) if multi else None,
+        "straggler": _straggler_view(result.document) if multi else None,
         "failed_ranks": [{"rank": f.get("rank"), "error": str(f.get("error"))}
                          for f in result.document.get("failed_ranks", [])][:MAX_RANK_ROWS],
         "focus_rank": doc.get("rank") if multi else None,

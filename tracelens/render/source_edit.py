@@ -181,7 +181,8 @@ def _changes(call: ast.Call, recommendation: Mapping[str, Any], current: Mapping
             continue
         if splat is not None:
             have = current.get(key)
-            if have != rec and not (have is None and rec == defaults.get(key)):
+            same_depth = key == "prefetch_factor" and {have, rec} <= {None, 2} and recommendation.get("num_workers")
+            if have != rec and not same_depth and not (have is None and rec == defaults.get(key)):
                 unresolved.append(f"{arg}={rec!r} (the call passes **{ast.unparse(splat.value)}: set it there)")
             continue
         if rec is None or rec == defaults.get(key) or (key == "prefetch_factor" and rec == 2):

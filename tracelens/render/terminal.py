@@ -113,12 +113,16 @@ def format_summary(doc: dict[str, Any], color: bool = False, cwd: str | None = N
             lines.append(c("1", f"  {'the same as a ' if fw and fw['lines'] else ''}change to the DataLoader call{where}:"))
         lines += [c(DIFF_COLOR.get(d["op"], "2"), f"  {d['op']}{'' if d['op'] == '@' else ' '}{_clean(d['text'])}") for d in rec["diff"]]
         if src is not None and src["unresolved"]:
-            lines += _wrap("also, by hand: " + "; ".join(src["unresolved"]), "  ")
+            lead = "also, by hand: " if src["lines"] else f"the call at {src['where']} takes these from keyword arguments built elsewhere: set "
+            lines += _wrap(lead + "; ".join(src["unresolved"]), "  ")
         if rec["env"]:
             lines.append(c("1", "  and start training with:"))
             lines += [c(DIFF_COLOR["+"], f"  + export {_clean(e)}") for e in rec["env"]]
         if rec["expected"]:
-            lines.append(f"  expected: steps about {rec['expected']} faster (estimate)")
+            ceiling = m.get("speedup_ceiling")
+            bound = (f"; the ceiling, with no exposed wait left, is {ceiling:.2f}×"
+                     if isinstance(ceiling, (int, float)) and rec["expected_value"] <= 1.02 * ceiling else "")
+            lines.append(f"  expected: steps about {rec['expected']} faster (estimate{bound})")
     elif rec["keep"]:
         lines.append("  keep the DataLoader settings as they are (the trace does not show "
                      + ", ".join(rec["keep"]) + ")")
