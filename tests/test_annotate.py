@@ -16,6 +16,7 @@ import pytest
 
 from tests.builders import TraceBuilder, starved_loop
 from tracelens.api import analyze_path, annotate_path
+from tracelens.document.schema import Document
 
 #: Event phases of the Trace Event Format that tracelens writes.
 WRITTEN_PHASES = {"X", "M"}
@@ -77,11 +78,12 @@ def test_annotated_trace_holds_every_original_event_plus_the_tracks(tmp_path: Pa
     assert hidden_ms == pytest.approx((per_step["data_wait_ms"] - per_step["exposed_wait_ms"]).sum(), abs=1e-3)
     assert hidden_ms > 0
     verdict = tracks["verdict"][0]
-    assert verdict["name"] == result.document["diagnosis"].replace("_", " ").upper()
+    assert verdict["name"] == result.document.diagnosis.replace("_", " ").upper()
     assert "removing that wait would make steps" in verdict["args"]["verdict"]
-    for f in result.document["findings"]:
-        slices = [e for t, es in tracks.items() if t.startswith(f"finding {f['id']}") for e in es]
-        assert slices and slices[0]["args"]["advice"] == f["advice"]
+    assert result.document.findings
+    for f in result.document.findings:
+        slices = [e for t, es in tracks.items() if t.startswith(f"finding {f.id}") for e in es]
+        assert slices and slices[0]["args"]["advice"] == f.advice
 
 
 def test_annotated_trace_is_valid_trace_event_format(tmp_path: Path) -> None:
@@ -111,9 +113,10 @@ def test_annotated_trace_is_valid_trace_event_format(tmp_path: Path) -> None:
             assert not stack or end <= stack[-1] + 1e-6, "slices on one track must nest"
             stack.append(end)
     # and it is still a trace tracelens reads, with the same numbers as the original
-    again = analyze_path(out).document["metrics"]
-    first = analyze_path(src).document["metrics"]
-    assert again["exposed_data_wait_fraction"] == pytest.approx(first["exposed_data_wait_fraction"])
+    again = analyze_path(out).document
+    first = analyze_path(src).document
+    assert isinstance(again, Document) and isinstance(first, Document)
+    assert again.metrics.exposed_data_wait_fraction == pytest.approx(first.metrics.exposed_data_wait_fraction)
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -8,11 +8,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
-from tests.builders import TraceBuilder, starved_loop
+from tests.builders import TraceBuilder, finding, make_document, plain, starved_loop
 from tracelens.api import compare_paths
-from tracelens.document.compare import compare_documents, comparison_document, diff_findings
+from tracelens.document.compare import (
+    compare_documents,
+    comparison_document,
+    diff_findings,
+    encode_comparison,
+)
+from tracelens.document.schema import AnalysisDocument, Document, Finding, JobDocument, JobSource
 from tracelens.render.compare import format_comparison, render_comparison_html
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -24,27 +31,26 @@ PAIRS = [
 
 
 def _doc(step_ms: float, exposed: float, *, findings: list[dict[str, Any]] | None = None,
-         steps: list[float] | None = None, num_workers: int | None = 0) -> dict[str, Any]:
-    per_step = [{"duration_ms": d} for d in (steps or [step_ms] * 5)]
-    return {
-        "schema_version": 1,
-        "source": {"path": f"run-{step_ms}", "format": "kineto", "ranks": None, "devices": []},
-        "steps": len(per_step),
-        "metrics": {"step_time_ms_median": step_ms, "data_wait_fraction": exposed,
-                    "exposed_data_wait_fraction": exposed, "gpu_busy_fraction": 0.5,
-                    "step_time_ms_total": step_ms * len(per_step), "measured_steps": len(per_step)},
-        "loader": {"iterator": "single_process" if num_workers == 0 else "multi_process",
-                   "num_workers": num_workers, "pin_memory": False, "persistent_workers": False,
-                   "prefetch_factor": None},
-        "diagnosis": "input_bound" if exposed > 0.05 else "healthy",
-        "findings": findings or [],
-        "per_step": per_step,
-    }
+         steps: list[float] | None = None, num_workers: int | None = 0, rank: int | None = None) -> Document:
+    per_step = [{"step": i, "duration_ms": d} for i, d in enumerate(steps or [step_ms] * 5)]
+    return make_document(
+        source={"path": f"run-{step_ms}", "format": "json"},
+        steps=len(per_step),
+        metrics={"step_time_ms_median": step_ms, "data_wait_fraction": exposed,
+                 "exposed_data_wait_fraction": exposed, "gpu_busy_fraction": 0.5,
+                 "step_time_ms_total": step_ms * len(per_step), "measured_steps": len(per_step)},
+        loader={"iterator": "single_process" if num_workers == 0 else "multi_process",
+                "num_workers": num_workers, "pin_memory": False, "persistent_workers": False,
+                "prefetch_factor": None},
+        diagnosis="input_bound" if exposed > 0.05 else "healthy",
+        findings=[plain(f) for f in findings or []],
+        per_step=per_step,
+        **({"rank": rank} if rank is not None else {}),
+    )
 
 
-def _finding(fid: str, severity: str, confidence: float = 0.9) -> dict[str, Any]:
-    return {"id": fid, "kind": fid.lower(), "severity": severity, "confidence": confidence,
-            "title": f"finding {fid}", "evidence": {}, "advice": ""}
+def _finding(fid: str, severity: str, confidence: float = 0.9) -> Finding:
+    return msgspec.convert(finding(fid, severity, confidence=confidence), Finding)
 
 
 def test_delta_is_b_minus_a_and_verdict_names_both_changes() -> None:
@@ -90,9 +96,9 @@ def test_findings_are_matched_by_id() -> None:
 def test_document_follows_spec_and_renders() -> None:
     c = compare_documents(_doc(176.0, 0.30, findings=[_finding("TL101", "high")]), _doc(127.0, 0.01))
     doc = comparison_document(c)
-    assert doc["schema_version"] == 1 and doc["a"]["metrics"]["step_time_ms_median"] == 176.0
+    assert doc["schema_version"] == 1 and doc["a"].metrics.step_time_ms_median == 176.0
     assert {"step_time_ms_median", "exposed_data_wait_fraction", "findings"} <= set(doc["delta"])
-    json.dumps(doc)
+    assert json.loads(encode_comparison(c))["a"]["metrics"]["step_time_ms_median"] == 176.0
     text = format_comparison(c)
     assert "B − A" in text and "gone" in text and c.verdict in text
     html = render_comparison_html(c)
@@ -100,9 +106,9 @@ def test_document_follows_spec_and_renders() -> None:
 
 
 def test_multi_rank_documents_compare_their_slowest_rank() -> None:
-    r0, r1 = _doc(100.0, 0.1), _doc(120.0, 0.3)
-    r0["rank"], r1["rank"] = 0, 1
-    multi = {"schema_version": 1, "source": {"path": "d"}, "ranks": [r0, r1], "slowest_rank": 1}
+    r0, r1 = _doc(100.0, 0.1, rank=0), _doc(120.0, 0.3, rank=1)
+    multi = JobDocument(schema_version=1, source=JobSource(path="d"), ranks=[r0, r1], slowest_rank=1,
+                        diagnosis=r1.diagnosis, recommendation=r1.recommendation, findings=[])
     c = compare_documents(multi, _doc(110.0, 0.0))
     assert c.delta["step_time_ms_median"] == pytest.approx(-10.0)
     assert any("slowest rank 1" in n for n in c.notes)
@@ -134,8 +140,9 @@ def test_shared_num_workers_pairs(before: str, after: str) -> None:
     assert "faster" in c.verdict
 
 
-def rank_exposed(doc: dict[str, Any]) -> float:
-    return float(doc["metrics"]["exposed_data_wait_fraction"])
+def rank_exposed(doc: AnalysisDocument) -> float:
+    assert isinstance(doc, Document)
+    return float(doc.metrics.exposed_data_wait_fraction or 0.0)
 
 
 def test_cli_json_and_html(tmp_path: Path) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 import pytest
 
+from tests.builders import make_document
 from tests.conftest import SHARED_TRACES
 from tracelens.document.distribution import (
     RankSummary,
@@ -17,17 +17,18 @@ from tracelens.document.distribution import (
     rank_documents,
     spread,
 )
+from tracelens.document.schema import Document, JobDocument, JobSource
 
 
 def rank_doc(rank: int, exposed_ms: dict[int, float], *, data_wait: float | None = None,
-             exposed: float | None = None, path: str | None = None) -> dict[str, Any]:
-    """A minimal rank object: metrics and per-step exposed wait (ms) by step number."""
-    return {
-        "rank": rank,
-        "source": {"path": path or f"s3://b/job/rank{rank}.pt.trace.json"},
-        "metrics": {"data_wait_fraction": data_wait, "exposed_data_wait_fraction": exposed, "step_time_ms_median": 100.0},
-        "per_step": [{"step": s, "exposed_wait_ms": v} for s, v in exposed_ms.items()],
-    }
+             exposed: float | None = None, path: str | None = None) -> Document:
+    """A rank object with its metrics and per-step exposed wait (ms) by step number."""
+    return make_document(
+        rank=rank,
+        source={"path": path or f"s3://b/job/rank{rank}.pt.trace.json"},
+        metrics={"data_wait_fraction": data_wait, "exposed_data_wait_fraction": exposed, "step_time_ms_median": 100.0},
+        per_step=[{"step": s, "exposed_wait_ms": v} for s, v in exposed_ms.items()],
+    )
 
 
 def test_spread_is_median_p90_and_max_of_the_ranks_that_have_a_value() -> None:
@@ -83,7 +84,9 @@ def test_4096_ranks_stay_a_small_matrix_quickly() -> None:
 def test_a_single_rank_document_is_its_own_rank() -> None:
     single = rank_doc(0, {1: 1.0})
     assert rank_documents(single) == [single]
-    assert rank_documents({"ranks": [single, single]}) == [single, single]
+    job = JobDocument(schema_version=1, source=JobSource(path="job"), ranks=[single, single], slowest_rank=0,
+                      diagnosis="healthy", recommendation=single.recommendation, findings=[])
+    assert rank_documents(job) == [single, single]
 
 
 @pytest.mark.skipif(not SHARED_TRACES.is_dir(), reason="../shared/traces is not present")
@@ -92,7 +95,8 @@ def test_real_ranks_give_the_slowest_rank_as_the_worst() -> None:
 
     doc = analyze_path(SHARED_TRACES / "param/train/compute/python/test/data/dlrm_kineto").document
     dist = rank_distribution(rank_documents(doc))
-    assert dist.ranks == 8 and dist.worst[0].rank == doc["slowest_rank"]
-    assert dist.exposed_wait.max == doc["slowest_rank_exposed_data_wait_fraction"]
+    assert isinstance(doc, JobDocument)
+    assert dist.ranks == 8 and dist.worst[0].rank == doc.slowest_rank
+    assert dist.exposed_wait.max == doc.slowest_rank_exposed_data_wait_fraction
     m = exposed_wait_matrix(rank_documents(doc))
     assert [b[0] for b in m.rank_buckets] == list(range(8))

@@ -6,7 +6,7 @@ import msgspec
 import pytest
 
 from tests.conftest import REPO
-from tracelens.docgen import run_json_markdown
+from tracelens.docgen import analysis_json_markdown, run_json_markdown
 from tracelens.runjson import Machine, Samples
 
 
@@ -15,8 +15,22 @@ def test_docs_run_json_md_is_current() -> None:
         "docs/run-json.md is stale: run `python -m tracelens.docgen`")
 
 
+def test_docs_analysis_json_md_is_current() -> None:
+    assert (REPO / "docs" / "analysis-json.md").read_text(encoding="utf-8") == analysis_json_markdown(), (
+        "docs/analysis-json.md is stale: run `python -m tracelens.docgen`")
+
+
 def test_every_documented_struct_field_has_a_meaning() -> None:
     assert "|  |" not in run_json_markdown()
+    assert "|  |" not in analysis_json_markdown()
+
+
+def test_the_analysis_json_tables_cover_both_document_shapes_and_link_their_structs() -> None:
+    text = analysis_json_markdown()
+    headings = {line[3:] for line in text.splitlines() if line.startswith("## ")}
+    assert {"Document", "JobDocument", "Finding", "FailedRank", "Tool"} <= headings
+    links = {part.split(")")[0] for part in text.split("](#")[1:]}
+    assert links <= {h.lower() for h in headings}
 
 
 def test_every_machine_fact_the_probe_emits_is_declared() -> None:

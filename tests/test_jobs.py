@@ -9,11 +9,14 @@ import uuid
 from pathlib import Path
 
 import pytest
+from msgspec import UNSET
+from msgspec.structs import replace
 
-from tests.builders import TraceBuilder, starved_loop, without_paths
+from tests.builders import TraceBuilder, job_of, make_document, starved_loop, without_paths
 from tracelens.api import analyze_path
 from tracelens.cli.output import failure_lines
 from tracelens.document.result import RankOutcome, Result
+from tracelens.document.schema import FailedRank, JobDocument, JobSource
 from tracelens.errors import TracelensError
 from tracelens.ranks.engine import assemble, run_locally, run_rank_job
 from tracelens.ranks.plan import Plan, RankJob, plan
@@ -44,7 +47,7 @@ def test_a_job_gives_the_same_document_as_the_local_analysis(tmp_path: Path) -> 
     _ranks(tmp_path)
     outcome = run_rank_job(plan(tmp_path).jobs[2])
     assert outcome.ok and outcome.error is None and outcome.bytes_read == (tmp_path / "rank2.json").stat().st_size
-    assert outcome.document == analyze_path(tmp_path).document["ranks"][2]
+    assert outcome.document == job_of(analyze_path(tmp_path).document).ranks[2]
 
 
 def test_a_bad_or_missing_rank_file_is_that_ranks_error_line(tmp_path: Path) -> None:
@@ -61,9 +64,9 @@ def test_failed_ranks_are_listed_and_the_others_kept(tmp_path: Path) -> None:
     (tmp_path / "rank1.json").write_text("{not json")
     p = plan(tmp_path)
     outcomes = run_locally(p.jobs, workers=1)
-    doc = assemble(p, outcomes).document
-    assert [r["rank"] for r in doc["ranks"]] == [0, 2]
-    assert [(f["rank"], f["paths"]) for f in doc["failed_ranks"]] == [(1, [str(tmp_path / "rank1.json")])]
+    doc = job_of(assemble(p, outcomes).document)
+    assert [r.rank for r in doc.ranks] == [0, 2]
+    assert [(f.rank, f.paths) for f in doc.failed_ranks] == [(1, [str(tmp_path / "rank1.json")])]
     assert failure_lines(doc)[-1] == "1 of 3 ranks failed; the results above are for the other 2"
 
 
@@ -77,11 +80,14 @@ def test_when_every_rank_fails_there_is_no_document(tmp_path: Path) -> None:
 
 
 def test_failure_lines_name_the_first_ranks_and_count_the_rest() -> None:
-    doc = {"ranks": [{}] * 10, "failed_ranks": [{"rank": r, "error": f"f{r}: gone"} for r in range(50)]}
+    rank = make_document(rank=0)
+    failed = [FailedRank(rank=r, paths=[], error=f"f{r}: gone") for r in range(50)]
+    doc = JobDocument(schema_version=1, source=JobSource(path="job"), ranks=[rank] * 10, slowest_rank=0,
+                      diagnosis=rank.diagnosis, recommendation=rank.recommendation, findings=[], failed_ranks_=failed)
     lines = failure_lines(doc, limit=3)
     assert lines == ["rank 0: f0: gone", "rank 1: f1: gone", "rank 2: f2: gone",
                      "... and 47 more (failed_ranks in --json)", "50 of 60 ranks failed; the results above are for the other 10"]
-    assert failure_lines({"ranks": [{}]}) == []
+    assert failure_lines(replace(doc, failed_ranks_=UNSET)) == [] and failure_lines(rank) == []
 
 
 def test_a_file_url_gives_the_local_documents_with_url_paths(tmp_path: Path) -> None:
@@ -89,8 +95,8 @@ def test_a_file_url_gives_the_local_documents_with_url_paths(tmp_path: Path) -> 
     seen: list[tuple[int, int, int]] = []
     by_url = analyze_path(tmp_path.as_uri() + "/", on_ranks=lambda *a: seen.append(a))
     assert isinstance(by_url, Result) and by_url.is_multi_rank and not by_url.failed
-    assert by_url.document["source"]["path"] == tmp_path.as_uri() + "/"
-    assert by_url.document["ranks"][0]["source"]["path"] == (tmp_path / "rank0.json").as_uri()
+    assert by_url.document.source.path == tmp_path.as_uri() + "/"
+    assert job_of(by_url.document).ranks[0].source.path == (tmp_path / "rank0.json").as_uri()
     assert without_paths(by_url.document) == without_paths(analyze_path(tmp_path).document)
     assert [s[:2] for s in seen] == [(1, 3), (2, 3), (3, 3)]
     assert seen[-1][2] == sum(f.stat().st_size for f in tmp_path.glob("*.json"))
@@ -103,8 +109,8 @@ def test_a_remote_url_is_spooled_and_named_by_its_url(tmp_path: Path) -> None:
     for f in tmp_path.glob("*.json"):
         fsspec.filesystem("memory").pipe(f"{remote}/{f.name}", f.read_bytes())
     by_url = analyze_path(remote + "/", jobs=1)  # in this process: the memory store is not shared
-    assert by_url.document["ranks"][1]["source"]["path"].endswith("/rank1.json")
-    assert by_url.document["ranks"][1]["source"]["path"].startswith("memory://")
+    assert job_of(by_url.document).ranks[1].source.path.endswith("/rank1.json")
+    assert job_of(by_url.document).ranks[1].source.path.startswith("memory://")
     assert without_paths(by_url.document) == without_paths(analyze_path(tmp_path).document)
 
 

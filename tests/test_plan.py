@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.builders import TraceBuilder, starved_loop, without_paths
+from tests.builders import TraceBuilder, job_of, starved_loop, without_paths
 from tests.conftest import REPO
 from tracelens.api import analyze_path
 from tracelens.document.result import Result
@@ -46,8 +46,8 @@ def test_a_job_directory_gives_the_same_document_by_path_and_by_file_url() -> No
     by_path, by_url = analyze_path(JOB), analyze_path(JOB.as_uri())
     assert without_paths(by_url.document) == without_paths(by_path.document)
     # the drift this fixes: without its run.json a rank could only be input_bound (TL104)
-    assert [r["diagnosis"] for r in by_url.document["ranks"]] == ["io_bound", "io_bound"]
-    assert by_url.document["ranks"][1]["source"]["path"] == (JOB / "rank-1" / "trace.json.gz").as_uri()
+    assert [r.diagnosis for r in job_of(by_url.document).ranks] == ["io_bound", "io_bound"]
+    assert job_of(by_url.document).ranks[1].source.path == (JOB / "rank-1" / "trace.json.gz").as_uri()
     assert [r.run is not None for r in by_url.ranks] == [True, True]
 
 
@@ -101,9 +101,9 @@ def test_a_bad_run_json_is_that_ranks_error_and_the_others_are_analyzed(tmp_path
     (_run_dir(tmp_path / "rank-1", 1) / "run.json").write_text("{not json")
     # WHEN analyzed THEN rank 0 is analyzed and rank 1 is its one-line error
     result = analyze_path(tmp_path)
-    assert [r["rank"] for r in result.document["ranks"]] == [0]
-    (failed,) = result.document["failed_ranks"]
-    assert failed["rank"] == 1 and failed["error"].startswith(f"{tmp_path / 'rank-1' / 'run.json'}: ")
+    assert [r.rank for r in job_of(result.document).ranks] == [0]
+    (failed,) = job_of(result.document).failed_ranks
+    assert failed.rank == 1 and failed.error.startswith(f"{tmp_path / 'rank-1' / 'run.json'}: ")
     assert [o.rank for o in result.failed] == [1]
 
 
@@ -115,7 +115,7 @@ def test_every_local_route_returns_one_result_with_the_full_analyses(tmp_path: P
         result = analyze_path(location, jobs=jobs)
         assert type(result) is Result and [r.rank for r in result.ranks] == [0, 1, 2]
         slowest = result.slowest
-        assert slowest is not None and slowest.rank == result.document["slowest_rank"] == 2
+        assert slowest is not None and slowest.rank == job_of(result.document).slowest_rank == 2
         assert len(slowest.analysis.per_step) == 3 and [o.ok for o in result.outcomes] == [True] * 3
     single = analyze_path(tmp_path / "rank1.json")
     assert not single.is_multi_rank and single.slowest is single.ranks[0] and len(single.outcomes) == 1

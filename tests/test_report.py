@@ -12,11 +12,13 @@ import msgspec
 import numpy as np
 import pandas as pd
 import pytest
+from msgspec.structs import replace
 
-from tests.builders import TraceBuilder
+from tests.builders import TraceBuilder, finding, make_document
 from tests.conftest import REPO, SHARED_TRACES
 from tracelens.api import analyze_files, analyze_path
 from tracelens.document.result import Result
+from tracelens.document.schema import Finding, JobDocument
 from tracelens.render.charts import histogram_spec, nice_axis
 from tracelens.render.format import fmt_ms
 from tracelens.render.html import render_page, templates_dir
@@ -192,10 +194,11 @@ def test_hostile_names_stay_inert(tmp_path: Path) -> None:
     p = b.write(tmp_path / "<img src=x onerror=alert(1)>.json")
     result = _result(p)
     # ... and a finding whose title, advice and evidence carry it too
-    doc = dict(result.ranks[0].document)
-    doc["findings"] = [{"id": "TL999", "kind": HOSTILE, "severity": "high", "confidence": 0.5,
-                        "title": HOSTILE, "evidence": {HOSTILE: HOSTILE, "n": [HOSTILE]}, "advice": HOSTILE}]
-    doc["recommendation"] = dict(doc["recommendation"], notes=[HOSTILE])
+    doc = result.ranks[0].document
+    evil = finding("TL999", "high", kind=HOSTILE, confidence=0.5, title=HOSTILE,
+                   evidence={HOSTILE: HOSTILE, "n": [HOSTILE]}, advice=HOSTILE)
+    doc = replace(doc, findings=[msgspec.convert(evil, Finding)],
+                  recommendation=replace(doc.recommendation, notes=[HOSTILE]))
     rank = dataclasses.replace(result.ranks[0], document=doc)
     result = Result(result.path, (rank,), doc)
     # WHEN rendered
@@ -318,25 +321,24 @@ def test_settings_diff_keeps_unshown_values_and_adds_thread_advice() -> None:
 
 
 def test_recommendation_view_words_keep_env_and_expected_gain() -> None:
-    doc: dict[str, Any] = {
-        "diagnosis": "oversubscription",
-        "loader": {"num_workers": 8, "pin_memory": False, "persistent_workers": False, "prefetch_factor": 2},
-        "copies": {"h2d_pinned": 0, "h2d_pageable": 0},
-        "recommendation": {"num_workers": 1, "pin_memory": False, "persistent_workers": False,
-                           "prefetch_factor": 2, "expected_speedup": 2.5, "torch_threads_per_worker": 1,
-                           "torch_threads_main": 1, "keep_current": [], "notes": [],
-                           "env": {"OMP_NUM_THREADS": "1", "BAD;rm -rf": "x", "MKL_NUM_THREADS": "$(x)"}},
-    }
+    doc = make_document(
+        diagnosis="oversubscription",
+        loader={"num_workers": 8, "pin_memory": False, "persistent_workers": False, "prefetch_factor": 2},
+        copies={"h2d_pinned": 0, "h2d_pageable": 0},
+        recommendation={"num_workers": 1, "pin_memory": False, "persistent_workers": False,
+                        "prefetch_factor": 2, "expected_speedup": 2.5, "torch_threads_per_worker": 1,
+                        "torch_threads_main": 1, "keep_current": [], "notes": [],
+                        "env": {"OMP_NUM_THREADS": "1", "BAD;rm -rf": "x", "MKL_NUM_THREADS": "$(x)"}},
+    )
     view = recommendation_view(doc)
     assert view["changed"] and view["expected"] == "2.50×" and view["env"] == ["OMP_NUM_THREADS=1"]
-    doc["diagnosis"] = "healthy"
-    assert recommendation_view(doc)["expected"] is None
+    assert recommendation_view(replace(doc, diagnosis="healthy"))["expected"] is None
 
 
 def test_current_pin_memory_is_inferred_from_pinned_copies() -> None:
-    doc: dict[str, Any] = {"loader": {"num_workers": None, "pin_memory": None}, "copies": {"h2d_pinned": 5, "h2d_pageable": 0}}
+    doc = make_document(copies={"h2d_pinned": 5, "h2d_pageable": 0})
     assert current_settings(doc)["pin_memory"] is True
-    doc["copies"]["h2d_pageable"] = 1
+    doc = make_document(copies={"h2d_pinned": 5, "h2d_pageable": 1})
     assert current_settings(doc)["pin_memory"] is None
 
 
@@ -345,8 +347,8 @@ def test_current_pin_memory_is_inferred_from_pinned_copies() -> None:
     ("io_bound", "I/O-bound"), ("oversubscription", "Oversubscribed"), ("undetermined", "cannot say"),
 ])
 def test_verdict_is_one_sentence_with_the_ceiling(diagnosis: str, needle: str) -> None:
-    doc: dict[str, Any] = {"diagnosis": diagnosis, "fallback": None, "metrics": {
-        "exposed_data_wait_fraction": 0.2, "speedup_ceiling": 1.25, "gpu_busy_fraction": 0.5, "next_calls": 3}}
+    doc = make_document(diagnosis=diagnosis, metrics={
+        "exposed_data_wait_fraction": 0.2, "speedup_ceiling": 1.25, "gpu_busy_fraction": 0.5, "next_calls": 3})
     s = verdict_sentence(doc)
     assert needle in s and s.endswith(".") and s.count(". ") == 0
 
@@ -477,9 +479,10 @@ def test_multi_rank_report_puts_the_ranks_right_after_the_verdict() -> None:
     ranks = page[page.index('id="ranks"'):page.index('id="breakdown"')]
     # with the straggler said, the heat map, and each rank's collective wait drawn beside its data wait
     assert 'class="straggler"' in ranks and "Exposed data wait by rank and step" in ranks
-    for r in result.document["ranks"]:
-        coll = fmt_ms(r["metrics"]["collective_ms_per_step"])
-        assert f"rank {r['rank']}: {coll} per step inside collectives" in ranks
+    assert isinstance(result.document, JobDocument)
+    for r in result.document.ranks:
+        coll = fmt_ms(r.metrics.collective_ms_per_step)
+        assert f"rank {r.rank}: {coll} per step inside collectives" in ranks
 
 
 def test_evidence_reads_with_units_and_meaningful_precision() -> None:

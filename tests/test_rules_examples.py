@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.builders import job_of, single_of
 from tracelens.api import analyze_path
 from tracelens.diagnosis import Diagnosis
 
@@ -87,16 +88,16 @@ def test_framework_example_gets_the_diagnosis_and_settings_it_was_built_for(
 
 
 def test_framework_examples_name_the_training_loader_they_analyzed() -> None:
-    lightning = analyze_path(SAMPLES / "lightning_train").document["loader"]
-    hf = analyze_path(SAMPLES / "hf_trainer").document["loader"]
-    assert (lightning["framework"], lightning["training"]) == ("lightning", True)
-    assert "train_dataloader" in lightning["created_at"] and lightning["batches_per_epoch"] == 64
-    assert (hf["framework"], hf["training"]) == ("transformers", True)
+    lightning = single_of(analyze_path(SAMPLES / "lightning_train").document).loader
+    hf = single_of(analyze_path(SAMPLES / "hf_trainer").document).loader
+    assert (lightning.framework, lightning.training) == ("lightning", True)
+    assert "train_dataloader" in (lightning.created_at or "") and lightning.batches_per_epoch == 64
+    assert (hf.framework, hf.training) == ("transformers", True)
 
 
 def test_slow_rank_of_the_torchrun_job_is_the_straggler_and_gets_the_job_s_advice() -> None:
-    doc = analyze_path(SAMPLES / "ddp_torchrun").document
-    straggler = next(f for f in doc["findings"] if f["kind"] == "rank_straggler")
-    assert straggler["evidence"]["rank"] == 1 and doc["slowest_rank"] == doc["rank_straggler"] == 1
-    assert doc["recommendation"]["num_workers"] == 4
-    assert next(r for r in doc["ranks"] if r["rank"] == 0)["waits_for_rank"] == 1
+    doc = job_of(analyze_path(SAMPLES / "ddp_torchrun").document)
+    straggler = next(f for f in doc.findings if f.kind == "rank_straggler")
+    assert straggler.evidence["rank"] == 1 and doc.slowest_rank == doc.rank_straggler == 1
+    assert doc.recommendation.num_workers == 4
+    assert next(r for r in doc.ranks if r.rank == 0).waits_for_rank == 1

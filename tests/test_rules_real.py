@@ -37,7 +37,7 @@ def test_num_workers_0_half_is_input_bound_with_computed_settings(pattern: str) 
     assert 0.2 < f.evidence["exposed_wait_fraction"] < 0.35
     assert any(f.kind == "pageable_memcpy" for f in d.findings)
     assert any("tracelens profile" in n for n in rec.notes)
-    assert r.document["diagnosis"] == "input_bound"
+    assert r.document.diagnosis == "input_bound"
 
 
 @pytest.mark.parametrize("pattern", PAIRS)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO
+from tracelens.document.schema import Document
 from tracelens.render.source_edit import edit_call, parse_created_at, source_edit
 
 SCRIPT = '''import torch
@@ -151,7 +152,8 @@ def test_report_and_terminal_show_the_edit_of_the_users_file(tmp_path: Path) -> 
 
     result = analyze_path(_run_with_source(tmp_path))
     rec: dict[str, Any] = build_view(result)["recommendation"]
-    n = result.document["recommendation"]["num_workers"]
+    assert isinstance(result.document, Document)
+    n = result.document.recommendation.num_workers
     # THEN the copy button copies the user's own statement, edited
     assert rec["code"].startswith("loader = DataLoader(\n    reviews,") and f"num_workers={n}," in rec["code"]
     assert "shuffle=True" in rec["code"] and "collate_fn=pad_batch" in rec["code"]

@@ -5,10 +5,13 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import msgspec
 import pytest
+from msgspec.structs import replace
 
-from tests.builders import TraceBuilder
+from tests.builders import TraceBuilder, finding
 from tracelens.api import analyze_path
+from tracelens.document.schema import Document, Finding
 from tracelens.render.terminal import format_summary, print_summary, use_color
 
 
@@ -17,11 +20,13 @@ class _Tty(io.StringIO):
         return True
 
 
-def _doc(tmp_path: Path, iterator: str = "_SingleProcessDataLoaderIter") -> dict:  # type: ignore[type-arg]
+def _doc(tmp_path: Path, iterator: str = "_SingleProcessDataLoaderIter") -> Document:
     b = TraceBuilder(device_names=("H100",))
     for i in range(4):
         b.step(i, i * 100_000, 100_000).next_call(i * 100_000, 30_000, iterator).kernel(i * 100_000 + 30_100, 60_000)
-    return analyze_path(b.write(tmp_path / "t.json")).document
+    doc = analyze_path(b.write(tmp_path / "t.json")).document
+    assert isinstance(doc, Document)
+    return doc
 
 
 def test_summary_holds_verdict_numbers_and_the_change(tmp_path: Path) -> None:
@@ -54,9 +59,8 @@ def test_colour_codes_only_when_asked(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_control_characters_from_the_trace_are_shown_escaped(tmp_path: Path) -> None:
     # GIVEN a DataLoader iterator name with an escape sequence that would clear the screen
-    doc = _doc(tmp_path)
-    doc["findings"] = [{"id": "TL1", "kind": "x", "severity": "high", "confidence": 1.0,
-                        "title": "evil \x1b[2J name", "evidence": {}, "advice": "do \x07 this."}]
+    evil = finding("TL1", "high", title="evil \x1b[2J name", advice="do \x07 this.")
+    doc = replace(_doc(tmp_path), findings=[msgspec.convert(evil, Finding)])
     text = format_summary(doc)
     assert "\x1b" not in text and "\x07" not in text and "evil \\x1b[2J name" in text
 
@@ -84,32 +88,34 @@ def test_non_utf8_stream_gets_a_readable_fallback(tmp_path: Path) -> None:
 def test_thread_advice_environment_and_expected_gain_are_printed(tmp_path: Path) -> None:
     # GIVEN a recommendation with thread and environment advice, and one that keeps num_workers
     doc = _doc(tmp_path)
-    doc["diagnosis"] = "oversubscription"
-    doc["recommendation"].update(torch_threads_per_worker=1, torch_threads_main=1, expected_speedup=2.0,
-                                 env={"OMP_NUM_THREADS": "1"}, keep_current=[])
+    doc = replace(doc, diagnosis="oversubscription", recommendation=replace(
+        doc.recommendation, torch_threads_per_worker=1, torch_threads_main=1, expected_speedup=2.0,
+        env={"OMP_NUM_THREADS": "1"}, keep_current=[]))
     text = format_summary(doc)
     assert "torch.set_num_threads(1)  # main process" in text and "worker_init_fn=" in text
     assert "+ export OMP_NUM_THREADS=1" in text and "about 2.00× faster" in text
-    doc["loader"].update(num_workers=None, pin_memory=None, persistent_workers=None, prefetch_factor=None)
-    doc["recommendation"].update(torch_threads_per_worker=None, torch_threads_main=None, env={},
-                                 keep_current=["num_workers"], num_workers=1, pin_memory=False,
-                                 persistent_workers=False, prefetch_factor=None)
+    doc = replace(doc, loader=replace(doc.loader, num_workers=None, pin_memory=None, persistent_workers=None,
+                                      prefetch_factor=None),
+                  recommendation=replace(doc.recommendation, torch_threads_per_worker=None, torch_threads_main=None,
+                                         env={}, keep_current=["num_workers"], num_workers=1, pin_memory=False,
+                                         persistent_workers=False, prefetch_factor=None))
     assert "keep the DataLoader settings as they are (the trace does not show num_workers)" in format_summary(doc)
 
 
 def test_a_hugging_face_trainer_user_sees_the_training_arguments_to_change(tmp_path: Path) -> None:
     # GIVEN the loader was built by transformers' Trainer (run.json says so)
     doc = _doc(tmp_path)
-    doc["loader"] |= {"framework": "transformers", "created_at": "transformers/trainer.py:1 in get_train_dataloader"}
+    doc = replace(doc, loader=replace(doc.loader, framework="transformers",
+                                      created_at="transformers/trainer.py:1 in get_train_dataloader"))
     text = format_summary(doc)
     # THEN the knob they change comes first, the DataLoader diff beside it
     assert "Hugging Face Trainer" in text and "TrainingArguments(" in text
-    assert f"+     dataloader_num_workers={doc['recommendation']['num_workers']}," in text
+    assert f"+     dataloader_num_workers={doc.recommendation.num_workers}," in text
     assert text.index("TrainingArguments(") < text.index("loader = DataLoader(")
 
 
 def test_a_lightning_user_is_told_where_the_loader_call_is(tmp_path: Path) -> None:
     doc = _doc(tmp_path)
-    doc["loader"] |= {"framework": "lightning", "created_at": "train.py:42 in train_dataloader"}
+    doc = replace(doc, loader=replace(doc.loader, framework="lightning", created_at="train.py:42 in train_dataloader"))
     text = format_summary(doc)
     assert "LightningDataModule.train_dataloader" in text and "train.py:42 in train_dataloader" in text

@@ -3,11 +3,11 @@ analyze a location, compare two, write a run directory's outputs."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tracelens.document.compare import Comparison, compare_documents
 from tracelens.document.result import Result
+from tracelens.document.schema import JobDocument, encode_document
 from tracelens.load import Progress
 from tracelens.ranks.engine import RankProgress, analyze_files, assemble, run_locally
 from tracelens.ranks.plan import plan
@@ -52,7 +52,7 @@ def write_run_outputs(run_dir: str | Path) -> Result:
 
     d = Path(run_dir)
     result = analyze_path(d)
-    write_atomic(d / "analysis.json", json.dumps(result.document, indent=2) + "\n")
+    write_atomic(d / "analysis.json", encode_document(result.document).decode())
     write_report(result, d / "report.html")
     return result
 
@@ -66,14 +66,15 @@ def annotate_path(path: str | Path, out: str | Path) -> Result:
     from tracelens.render.annotate import annotation_events, write_annotated
 
     result = analyze_path(Path(path))
-    if result.is_multi_rank or len(result.ranks) != 1:
-        raise BadInputError(path, f"holds {len(result.document.get('ranks', result.ranks))} ranks: "
-                                  "annotate one rank's trace or run directory")
+    document = result.document
+    if isinstance(document, JobDocument) or len(result.ranks) != 1:
+        n = len(document.ranks) if isinstance(document, JobDocument) else len(result.ranks)
+        raise BadInputError(path, f"holds {n} ranks: annotate one rank's trace or run directory")
     rank = result.ranks[0]
     if len(rank.paths) != 1:
         raise BadInputError(path, f"holds {len(rank.paths)} traces of one rank: annotate one of them")
     source = Path(rank.paths[0])
     trace = load_trace(source)
     steps, act = measure(trace)
-    write_annotated(source, Path(out), annotation_events(trace, steps, act, result.document))
+    write_annotated(source, Path(out), annotation_events(trace, steps, act, document))
     return result

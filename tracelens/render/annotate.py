@@ -15,8 +15,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from tracelens import intervals as iv
 from tracelens.analysis import NS_PER_MS, Activity, Steps
+from tracelens.document.schema import Document
 from tracelens.errors import BadInputError
 from tracelens.model import Trace, is_string_id
 from tracelens.render.html import write_atomic
@@ -46,13 +49,13 @@ def _slices(s: iv.IntervalSet, name: str, pid: int, tid: int, origin_us: float,
             for a, b in zip(s.starts.tolist(), s.ends.tolist())]
 
 
-def annotation_events(trace: Trace, steps: Steps, act: Activity, doc: dict[str, Any]) -> list[dict[str, Any]]:
+def annotation_events(trace: Trace, steps: Steps, act: Activity, doc: Document) -> list[dict[str, Any]]:
     """The added events: track names, then the slices (one rank's document ``doc``)."""
     pid, origin = _free_pid(trace), trace.origin_us
-    findings = list(doc.get("findings", []))
+    findings = list(doc.findings)
     names = {TRACKS["steps"]: "steps (data wait per step)", TRACKS["exposed"]: "data wait, exposed (GPU idle)",
              TRACKS["hidden"]: "data wait, hidden (GPU busy)", TRACKS["verdict"]: "verdict"}
-    names |= {FIRST_FINDING_TID + i: f"finding {f.get('id', '')} ({f.get('severity', '')})" for i, f in enumerate(findings)}
+    names |= {FIRST_FINDING_TID + i: f"finding {f.id} ({f.severity})" for i, f in enumerate(findings)}
     events: list[dict[str, Any]] = [
         {"name": "process_name", "ph": "M", "pid": pid, "tid": 0, "args": {"name": PROCESS_NAME}},
         {"name": "process_sort_index", "ph": "M", "pid": pid, "tid": 0, "args": {"sort_index": -1}},
@@ -77,16 +80,23 @@ def annotation_events(trace: Trace, steps: Steps, act: Activity, doc: dict[str, 
     if steps.count:
         lo, hi = int(steps.start.min()), int(steps.end.max())
         window = {"cat": "tracelens", "ph": "X", "pid": pid, "ts": _us(lo, origin), "dur": round((hi - lo) / NS_PER_US, 3)}
-        rec = doc.get("recommendation") or {}
-        events.append(window | {"name": doc["diagnosis"].replace("_", " ").upper(), "tid": TRACKS["verdict"],
+        rec = doc.recommendation
+        events.append(window | {"name": doc.diagnosis.replace("_", " ").upper(), "tid": TRACKS["verdict"],
                                 "args": {"verdict": verdict_sentence(doc),
-                                         "recommendation": settings_call({k: rec.get(k) for k in SETTING_KEYS}),
-                                         "notes": [str(n) for n in rec.get("notes", [])]}})
+                                         "recommendation": settings_call({k: getattr(rec, k) for k in SETTING_KEYS}),
+                                         "notes": list(rec.notes)}})
         for i, f in enumerate(findings):
-            events.append(window | {"name": f"{f.get('id', '')} {f.get('title', '')}", "tid": FIRST_FINDING_TID + i,
-                                    "args": {"severity": f.get("severity"), "kind": f.get("kind"),
-                                             "advice": f.get("advice", ""), "evidence": f.get("evidence", {})}})
+            events.append(window | {"name": f"{f.id} {f.title}", "tid": FIRST_FINDING_TID + i,
+                                    "args": {"severity": f.severity, "kind": f.kind, "advice": f.advice,
+                                             "evidence": msgspec.to_builtins(f.evidence, enc_hook=_plain)}})
     return events
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars in a rule's evidence as Python numbers."""
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    raise NotImplementedError(f"cannot encode {type(value).__name__}")
 
 
 def read_trace_json(path: Path) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tracelens.breakdown import READING_ORDER
+from tracelens.document.schema import Document
 from tracelens.render.format import fmt_ms
 from tracelens.vocab import pct
 
@@ -18,18 +18,17 @@ CLASSES = {"data_wait_exposed_ms": "p-exposed", "data_wait_hidden_ms": "p-hidden
            "other_ms": "p-other"}
 
 
-def breakdown_view(doc: dict[str, Any]) -> dict[str, Any] | None:
+def breakdown_view(doc: Document) -> dict[str, Any] | None:
     """The parts of the median step (one rank's document), each with its text and share; None
     when the document has no steps."""
-    b = (doc.get("metrics") or {}).get("step_breakdown")
-    if not b or not b.get("step_ms"):
+    b = doc.metrics.step_breakdown
+    if b is None or not b.step_ms:
         return None
-    step_ms = float(b["step_ms"])
-    parts = [{"key": k, "label": LABELS[k], "ms": float(b[k]), "text": fmt_ms(b[k]), "share": float(b[k]) / step_ms,
-              "share_text": pct(float(b[k]) / step_ms), "css": CLASSES[k]}
-             for k in READING_ORDER if b.get(k) is not None]
-    gpu = b.get("gpu_busy_ms")
-    steps = [int(x) for x in b.get("steps") or []]
+    step_ms = float(b.step_ms)
+    parts = [{"key": k, "label": LABELS[k], "ms": v, "text": fmt_ms(v), "share": v / step_ms,
+              "share_text": pct(v / step_ms), "css": CLASSES[k]} for k, v in b.parts().items()]
+    gpu = b.gpu_busy_ms
+    steps = list(b.steps)
     which = (f"step {steps[0]}" if len(steps) == 1 else
              "the mean of steps " + " and ".join(str(x) for x in steps) + " (the two middle ones)")
     return {"steps": steps, "which": which, "step_ms": step_ms, "step_text": fmt_ms(step_ms), "parts": parts,

@@ -27,7 +27,7 @@ MIN_SECRET_CHARS = 3  # shorter strings ("a", "vm") are too common to hide witho
 
 def _identifiers(result: Result) -> set[str]:
     found: set[str] = set()
-    paths = [result.path, str(result.document.get("source", {}).get("path") or "")]
+    paths = [result.path, result.document.source.path]
     for r in result.ranks:
         paths += [*r.paths, r.analysis.path]
         run = r.run

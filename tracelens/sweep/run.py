@@ -274,15 +274,16 @@ def recommended_start(target: str, args: Sequence[str], module: bool, out_dir: P
         return None, f"the profiled run captured no window (status {status}, see {out_dir / 'profile.log'})"
     try:
         from tracelens.api import analyze_path
+        from tracelens.document.schema import rank_documents
 
         doc = analyze_path(run_dir).document
     except Exception as exc:
         return None, f"the profiled run could not be analyzed ({exc})"
-    doc = doc["ranks"][0] if "ranks" in doc else doc
-    workers = doc["recommendation"]["num_workers"]
+    rank = rank_documents(doc)[0]
+    workers = rank.recommendation.num_workers
     if workers is None:
         return None, "the profiled run's recommendation keeps num_workers as it is"
-    return int(workers), f"diagnosis {doc['diagnosis']} of a profiled run"
+    return int(workers), f"diagnosis {rank.diagnosis} of a profiled run"
 
 
 def usable_cores() -> int:
