@@ -112,8 +112,15 @@ def analyze_run(recorded: ProfileResult, *, no_report: bool) -> ProfileResult:
     except Exception as exc:
         note = f"analysis failed: {type(exc).__name__}: {exc}"
         return replace(recorded, notes=(*recorded.notes, note))
+    notes = recorded.notes
+    if recorded.tensorboard_dir is not None:
+        from tracelens.capture.tensorboard import write_analysis_summary
+        from tracelens.document.schema import Document
+
+        doc = result.document
+        notes += tuple(write_analysis_summary(doc, recorded.tensorboard_dir)) if isinstance(doc, Document) else ()
     return replace(recorded, analysis=result, analysis_path=recorded.run_dir / "analysis.json",
-                   report_path=recorded.run_dir / "report.html")
+                   report_path=recorded.run_dir / "report.html", notes=notes)
 
 
 def session_config(options: ProfileOptions, run_dir: Path) -> Any:
