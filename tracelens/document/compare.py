@@ -143,7 +143,7 @@ def _wait_phrase(ea: float, eb: float) -> tuple[str, int]:
     return f"the exposed data wait is unchanged ({pct(ea)} of step time)", 0
 
 
-def _settings_phrase(loader_changes: dict[str, tuple[Any, Any]]) -> str:
+def settings_phrase(loader_changes: dict[str, tuple[Any, Any]]) -> str:
     def show(v: Any) -> str:
         return "unknown" if v is None else str(v)
 
@@ -174,7 +174,7 @@ def _verdict(a: Document, b: Document, changed: bool,
         lead = "; ".join(x for x in (wait, step) if x)
     if not lead:
         return "The two analyses have no comparable metrics."
-    settings = f" {_settings_phrase(loader_changes)}" if loader_changes is not None else ""
+    settings = f" {settings_phrase(loader_changes)}" if loader_changes is not None else ""
     return lead[0].upper() + lead[1:] + "." + settings
 
 

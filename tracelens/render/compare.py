@@ -6,7 +6,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tracelens.document.compare import NEGLIGIBLE_WAIT_FRACTION, Comparison, rank_document
+from tracelens.document.compare import (
+    NEGLIGIBLE_WAIT_FRACTION,
+    Comparison,
+    rank_document,
+    settings_phrase,
+)
 from tracelens.render.charts import line_chart_spec, stacked_bars_spec
 from tracelens.render.format import fmt_ms
 from tracelens.render.html import render_page, write_atomic
@@ -135,7 +140,8 @@ def render_comparison_html(c: Comparison) -> str:
         path_b=b.source.path,
         rows=comparison_rows(c),
         findings=[asdict(f) for f in c.findings],
-        verdict=c.verdict,
+        verdict=c.verdict.removesuffix(" " + settings_phrase(c.loader_changes)),
+        settings=settings_phrase(c.loader_changes),
         tone=verdict_tone(c),
         notes=list(c.notes),
         steps_chart=lines,

@@ -116,7 +116,7 @@ def timeline_chart(analysis: TraceAnalysis) -> dict[str, Any] | None:
     note = ""
     if tl.downsampled:
         note = f"Gaps shorter than {fmt_ms(tl.merge_gap_ms)} were closed to keep the chart small."
-    title = f"Inside one typical step: step {tl.step} (median duration, {fmt_ms(tl.duration_ms)})"
+    title = f"Inside step {tl.step}, the middle step by length ({fmt_ms(tl.duration_ms)}): its intervals"
     return timeline_spec(title, tl.duration_ms, lanes, note=note)
 
 

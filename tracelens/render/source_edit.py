@@ -353,5 +353,5 @@ def diff_lines(diff: str) -> list[dict[str, str]]:
         if ln.startswith(("--- ", "+++ ", "\\ ")):
             continue
         op = ln[:1] if ln[:1] in "+- @" else " "
-        lines.append({"op": op, "text": ln[1:]})
+        lines.append({"op": op, "text": ln if op == "@" else ln[1:]})  # a hunk header is shown whole
     return lines

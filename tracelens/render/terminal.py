@@ -113,7 +113,7 @@ def format_summary(doc: AnalysisDocument, color: bool = False, cwd: str | None =
                 lines += _wrap(f"your code could not be edited: {src['problem']}; the settings to use:", "  ")
             where = f" ({_clean(rec['created_at'])})" if rec["created_at"] else ""
             lines.append(c("1", f"  {'the same as a ' if fw and fw['lines'] else ''}change to the DataLoader call{where}:"))
-        lines += [c(DIFF_COLOR.get(d["op"], "2"), f"  {d['op']}{'' if d['op'] == '@' else ' '}{_clean(d['text'])}")
+        lines += [c(DIFF_COLOR.get(d["op"], "2"), f"  {_clean(d['text'])}" if d["op"] == "@" else f"  {d['op']} {_clean(d['text'])}")
                   for d in rec["diff"]]
         if src is not None and src["unresolved"]:
             lead = ("also, by hand: " if src["lines"] else
