@@ -158,6 +158,7 @@ def _rank_row(r: Document, slowest: int) -> str:
     verdict = f"waits for rank {r.waits_for_rank}" if r.waits_for_rank is not None else r.diagnosis
     return (f"  {r.rank:>5}  {r.steps:>5}  {fmt_ms(m.step_time_ms_median):>12}  "
             f"{pct(m.data_wait_fraction):>9}  {pct(m.exposed_data_wait_fraction):>8}  "
+            f"{fmt_ms(m.collective_ms_per_step or 0.0):>11}  "
             f"{pct(m.gpu_busy_fraction):>8}  {verdict}" + (" <- slowest" if r.rank == slowest else ""))
 
 
@@ -177,7 +178,8 @@ def _spread_lines(doc: JobDocument) -> list[str]:
 def _format_ranks(doc: JobDocument, color: bool, c: Callable[[str, str], str], cwd: str | None = None) -> str:
     ranks = doc.ranks
     lines = [c("1", f"tracelens: {len(ranks):,} ranks in {_clean(doc.source.path)}")]
-    header = f"  {'rank':>5}  {'steps':>5}  {'step median':>12}  {'data wait':>9}  {'exposed':>8}  {'GPU busy':>8}  diagnosis"
+    header = (f"  {'rank':>5}  {'steps':>5}  {'step median':>12}  {'data wait':>9}  {'exposed':>8}  "
+              f"{'collectives':>11}  {'GPU busy':>8}  diagnosis")
     if len(ranks) <= RANK_TABLE_MAX:
         lines.append(header)
         for r in ranks:
