@@ -167,3 +167,24 @@ def test_report_and_terminal_show_the_edit_of_the_users_file(tmp_path: Path) -> 
     view = build_view(analyze_path(tmp_path / "run"))
     assert "cannot be read here" in view["recommendation"]["source"]["problem"]
     assert any(ln["text"].strip() == f"num_workers={n}," for ln in view["recommendation"]["diff"])
+
+
+def test_a_datamodules_train_loader_is_edited_not_its_val_loader(tmp_path: Path) -> None:
+    # GIVEN a Lightning DataModule whose val loader sits where the run's line now points
+    src = '''import lightning as L
+from torch.utils.data import DataLoader
+
+
+class Patches(L.LightningDataModule):
+    def train_dataloader(self):
+        return DataLoader(self.train_set, batch_size=32, shuffle=True, num_workers=0)
+
+    def val_dataloader(self):
+        return DataLoader(self.val_set, batch_size=32, num_workers=0)
+'''
+    (tmp_path / "dm.py").write_text(src)
+    edit = source_edit("dm.py:10 in train_dataloader", str(tmp_path), REC, {}, "lightning")
+    assert edit is not None and edit.where == "dm.py:7"
+    after = _git_apply(tmp_path, "dm.py", src, edit.diff)
+    assert "DataLoader(self.train_set, batch_size=32, shuffle=True, num_workers=4, persistent_workers=True)" in after
+    assert "DataLoader(self.val_set, batch_size=32, num_workers=0)" in after
