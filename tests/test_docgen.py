@@ -35,14 +35,14 @@ def test_the_analysis_json_tables_cover_both_document_shapes_and_link_their_stru
 
 def test_every_machine_fact_the_probe_emits_is_declared() -> None:
     pytest.importorskip("torch")
-    from tracelens.capture.machine import machine_facts
+    from tracelens.capture.machine.facts import machine_facts
 
     emitted = set(machine_facts())
     assert emitted <= set(Machine.__struct_fields__), f"run.json would drop: {sorted(emitted - set(Machine.__struct_fields__))}"
 
 
 def test_every_telemetry_field_the_sampler_emits_is_declared() -> None:
-    from tracelens.capture.telemetry import SAMPLE_FIELDS
+    from tracelens.capture.machine.telemetry import SAMPLE_FIELDS
 
     assert {f for f in SAMPLE_FIELDS if f != "t_ns"} | {"t_us"} == set(Samples.__struct_fields__)
     assert msgspec.json.decode(msgspec.json.encode(Samples(t_us=[1.0], cpu_ns=[2])), type=Samples).cpu_ns == [2]

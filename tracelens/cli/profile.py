@@ -50,7 +50,8 @@ def profile(
         from tracelens.capture import ProfileOptions, run_profile
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise UsageError(f"`tracelens profile` needs PyTorch: pip install 'tracelens-dataloader[profile]' ({exc})") from exc
-    from tracelens.document.schema import encode_document
+    from tracelens.api import write_run_outputs
+    from tracelens.document.schema import Document, encode_document
     from tracelens.render.terminal import print_summary
     from tracelens.render.wording import run_cwd
 
@@ -63,12 +64,18 @@ def profile(
     from tracelens.system.procs import Terminated
 
     try:
-        result = run_profile(options)
+        result = run_profile(options, write_run_outputs)
     except Terminated as stop:
         typer.echo(f"tracelens: {stop.args[0]}", err=True)
         raise typer.Exit(stop.args[1]) from None
     # A rank of a job prints its lines only: the job's verdict comes once, from whoever combines.
     rank = getattr(result, "rank", None)
+    tb_dir = getattr(result, "tensorboard_dir", None)
+    if result.analysis is not None and tb_dir is not None and isinstance(result.analysis.document, Document):
+        from tracelens.render.tensorboard import write_analysis_summary
+
+        for note in write_analysis_summary(result.analysis.document, tb_dir):
+            typer.echo(f"tracelens: {note}", err=True)
     if result.analysis is not None and rank is None:
         doc = result.analysis.document
         if as_json:
