@@ -67,3 +67,9 @@ def test_sweep_eta_from_the_trials_so_far() -> None:
     assert eta_text([10.0, 14.0], 3) == ", about 36 s left"
     assert eta_text([10.0], None) == ", about 10 s a trial"
     assert eta_text([10.0], 0) == ""
+
+
+def test_the_progress_file_is_gone_after_the_run_even_off_a_terminal(tmp_path: Path) -> None:
+    with follow(tmp_path, Status(io.StringIO())):
+        (tmp_path / PROGRESS_FILE).write_text("recording 3/20 steps")
+    assert not (tmp_path / PROGRESS_FILE).exists()

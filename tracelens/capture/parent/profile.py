@@ -48,11 +48,11 @@ def run_profile(options: ProfileOptions, analyze: Analyze[A] | None = None) -> P
     run_dir = claim_run_dir(options, rank)
     try:
         with Status(enabled=rank is None) as status:  # a job's ranks share one terminal: silent
-            if options.supervise:
-                with follow(run_dir, status):
+            with follow(run_dir, status):
+                if options.supervise:
                     recorded, stopped = supervise(options, run_dir, script_command(options))
-            else:
-                recorded, stopped = record_here(options, run_dir), False
+                else:
+                    recorded, stopped = record_here(options, run_dir), False
             if stopped:
                 note = f"analysis skipped (tracelens was asked to stop): tracelens analyze {run_dir}"
                 recorded = replace(recorded, notes=(*recorded.notes, note))

@@ -90,26 +90,26 @@ class Status:
 
 @contextlib.contextmanager
 def follow(run_dir: Path, status: Status) -> Iterator[None]:
-    """While the block runs, show the progress the script's process writes to ``run_dir``."""
-    if not status.shown:
-        yield
-        return
+    """While the block runs, show the progress the script's process writes to ``run_dir``; the
+    progress file is removed afterwards, shown or not (a finished run holds no hidden files)."""
     done = threading.Event()
+    poller: threading.Thread | None = None
+    if status.shown:
+        def poll() -> None:
+            seen = None
+            while not done.wait(POLL_S):
+                text = read_progress(run_dir)
+                if text and text != seen:
+                    seen = text
+                    status.update(text)
 
-    def poll() -> None:
-        seen = None
-        while not done.wait(POLL_S):
-            text = read_progress(run_dir)
-            if text and text != seen:
-                seen = text
-                status.update(text)
-
-    status.update("starting the script")
-    t = threading.Thread(target=poll, name="tracelens-progress", daemon=True)
-    t.start()
+        status.update("starting the script")
+        poller = threading.Thread(target=poll, name="tracelens-progress", daemon=True)
+        poller.start()
     try:
         yield
     finally:
         done.set()
-        t.join(timeout=1.0)
+        if poller is not None:
+            poller.join(timeout=1.0)
         (run_dir / PROGRESS_FILE).unlink(missing_ok=True)
