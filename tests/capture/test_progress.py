@@ -1,4 +1,4 @@
-"""Progress on long work: profile's phases and window steps, sweep's trials with the time left."""
+"""Progress on long work: profile's phases and window steps (the sweep's rounds carry their own ETA)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from tracelens.capture.recorded.progress import (
     read_progress,
     step_progress,
 )
-from tracelens.sweep.run import eta_text
 
 
 def test_step_progress_names_warm_up_then_recording() -> None:
@@ -60,13 +59,6 @@ def test_the_supervisor_shows_what_the_script_side_wrote(tmp_path: Path) -> None
 def test_no_status_off_a_terminal() -> None:
     assert not Status(io.StringIO()).shown
     assert not Status(enabled=False).shown
-
-
-def test_sweep_eta_from_the_trials_so_far() -> None:
-    assert eta_text([], 3) == ""
-    assert eta_text([10.0, 14.0], 3) == ", about 36 s left"
-    assert eta_text([10.0], None) == ", about 10 s a trial"
-    assert eta_text([10.0], 0) == ""
 
 
 def test_the_progress_file_is_gone_after_the_run_even_off_a_terminal(tmp_path: Path) -> None:

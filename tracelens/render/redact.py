@@ -1,9 +1,10 @@
 """``report --redact``: identifiers hidden as whole tokens, words left alone.
 
 What is hidden: absolute paths, the trace's and run's file and directory names, the script's
-target and arguments, the working directory, the host name and the user name. Each is replaced
-only where it stands as a whole token (not inside a longer word or name), so a script called
-``script.py`` or a user called ``sub`` never turns "OVERSUBSCRIPTION" into a mangled word.
+target and arguments, the working directory, the host name, the user name and the names of
+other processes on the machine. Each is replaced only where it stands as a whole token (not
+inside a longer word or name), so a script called ``script.py`` or a user called ``sub`` never
+turns "OVERSUBSCRIPTION" into a mangled word.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def _identifiers(result: Result) -> set[str]:
             cmd = run.command  # cmd.kind ("script", "module") is a word, not an identifier
             found.update(s for s in (run.host, cmd.target, cmd.cwd, run.trace.path) if s)
             found.update(a for a in cmd.argv if not a.startswith("-") and re.search(r"[A-Za-z/\\]", a))
+            supply = run.telemetry.supply if run.telemetry is not None else None
+            found.update(o.name for o in (supply.top_other_processes if supply is not None else ()) if o.name)
     for p in paths:
         if not p:
             continue

@@ -21,6 +21,7 @@ from tracelens.document.schema import AnalysisDocument, Document, JobDocument
 from tracelens.render.breakdown import breakdown_line, breakdown_view
 from tracelens.render.format import fmt_ms, visible
 from tracelens.render.wording import (
+    busy_machine_line,
     recommendation_view,
     settings_call,
     user_code_edit,
@@ -95,6 +96,9 @@ def format_summary(doc: AnalysisDocument, color: bool = False, cwd: str | None =
         lines += _wrap(breakdown_line(parts), "  ")
     if doc.fallback:
         lines += _wrap(f"steps: {doc.fallback}", "  ")
+    busy = busy_machine_line(doc)
+    if busy is not None:
+        lines += [c("33", ln) for ln in _wrap(busy, "  ")]
     for w in doc.warnings:
         lines += [c("33", ln) for ln in _wrap(f"warning: {w}", "  ")]
 
@@ -123,10 +127,10 @@ def format_summary(doc: AnalysisDocument, color: bool = False, cwd: str | None =
             lines.append(c("1", "  and start training with:"))
             lines += [c(DIFF_COLOR["+"], f"  + export {_clean(e)}") for e in rec["env"]]
         if rec["expected"]:
-            ceiling = m.speedup_ceiling
-            bound = (f"; the ceiling, with no exposed wait left, is {ceiling:.2f}×"
-                     if ceiling is not None and rec["expected_value"] <= 1.02 * ceiling else "")
-            lines.append(f"  expected: steps about {rec['expected']} faster (estimate{bound})")
+            bound = f", at most {rec['bound']}" if rec["bound"] else ""
+            lines.append(f"  expected: steps up to {rec['expected']} faster (estimate{bound})")
+        if rec["measure"]:
+            lines += _wrap(f"measure the gain on this machine: {rec['measure']}", "  ")
     elif rec["keep"]:
         lines.append("  keep the DataLoader settings as they are (the trace does not show "
                      + ", ".join(rec["keep"]) + ")")

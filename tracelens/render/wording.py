@@ -16,12 +16,20 @@ from tracelens.vocab import SETTING_KEYS, is_dataloader_default, pct
 CAUSES = {
     "cpu_starvation": "Input-bound, CPU-starved: preparing batches is CPU work and too few processes do it",
     "io_bound": "Input-bound, I/O-bound: preparing batches mostly waits for storage or the network",
-    "oversubscription": "Oversubscribed: loader processes × threads exceed the CPU cores and slow the step",
+    "oversubscription": "Oversubscribed: the job's own processes × threads exceed its CPU cores and slow the step",
     "input_bound": "Input-bound",
     "healthy": "The DataLoader keeps up",
     "undetermined": "Undetermined",
 }
 TONES = {"healthy": "good", "undetermined": "neutral"}
+
+
+def busy_machine_line(doc: Document) -> str | None:
+    """One line naming the outside load when a busy_machine finding is present (else None)."""
+    f = next((f for f in doc.findings if f.kind == "busy_machine"), None)
+    if f is None:
+        return None
+    return f"{f.title}. Step times are inflated by that load: absolute figures hold for it only ({f.id})."
 
 
 def verdict_sentence(doc: Document) -> str:
@@ -182,7 +190,7 @@ def recommendation_view(doc: Document, context: Sequence[str] = (), edit: Source
                          threads_main=rec.torch_threads_main)
     env = {k: v for k, v in rec.env.items()
            if re.fullmatch(r"[A-Z][A-Z0-9_]*", k) and re.fullmatch(r"[\w.,:-]*", v)}
-    speed = rec.expected_speedup
+    speed, bound = rec.expected_speedup, rec.expected_speedup_bound
     expected = (f"{speed:.2f}×" if speed is not None and speed >= 1.005
                 and doc.diagnosis not in ("healthy", "undetermined") else None)
     source = _source_view(edit)
@@ -196,5 +204,7 @@ def recommendation_view(doc: Document, context: Sequence[str] = (), edit: Source
     return {"diff": diff, "code": code, "changed": changed, "source": source,
             "keep": keep, "env": [f"{k}={v}" for k, v in sorted(env.items())], "expected": expected,
             "expected_value": float(speed) if expected and speed is not None else None,
+            "bound": f"{bound:.2f}×" if bound is not None else None,
+            "basis": rec.expected_basis or "", "measure": rec.measure_with,
             "framework": framework, "created_at": doc.loader.created_at,
             "notes": list(rec.notes)}
