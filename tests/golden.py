@@ -86,11 +86,16 @@ def document(path: Path) -> dict[str, Any]:
 
 
 def view(path: Path) -> dict[str, Any]:
-    """The report view model of a run directory, normalized."""
+    """The report view model of a run directory, normalized. The edit of the script's own source
+    is left out: the samples' scripts live in the checkout that recorded them (run.json's cwd),
+    which another machine does not have (tests/test_source_edit.py tests the edit)."""
+    from unittest import mock
+
     from tracelens.api import analyze_path
     from tracelens.render.report import build_view
 
-    return _normalize(build_view(analyze_path(path, jobs=1)))
+    with mock.patch("tracelens.render.report.user_code_edit", lambda doc, cwd: None):
+        return _normalize(build_view(analyze_path(path, jobs=1)))
 
 
 def record_samples() -> dict[str, Any]:

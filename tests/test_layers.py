@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("tracelens.capture.script",),  # the script's process: the session and its entry points
     ("tracelens.capture.parent",),  # the torch-free ``tracelens profile`` process
     ("tracelens.capture",),  # capture's face: run_profile, profile
-    ("tracelens.analysis",),  # SPEC §2 metrics and the per-step table
+    ("tracelens.analysis", "tracelens.breakdown"),  # SPEC §2 metrics, the per-step table and its breakdown
     ("tracelens.diagnosis",),  # rules over the analysis and run.json
     ("tracelens.document",),  # the documents, the result type, two compared
     ("tracelens.ranks",),  # a location -> rank jobs -> this process, a local pool or Dask -> a result
@@ -44,7 +44,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 #: The analysis core: reads traces and run.json, computes, diagnoses. No torch, no capture.
 CORE = ("tracelens.errors", "tracelens.vocab", "tracelens.system", "tracelens.model", "tracelens.intervals",
-        "tracelens.load", "tracelens.runjson", "tracelens.analysis", "tracelens.diagnosis",
+        "tracelens.load", "tracelens.runjson", "tracelens.analysis", "tracelens.breakdown", "tracelens.diagnosis",
         "tracelens.document", "tracelens.ranks", "tracelens.api")
 RENDERERS = ("tracelens.render",)
 #: Lines a module may have at most (STYLE: small modules with one job).

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from tracelens import breakdown
 from tracelens import intervals as iv
+from tracelens.breakdown import READING_ORDER, step_parts
 from tracelens.model import GPU_ACTIVITY_CATEGORIES, RUNTIME_CATEGORIES, RowFilter, Trace
 
 STEP_NAME = re.compile(r"^ProfilerStep#(\d+)$")
@@ -29,7 +32,8 @@ NS_PER_MS = 1e6
 def reads_name(name: str) -> bool:
     """Whether the analysis reads events of this name (besides steps and GPU activity)."""
     return (DATA_WAIT_NAME.match(name) is not None or COLLECTIVE_NAME.match(name) is not None
-            or STEP_NAME.match(name) is not None or name in SYNC_NAMES or _is_copy_call(name))
+            or STEP_NAME.match(name) is not None or name in SYNC_NAMES or _is_copy_call(name)
+            or breakdown.reads_name(name))
 
 
 def _is_copy_call(name: str) -> bool:
@@ -45,6 +49,8 @@ STEP_COLUMNS = [
     "step", "start_ms", "duration_ms", "data_wait_ms", "gpu_busy_ms", "exposed_wait_ms",
     "next_calls", "next_longest_ms", "collective_ms",
 ]
+#: The step breakdown's columns (``breakdown.py``): disjoint parts summing to ``duration_ms``.
+BREAKDOWN_COLUMNS = [f"part_{k}" for k in READING_ORDER]
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,7 @@ class TraceAnalysis:
     dropped_waits: int = 0  # of which DataLoader __next__ events: waits may be missing
     zero_length_steps: int = 0  # steps of zero duration (they measure nothing)
     collective_ms_per_step: float | None = None  # time inside collectives per step (None: none seen)
+    step_breakdown: dict[str, Any] | None = None  # the median step's parts (median_step_breakdown)
 
 
 def _iterator_kind(names: list[str]) -> str:
@@ -277,6 +284,13 @@ def measure_activity(trace: Trace, steps: Steps, next_rows: np.ndarray, gpu_rows
     return Activity(steps_set, data_wait, gpu, iv.subtract(data_wait, gpu), bool(gpu_rows.any()), collectives)
 
 
+def measure(trace: Trace) -> tuple[Steps, Activity]:
+    """The steps of ``trace`` and the SPEC §2 interval sets every metric is computed from."""
+    step_rows, next_rows, gpu_rows = _rows(trace)
+    steps = find_steps(trace, step_rows, next_rows)
+    return steps, measure_activity(trace, steps, next_rows, gpu_rows)
+
+
 def _spans(trace: Trace, rows: np.ndarray) -> iv.IntervalSet:
     """The union of the events at ``rows`` (indices or a mask), no column of the whole trace made."""
     ts = trace.ts_ns[rows]
@@ -292,6 +306,8 @@ class StepInputs:
     act: Activity
     next_start: np.ndarray
     next_dur: np.ndarray
+    optimizer: breakdown.Spans  # Optimizer.step/zero_grad events (breakdown.host_spans)
+    backward: breakdown.Spans  # autograd events
 
 
 def per_step_table(inputs: StepInputs) -> tuple[pd.DataFrame, np.ndarray]:
@@ -327,8 +343,11 @@ def per_step_table(inputs: StepInputs) -> tuple[pd.DataFrame, np.ndarray]:
             "next_calls": counts.astype(np.int64, copy=False),
             "next_longest_ms": longest,
             "collective_ms": ms_within(act.collectives),
+            **{f"part_{k}": data_wait if k == "data_wait_exposed_ms" and act.exposed is act.data_wait else v
+               for k, v in step_parts(inputs.optimizer, inputs.backward, s_start, s_end,
+                                      act.data_wait, act.exposed, act.collectives).items()},
         },
-        columns=STEP_COLUMNS, copy=False,
+        columns=STEP_COLUMNS + BREAKDOWN_COLUMNS, copy=False,
     )
     in_order = np.argsort(n_start[inside], kind="stable")
     return table, n_dur[inside][in_order] / NS_PER_MS
@@ -373,6 +392,22 @@ def step_timeline(steps: Steps, act: Activity) -> StepTimeline | None:
                         bool(g1 or g2 or g3), max(g1, g2, g3))
 
 
+def median_step_breakdown(per_step: pd.DataFrame) -> dict[str, Any] | None:
+    """The median step split into its parts (ms, summing to ``step_ms``, which equals
+    ``step_time_ms_median``): the middle step by duration, or the mean of the two middle ones
+    when the count is even; with its GPU busy time where the trace has GPU activity (not a
+    part: it runs beside them). ``steps`` names the step(s) it is made of."""
+    if per_step.empty:
+        return None
+    n = len(per_step)
+    order = np.argsort(per_step["duration_ms"].to_numpy(), kind="stable")
+    middle = per_step.iloc[sorted({int(order[(n - 1) // 2]), int(order[n // 2])})]
+    gpu = middle["gpu_busy_ms"]
+    return {"steps": [int(x) for x in middle["step"]], "step_ms": float(middle["duration_ms"].mean()),
+            **{c.removeprefix("part_"): float(middle[c].mean()) for c in BREAKDOWN_COLUMNS},
+            "gpu_busy_ms": None if gpu.isna().any() else float(gpu.mean())}
+
+
 def dropped(trace: Trace) -> tuple[int, int]:
     """Step and ``__next__`` events the loader skipped for an unusable ts or dur."""
     names = trace.stats.bad_time_names
@@ -405,7 +440,8 @@ def analyze_trace(trace: Trace) -> TraceAnalysis:
 def with_steps(analysis: TraceAnalysis, inputs: StepInputs) -> TraceAnalysis:
     """``analysis`` with its per-step table and ``__next__`` waits, built from ``inputs``."""
     per_step, next_wait = per_step_table(inputs)
-    return replace(analysis, per_step=per_step, next_wait_ms=next_wait)
+    return replace(analysis, per_step=per_step, next_wait_ms=next_wait,
+                   step_breakdown=median_step_breakdown(per_step))
 
 
 def measure_trace(trace: Trace) -> tuple[TraceAnalysis, StepInputs]:
@@ -421,7 +457,9 @@ def measure_trace(trace: Trace) -> tuple[TraceAnalysis, StepInputs]:
     runtime_calls = any(cat_counts.get(c, 0) for c in RUNTIME_CATEGORIES)
     gpu_expected = bool(trace.meta.device_properties) or runtime_calls or has_gpu
     iter_names = sorted({trace.names.names[i] for i in trace.name_id[next_rows]})
-    inputs = StepInputs(steps, act, trace.ts_ns[next_rows], trace.dur_ns[next_rows])
+    inputs = StepInputs(steps, act, trace.ts_ns[next_rows], trace.dur_ns[next_rows],
+                        breakdown.host_spans(trace, breakdown.OPTIMIZER_NAME),
+                        breakdown.host_spans(trace, breakdown.BACKWARD_NAME))
 
     def frac(x: int) -> float | None:
         return x / step_time if step_time else None
@@ -443,7 +481,7 @@ def measure_trace(trace: Trace) -> tuple[TraceAnalysis, StepInputs]:
         sync_ms_per_step=host_syncs_ms_per_step(trace, act, steps),
         iterator=_iterator_kind(iter_names) if iter_names else "unknown",
         iterator_names=tuple(iter_names), next_calls=int(next_rows.size), next_wait_ms=np.zeros(0),
-        per_step=pd.DataFrame(columns=STEP_COLUMNS), copies=_copy_stats(trace, gpu_rows, act.steps, n_steps),
+        per_step=pd.DataFrame(columns=STEP_COLUMNS + BREAKDOWN_COLUMNS), copies=_copy_stats(trace, gpu_rows, act.steps, n_steps),
         has_gpu_activity=has_gpu, gpu_expected=gpu_expected,
         with_stack=bool(trace.meta.with_stack) or cat_counts.get("python_function", 0) + cat_counts.get("python", 0) > 0,
         category_counts=cat_counts, warnings=trace_warnings(trace, has_gpu, gpu_expected),

@@ -8,12 +8,13 @@ from pathlib import Path
 from tracelens.document import jsondoc
 from tracelens.document.compare import Comparison, compare_documents
 from tracelens.document.result import Result
+from tracelens.document.schema import JobDocument
 from tracelens.load import Progress
 from tracelens.ranks.engine import RankProgress, analyze_files, assemble, run_locally
 from tracelens.ranks.plan import plan
 from tracelens.ranks.store import is_url
 
-__all__ = ["analyze_files", "analyze_path", "compare_paths", "write_run_outputs"]
+__all__ = ["analyze_files", "analyze_path", "annotate_path", "compare_paths", "write_run_outputs"]
 
 
 def analyze_path(path: str | Path, jobs: int | None = None, progress: Progress | None = None,
@@ -52,4 +53,27 @@ def write_run_outputs(run_dir: str | Path) -> Result:
     result = analyze_path(d)
     jsondoc.write_file(result.document, d / "analysis.json", parents=False)
     write_report(result, d / "report.html")
+    return result
+
+
+def annotate_path(path: str | Path, out: str | Path) -> Result:
+    """Write the trace at ``path`` (a trace file or a one-rank run directory) to ``out`` with
+    tracelens's tracks added: data wait per step (exposed, hidden), the verdict, the findings."""
+    from tracelens.analysis import measure
+    from tracelens.errors import BadInputError
+    from tracelens.load import load_trace
+    from tracelens.render.annotate import annotation_events, write_annotated
+
+    result = analyze_path(Path(path))
+    document = result.document
+    if isinstance(document, JobDocument) or len(result.ranks) != 1:
+        n = len(document.ranks) if isinstance(document, JobDocument) else len(result.ranks)
+        raise BadInputError(path, f"holds {n} ranks: annotate one rank's trace or run directory")
+    rank = result.ranks[0]
+    if len(rank.paths) != 1:
+        raise BadInputError(path, f"holds {len(rank.paths)} traces of one rank: annotate one of them")
+    source = Path(rank.paths[0])
+    trace = load_trace(source)
+    steps, act = measure(trace)
+    write_annotated(source, Path(out), annotation_events(trace, steps, act, document))
     return result

@@ -183,3 +183,20 @@ def test_a_cpu_only_run_against_a_gpu_trace_is_flagged(tmp_path: Path) -> None:
     assert any("A has no GPU activity and B has" in n for n in c.notes)
     assert "not like for like" in format_comparison(c)
     assert not compare_paths(gpu, gpu).notes
+
+
+def test_the_verdict_leads_with_what_makes_the_banner_and_lists_changed_settings() -> None:
+    from tracelens.render.compare import verdict_tone
+
+    # GIVEN B faster per step although its exposed wait grew, with more workers
+    c = compare_documents(_doc(200.0, 0.05), _doc(120.0, 0.10, num_workers=4))
+    # THEN the banner says better, and the sentence opens with the faster steps, the wait a caveat
+    assert verdict_tone(c) == "good"
+    assert c.verdict.startswith("B's steps are 1.67× faster (200.0 → 120.0 ms median), although the exposed data wait grew")
+    assert c.verdict.endswith("Changed: iterator single_process → multi_process, num_workers 0 → 4.")
+    text = format_comparison(c)
+    assert text.splitlines()[:2] == ["BETTER", c.verdict]
+    # AND with the same settings, it says so
+    same = compare_documents(_doc(100.0, 0.3), _doc(100.0, 0.3))
+    assert same.verdict.endswith("No DataLoader setting differs between the two runs.")
+    assert verdict_tone(same) == "neutral"

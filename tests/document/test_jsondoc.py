@@ -16,7 +16,7 @@ from tests.builders import TraceBuilder
 from tracelens.analysis import measure_trace, with_steps
 from tracelens.document import build_document, jsondoc
 from tracelens.document.jsondoc import Rows, Values
-from tracelens.document.schema import StepRow, to_json, write_document
+from tracelens.document.schema import PART_FIELDS, StepRow, to_json, write_document
 from tracelens.load import load_trace
 
 
@@ -35,7 +35,8 @@ def _columns(n: int) -> dict[str, np.ndarray]:
             "duration_ms": rng.random(n) * 100 + 1 / 3, "data_wait_ms": wait,
             "gpu_busy_ms": np.broadcast_to(np.nan, (n,)), "exposed_wait_ms": wait,
             "next_calls": rng.integers(0, 3, n), "next_longest_ms": np.full(n, np.inf),
-            "collective_ms": np.broadcast_to(0.0, (n,))}
+            "collective_ms": np.broadcast_to(0.0, (n,)),
+            **{f"part_{k}": rng.random(n) * 10 for k in PART_FIELDS}}
 
 
 def _rows(n: int) -> Rows:
@@ -83,12 +84,14 @@ def _steps_trace(tmp_path, steps: int):  # type: ignore[no-untyped-def]
     return load_trace(b.write(tmp_path / "steps.json"))
 
 
-def test_the_per_step_table_holds_six_numbers_per_step_without_gpu(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_per_step_table_holds_eight_numbers_per_step_without_gpu(tmp_path) -> None:  # type: ignore[no-untyped-def]
     analysis = with_steps(*measure_trace(_steps_trace(tmp_path, 2000)))
     table = analysis.per_step
     owned = {id(a.base if a.base is not None else a): a.nbytes for a in (table[k].to_numpy() for k in table.columns)
              if a.strides != (0,)}
-    assert sum(owned.values()) == 6 * 8 * 2000
+    # 6 of the table, 2 of the breakdown (forward, other); its empty parts are broadcasts and
+    # its exposed wait is the data wait's own column.
+    assert sum(owned.values()) == 8 * 8 * 2000
     assert table["gpu_busy_ms"].isna().all() and (table["collective_ms"] == 0).all()
 
 

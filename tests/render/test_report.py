@@ -18,8 +18,9 @@ from tests.builders import TraceBuilder, finding, make_document
 from tests.conftest import REPO, SHARED_TRACES
 from tracelens.api import analyze_files, analyze_path
 from tracelens.document.result import Result
-from tracelens.document.schema import Finding
+from tracelens.document.schema import Finding, JobDocument
 from tracelens.render.charts import histogram_spec, nice_axis
+from tracelens.render.format import fmt_ms
 from tracelens.render.html import render_page, templates_dir
 from tracelens.render.redact import redact_view
 from tracelens.render.report import build_view, render_report, write_report
@@ -436,3 +437,58 @@ def test_a_4096_rank_report_stays_small_and_shows_the_spread_the_heat_map_and_th
     assert view["across"]["heatmap"] is not None and len(view["across"]["heatmap"]["rows"]) <= 64
     assert view["findings"][0]["kind"] == "rank_straggler" and "Rank 7" in view["findings"][0]["title"]
     assert html.count("<rect class=\"c-exposed\"") + html.count("<rect class=\"hm-empty\"") >= 64 * 40
+
+
+def test_redaction_keeps_every_word_of_the_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN an oversubscribed run whose identifiers are parts of the verdict's words: the command
+    # kind "script", a user "subscri" and a host "oversub"
+    import getpass
+    import socket
+
+    from tracelens.api import analyze_path
+    from tracelens.render.report import build_view
+
+    monkeypatch.setattr(getpass, "getuser", lambda: "subscri")
+    monkeypatch.setattr(socket, "gethostname", lambda: "oversub")
+    result = analyze_path(REPO / "sample_traces" / "oversubscribed")
+    plain, redacted = build_view(result), build_view(result, redact=True)
+    # THEN every word of the verdict survives redaction, the diagnosis word whole
+    assert redacted["verdict"] == plain["verdict"]
+    assert "oversubscription" in redacted["verdict"]["diagnosis"]
+    assert "[redacted]" not in redacted["verdict"]["sentence"]
+    # and the script's name is still hidden wherever it stands as a name
+    assert "oversubscribed.py" not in json.dumps(redacted)
+
+
+def test_redact_text_hides_whole_tokens_only() -> None:
+    from tracelens.render.redact import redact_text
+
+    text = "OVERSUBSCRIPTION: script.py on node-17 (node-170 is another), a script; user bob, bobcat"
+    out = redact_text(text, ["script", "script.py", "node-17", "bob"])
+    assert out == ("OVERSUBSCRIPTION: [redacted] on [redacted] (node-170 is another), a [redacted]; "
+                   "user [redacted], bobcat")
+
+
+def test_multi_rank_report_puts_the_ranks_right_after_the_verdict() -> None:
+    # GIVEN the two-rank job whose rank 1 holds rank 0 at the collectives
+    result = analyze_path(REPO / "sample_traces" / "ddp_torchrun")
+    page = render_report(result)
+    # THEN the ranks come after the verdict and before the numbers, the change and the findings
+    order = [page.index(f'id="{s}"') for s in ("verdict", "ranks", "breakdown", "fix", "findings")]
+    assert order == sorted(order)
+    ranks = page[page.index('id="ranks"'):page.index('id="breakdown"')]
+    # with the straggler said, the heat map, and each rank's collective wait drawn beside its data wait
+    assert 'class="straggler"' in ranks and "Exposed data wait by rank and step" in ranks
+    assert isinstance(result.document, JobDocument)
+    for r in result.document.ranks:
+        coll = fmt_ms(r.metrics.collective_ms_per_step)
+        assert f"rank {r.rank}: {coll} per step inside collectives" in ranks
+
+
+def test_evidence_reads_with_units_and_meaningful_precision() -> None:
+    from tracelens.render.report import _evidence_item
+
+    assert _evidence_item("expected_speedup", 4.356)["value"] == "4.36×"
+    assert _evidence_item("workers_needed", 11.6912)["value"] == "11.7"
+    assert _evidence_item("loading_cpu", 0.93091)["value"] == "0.931"
+    assert _evidence_item("exposed_wait_fraction", 0.93091)["value"] == "93.1 %"

@@ -1,6 +1,6 @@
 """The ``tracelens`` command: a thin typer layer over the public API.
 
-One module per command (``analyze``, ``profile``, ``report``, ``sweep``, ``compare``, ``rules``),
+One module per command (``analyze``, ``profile``, ``report``, ``annotate``, ``sweep``, ``compare``, ``rules``),
 registered from the explicit list below; :func:`main` is the one error boundary that turns a
 :class:`~tracelens.errors.TracelensError`, a usage error, an OS error (the path and the
 system's reason) or a signal (Ctrl-C: 130, SIGTERM: 143) into one line and an exit code.
@@ -21,7 +21,7 @@ from typing import Annotated
 import typer
 
 from tracelens._version import __version__
-from tracelens.cli import analyze, compare, profile, report, rules, sweep
+from tracelens.cli import analyze, annotate, compare, profile, report, rules, sweep
 from tracelens.errors import TracelensError
 from tracelens.render.format import visible
 from tracelens.system.atomic import describe_os_error
@@ -61,7 +61,7 @@ def _root(
 
 
 #: Every command, in the order ``--help`` lists them.
-COMMANDS = (analyze, profile, report, sweep, compare, rules)
+COMMANDS = (analyze, profile, report, annotate, sweep, compare, rules)
 for _command in COMMANDS:
     _command.register(app)
 

@@ -34,7 +34,7 @@ def _progress_printer(path: Path) -> Callable[[int, int], None] | None:
 
 def analyze(
     path: Annotated[str, typer.Argument(metavar="PATH", help="A trace (.json / .json.gz), a run directory, or a directory of traces (ranks, TensorBoard logdir); also an fsspec URL of one (s3://, gs://, https://).", show_default=False)],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON document (SPEC §3) instead of the summary.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole analysis as JSON (what analysis.json holds) instead of the summary.")] = False,
     html: Annotated[Path | None, typer.Option("--html", help="Also write the HTML report to this file (an existing file only with --force).")] = None,
     fail_on: Annotated[str | None, typer.Option("--fail-on", help="Exit 3 when a finding of this severity or worse is present: high, medium, low, info.")] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Processes for several ranks (default: one per core; at most 4 per core).")] = None,
@@ -45,6 +45,7 @@ def analyze(
     from tracelens.api import analyze_path
     from tracelens.document.schema import write_document
     from tracelens.render.terminal import print_summary
+    from tracelens.render.wording import run_cwd
 
     if fail_on is not None and fail_on not in Severity.names():
         raise TracelensError(f"--fail-on must be one of {', '.join(Severity.names())}, not {fail_on!r}", exit_code=2)
@@ -61,7 +62,7 @@ def analyze(
     if as_json:
         write_document(result.document, sys.stdout)
     else:
-        print_summary(result.document)
+        print_summary(result.document, cwd=run_cwd(result))
     if html is not None:
         from tracelens.render.report import write_report
 

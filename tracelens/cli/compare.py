@@ -14,7 +14,7 @@ from tracelens.cli.output import check_output_file
 def compare(
     a: Annotated[str, typer.Argument(metavar="A", help="The \"before\": a trace, a run directory or a directory of traces (or an fsspec URL of one).", show_default=False)],
     b: Annotated[str, typer.Argument(metavar="B", help="The \"after\", compared against A.", show_default=False)],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON document (SPEC §4) instead of the table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON (both analyses, and B minus A) instead of the table.")] = False,
     html: Annotated[Path | None, typer.Option("--html", help="Also write a one-file HTML page to this file (an existing file only with --force).")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite the --html file when it exists.")] = False,
     scheduler: Annotated[str | None, typer.Option("--scheduler", envvar="TRACELENS_SCHEDULER", help="Analyze directories of ranks on the Dask cluster at this address (tcp://host:8786); needs tracelens-dataloader[cluster].")] = None,

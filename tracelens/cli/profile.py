@@ -51,8 +51,9 @@ def profile(
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise UsageError(f"`tracelens profile` needs PyTorch: pip install 'tracelens-dataloader[profile]' ({exc})") from exc
     from tracelens.api import write_run_outputs
-    from tracelens.document.schema import write_document
+    from tracelens.document.schema import Document, write_document
     from tracelens.render.terminal import print_summary
+    from tracelens.render.wording import run_cwd
 
     options = ProfileOptions(
         target=target, args=tuple(ctx.args), module=module, out=out, runs_root=runs_root,
@@ -63,12 +64,18 @@ def profile(
     result = run_profile(options, write_run_outputs)  # SIGTERM in the analysis: Terminated, 143 (cli.main)
     # A rank of a job prints its lines only: the job's verdict comes once, from whoever combines.
     rank = getattr(result, "rank", None)
+    tb_dir = getattr(result, "tensorboard_dir", None)
+    if result.analysis is not None and tb_dir is not None and isinstance(result.analysis.document, Document):
+        from tracelens.render.tensorboard import write_analysis_summary
+
+        for note in write_analysis_summary(result.analysis.document, tb_dir):
+            typer.echo(f"tracelens: {note}", err=True)
     if result.analysis is not None and rank is None:
         doc = result.analysis.document
         if as_json:
             write_document(doc, sys.stdout)
         else:
-            print_summary(doc)
+            print_summary(doc, cwd=run_cwd(result.analysis))
     prefix = f"tracelens rank {rank}: " if rank is not None else ""
     for line in result.summary_lines():
         typer.echo(prefix + line, err=as_json or rank is not None)

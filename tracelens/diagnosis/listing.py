@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from tracelens.diagnosis.engine import RULES
 from tracelens.diagnosis.ranks import JOB_RULE
 from tracelens.diagnosis.thresholds import THRESHOLDS
@@ -55,15 +57,22 @@ def render_rules_markdown() -> str:
     return "\n".join(parts)
 
 
-def render_rules_text() -> str:
-    """The terminal listing: one block per rule, thresholds with their reasons."""
+def render_rules_text(width: int = 100) -> str:
+    """The terminal listing: one block per rule, thresholds with their reasons, wrapped to
+    ``width`` columns (at least 40)."""
+    width = max(40, width)
+
+    def wrap(text: str, indent: str, hang: str) -> list[str]:
+        return textwrap.wrap(text, width=width, initial_indent=indent, subsequent_indent=hang,
+                             break_on_hyphens=False) or [indent]
+
     lines: list[str] = []
     for r in RULES:
-        lines.append(f"{r.id}  {r.kind}  [{r.severity}]{'  (main diagnosis)' if r.main else ''}")
-        lines.append(f"    {r.title}")
-        lines.append(f"    precondition: {r.precondition}")
+        lines += wrap(f"{r.id}  {r.kind}  [{r.severity}]{'  (main diagnosis)' if r.main else ''}", "", "    ")
+        lines += wrap(r.title, "    ", "    ")
+        lines += wrap(f"precondition: {r.precondition}", "    ", "      ")
         for name in r.thresholds:
             t = THRESHOLDS[name]
-            lines.append(f"    {t.name} = {t.value:g} {t.unit}: {t.reason}")
+            lines += wrap(f"{t.name} = {t.value:g} {t.unit}: {t.reason}", "    ", "      ")
         lines.append("")
     return "\n".join(lines)

@@ -18,6 +18,7 @@ from tracelens.diagnosis import Finding as RuleFinding
 from tracelens.diagnosis.ranks import RankTimes, Straggler, find_straggler
 from tracelens.document.jsondoc import Rows, Values
 from tracelens.document.schema import (
+    PART_FIELDS,
     SCHEMA_VERSION,
     Copies,
     CpuSupplySummary,
@@ -33,6 +34,7 @@ from tracelens.document.schema import (
     RecommendationPart,
     SkippedRule,
     Source,
+    StepBreakdown,
     StepRow,
     TraceFacts,
 )
@@ -58,6 +60,17 @@ def per_step_records(analysis: TraceAnalysis) -> Rows:
     table = analysis.per_step
     columns = {str(k): table[k].to_numpy() for k in table.columns}
     return Rows(columns, {k: "int" if k in ("step", "next_calls") else "ms" for k in columns}, _step_row)
+
+
+def step_breakdown_of(analysis: TraceAnalysis) -> StepBreakdown | None:
+    """The median step's breakdown (ms, 6 decimals: the parts sum to ``step_ms``), None without steps."""
+    b = analysis.step_breakdown
+    if b is None:
+        return None
+    gpu = b.get("gpu_busy_ms")
+    return StepBreakdown(steps=[int(x) for x in b["steps"]], step_ms=float(_num(b["step_ms"]) or 0.0),
+                         gpu_busy_ms=_num(gpu) if gpu is not None else None,
+                         **{k: float(_num(b[k]) or 0.0) for k in PART_FIELDS})
 
 
 def loader_of(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo | None) -> Loader:
@@ -128,6 +141,7 @@ def build_document(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo |
             sync_ms_per_step=_num(a.sync_ms_per_step, 4),
             next_calls=a.next_calls,
             collective_ms_per_step=_num(a.collective_ms_per_step, 4),
+            step_breakdown=step_breakdown_of(a),
         ),
         loader=loader_of(a, diagnosis, run),
         diagnosis=diagnosis.diagnosis,

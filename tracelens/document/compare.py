@@ -130,36 +130,52 @@ def diff_findings(a: list[Finding], b: list[Finding]) -> tuple[FindingChange, ..
     return tuple(sorted(out, key=lambda c: order[c.status]))
 
 
-def _verdict(a: Document, b: Document, changed: bool) -> str:
+def _wait_phrase(ea: float, eb: float) -> tuple[str, int]:
+    """What happened to the exposed data wait, and its direction (-1 less, 0 same, 1 more)."""
+    if ea < NEGLIGIBLE_WAIT_FRACTION and eb < NEGLIGIBLE_WAIT_FRACTION:
+        return "neither run waits for data", 0
+    if eb < ea:
+        return (f"B removed {100 * (ea - eb) / ea:.0f} % of the exposed data wait "
+                f"({pct(ea)} → {pct(eb)} of step time)"), -1
+    if eb > ea:
+        grown = "appeared" if ea < NEGLIGIBLE_WAIT_FRACTION else "grew"
+        return f"the exposed data wait {grown} ({pct(ea)} → {pct(eb)} of step time)", 1
+    return f"the exposed data wait is unchanged ({pct(ea)} of step time)", 0
+
+
+def settings_phrase(loader_changes: dict[str, tuple[Any, Any]]) -> str:
+    def show(v: Any) -> str:
+        return "unknown" if v is None else str(v)
+
+    if not loader_changes:
+        return "No DataLoader setting differs between the two runs."
+    return "Changed: " + ", ".join(f"{k} {show(x)} → {show(y)}" for k, (x, y) in loader_changes.items()) + "."
+
+
+def _verdict(a: Document, b: Document, changed: bool,
+             loader_changes: dict[str, tuple[Any, Any]] | None = None) -> str:
+    """One sentence that leads with what decides better or worse (the step time when it moved
+    beyond the noise, else the exposed data wait), then the settings that differ."""
     ma, mb = a.metrics, b.metrics
     ea, eb = ma.exposed_data_wait_fraction, mb.exposed_data_wait_fraction
     ta, tb = ma.step_time_ms_median, mb.step_time_ms_median
-    parts: list[str] = []
-    if ea is not None and eb is not None:
-        if ea < NEGLIGIBLE_WAIT_FRACTION and eb < NEGLIGIBLE_WAIT_FRACTION:
-            parts.append("neither run waits for data")
-        elif eb < ea:
-            removed = (ea - eb) / ea
-            parts.append(f"B removed {100 * removed:.0f} % of the exposed data wait "
-                         f"({pct(ea)} → {pct(eb)} of step time)")
-        elif eb > ea:
-            grown = "appeared" if ea < NEGLIGIBLE_WAIT_FRACTION else "grew"
-            parts.append(f"exposed data wait {grown} ({pct(ea)} → {pct(eb)} of step time)")
-        else:
-            parts.append(f"exposed data wait unchanged ({pct(ea)} of step time)")
+    wait, wait_dir = _wait_phrase(ea, eb) if ea is not None and eb is not None else ("", 0)
+    step, step_dir = "", 0
     if ta is not None and tb is not None and ta > 0 and tb > 0:
-        step = f"step time {ta:,.1f} → {tb:,.1f} ms"
         if not changed:
-            step += " (within noise)"
+            step = f"the median step time is unchanged within noise ({ta:,.1f} → {tb:,.1f} ms)"
         elif tb < ta:
-            step += f" ({ta / tb:.2f}× faster)"
+            step, step_dir = f"B's steps are {ta / tb:.2f}× faster ({ta:,.1f} → {tb:,.1f} ms median)", -1
         else:
-            step += f" ({tb / ta:.2f}× slower)"
-        parts.append(step)
-    if not parts:
+            step, step_dir = f"B's steps are {tb / ta:.2f}× slower ({ta:,.1f} → {tb:,.1f} ms median)", 1
+    if step_dir:  # the step time decides: it leads, and a wait moving the other way is a caveat
+        lead = step + (f", although {wait}" if wait and wait_dir == -step_dir else f"; {wait}" if wait else "")
+    else:
+        lead = "; ".join(x for x in (wait, step) if x)
+    if not lead:
         return "The two analyses have no comparable metrics."
-    s = "; ".join(parts)
-    return s[0].upper() + s[1:] + "."
+    settings = f" {settings_phrase(loader_changes)}" if loader_changes is not None else ""
+    return lead[0].upper() + lead[1:] + "." + settings
 
 
 def compare_documents(doc_a: AnalysisDocument, doc_b: AnalysisDocument) -> Comparison:
@@ -196,7 +212,8 @@ def compare_documents(doc_a: AnalysisDocument, doc_b: AnalysisDocument) -> Compa
         delta["diagnosis"] = {"a": a.diagnosis, "b": b.diagnosis}
     findings = diff_findings(a.findings, b.findings)
     delta["findings"] = [asdict(f) for f in findings]
-    return Comparison(doc_a, doc_b, delta, findings, loader_changes, changed, _verdict(a, b, changed), tuple(notes))
+    return Comparison(doc_a, doc_b, delta, findings, loader_changes, changed,
+                      _verdict(a, b, changed, loader_changes), tuple(notes))
 
 
 def comparison_document(c: Comparison) -> dict[str, Any]:

@@ -55,6 +55,32 @@ class Source(_Doc, frozen=True, kw_only=True):
     devices: Annotated[list[str], _d("the GPUs with activity in the trace, e.g. `GPU 0: NVIDIA H100`")]
 
 
+class StepBreakdown(_Doc, frozen=True, kw_only=True):
+    """The median step split into disjoint parts from the trace's own events (``tracelens/breakdown.py``):
+    the parts sum to ``step_ms``, which equals ``step_time_ms_median`` (for an even count of steps,
+    the mean of the two middle steps' parts)."""
+
+    steps: Annotated[list[int], _d("the step(s) it is made of: the middle one, or the two middle ones")]
+    step_ms: Annotated[float, _d("its length; equals `step_time_ms_median`")]
+    data_wait_exposed_ms: Annotated[float, _d("DataLoader `__next__` with the GPU idle")]
+    data_wait_hidden_ms: Annotated[float, _d("DataLoader `__next__` while the GPU works")]
+    forward_ms: Annotated[float, _d("from the batch's arrival to the first autograd event (or the optimizer, or the step's end)")]
+    backward_ms: Annotated[float, _d("from the first to the last autograd event (the engine's thread counts)")]
+    optimizer_ms: Annotated[float, _d("`Optimizer.step#…` and `Optimizer.zero_grad#…`")]
+    collective_ms: Annotated[float, _d("collective communication outside the parts above")]
+    other_ms: Annotated[float, _d("the rest of the step")]
+    gpu_busy_ms: Annotated[float | None, _d("GPU activity in it (beside the parts, not one of them); null without a GPU")] = None
+
+    def parts(self) -> dict[str, float]:
+        """The parts in reading order (ms), keyed by their field names."""
+        return {k: float(getattr(self, k)) for k in PART_FIELDS}
+
+
+#: The parts of a step breakdown, in the order a reader follows a step (they sum to the step).
+PART_FIELDS = ("data_wait_exposed_ms", "data_wait_hidden_ms", "forward_ms", "backward_ms", "optimizer_ms",
+               "collective_ms", "other_ms")
+
+
 class Metrics(_Doc, frozen=True, kw_only=True):
     """The SPEC §2 metrics over the measured steps."""
 
@@ -70,6 +96,7 @@ class Metrics(_Doc, frozen=True, kw_only=True):
     sync_ms_per_step: Annotated[float | None, _d("host time in device, stream and event synchronizations per step")] = None
     next_calls: Annotated[int, _d("DataLoader `__next__` events in the trace")] = 0
     collective_ms_per_step: Annotated[float | None, _d("time inside collective communication per step; null: none seen")] = None
+    step_breakdown: Annotated[StepBreakdown | None, _d("the median step split into its parts; null without steps")] = None
 
     def mean_step_ms(self) -> float | None:
         """The mean measured step (ms)."""
@@ -236,6 +263,13 @@ class StepRow(_Doc, frozen=True, kw_only=True):
     next_calls: Annotated[int, _d("`__next__` calls that started in it")] = 0
     next_longest_ms: Annotated[float | None, _d("the longest of them")] = None
     collective_ms: Annotated[float | None, _d("time inside collectives")] = None
+    part_data_wait_exposed_ms: Annotated[float | None, _d("the step breakdown: data wait with the GPU idle")] = None
+    part_data_wait_hidden_ms: Annotated[float | None, _d("data wait while the GPU works")] = None
+    part_forward_ms: Annotated[float | None, _d("forward (the batch's arrival to the first autograd event)")] = None
+    part_backward_ms: Annotated[float | None, _d("backward (the autograd events' span)")] = None
+    part_optimizer_ms: Annotated[float | None, _d("the optimizer step and zero_grad")] = None
+    part_collective_ms: Annotated[float | None, _d("collectives outside the parts above")] = None
+    part_other_ms: Annotated[float | None, _d("the rest; the seven parts sum to `duration_ms`")] = None
 
 
 class Document(_Doc, frozen=True, kw_only=True):

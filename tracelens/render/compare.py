@@ -6,7 +6,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tracelens.document.compare import NEGLIGIBLE_WAIT_FRACTION, Comparison, rank_document
+from tracelens.document.compare import (
+    NEGLIGIBLE_WAIT_FRACTION,
+    Comparison,
+    rank_document,
+    settings_phrase,
+)
 from tracelens.render.charts import line_chart_spec, stacked_bars_spec
 from tracelens.render.format import fmt_ms
 from tracelens.render.html import render_page
@@ -60,7 +65,8 @@ def comparison_rows(c: Comparison) -> list[dict[str, str]]:
 def format_comparison(c: Comparison) -> str:
     """The terminal table: paths, metrics A / B / delta, findings, verdict."""
     a, b = rank_document(c.a), rank_document(c.b)
-    lines = [f"A: {a.source.path}", f"B: {b.source.path}", ""]
+    tone = {"good": "BETTER", "bad": "WORSE", "neutral": "NO CLEAR CHANGE"}[verdict_tone(c)]
+    lines = [tone, c.verdict, "", f"A: {a.source.path}", f"B: {b.source.path}", ""]
     rows = comparison_rows(c)
     w = max(len(r["label"]) for r in rows)
     wa = max(12, *(len(r["a"]) for r in rows))
@@ -78,8 +84,6 @@ def format_comparison(c: Comparison) -> str:
             lines.append(f"    {f.status:<9} {f.id:<8} [{sev}] {f.title}")
     for n in c.notes:
         lines.append(f"  note: {n}")
-    lines.append("")
-    lines.append(c.verdict)
     return "\n".join(lines)
 
 
@@ -137,7 +141,8 @@ def render_comparison_html(c: Comparison) -> str:
         path_b=b.source.path,
         rows=comparison_rows(c),
         findings=[asdict(f) for f in c.findings],
-        verdict=c.verdict,
+        verdict=c.verdict.removesuffix(" " + settings_phrase(c.loader_changes)),
+        settings=settings_phrase(c.loader_changes),
         tone=verdict_tone(c),
         notes=list(c.notes),
         steps_chart=lines,

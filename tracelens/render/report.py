@@ -25,12 +25,19 @@ from tracelens.analysis import TraceAnalysis
 from tracelens.document.distribution import WaitMatrix, exposed_wait_matrix, rank_distribution
 from tracelens.document.result import RankResult, Result
 from tracelens.document.schema import Document, Finding, JobDocument
+from tracelens.render.breakdown import breakdown_view
 from tracelens.render.charts import heatmap_spec, histogram_spec, stacked_bars_spec, timeline_spec
 from tracelens.render.format import fmt_ms, fmt_value, rounded, visible_all
 from tracelens.render.html import render_page
 from tracelens.render.redact import redact_view, sensitive_strings
 from tracelens.render.telemetry import MAX_LINE_POINTS, bucket_mean, telemetry_view
-from tracelens.render.wording import TONES, busy_machine_line, recommendation_view, verdict_sentence
+from tracelens.render.wording import (
+    TONES,
+    busy_machine_line,
+    recommendation_view,
+    user_code_edit,
+    verdict_sentence,
+)
 from tracelens.runjson import RunInfo
 from tracelens.system.atomic import write_atomic
 from tracelens.vocab import SETTING_KEYS, pct, severity_rank
@@ -116,7 +123,7 @@ def timeline_chart(analysis: TraceAnalysis) -> dict[str, Any] | None:
     note = ""
     if tl.downsampled:
         note = f"Gaps shorter than {fmt_ms(tl.merge_gap_ms)} were closed to keep the chart small."
-    title = f"Inside one typical step: step {tl.step} (median duration, {fmt_ms(tl.duration_ms)})"
+    title = f"Inside step {tl.step}, the middle step by length ({fmt_ms(tl.duration_ms)}): its intervals"
     return timeline_spec(title, tl.duration_ms, lanes, note=note)
 
 
@@ -157,6 +164,12 @@ def _evidence_item(key: str, value: Any) -> dict[str, str]:
         return {"key": key[: -len("_ms_per_step")].replace("_", " ") + " per step", "value": fmt_ms(float(value))}
     if number and key.endswith("_bytes"):
         return {"key": key[: -len("_bytes")].replace("_", " "), "value": f"{float(value) / 1e6:,.1f} MB"}
+    if number and key.endswith(("speedup", "ceiling")):
+        return {"key": key.replace("_", " "), "value": f"{float(value):.2f}×"}
+    if isinstance(value, float) and ("cores" in key or "workers" in key):
+        return {"key": key.replace("_", " "), "value": f"{value:,.1f}"}
+    if isinstance(value, float) and abs(value) < 1e4:
+        return {"key": key.replace("_", " "), "value": f"{value:.3g}"}  # the JSON keeps full precision
     return {"key": key.replace("_", " "), "value": fmt_value(value)}
 
 
@@ -306,16 +319,29 @@ def _rank_rows(docs: list[Document], slowest: int | None) -> tuple[list[dict[str
             "rank": d.rank, "steps": d.steps,
             "step_ms": fmt_ms(m.step_time_ms_median), "data_wait": pct(m.data_wait_fraction),
             "exposed": pct(e), "exposed_fraction": rounded(e or 0.0), "gpu_busy": pct(m.gpu_busy_fraction),
+            "exposed_ms_value": m.exposed_wait_ms_per_step() or 0.0, "exposed_ms": fmt_ms(m.exposed_wait_ms_per_step() or 0.0),
+            "collective_ms_value": m.collective_ms_per_step or 0.0, "collective": fmt_ms(m.collective_ms_per_step or 0.0),
             "ceiling": f"{m.speedup_ceiling:.2f}×" if m.speedup_ceiling else "n/a",
             "diagnosis": f"waits for rank {waits}" if waits is not None else d.diagnosis,
             "slowest": d.rank == slowest,
         })
-    top = max((row["exposed_fraction"] for row in rows), default=0.0) or 1.0
+    # both bars on one scale (ms per step), so a straggler's wait and the others' collective wait compare
+    top = max((max(row["exposed_ms_value"], row["collective_ms_value"]) for row in rows), default=0.0) or 1.0
     for row in rows:
-        row["bar_pct"] = rounded(100 * row["exposed_fraction"] / top, 1)
+        row["bar_pct"] = rounded(100 * row.pop("exposed_ms_value") / top, 1)
+        row["coll_bar_pct"] = rounded(100 * row.pop("collective_ms_value") / top, 1)
     notice = (f"The rank table lists the {len(shown)} of {len(docs):,} ranks that wait most for data; "
               "every rank is in `analyze --json`.") if len(shown) < len(docs) else None
     return rows, notice
+
+
+def _straggler_view(job: JobDocument) -> dict[str, str] | None:
+    """The job's rank_straggler finding (title, first sentence of advice), None without one."""
+    f = next((f for f in job.findings if f.kind == "rank_straggler"), None)
+    if f is None:
+        return None
+    advice = f.advice or ""
+    return {"title": f.title, "advice": advice.split(". ")[0].rstrip(".") + "." if advice else ""}
 
 
 def _span(a: int, b: int) -> str:
@@ -386,7 +412,8 @@ def build_view(result: Result, *, redact: bool = False) -> dict[str, Any]:
     context = [f"batch_size={ml.batch_size!r}"] if ml is not None and ml.batch_size is not None else []
     # by severity, keeping the document's order within one (the main cause, the job's finding first)
     findings = sorted((_finding_view(f) for f in doc.findings), key=lambda f: -severity_rank(f["severity"]))
-    recommendation = recommendation_view(doc, context)
+    edit = user_code_edit(doc, run.command.cwd if run is not None else None)
+    recommendation = recommendation_view(doc, context, edit)
     recommendation["notes"] = _short_notes(recommendation["notes"], findings)
     job = result.document if isinstance(result.document, JobDocument) else None
     source_path = result.document.source.path or result.path
@@ -405,6 +432,7 @@ def build_view(result: Result, *, redact: bool = False) -> dict[str, Any]:
         "rank_count": len(rank_docs),
         "ranks": rows,
         "across": _spread_view(rank_docs) if multi else None,
+        "straggler": _straggler_view(job) if job is not None else None,
         "failed_ranks": [{"rank": f.rank, "error": f.error}
                          for f in (job.failed_ranks if job is not None else [])][:MAX_RANK_ROWS],
         "focus_rank": doc.rank if multi else None,
@@ -412,6 +440,7 @@ def build_view(result: Result, *, redact: bool = False) -> dict[str, Any]:
                     "tone": TONES.get(doc.diagnosis, "bad"),
                     "ceiling": doc.metrics.speedup_ceiling},
         "metrics": _metric_tiles(doc),
+        "breakdown": breakdown_view(doc),
         "busy_machine": busy_machine_line(doc),
         "recommendation": recommendation,
         "findings": findings,
@@ -428,8 +457,8 @@ def build_view(result: Result, *, redact: bool = False) -> dict[str, Any]:
     if redact:
         view = redact_view(view, sensitive_strings(result))
         view["title"] = "tracelens report"
-        view["notices"].append("Redacted for sharing: file paths, file names, the host name, the command line and the "
-                               "names of other processes are hidden.")
+        view["notices"].append("Redacted for sharing: file paths, file and directory names, the host and user names, "
+                               "the command line and the names of other processes are hidden.")
     return dict(visible_all(view))
 
 

@@ -18,11 +18,13 @@ from typing import Any, TextIO
 
 from tracelens.document.distribution import rank_distribution
 from tracelens.document.schema import AnalysisDocument, Document, JobDocument
+from tracelens.render.breakdown import breakdown_line, breakdown_view
 from tracelens.render.format import fmt_ms, visible
 from tracelens.render.wording import (
     busy_machine_line,
     recommendation_view,
     settings_call,
+    user_code_edit,
     verdict_sentence,
 )
 from tracelens.vocab import SETTING_KEYS, pct, severity_rank
@@ -65,13 +67,14 @@ def _first_sentence(text: str, at_least: int = 60) -> str:
     return out
 
 
-def format_summary(doc: AnalysisDocument, color: bool = False) -> str:
-    """A few lines a person reads at a glance, for one rank's document or a multi-rank one."""
+def format_summary(doc: AnalysisDocument, color: bool = False, cwd: str | None = None) -> str:
+    """A few lines a person reads at a glance, for one rank's document or a multi-rank one;
+    ``cwd`` (the run's working directory) lets the change be shown as an edit of the user's file."""
     def c(code: str, s: str) -> str:
         return f"\x1b[{code}m{s}\x1b[0m" if color else s
 
     if isinstance(doc, JobDocument):
-        return _format_ranks(doc, color, c)
+        return _format_ranks(doc, color, c, cwd)
 
     m = doc.metrics
     lines = [c("1", f"tracelens: {_clean(doc.source.path)}")]
@@ -88,6 +91,9 @@ def format_summary(doc: AnalysisDocument, color: bool = False) -> str:
             f" · exposed {pct(m.exposed_data_wait_fraction)}"
             f" · GPU busy {pct(m.gpu_busy_fraction)}"
         )
+    parts = breakdown_view(doc)
+    if parts is not None:
+        lines += _wrap(breakdown_line(parts), "  ")
     if doc.fallback:
         lines += _wrap(f"steps: {doc.fallback}", "  ")
     busy = busy_machine_line(doc)
@@ -96,16 +102,27 @@ def format_summary(doc: AnalysisDocument, color: bool = False) -> str:
     for w in doc.warnings:
         lines += [c("33", ln) for ln in _wrap(f"warning: {w}", "  ")]
 
-    rec = recommendation_view(doc)
+    rec = recommendation_view(doc, edit=user_code_edit(doc, cwd))
+    src = rec["source"]
     if rec["changed"]:
         lines.append("")
         fw = rec["framework"]
         if fw is not None:
             lines += [c("1", ln) for ln in _wrap(f"{fw['framework']}: {fw['text']}", "  ")]
             lines += [c(DIFF_COLOR[d["op"]], f"  {d['op']} {_clean(d['text'])}") for d in fw["lines"]]
-        where = f" ({_clean(rec['created_at'])})" if rec["created_at"] else ""
-        lines.append(c("1", f"  {'the same as a ' if fw and fw['lines'] else ''}change to the DataLoader call{where}:"))
-        lines += [c(DIFF_COLOR[d["op"]], f"  {d['op']} {_clean(d['text'])}") for d in rec["diff"]]
+        if src is not None and src["lines"]:
+            lines.append(c("1", f"  edit the {src['target']}(...) call at {_clean(src['where'])}:"))
+        else:
+            if src is not None and src["problem"]:
+                lines += _wrap(f"your code could not be edited: {src['problem']}; the settings to use:", "  ")
+            where = f" ({_clean(rec['created_at'])})" if rec["created_at"] else ""
+            lines.append(c("1", f"  {'the same as a ' if fw and fw['lines'] else ''}change to the DataLoader call{where}:"))
+        lines += [c(DIFF_COLOR.get(d["op"], "2"), f"  {_clean(d['text'])}" if d["op"] == "@" else f"  {d['op']} {_clean(d['text'])}")
+                  for d in rec["diff"]]
+        if src is not None and src["unresolved"]:
+            lead = ("also, by hand: " if src["lines"] else
+                    f"the call at {src['where']} takes these from keyword arguments built elsewhere: set ")
+            lines += _wrap(lead + "; ".join(src["unresolved"]), "  ")
         if rec["env"]:
             lines.append(c("1", "  and start training with:"))
             lines += [c(DIFF_COLOR["+"], f"  + export {_clean(e)}") for e in rec["env"]]
@@ -145,6 +162,7 @@ def _rank_row(r: Document, slowest: int) -> str:
     verdict = f"waits for rank {r.waits_for_rank}" if r.waits_for_rank is not None else r.diagnosis
     return (f"  {r.rank:>5}  {r.steps:>5}  {fmt_ms(m.step_time_ms_median):>12}  "
             f"{pct(m.data_wait_fraction):>9}  {pct(m.exposed_data_wait_fraction):>8}  "
+            f"{fmt_ms(m.collective_ms_per_step or 0.0):>11}  "
             f"{pct(m.gpu_busy_fraction):>8}  {verdict}" + (" <- slowest" if r.rank == slowest else ""))
 
 
@@ -161,10 +179,11 @@ def _spread_lines(doc: JobDocument) -> list[str]:
     return lines
 
 
-def _format_ranks(doc: JobDocument, color: bool, c: Callable[[str, str], str]) -> str:
+def _format_ranks(doc: JobDocument, color: bool, c: Callable[[str, str], str], cwd: str | None = None) -> str:
     ranks = doc.ranks
     lines = [c("1", f"tracelens: {len(ranks):,} ranks in {_clean(doc.source.path)}")]
-    header = f"  {'rank':>5}  {'steps':>5}  {'step median':>12}  {'data wait':>9}  {'exposed':>8}  {'GPU busy':>8}  diagnosis"
+    header = (f"  {'rank':>5}  {'steps':>5}  {'step median':>12}  {'data wait':>9}  {'exposed':>8}  "
+              f"{'collectives':>11}  {'GPU busy':>8}  diagnosis")
     if len(ranks) <= RANK_TABLE_MAX:
         lines.append(header)
         for r in ranks:
@@ -179,14 +198,14 @@ def _format_ranks(doc: JobDocument, color: bool, c: Callable[[str, str], str]) -
             lines += _wrap(_first_sentence(f.advice), "    ")
     lines.append("")
     lines.append(c("1", f"Slowest rank {doc.slowest_rank}") + " (every rank waits for it at the next collective):")
-    lines.append(format_summary(doc.slowest(), color))
+    lines.append(format_summary(doc.slowest(), color, cwd))
     return "\n".join(lines)
 
 
-def print_summary(doc: AnalysisDocument, stream: TextIO | None = None) -> None:
+def print_summary(doc: AnalysisDocument, stream: TextIO | None = None, cwd: str | None = None) -> None:
     """Print :func:`format_summary`, with colour when the stream is a colour terminal."""
     out = stream or sys.stdout
-    text = format_summary(doc, color=use_color(out)) + "\n"
+    text = format_summary(doc, color=use_color(out), cwd=cwd) + "\n"
     try:
         out.write(text)
     except UnicodeEncodeError:  # a terminal that cannot show "×" or "·"

@@ -6,7 +6,11 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+
+from tracelens.document.result import Result
 from tracelens.document.schema import Document
+from tracelens.render.source_edit import SourceEdit, diff_lines, source_edit
 from tracelens.vocab import SETTING_KEYS, is_dataloader_default, pct
 
 CAUSES = {
@@ -151,8 +155,34 @@ def framework_view(doc: Document, diff: Sequence[dict[str, str]]) -> dict[str, A
     return None
 
 
-def recommendation_view(doc: Document, context: Sequence[str] = ()) -> dict[str, Any]:
-    """The change to make (one rank's document): diff, code to copy, environment, expected gain."""
+def run_cwd(result: Result) -> str | None:
+    """The working directory of the run the document speaks for (None without its run.json)."""
+    full = result.slowest
+    return full.run.command.cwd if full is not None and full.run is not None else None
+
+
+def user_code_edit(doc: Document, cwd: str | None) -> SourceEdit | None:
+    """The recommendation as an edit of the user's file at ``loader.created_at`` (one rank's
+    document; ``cwd`` is the run's working directory); None when the run does not say where."""
+    if doc.diagnosis == "undetermined":
+        return None
+    return source_edit(doc.loader.created_at, cwd, msgspec.structs.asdict(doc.recommendation),
+                       current_settings(doc), doc.loader.framework)
+
+
+def _source_view(edit: SourceEdit | None) -> dict[str, Any] | None:
+    if edit is None:
+        return None
+    patch = f"# {edit.where}: the {edit.target}(...) call\n{edit.diff}" if edit.diff else ""
+    return {"where": edit.where, "target": edit.target, "lines": diff_lines(edit.diff) if edit.diff else [],
+            "patch": patch, "call": edit.call, "unresolved": list(edit.unresolved), "problem": edit.problem}
+
+
+def recommendation_view(doc: Document, context: Sequence[str] = (), edit: SourceEdit | None = None) -> dict[str, Any]:
+    """The change to make (one rank's document): diff, code to copy, environment, expected gain.
+
+    With ``edit`` (:func:`user_code_edit`) that has a diff, the diff and the code to copy are the
+    user's own lines, edited; otherwise the settings as a ``DataLoader(...)`` call."""
     rec = doc.recommendation
     keep = list(rec.keep_current)
     diff = settings_diff(current_settings(doc), {k: getattr(rec, k) for k in SETTING_KEYS}, context,
@@ -163,10 +193,18 @@ def recommendation_view(doc: Document, context: Sequence[str] = ()) -> dict[str,
     speed, bound = rec.expected_speedup, rec.expected_speedup_bound
     expected = (f"{speed:.2f}×" if speed is not None and speed >= 1.005
                 and doc.diagnosis not in ("healthy", "undetermined") else None)
-    return {"diff": diff, "code": diff_after(diff), "changed": any(ln["op"] != " " for ln in diff) or bool(env),
+    source = _source_view(edit)
+    changed = any(ln["op"] != " " for ln in diff) or bool(env)
+    code = diff_after(diff)
+    framework = framework_view(doc, diff)
+    if source is not None and source["lines"]:
+        diff, code, changed = source["lines"], source["call"], True
+        if framework is not None and source["target"] == "TrainingArguments":
+            framework["lines"] = []  # the edit of the script's own TrainingArguments(...) says it
+    return {"diff": diff, "code": code, "changed": changed, "source": source,
             "keep": keep, "env": [f"{k}={v}" for k, v in sorted(env.items())], "expected": expected,
             "expected_value": float(speed) if expected and speed is not None else None,
             "bound": f"{bound:.2f}×" if bound is not None else None,
             "basis": rec.expected_basis or "", "measure": rec.measure_with,
-            "framework": framework_view(doc, diff), "created_at": doc.loader.created_at,
+            "framework": framework, "created_at": doc.loader.created_at,
             "notes": list(rec.notes)}

@@ -20,6 +20,7 @@ from tracelens.capture.options import A, Analyze, JobResult, ProfileOptions, Pro
 from tracelens.capture.parent import launch
 from tracelens.capture.parent.supervisor import result_from_run, stop_on_sigterm, supervise
 from tracelens.capture.recorded.outcome import provisional_run, read_run, script_command, write_run
+from tracelens.capture.recorded.progress import Status, follow
 from tracelens.errors import UsageError
 from tracelens.system.rundirs import release_claim
 
@@ -46,16 +47,20 @@ def run_profile(options: ProfileOptions, analyze: Analyze[A] | None = None) -> P
     rank = rank_env()
     run_dir = claim_run_dir(options, rank)
     try:
-        if options.supervise:
-            recorded, stopped = supervise(options, run_dir, script_command(options))
-        else:
-            recorded, stopped = record_here(options, run_dir), False
-        if stopped:
-            note = f"analysis skipped (tracelens was asked to stop): tracelens analyze {run_dir}"
-            recorded = replace(recorded, notes=(*recorded.notes, note))
-        else:
-            with stop_on_sigterm(run_dir):
-                recorded = analyzed(recorded, run_dir, analyze, no_report=options.no_report)
+        with Status(enabled=rank is None) as status:  # a job's ranks share one terminal: silent
+            with follow(run_dir, status):
+                if options.supervise:
+                    recorded, stopped = supervise(options, run_dir, script_command(options))
+                else:
+                    recorded, stopped = record_here(options, run_dir), False
+            if stopped:
+                note = f"analysis skipped (tracelens was asked to stop): tracelens analyze {run_dir}"
+                recorded = replace(recorded, notes=(*recorded.notes, note))
+            else:
+                if analyze is not None and not options.no_report:
+                    status.update("analyzing the trace, writing analysis.json and report.html")
+                with stop_on_sigterm(run_dir):
+                    recorded = analyzed(recorded, run_dir, analyze, no_report=options.no_report)
     finally:
         release_claim(run_dir)
     if rank is None:

@@ -1,4 +1,5 @@
-"""``profile --tensorboard DIR``: the trace in TensorBoard's profiler layout plus per-step scalars."""
+"""``profile --tensorboard DIR``: the trace in TensorBoard's profiler layout plus per-step scalars
+(after the analysis, ``render/tensorboard.py`` adds the step breakdown and the verdict)."""
 
 from __future__ import annotations
 
@@ -35,3 +36,4 @@ def write_tensorboard(run: RunInfo, trace_path: Path | None, tb_root: Path,
     finally:
         writer.close()
     return out, []
+

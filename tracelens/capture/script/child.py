@@ -126,15 +126,18 @@ def record(options: ProfileOptions, run_dir: Path, *, supervisor_pid: int | None
         raise KeyboardInterrupt  # nothing recorded yet: the supervisor writes run.json
     from tracelens.capture.dataloader import hooks
     from tracelens.capture.recorded.outcome import annotate, script_command, write_phase
+    from tracelens.capture.recorded.progress import progress_writer
     from tracelens.capture.script.guard import ExitGuard
     from tracelens.capture.script.session import CaptureSession
     from tracelens.capture.script.target import run_target
 
     session = CaptureSession(options, run_dir, script_command(options))
     session.observer = lambda phase: write_phase(run_dir, phase)
+    session.progress = progress_writer(run_dir)
 
     def finish(status: int, reason: str, error: str | None, signum: int | None, shutdown: bool) -> None:
         write_phase(run_dir, "finishing")
+        session.progress("writing the trace and run.json", True)  # type: ignore[misc]
         done = session.finish(status, reason, error, shutdown_workers=shutdown)
         notes = done.notes
         if supervisor_pid is not None and os.getppid() != supervisor_pid:

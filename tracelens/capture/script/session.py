@@ -40,6 +40,7 @@ from tracelens.capture.dataloader import hooks
 from tracelens.capture.dataloader.registry import LoaderRegistry
 from tracelens.capture.machine.telemetry import TelemetrySampler
 from tracelens.capture.options import ProfileOptions, ProfileResult
+from tracelens.capture.recorded.progress import step_progress
 from tracelens.capture.recorded.rundoc import SYNC_MARKER, SessionState, WindowTimes, build_run_info
 from tracelens.capture.script.target import StopRun
 from tracelens.capture.script.window import (
@@ -117,6 +118,7 @@ class CaptureSession:
         self.activities: list[Any] = []
         #: Told "window" when the window starts and "saved" once the trace is on disk.
         self.observer: Callable[[str], None] | None = None
+        self.progress: Callable[[str, bool], None] | None = None  # (text, force): recorded.progress.progress_writer
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -276,6 +278,8 @@ class CaptureSession:
         self.fetch_gate.on = drawn + MAIN_FETCH_LEAD_BATCHES >= self.schedule.wait
         if drawn >= self.schedule.wait:
             self._start_window()
+        elif self.progress is not None:
+            self.progress(f"skipping the first batches ({drawn}/{self.schedule.wait})", False)
 
     def _next_in_window(self, it: Any, orig: Any, loader_id: int) -> Any:
         """A batch inside the window: the window loader's starts a step; a loader that has fed no
@@ -323,6 +327,8 @@ class CaptureSession:
             self._mark_record_start()
         if self.observer is not None:
             self.observer("window")
+        if self.progress is not None:
+            self.progress(step_progress(0, sched.warmup, sched.active), True)
 
     def _abandon_window(self, loader_id: int) -> None:
         """Drop the provisional window (no trace written) and wait for ``loader_id``'s instead."""
@@ -390,6 +396,9 @@ class CaptureSession:
         prof.step()
         if prof.step_num == sched.warmup:
             self._mark_record_start()
+        if self.progress is not None:
+            self.progress(step_progress(int(prof.step_num), sched.warmup, sched.active),
+                          prof.step_num in (sched.warmup, sched.warmup + sched.active))
         if self.trace_ready:
             self._end_window()
             if sched.stop_after_window:

@@ -1,0 +1,110 @@
+"""Where each step's time goes: data wait (exposed, hidden), forward, backward, optimizer,
+collectives and other, from the trace's own events.
+
+Each step's wall time is split into disjoint parts, so the parts sum to the step exactly. Where
+two kinds of work overlap in time, the first of this order claims it:
+
+1. **data wait**: the DataLoader ``__next__`` intervals; *exposed* where no GPU activity runs
+   meanwhile (SPEC §2), *hidden* where it does;
+2. **optimizer**: ``Optimizer.step#…`` and ``Optimizer.zero_grad#…`` (any host thread);
+3. **backward**: from the step's first to its last autograd event
+   (``autograd::engine::evaluate_function: …``, ``…Backward0``); on a GPU the engine runs in
+   its own thread while the main thread waits, so the span counts, not only the ops;
+4. **collectives**: collective communication (``nccl:…``, ``c10d::…``, NCCL kernels) not
+   already counted above (DDP's all-reduce overlaps the backward and is counted there);
+5. **forward**: from the end of the step's last data wait to the start of its backward (or its
+   optimizer step, or the step's end when it has neither);
+6. **other**: the rest (logging, checkpoints, the host between the optimizer and the next batch).
+
+Pure functions over the columnar trace; times are int64 ns, results ms.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import numpy.typing as npt
+
+from tracelens import intervals as iv
+from tracelens.model import GPU_SIDE_CATEGORIES, Trace
+
+OPTIMIZER_NAME = re.compile(r"^Optimizer\.(?:step|zero_grad)#")
+BACKWARD_NAME = re.compile(r"^autograd::engine::evaluate_function: |Backward\d*$")
+#: The parts of a step, in the order they claim overlapping time; their ms sum to the step.
+PARTS = ("data_wait_exposed_ms", "data_wait_hidden_ms", "optimizer_ms", "backward_ms", "collective_ms",
+         "forward_ms", "other_ms")
+#: The same parts in the order a reader follows a step (and the JSON lists them).
+READING_ORDER = ("data_wait_exposed_ms", "data_wait_hidden_ms", "forward_ms", "backward_ms", "optimizer_ms",
+                 "collective_ms", "other_ms")
+NS_PER_MS = 1e6
+
+
+#: Start and end (ns) of a set of host events, in trace order.
+Spans = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]
+
+
+def reads_name(name: str) -> bool:
+    """Whether the breakdown reads events of this name (the loader's row filter keeps them)."""
+    return OPTIMIZER_NAME.search(name) is not None or BACKWARD_NAME.search(name) is not None
+
+
+def host_spans(trace: Trace, pattern: re.Pattern[str]) -> Spans:
+    """Start and end (ns) of the host events whose name matches ``pattern``: what
+    :func:`step_parts` needs of the trace, so the trace can be released before the steps are."""
+    rows = np.flatnonzero(trace.mask_names(lambda n: pattern.search(n) is not None)
+                          & ~trace.mask_categories(GPU_SIDE_CATEGORIES))
+    ts = trace.ts_ns[rows]
+    return ts, ts + trace.dur_ns[rows]
+
+
+def _per_step_hull(starts: np.ndarray, ends: np.ndarray, s_start: np.ndarray,
+                   s_end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each step, the first start and last end of the events starting inside it (clipped to
+    the step); steps without any get an empty interval at their end."""
+    lo, hi = s_end.copy(), s_end.copy()
+    order = np.argsort(starts, kind="stable")
+    starts, ends = starts[order], ends[order]
+    for k in range(s_start.size):
+        a, b = np.searchsorted(starts, [s_start[k], s_end[k]], side="left")
+        if b > a:
+            lo[k] = starts[a]
+            hi[k] = min(int(ends[a:b].max()), int(s_end[k]))
+    return lo, hi
+
+
+def step_parts(opt: Spans, back: Spans, s_start: np.ndarray, s_end: np.ndarray, data_wait: iv.IntervalSet,
+               exposed: iv.IntervalSet, collectives: iv.IntervalSet) -> dict[str, np.ndarray]:
+    """Each step's time split into :data:`PARTS` (ms per step, summing to the step's duration),
+    from the optimizer and backward events' spans (:func:`host_spans`)."""
+    n = int(s_start.size)
+    if n == 0:
+        return {k: np.zeros(0) for k in PARTS}
+    steps = iv.union(s_start, s_end)
+    optimizer = iv.subtract(iv.intersect(iv.union(*opt), steps), data_wait)
+    b_lo, b_hi = _per_step_hull(back[0], back[1], s_start, s_end)
+    claimed = iv.combine(data_wait, optimizer)
+    backward = iv.subtract(iv.union(b_lo, b_hi), claimed)
+    claimed = iv.combine(claimed, backward)
+    coll = iv.subtract(collectives, claimed)
+    claimed = iv.combine(claimed, coll)
+    # forward: after the step's last data wait, until its backward (else optimizer, else its end)
+    w_lo, w_hi = _per_step_hull(data_wait.starts, data_wait.ends, s_start, s_end)
+    has_wait = w_lo < s_end
+    f_lo = np.where(has_wait, w_hi, s_start)
+    o_lo, _ = _per_step_hull(optimizer.starts, optimizer.ends, s_start, s_end)
+    f_hi = np.where(b_lo < s_end, b_lo, o_lo)
+    f_hi = np.maximum(f_hi, f_lo)
+    forward = iv.subtract(iv.union(f_lo, f_hi), claimed)
+    hidden = iv.subtract(data_wait, exposed)
+    parts = {
+        "data_wait_exposed_ms": exposed, "data_wait_hidden_ms": hidden, "optimizer_ms": optimizer,
+        "backward_ms": backward, "collective_ms": coll, "forward_ms": forward,
+    }
+    # An empty part (no optimizer, no GPU, no collectives) is a read-only broadcast of 0: memory
+    # grows only by the parts a trace really has.
+    out = {k: iv.measure_within(s, s_start, s_end) / NS_PER_MS if len(s) else np.broadcast_to(0.0, (n,))
+           for k, s in parts.items()}
+    durations = (s_end - s_start) / NS_PER_MS
+    out["other_ms"] = np.maximum(durations - sum(out.values()), 0.0)
+    return out
