@@ -15,7 +15,10 @@ from tracelens import intervals as iv
 from tracelens.model import GPU_ACTIVITY_CATEGORIES, RUNTIME_CATEGORIES, Trace
 
 STEP_NAME = re.compile(r"^ProfilerStep#(\d+)$")
-DATA_WAIT_NAME = re.compile(r"^enumerate\(DataLoader\)#.*\.__next__$|^enumerate\(DataPipe\)#")
+DATA_WAIT_NAME = re.compile(r"^enumerate\(DataLoader\)#.*\.__next__$|^enumerate\(DataPipe\)#|^tracelens#next\(")
+#: The ``next()`` of whatever feeds the training loop, written by ``tracelens profile`` (any input
+#: pipeline); where present it is the data wait, and a DataLoader drawn inside it is not counted twice.
+PIPELINE_NEXT_NAME = re.compile(r"^tracelens#next\(")
 #: Collective communication on the host (process-group annotations, c10d ops) and the device
 #: (NCCL/RCCL kernels). In data-parallel training every rank waits in them for the slowest rank.
 COLLECTIVE_NAME = re.compile(r"^(?:nccl|gloo|mpi|ucc|xccl|hccl):|^c10d::|^record_param_comms$|^[nr]cclDev(?:ice)?Kernel|^[nr]cclKernel")
@@ -208,7 +211,10 @@ def _rows(trace: Trace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     gpu_ann = trace.mask_categories({"gpu_user_annotation"})
     gpu_rows = trace.mask_categories(GPU_ACTIVITY_CATEGORIES)
     step_rows = np.flatnonzero(trace.mask_names(lambda n: STEP_NAME.match(n) is not None) & ~gpu_ann)
-    next_rows = np.flatnonzero(trace.mask_names(lambda n: DATA_WAIT_NAME.match(n) is not None) & ~gpu_ann & ~gpu_rows)
+    host = ~gpu_ann & ~gpu_rows
+    pipeline = trace.mask_names(lambda n: PIPELINE_NEXT_NAME.match(n) is not None) & host
+    next_rows = np.flatnonzero(pipeline if pipeline.any() else
+                               trace.mask_names(lambda n: DATA_WAIT_NAME.match(n) is not None) & host)
     return step_rows, next_rows, gpu_rows
 
 

@@ -129,7 +129,8 @@ class Loader(_Doc, frozen=True, kw_only=True):
         "the standard library (the framework's own frame when there is none); null for a loader built "
         "before the session")] = None
     framework: Annotated[str | None, _d(
-        "`transformers` (Trainer), `lightning`, `accelerate`, or null when the script builds it itself")] = None
+        "`transformers` (Trainer), `lightning`, `accelerate`, or null when the script builds it itself; for an "
+        "input pipeline that is no DataLoader: `torchdata.nodes`, `webdataset`, `datasets`, `generator`")] = None
     training: Annotated[bool | None, _d(
         "its batches fed backward passes (a training loader); false for evaluation loaders, null when not seen")] = None
 

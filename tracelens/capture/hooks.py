@@ -10,6 +10,7 @@ loader trains: one call per backward pass or step, none per batch.
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -35,6 +36,29 @@ class SessionEvents(Protocol):
 _ACTIVE: SessionEvents | None = None
 _ORIGINALS: dict[tuple[Any, str], Any] = {}
 _HANDLES: list[Any] = []
+_CLEANUPS: list[Callable[[], None]] = []
+#: Per thread, which hooked calls are under way: a subclass's ``__next__`` that calls
+#: ``super().__next__()`` (StatefulDataLoader), or a DataLoader drawn inside a timed pipeline's
+#: ``next()``, reaches the session once, at the outermost call.
+_DEPTH = threading.local()
+
+
+def inside(kind: str) -> bool:
+    """Whether a hooked ``kind`` call (``next``, ``iter``, ``init``) is under way in this thread."""
+    return bool(getattr(_DEPTH, kind, 0))
+
+
+class outermost:
+    """Marks a hooked ``kind`` call as under way in this thread while the block runs."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def __enter__(self) -> None:
+        setattr(_DEPTH, self.kind, getattr(_DEPTH, self.kind, 0) + 1)
+
+    def __exit__(self, *exc: object) -> None:
+        setattr(_DEPTH, self.kind, getattr(_DEPTH, self.kind, 1) - 1)
 
 
 def active_session() -> SessionEvents | None:
@@ -71,9 +95,14 @@ def install(session: SessionEvents) -> None:
     if _ACTIVE is not None:
         raise RuntimeError("a tracelens capture session is already active in this process")
     for (cls, name), make in _targets().items():
-        orig = cls.__dict__[name]
-        _ORIGINALS[(cls, name)] = orig
-        setattr(cls, name, make(orig))
+        _patch(cls, name, make)
+    from torch.utils.data import DataLoader
+    from torch.utils.data.dataloader import _BaseDataLoaderIter
+
+    from tracelens.capture.subclasses import patch_subclasses
+
+    patch_subclasses(_patch, {DataLoader: {"__init__": _make_init_hook, "__iter__": _make_iter_hook},
+                              _BaseDataLoaderIter: {"__next__": _make_next_hook}}, _ABSENT)
     try:
         from torch.optim.optimizer import register_optimizer_step_post_hook
 
@@ -83,11 +112,38 @@ def install(session: SessionEvents) -> None:
     _ACTIVE = session
 
 
+def _patch(cls: Any, name: str, make: Callable[[Any], Any]) -> None:
+    """Replace ``cls.name`` (its own attribute) by ``make(original)``, once."""
+    if (cls, name) in _ORIGINALS:
+        return
+    orig = cls.__dict__.get(name, _ABSENT)
+    _ORIGINALS[(cls, name)] = orig
+    setattr(cls, name, make(orig))
+
+
+def patch(cls: Any, name: str, make: Callable[[Any], Any]) -> None:
+    """Replace ``cls.name`` by ``make(its own attribute, or the absent marker)`` until
+    :func:`uninstall` (pipeline timers use it for the iterator class they time)."""
+    _patch(cls, name, make)
+
+
+def add_cleanup(fn: Callable[[], None]) -> None:
+    """Call ``fn`` at :func:`uninstall` (a trace function to remove)."""
+    _CLEANUPS.append(fn)
+
+
 def uninstall() -> None:
     """Restore the original methods."""
     global _ACTIVE
+    for fn in _CLEANUPS:
+        fn()
+    _CLEANUPS.clear()
     for (cls, name), orig in _ORIGINALS.items():
-        setattr(cls, name, orig)
+        if orig is _ABSENT:
+            if name in cls.__dict__:
+                delattr(cls, name)
+        else:
+            setattr(cls, name, orig)
     _ORIGINALS.clear()
     for handle in _HANDLES:
         handle.remove()
@@ -95,20 +151,25 @@ def uninstall() -> None:
     _ACTIVE = None
 
 
+#: Marks a patched attribute the class did not have (uninstall deletes it).
+_ABSENT = object()
+
+
 def _make_init_hook(orig: Callable[..., None]) -> Callable[..., None]:
     signature = inspect.signature(orig)
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         session = _ACTIVE
-        if session is None or getattr(self, "_tracelens_id", None) is not None:
+        if session is None or inside("init") or getattr(self, "_tracelens_id", None) is not None:
             orig(self, *args, **kwargs)
             return
         applied: dict[str, Any] = {}
         if session.loader_overrides:
-            bound = signature.bind(self, *args, **kwargs)
-            applied = session.apply_overrides(bound.arguments)
-            args, kwargs = bound.args[1:], dict(bound.kwargs)
-        orig(self, *args, **kwargs)
+            from tracelens.capture.subclasses import bind_overrides
+
+            args, kwargs, applied = bind_overrides(signature, self, args, kwargs, session.apply_overrides)
+        with outermost("init"):
+            orig(self, *args, **kwargs)
         session.register_loader(self, applied)
 
     __init__.__wrapped__ = orig  # type: ignore[attr-defined]
@@ -118,9 +179,10 @@ def _make_init_hook(orig: Callable[..., None]) -> Callable[..., None]:
 def _make_iter_hook(orig: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def __iter__(self: Any) -> Any:
         session = _ACTIVE
-        if session is None:
+        if session is None or inside("iter"):
             return orig(self)
-        return session.on_iter(self, orig)
+        with outermost("iter"):
+            return session.on_iter(self, orig)
 
     __iter__.__wrapped__ = orig  # type: ignore[attr-defined]
     return __iter__
@@ -129,9 +191,10 @@ def _make_iter_hook(orig: Callable[[Any], Any]) -> Callable[[Any], Any]:
 def _make_next_hook(orig: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def __next__(self: Any) -> Any:
         session = _ACTIVE
-        if session is None:
+        if session is None or inside("next"):
             return orig(self)
-        return session.on_next(self, orig)
+        with outermost("next"):
+            return session.on_next(self, orig)
 
     __next__.__wrapped__ = orig  # type: ignore[attr-defined]
     return __next__

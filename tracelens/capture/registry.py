@@ -237,6 +237,15 @@ class LoaderRegistry:
                 self._iterators.add(it)
         return loader_id
 
+    def adopt_pipeline(self, describe: Callable[[int], Loader]) -> int:
+        """A record (and id) for an input pipeline that is no DataLoader (``describe(id)`` gives
+        its settings): the training loop's input, found at its first backward pass."""
+        with self.lock:
+            loader_id = len(self.records)
+            self.records.append(LoaderRecord(describe(loader_id), time.time_ns()))
+            self.records[loader_id].iterators_created = 1
+        return loader_id
+
     def count_batch(self, loader_id: int | None) -> None:
         """One batch drawn from ``loader_id``."""
         if loader_id is not None:

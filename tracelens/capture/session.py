@@ -122,6 +122,7 @@ class CaptureSession:
         self.window_loader: int | None = None  # the loader whose batches are the steps
         self.provisional = False  # chosen without training evidence (no backward pass seen yet)
         self.last_loader: int | None = None  # the loader of the last batch drawn
+        self.input_searched = False  # the training loop's input was looked for
         self.fresh_step = False  # the window's first step, opened by prof.start()
         self.paused_ns: int | None = None  # when the last step was ended early
         self.discard_trace = False
@@ -216,7 +217,13 @@ class CaptureSession:
 
     def on_backward(self) -> None:
         """A backward pass or optimizer step: the loader drawn last trains; the first such loader
-        is the window's (it replaces a provisional window still recording)."""
+        is the window's (it replaces a provisional window still recording). The first one also
+        looks for the training loop's input (``capture.training_input``)."""
+        if not self.input_searched:
+            self.input_searched = True
+            from tracelens.capture.training_input import adopt_training_input
+
+            adopt_training_input(self)
         credited = self.registry.on_backward(self.last_loader)
         if credited is None or (credited == self.window_loader and not self.provisional):
             return
@@ -251,16 +258,61 @@ class CaptureSession:
         loader_id = getattr(it, "_tracelens_loader_id", None)
         if loader_id is None:
             loader_id = self.registry.adopt_iterator(it)
+        t0 = self.begin_next(loader_id, it)
+        try:
+            data = orig(it)  # StopIteration at an epoch's end propagates uncounted
+        except StopIteration:
+            self.end_next(loader_id, t0, True)
+            raise
+        self.end_next(loader_id, t0, False)
+        return data
+
+    def begin_next(self, loader_id: int, it: Any) -> int:
+        """Before a batch of ``loader_id`` is drawn (``it``: its iterator, None for a generator):
+        advance the window; in it, the window loader's batch starts a step and a batch of a
+        loader that has fed no backward pass pauses the open one (it lies between steps). The
+        wall-clock ns the wait starts at."""
         self.last_loader = loader_id
         if self.phase is Phase.WAITING:
             with self.lock:
                 self._advance(loader_id)
         if self.phase is Phase.WINDOW:
-            return self._next_in_window(it, orig, loader_id)
-        t0 = time.time_ns()
-        data = orig(it)  # StopIteration at an epoch's end propagates uncounted
-        self._record_batch(loader_id, t0, time.time_ns())
-        return data
+            if loader_id == self.window_loader:
+                ending = it is not None and is_exhausted(it)  # the epoch's StopIteration call is no step
+                with self.lock:
+                    if self.phase is Phase.WINDOW and not ending:
+                        self._window_step()
+            elif not self.registry.is_training(loader_id):
+                with self.lock:
+                    self._pause_step()
+        return time.time_ns()
+
+    def end_next(self, loader_id: int, t0: int, stopped: bool) -> None:
+        """After the draw begun at ``t0``: record the batch, or (``stopped``: StopIteration) end
+        the window loader's epoch."""
+        if not stopped:
+            self._record_batch(loader_id, t0, time.time_ns())
+        elif loader_id == self.window_loader:
+            with self.lock:
+                if self.phase is Phase.WINDOW:
+                    self._epoch_end()
+
+    def recording(self) -> bool:
+        """Whether our profiler is running (a pipeline's ``next()`` is then a trace event)."""
+        return self.prof is not None
+
+    def take_pipeline(self, loader_id: int) -> None:
+        """The training loop draws from pipeline ``loader_id`` (``capture.training_input``): it is
+        the window's loader; what was recorded or chosen before is dropped."""
+        with self.lock:
+            self.last_loader = None  # batches drawn so far came through the pipeline
+            if self.phase is Phase.PRELOADER:
+                self.phase = Phase.WAITING
+                self._stop_recording(drop_sampler=True)
+            if self.phase is Phase.WINDOW:
+                self._abandon_window(loader_id)
+            elif self.phase is Phase.WAITING:
+                self._choose(loader_id, provisional=False)
 
     def _record_batch(self, loader_id: int, t0: int, t1: int) -> None:
         self.batches_drawn += 1
@@ -288,31 +340,6 @@ class CaptureSession:
         self.fetch_gate.on = drawn + MAIN_FETCH_LEAD_BATCHES >= self.schedule.wait
         if drawn >= self.schedule.wait:
             self._start_window()
-
-    def _next_in_window(self, it: Any, orig: Any, loader_id: int) -> Any:
-        """A batch inside the window: the window loader's starts a step; a loader that has fed no
-        backward pass pauses the open step (its batch lies between steps)."""
-        if loader_id == self.window_loader:
-            ending = is_exhausted(it)  # the epoch's StopIteration call is no step of its own
-            with self.lock:
-                if self.phase is Phase.WINDOW and not ending:
-                    self._window_step()
-            t0 = time.time_ns()
-            try:
-                data = orig(it)
-            except StopIteration:
-                with self.lock:
-                    if self.phase is Phase.WINDOW:
-                        self._epoch_end()
-                raise
-        else:
-            if not self.registry.is_training(loader_id):
-                with self.lock:
-                    self._pause_step()
-            t0 = time.time_ns()
-            data = orig(it)
-        self._record_batch(loader_id, t0, time.time_ns())
-        return data
 
     # ------------------------------------------------------------------ the window
     def _start_window(self) -> None:
