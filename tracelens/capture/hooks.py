@@ -83,10 +83,19 @@ def _targets() -> dict[tuple[Any, str], Callable[..., Any]]:
     }
 
 
+#: Whether an optimizer step was seen in this session, and whether the event being delivered
+#: is one (a generator's timer arms itself at the last event of a step).
+STEPS = {"seen": False, "now": False}
+
+
 def _optimizer_step_hook(optimizer: Any, args: Any, kwargs: Any) -> None:
     session = _ACTIVE
     if session is not None:
-        session.on_backward()
+        STEPS["seen"] = STEPS["now"] = True
+        try:
+            session.on_backward()
+        finally:
+            STEPS["now"] = False
 
 
 def install(session: SessionEvents) -> None:
@@ -138,6 +147,7 @@ def uninstall() -> None:
     for fn in _CLEANUPS:
         fn()
     _CLEANUPS.clear()
+    STEPS.update(seen=False, now=False)
     for (cls, name), orig in _ORIGINALS.items():
         if orig is _ABSENT:
             if name in cls.__dict__:

@@ -7,9 +7,11 @@ loop's input. Unless it is a DataLoader (timed by the DataLoader hooks), it is t
   iterator): its class's ``__next__`` is replaced, for instances of exactly that class, so every
   epoch's iterator is timed; the hooks restore it when the session ends;
 - a generator (a generator function, webdataset's pipelines): Python gives no way to wrap it, so
-  a trace function (``sys.settrace``) is told each time a generator of that code resumes
-  (``call``) and yields or ends (``return``); frames of any other code return no local trace
-  function and run untraced, and the generator's own frame gets no line events.
+  a trace function (``sys.settrace``) is told when a generator of that code resumes (``call``)
+  and yields or ends (``return``). It is armed at each optimizer step (a backward pass in a
+  loop without one) and disarms itself at the yield, so only the calls between the step and the next batch meet it
+  (each returns no local trace function and runs untraced); the generator's own frame gets no
+  line events.
 
 Each ``next()`` goes through the session as a DataLoader ``__next__`` does (steps, window,
 batch timings), and in the recorded window it is the trace event ``tracelens#next(<type>)``,
@@ -124,9 +126,15 @@ class GeneratorTimer:
         """Start timing (False where another trace function, a debugger or coverage, is set)."""
         if sys.gettrace() is not None:
             return False
-        sys.settrace(self._call)
+        self.arm()
         hooks.add_cleanup(self.uninstall)
         return True
+
+    def arm(self) -> None:
+        """Catch the generator's next resumption: called at each backward pass and optimizer
+        step, it arms at the step where the loop has one (the fewest calls until the next batch)."""
+        if sys.gettrace() is None and (hooks.STEPS["now"] or not hooks.STEPS["seen"]):
+            sys.settrace(self._call)
 
     def uninstall(self) -> None:
         if sys.gettrace() == self._call:
@@ -155,6 +163,8 @@ class GeneratorTimer:
         if event == "return" and frame is self.frame:
             code = frame.f_code.co_code
             at_yield = 0 <= frame.f_lasti < len(code) and code[frame.f_lasti] == _YIELD
+            if at_yield and sys.gettrace() == self._call:
+                sys.settrace(None)  # disarmed until the next step: the step's own calls run untraced
             self._finish(stopped=not at_yield, record=True)
             return None
         return self._local
@@ -174,14 +184,16 @@ class GeneratorTimer:
             session.end_next(self.loader_id, self.t0, stopped)  # type: ignore[attr-defined]
 
 
-def install_timer(found: Found, loader_id: int) -> str | None:
-    """Start timing ``found``'s ``next()``; None, or why it could not be timed."""
+def install_timer(found: Found, loader_id: int) -> tuple[str | None, Any]:
+    """Start timing ``found``'s ``next()``: (None, or why it could not be timed; the function to
+    call at each step, or None)."""
     event = event_name(found)
     if found.kind == "class":
         time_class(type(found.iterator), loader_id, event)
-        return None
+        return None, None
     if found.kind == "generator":
-        if not GeneratorTimer(found.iterator.gi_code, loader_id, event).install():
-            return "another trace function (a debugger or coverage) is set, so its generator cannot be timed"
-        return None
-    return found.note or "it cannot be timed"
+        timer = GeneratorTimer(found.iterator.gi_code, loader_id, event)
+        if not timer.install():
+            return "another trace function (a debugger or coverage) is set, so its generator cannot be timed", None
+        return None, timer.arm
+    return found.note or "it cannot be timed", None

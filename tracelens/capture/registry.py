@@ -99,9 +99,11 @@ def describe_loader(loader: Any, loader_id: int, applied: dict[str, Any],
     from torch.utils.data import IterableDataset
     from torch.utils.data._utils.collate import default_collate, default_convert
 
+    from tracelens.capture.knobs import with_dataset_knobs
+
     dataset = loader.dataset
     workers = int(loader.num_workers)
-    return Loader(
+    return with_dataset_knobs(Loader(
         id=loader_id,
         cls=f"{type(loader).__module__}.{type(loader).__qualname__}",
         num_workers=workers,
@@ -123,7 +125,7 @@ def describe_loader(loader: Any, loader_id: int, applied: dict[str, Any],
         overrides_applied=applied,
         created_at=origin[0],
         framework=origin[1],
-    )
+    ), dataset)
 
 
 def describe_iterator(it: Any, loader_id: int) -> Loader:

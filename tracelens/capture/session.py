@@ -123,6 +123,7 @@ class CaptureSession:
         self.provisional = False  # chosen without training evidence (no backward pass seen yet)
         self.last_loader: int | None = None  # the loader of the last batch drawn
         self.input_searched = False  # the training loop's input was looked for
+        self.on_step: Callable[[], None] | None = None  # a pipeline timer's, at each backward/step
         self.fresh_step = False  # the window's first step, opened by prof.start()
         self.paused_ns: int | None = None  # when the last step was ended early
         self.discard_trace = False
@@ -219,6 +220,8 @@ class CaptureSession:
         """A backward pass or optimizer step: the loader drawn last trains; the first such loader
         is the window's (it replaces a provisional window still recording). The first one also
         looks for the training loop's input (``capture.training_input``)."""
+        if self.on_step is not None:
+            self.on_step()
         if not self.input_searched:
             self.input_searched = True
             from tracelens.capture.training_input import adopt_training_input
@@ -301,9 +304,11 @@ class CaptureSession:
         """Whether our profiler is running (a pipeline's ``next()`` is then a trace event)."""
         return self.prof is not None
 
-    def take_pipeline(self, loader_id: int) -> None:
+    def take_pipeline(self, loader_id: int, on_step: Callable[[], None] | None) -> None:
         """The training loop draws from pipeline ``loader_id`` (``capture.training_input``): it is
-        the window's loader; what was recorded or chosen before is dropped."""
+        the window's loader; what was recorded or chosen before is dropped. ``on_step`` is
+        called at each backward pass or optimizer step (a generator's timer arms itself)."""
+        self.on_step = on_step
         with self.lock:
             self.last_loader = None  # batches drawn so far came through the pipeline
             if self.phase is Phase.PRELOADER:

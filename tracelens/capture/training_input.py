@@ -20,7 +20,7 @@ class PipelineSession(Protocol):
     registry: LoaderRegistry
     notes: list[str]
 
-    def take_pipeline(self, loader_id: int) -> None: ...
+    def take_pipeline(self, loader_id: int, on_step: Any) -> None: ...
 
 
 def _module_of(obj: Any) -> str:
@@ -65,7 +65,7 @@ def adopt_training_input(session: PipelineSession) -> None:
                              f"{found.note}; wrap it in a generator or a DataLoader to measure its wait")
         return
     loader_id = session.registry.adopt_pipeline(lambda i: describe_pipeline(found, i))
-    why = install_timer(found, loader_id)
+    why, on_step = install_timer(found, loader_id)
     if why is not None:
         session.notes.append(f"the training loop ({found.where}) draws from {type_name(found)}, which tracelens "
                              f"could not time: {why}")
@@ -73,4 +73,4 @@ def adopt_training_input(session: PipelineSession) -> None:
     session.notes.append(
         f"the training loop ({found.where}) draws from {type_name(found)}, not a DataLoader: tracelens timed "
         f"each next() on it (trace event `{event_name(found)}`) from its second batch on")
-    session.take_pipeline(loader_id)
+    session.take_pipeline(loader_id, on_step)

@@ -92,6 +92,7 @@ class RunFacts:
     iterator_creations: int | None = None  # DataLoader iterators created in the window (epochs)
     first_next_ms: tuple[float, ...] = ()  # the first __next__ wait of each iterator
     recording: Recording | None = None  # how the run was recorded (None: not by tracelens profile)
+    max_workers: int | None = None  # the most workers that get data (a sharded dataset's shards)
 
     @property
     def has_telemetry(self) -> bool:
@@ -157,6 +158,7 @@ def run_facts(run: RunInfo | RunFacts | None) -> RunFacts | None:
         batch_cpu_ms=tuple(b.cpu_us / 1000.0 for b in batches),
         batch_source="workers" if nw > 0 else "main process",
         iterator_creations=loader.iterators_created if loader is not None else None,
+        max_workers=loader.max_workers if loader is not None else None,
         first_next_ms=_first_waits_ms(run, loader) if loader is not None else (),
         recording=recording(run, loader),
     )

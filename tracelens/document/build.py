@@ -8,6 +8,7 @@ from typing import Any
 
 from tracelens.analysis import TraceAnalysis
 from tracelens.diagnosis import Diagnosis
+from tracelens.diagnosis.knobs import knob_for
 from tracelens.diagnosis.ranks import find_straggler, mark_waiting_ranks
 from tracelens.runjson import RunInfo
 
@@ -33,11 +34,12 @@ def loader_identity(run: RunInfo | None) -> dict[str, Any]:
     lo = run.main_loader if run is not None else None
     if lo is None:
         keys = ("id", "class", "dataset_class", "dataset_len", "batches_per_epoch", "batch_size",
-                "created_at", "framework", "training")
-        return dict.fromkeys(keys)
+                "created_at", "framework", "training", "max_workers")
+        return dict.fromkeys(keys) | {"pipeline": {}}
     return {"id": lo.id, "class": lo.cls, "dataset_class": lo.dataset_class, "dataset_len": lo.dataset_len,
             "batches_per_epoch": lo.batches_per_epoch, "batch_size": lo.batch_size,
-            "created_at": lo.created_at, "framework": lo.framework, "training": lo.training}
+            "created_at": lo.created_at, "framework": lo.framework, "training": lo.training,
+            "pipeline": dict(lo.pipeline), "max_workers": lo.max_workers}
 
 
 def build_document(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo | None = None) -> dict[str, Any]:
@@ -113,6 +115,10 @@ def build_document(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo |
     }
     if analysis.rank is not None:
         doc["rank"] = analysis.rank
+    knob = knob_for(doc["loader"], rec.num_workers, diagnosis.diagnosis)
+    doc["recommendation"]["knob"] = knob.name
+    if knob.text:
+        doc["recommendation"]["knob_advice"] = knob.text
     return doc
 
 

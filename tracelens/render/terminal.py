@@ -94,8 +94,10 @@ def format_summary(doc: dict[str, Any], color: bool = False) -> str:
             lines += [c("1", ln) for ln in _wrap(f"{fw['framework']}: {fw['text']}", "  ")]
             lines += [c(DIFF_COLOR[d["op"]], f"  {d['op']} {_clean(d['text'])}") for d in fw["lines"]]
         where = f" ({_clean(rec['created_at'])})" if rec["created_at"] else ""
-        lines.append(c("1", f"  {'the same as a ' if fw and fw['lines'] else ''}change to the DataLoader call{where}:"))
+        lines.append(c("1", f"  {'the same as a ' if fw and fw['lines'] else ''}change to {rec['call']}{where}:"))
         lines += [c(DIFF_COLOR[d["op"]], f"  {d['op']} {_clean(d['text'])}") for d in rec["diff"]]
+        if rec["knob_advice"]:
+            lines += _wrap(f"- {rec['knob_advice']}", "    ")
         if rec["env"]:
             lines.append(c("1", "  and start training with:"))
             lines += [c(DIFF_COLOR["+"], f"  + export {_clean(e)}") for e in rec["env"]]

@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from tracelens.diagnosis.knobs import Knob, knob_for
 from tracelens.vocab import SETTING_KEYS, is_dataloader_default, pct
 
 CAUSES = {
@@ -54,7 +55,8 @@ def settings_call(settings: dict[str, Any]) -> str:
 def settings_diff(current: dict[str, Any], recommended: dict[str, Any],
                   context: Sequence[str] = (), *, keep: Sequence[str] = (),
                   threads_per_worker: int | None = None, threads_main: int | None = None,
-                  unknown_note: str = "current value not recorded in the trace") -> list[dict[str, str]]:
+                  unknown_note: str = "current value not recorded in the trace",
+                  call: str = "DataLoader") -> list[dict[str, str]]:
     """The recommended ``DataLoader(...)`` call as diff lines ``{op: " "|"-"|"+", text}``.
 
     ``current`` values of ``None`` are unknown (not in the trace): their line is added with a
@@ -72,7 +74,7 @@ def settings_diff(current: dict[str, Any], recommended: dict[str, Any],
             {"op": "+", "text": "def set_worker_threads(worker_id):  # call it from your worker_init_fn if you have one"},
             {"op": "+", "text": f"    torch.set_num_threads({threads_per_worker})"},
         ]
-    lines += [{"op": " ", "text": "loader = DataLoader("}, {"op": " ", "text": "    dataset,"}]
+    lines += [{"op": " ", "text": f"loader = {call}("}, {"op": " ", "text": "    dataset,"}]
     lines += [{"op": " ", "text": f"    {c},"} for c in context]
     for k in SETTING_KEYS:
         cur, rec = current.get(k), recommended.get(k)
@@ -144,13 +146,34 @@ def framework_view(doc: dict[str, Any], diff: Sequence[dict[str, str]]) -> dict[
     return None
 
 
+def pipeline_diff(doc: dict[str, Any], knob: Knob) -> list[dict[str, str]]:
+    """The change in the pipeline's own call, for a pipeline that is no DataLoader."""
+    rec, loader = doc["recommendation"], doc.get("loader") or {}
+    now, n = loader.get("num_workers"), rec.get("num_workers")
+    if knob.call == "ParallelMapper":
+        method = (loader.get("pipeline") or {}).get("ParallelMapper.method", "thread")
+        lines = [{"op": " ", "text": "node = ParallelMapper("}, {"op": " ", "text": "    source, map_fn,"}]
+        if now != n:
+            lines.append({"op": "-", "text": f"    num_workers={now!r},"})
+        lines += [{"op": "+" if now != n else " ", "text": f"    num_workers={n!r},"},
+                  {"op": " ", "text": f"    method={method!r},"}, {"op": " ", "text": ")"}]
+        return lines
+    if n is None or n <= (now or 0):
+        return []
+    return [{"op": "+", "text": f"pool = ThreadPoolExecutor(max_workers={n})  # or processes for CPU work"},
+            {"op": "+", "text": "items = pool.map(load, keys)  # the per-item work, run ahead of the loop"}]
+
+
 def recommendation_view(doc: dict[str, Any], context: Sequence[str] = ()) -> dict[str, Any]:
     """The change to make (one rank's document): diff, code to copy, environment, expected gain."""
     rec = doc["recommendation"]
     keep = [str(k) for k in rec.get("keep_current") or []]
+    knob = knob_for(doc.get("loader") or {}, rec.get("num_workers"), doc.get("diagnosis"))
     diff = settings_diff(current_settings(doc), {k: rec.get(k) for k in SETTING_KEYS}, context,
                          keep=keep, threads_per_worker=rec.get("torch_threads_per_worker"),
-                         threads_main=rec.get("torch_threads_main"))
+                         threads_main=rec.get("torch_threads_main"), call=knob.call)
+    if not knob.dataloader_args:
+        diff = pipeline_diff(doc, knob)
     env = {str(k): str(v) for k, v in (rec.get("env") or {}).items()
            if re.fullmatch(r"[A-Z][A-Z0-9_]*", str(k)) and re.fullmatch(r"[\w.,:-]*", str(v))}
     speed = rec.get("expected_speedup")
@@ -160,4 +183,6 @@ def recommendation_view(doc: dict[str, Any], context: Sequence[str] = ()) -> dic
             "keep": keep, "env": [f"{k}={v}" for k, v in sorted(env.items())], "expected": expected,
             "expected_value": float(speed) if expected else None,
             "framework": framework_view(doc, diff), "created_at": (doc.get("loader") or {}).get("created_at"),
+            "call": f"the {knob.call} call" if knob.dataloader_args or knob.call == "ParallelMapper" else "the pipeline",
+            "knob_advice": knob.text or None,
             "notes": [str(n) for n in rec.get("notes", [])]}
