@@ -233,6 +233,7 @@ def per_rank(directory: Path, address: str) -> dict[str, Any]:
 
     Run first: its wall time includes the workers' first imports of tracelens.
     """
+    from tracelens.document.schema import encode_document
     from tracelens.ranks.cluster import analyze_ranks_on_cluster
     from tracelens.ranks.plan import plan
 
@@ -242,7 +243,7 @@ def per_rank(directory: Path, address: str) -> dict[str, Any]:
     return {
         "first_run_s": time.perf_counter() - t0,  # fresh workers: they import tracelens on the first task
         "file_mb": statistics.median(o.bytes_read for o in outcomes) / 1e6,
-        "doc_kb": statistics.median(len(json.dumps(o.document)) for o in outcomes) / 1e3,
+        "doc_kb": statistics.median(len(encode_document(o.document)) for o in outcomes if o.document) / 1e3,
         "pickled_kb": statistics.median(len(pickle.dumps(o)) for o in outcomes) / 1e3,
         "worker_s": statistics.median(o.seconds for o in outcomes),
         "json_mb": len(_uncompressed(Path(jobs[0].paths[0]))) / 1e6,
@@ -259,6 +260,7 @@ def at_scale(address: str, source: Path, ranks: int, work: Path) -> dict[str, An
     import gc
 
     from tracelens.document.build import build_multirank_document
+    from tracelens.document.schema import encode_document
     from tracelens.ranks.cluster import analyze_ranks_on_cluster
     from tracelens.ranks.plan import plan
 
@@ -275,7 +277,7 @@ def at_scale(address: str, source: Path, ranks: int, work: Path) -> dict[str, An
     gc.collect()
     rss1 = me.memory_info().rss
     return {"ranks": ranks, "wall_s": wall, "rss_kb_per_rank": (rss1 - rss0) / 1e3 / ranks,
-            "doc_kb_per_rank": len(json.dumps(doc)) / 1e3 / ranks, "worker_s": statistics.median(o.seconds for o in outcomes),
+            "doc_kb_per_rank": len(encode_document(doc)) / 1e3 / ranks, "worker_s": statistics.median(o.seconds for o in outcomes),
             "failed": sum(not o.ok for o in outcomes)}
 
 

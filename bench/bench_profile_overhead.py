@@ -134,7 +134,8 @@ def hook_cost_us(batches: int = 20_000, rounds: int = 7) -> tuple[float, float]:
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from tracelens.capture.session import CaptureSession, SessionConfig
+    from tracelens.capture.options import ProfileOptions
+    from tracelens.capture.script.session import CaptureSession
 
     loader = DataLoader(TensorDataset(torch.zeros(batches, 1)), batch_size=1)
 
@@ -149,9 +150,7 @@ def hook_cost_us(batches: int = 20_000, rounds: int = 7) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as d:
         for _ in range(rounds):
             bare.append(per_batch())
-            session = CaptureSession(
-                SessionConfig(run_dir=Path(d) / "r", command={}, wait=10**9, record_unstepped=False)
-            )
+            session = CaptureSession(ProfileOptions("bench.py", wait=10**9, record_unstepped=False), Path(d) / "r", {})
             session.start()
             try:
                 hooked.append(per_batch())
@@ -169,7 +168,8 @@ def paired_rounds(workers: int, steps: int, rounds: int) -> list[tuple[float, fl
     import torch
     from torch.utils.data import DataLoader, Dataset
 
-    from tracelens.capture.session import CaptureSession, SessionConfig
+    from tracelens.capture.options import ProfileOptions
+    from tracelens.capture.script.session import CaptureSession
 
     class Items(Dataset[tuple[torch.Tensor, int]]):
         def __len__(self) -> int:
@@ -198,9 +198,7 @@ def paired_rounds(workers: int, steps: int, rounds: int) -> list[tuple[float, fl
         return steps / (time.perf_counter() - t0)
 
     def wrapped(run_dir: Path) -> float:
-        session = CaptureSession(
-            SessionConfig(run_dir=run_dir, command={}, wait=10**9, no_report=True)
-        )
+        session = CaptureSession(ProfileOptions("bench.py", wait=10**9, no_report=True), run_dir, {})
         session.start()  # as `tracelens profile`: records until the first loader, then waits
         try:
             return loop()
@@ -229,7 +227,7 @@ def paired_pipeline_rounds(kind: str, steps: int, rounds: int) -> list[tuple[flo
 
     import torch
 
-    from tracelens.capture.session import CaptureSession, SessionConfig
+    from tracelens.capture.script.session import CaptureSession, SessionConfig
 
     torch.set_num_threads(1)  # see WORKLOAD
     torch.manual_seed(0)

@@ -13,7 +13,10 @@ import gzip
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tracelens.document.schema import Document, JobDocument
 
 HOST_PID = 4242
 MAIN_TID = 4243
@@ -136,7 +139,7 @@ def starved_loop(b: TraceBuilder, steps: int = 4, *, wait_us: float = 30_000, co
     return b
 
 
-def synthetic_job(tmp_path: Path, ranks: int, steps: int = 40, slow_rank: int = 7) -> dict[str, Any]:
+def synthetic_job(tmp_path: Path, ranks: int, steps: int = 40, slow_rank: int = 7) -> JobDocument:
     """The multi-rank document of a job of ``ranks`` ranks, as a cluster returns it (documents
     only): two small traces analyzed (a rank waiting 10 ms per 100 ms step and 25 ms in an
     all-reduce, and the slow rank waiting 40 ms with 5 ms in the all-reduce), their documents
@@ -150,24 +153,92 @@ def synthetic_job(tmp_path: Path, ranks: int, steps: int = 40, slow_rank: int = 
             t = i * 100_000.0
             b.step(i, t, 100_000).next_call(t, wait_ms * 1000 * (1 + (i % 3) / 10))
             b.op("gloo:all_reduce", t + 95_000 - reduce_ms * 1000, reduce_ms * 1000)
-        return analyze_path(b.write(tmp_path / f"rank_w{wait_ms:g}.json")).document
+        return plain(analyze_path(b.write(tmp_path / f"rank_w{wait_ms:g}.json")).document)
 
     normal, slow = analyzed(10, 35), analyzed(40, 5)
     docs = []
     for r in range(ranks):
-        doc = json.loads(json.dumps(slow if r == slow_rank else normal))
+        doc = copy.deepcopy(slow if r == slow_rank else normal)
         doc["rank"] = r
         doc["source"]["path"] = f"job/rank{r}.pt.trace.json.gz"
         if r != slow_rank:  # a little spread across the other ranks
             for row in doc["per_step"]:
                 row["exposed_wait_ms"] = row["data_wait_ms"] = row["data_wait_ms"] * (1 + (r % 7) / 20)
-        docs.append(doc)
+        docs.append(typed(doc))
     return build_multirank_document(docs, "job/")
 
 
-def without_paths(doc: dict[str, Any]) -> dict[str, Any]:
-    """The document with every source path cut to its file name (a URL and a path then agree)."""
-    out = copy.deepcopy(doc)
+def job_of(doc: Any) -> JobDocument:
+    """``doc``, checked to be a job's (several ranks') document."""
+    from tracelens.document.schema import JobDocument
+
+    assert isinstance(doc, JobDocument), f"not a job document: {type(doc).__name__}"
+    return doc
+
+
+def single_of(doc: Any) -> Document:
+    """``doc``, checked to be one trace's (or rank's) document."""
+    from tracelens.document.schema import Document
+
+    assert isinstance(doc, Document), f"not a one-rank document: {type(doc).__name__}"
+    return doc
+
+
+def plain(doc: Any) -> Any:
+    """A typed document (or anything holding one) as its JSON form: dicts and lists."""
+    import msgspec
+
+    return msgspec.to_builtins(doc)
+
+
+def typed(data: dict[str, Any]) -> Document:
+    """A one-rank document from its JSON form, checked as the decoder checks it."""
+    import msgspec
+
+    from tracelens.document.schema import Document
+
+    return msgspec.convert(data, Document)
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
+#: A one-rank document with nothing measured: what :func:`make_document` fills in.
+EMPTY_DOCUMENT: dict[str, Any] = {
+    "schema_version": 1,
+    "source": {"path": "trace.json", "format": "json", "ranks": None, "devices": []},
+    "steps": 0,
+    "metrics": {"step_time_ms_median": None, "data_wait_fraction": None, "exposed_data_wait_fraction": None,
+                "gpu_busy_fraction": None},
+    "loader": {"iterator": "unknown", "num_workers": None, "pin_memory": None, "persistent_workers": None,
+               "prefetch_factor": None},
+    "diagnosis": "undetermined",
+    "recommendation": {"num_workers": None, "pin_memory": None, "persistent_workers": None,
+                       "prefetch_factor": None, "notes": []},
+    "findings": [],
+}
+
+
+def make_document(**fields: Any) -> Document:
+    """A complete typed document: :data:`EMPTY_DOCUMENT` with ``fields`` (JSON values; nested
+    objects merged key by key) over it."""
+    return typed(_merged(EMPTY_DOCUMENT, fields))
+
+
+def finding(fid: str, severity: str = "info", **fields: Any) -> dict[str, Any]:
+    """A finding's JSON form (for :func:`make_document`)."""
+    return {"id": fid, "kind": fid.lower(), "severity": severity, "confidence": 0.9, "title": f"finding {fid}",
+            "evidence": {}, "advice": ""} | fields
+
+
+def without_paths(doc: Any) -> dict[str, Any]:
+    """The document's JSON form with every source path cut to its file name (a URL and a path
+    then agree)."""
+    out: dict[str, Any] = plain(doc)
     out["source"]["path"] = None
     for r in out.get("ranks", []):
         r["source"]["path"] = r["source"]["path"].rsplit("/", 1)[-1]

@@ -1,7 +1,7 @@
 """The import graph is a stack: no cycles (counting imports inside functions and under
 ``TYPE_CHECKING``), every import points down the declared layers, the analysis core never
-imports torch or the capture package, renderers never import capture, and no module is over
-600 lines."""
+imports torch or the capture package, capture (the recorder) never imports what consumes its
+recordings, renderers never import capture, and no module is over 600 lines."""
 
 from __future__ import annotations
 
@@ -13,21 +13,31 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "tracelens"
 
 #: Lowest first. A module may import modules of its own layer or of lower layers (a name
-#: stands for the module and everything under it). The analysis path climbs it in order:
-#: load -> model -> analysis -> diagnosis -> document (one rank each; ranks/ runs them and
-#: assembles the job) -> render, with api/ on top as the public face; capture, sweep and the
-#: CLI stand above (docs/architecture.md).
+#: stands for the module and everything under it; the longest name that matches decides).
+#: Capture is the first stage: it records a trace and run.json (written with the run.json
+#: structs) and hands the run directory to an analysis step its caller passes in, so it sits
+#: below everything that reads a recording. Inside it the folders follow where the code runs,
+#: from what is read off the machine up to the torch-free ``tracelens profile`` process. The
+#: analysis path then climbs in order: load -> model -> analysis -> diagnosis -> document (one
+#: rank each; ranks/ runs them and assembles the job) -> render, with api/ on top as the public
+#: face; sweep and the CLI stand above (docs/architecture.md).
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("tracelens._version", "tracelens.errors", "tracelens.vocab", "tracelens.system"),  # words, the OS
     ("tracelens.model", "tracelens.intervals"),  # the columnar trace, the interval algebra
     ("tracelens.load", "tracelens.runjson"),  # reading: traces into the model, run.json typed
+    ("tracelens.capture.options", "tracelens.capture.destination"),  # recording: options, results, the run dir
+    ("tracelens.capture.machine",),  # what is read from the machine: facts, CPU supply, telemetry
+    ("tracelens.capture.dataloader",),  # the DataLoader patches and loader bookkeeping (script, workers)
+    ("tracelens.capture.recorded",),  # what is written: run.json, how the run ended, TensorBoard
+    ("tracelens.capture.script",),  # the script's process: the session and its entry points
+    ("tracelens.capture.parent",),  # the torch-free ``tracelens profile`` process
+    ("tracelens.capture",),  # capture's face: run_profile, profile
     ("tracelens.analysis",),  # SPEC §2 metrics and the per-step table
     ("tracelens.diagnosis",),  # rules over the analysis and run.json
     ("tracelens.document",),  # the documents, the result type, two compared
     ("tracelens.ranks",),  # a location -> rank jobs -> this process, a local pool or Dask -> a result
     ("tracelens.render",),  # views, text and HTML
     ("tracelens.api", "tracelens.docgen"),  # the public entry points; generated docs
-    ("tracelens.capture",),  # recording (torch), then the analysis through api
     ("tracelens.sweep",),
     ("tracelens.cli", "tracelens.__main__"),
     ("tracelens",),  # the package face: the public API, above everything it re-exports
@@ -150,6 +160,15 @@ def test_analysis_core_needs_neither_torch_nor_capture(forbidden: str) -> None:
     assert bad == []
 
 
+def test_the_recorder_never_imports_what_consumes_its_recordings() -> None:
+    graph = import_graph()
+    consumers = ("tracelens.api", "tracelens.render", "tracelens.document", "tracelens.ranks",
+                 "tracelens.diagnosis", "tracelens.analysis", "tracelens.sweep", "tracelens.cli")
+    bad = sorted((m, n) for m, ns in graph.items()
+                 if _within(m, ("tracelens.capture",)) for n in ns if _within(n, consumers))
+    assert bad == []
+
+
 def test_renderers_never_import_capture() -> None:
     graph = import_graph()
     bad = sorted(m for m, ns in graph.items()
@@ -170,11 +189,11 @@ def test_every_layer_names_something_that_exists() -> None:
 
 def test_the_checker_sees_imports_inside_functions_and_type_checking() -> None:
     source = ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from tracelens.api import x\n"
-              "def f():\n    import tracelens.capture.session\n")
+              "def f():\n    import tracelens.capture.script.session\n")
     mods = _modules()
     found: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import | ast.ImportFrom):
             found |= _imported(mods, "tracelens.load", node)
-    assert {"tracelens.api", "tracelens.capture.session"} <= found
+    assert {"tracelens.api", "tracelens.capture.script.session"} <= found
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]

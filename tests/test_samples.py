@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.builders import job_of, single_of
 from tests.make_samples import OUT, samples
 from tracelens.api import analyze_path
 
@@ -18,21 +19,21 @@ def test_synthetic_samples_are_current() -> None:
 
 
 def test_synthetic_gpu_sample_is_input_bound_with_pageable_copies() -> None:
-    doc = analyze_path(OUT / "gpu_input_bound.json.gz").document
-    assert doc["steps"] == 12 and doc["diagnosis"] == "input_bound"
-    assert doc["metrics"]["exposed_data_wait_fraction"] == pytest.approx(0.30)
-    assert doc["copies"]["h2d_pageable"] == 12  # 0.1 ms each: below the pin_memory threshold
+    doc = single_of(analyze_path(OUT / "gpu_input_bound.json.gz").document)
+    assert doc.steps == 12 and doc.diagnosis == "input_bound"
+    assert doc.metrics.exposed_data_wait_fraction == pytest.approx(0.30)
+    assert doc.copies.h2d_pageable == 12  # 0.1 ms each: below the pin_memory threshold
 
 
 def test_synthetic_ranks_sample_names_the_slowest_rank() -> None:
-    doc = analyze_path(OUT / "ranks").document
-    assert [r["rank"] for r in doc["ranks"]] == [0, 1] and doc["slowest_rank"] == 1
+    doc = job_of(analyze_path(OUT / "ranks").document)
+    assert [r.rank for r in doc.ranks] == [0, 1] and doc.slowest_rank == 1
 
 
 @pytest.mark.parametrize("run_dir", sorted(p.name for p in SAMPLES.iterdir() if (p / "run.json").is_file()))
 def test_every_recorded_example_analyzes(run_dir: str) -> None:
-    doc = analyze_path(SAMPLES / run_dir).document
-    assert doc["steps"] > 0 and doc["diagnosis"] != "undetermined"
+    doc = single_of(analyze_path(SAMPLES / run_dir).document)
+    assert doc.steps > 0 and doc.diagnosis != "undetermined"
 
 
 def test_no_sample_is_a_copy_of_a_shared_trace() -> None:

@@ -47,9 +47,12 @@ __all__ = [
 
 
 def profile(*args: Any, **kwargs: Any) -> Any:
-    """``with tracelens.profile(...) as session:`` inside a training script (needs torch)."""
+    """``with tracelens.profile(...) as session:`` inside a training script (needs torch); the
+    run directory is analyzed when the block ends, as ``tracelens analyze`` would."""
+    from tracelens.api import write_run_outputs
     from tracelens.capture import profile as _profile
 
+    kwargs.setdefault("analyze", write_run_outputs)
     return _profile(*args, **kwargs)
 
 

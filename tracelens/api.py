@@ -3,11 +3,11 @@ analyze a location, compare two, write a run directory's outputs."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tracelens.document.compare import Comparison, compare_documents
 from tracelens.document.result import Result
+from tracelens.document.schema import encode_document
 from tracelens.load import Progress
 from tracelens.ranks.engine import RankProgress, analyze_files, assemble, run_locally
 from tracelens.ranks.plan import plan
@@ -52,6 +52,6 @@ def write_run_outputs(run_dir: str | Path) -> Result:
 
     d = Path(run_dir)
     result = analyze_path(d)
-    write_atomic(d / "analysis.json", json.dumps(result.document, indent=2) + "\n")
+    write_atomic(d / "analysis.json", encode_document(result.document).decode())
     write_report(result, d / "report.html")
     return result

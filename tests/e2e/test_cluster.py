@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.builders import TraceBuilder, starved_loop, without_paths
+from tests.builders import TraceBuilder, job_of, starved_loop, without_paths
 from tests.conftest import REPO, SHARED_TRACES
 from tracelens.api import analyze_path
 
@@ -177,9 +177,9 @@ def test_a_job_directory_gives_one_document_by_path_by_file_url_and_on_the_clust
     assert without_paths(by_url.document) == without_paths(by_path.document) == without_paths(url_on_cluster.document)
     # ... because every route read each rank's run.json: its telemetry makes the cause io_bound
     # (TL103), where the trace alone could only say input_bound (TL104)
-    for doc in (by_url.document, url_on_cluster.document):
-        assert [r["diagnosis"] for r in doc["ranks"]] == ["io_bound", "io_bound"]
-        assert "TL104" not in {f["id"] for r in doc["ranks"] for f in r["findings"]}
+    for doc in (job_of(by_url.document), job_of(url_on_cluster.document)):
+        assert [r.diagnosis for r in doc.ranks] == ["io_bound", "io_bound"]
+        assert "TL104" not in {f.id for r in doc.ranks for f in r.findings}
     # and one result type: the full analyses come back from local processes, the documents from Dask
     assert [r.run is not None for r in by_url.ranks] == [True, True] and on_cluster.ranks == ()
     assert on_cluster.slowest is None and {o.worker for o in on_cluster.outcomes} <= set(cluster.workers())
@@ -218,8 +218,8 @@ def test_a_directory_served_over_http_equals_the_local_run(cluster: Cluster, syn
     finally:
         server.terminate()
         server.wait(timeout=10)
-    assert result.document["source"]["path"] == url
-    assert result.document["ranks"][5]["source"]["path"] == f"{url}host5.pt.trace.json"
+    assert result.document.source.path == url
+    assert job_of(result.document).ranks[5].source.path == f"{url}host5.pt.trace.json"
     assert without_paths(result.document) == without_paths(analyze_path(synthetic).document)
 
 

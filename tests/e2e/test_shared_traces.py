@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.builders import plain
 from tests.conftest import SHARED_TRACES
 from tracelens.api import analyze_path
 
@@ -84,7 +85,7 @@ def reference(rel: str) -> dict[str, Any]:
 @pytest.mark.parametrize("rel", ALL)
 def test_every_shared_trace_matches_the_reference(rel: str) -> None:
     ref = reference(rel)
-    doc = analyze_path(SHARED_TRACES / rel).document
+    doc = plain(analyze_path(SHARED_TRACES / rel).document)
     assert doc["steps"] == ref["steps"]
     if ref["steps"] == 0:
         return
@@ -119,7 +120,7 @@ def test_json_output_has_every_spec_key() -> None:
 
 def test_eight_dlrm_ranks_give_eight_analyses_and_the_slowest() -> None:
     d = SHARED_TRACES / "param/train/compute/python/test/data/dlrm_kineto"
-    doc = analyze_path(d).document
+    doc = plain(analyze_path(d).document)
     assert [r["rank"] for r in doc["ranks"]] == list(range(8))
     exposed = {r["rank"]: r["metrics"]["exposed_data_wait_fraction"] for r in doc["ranks"]}
     assert doc["slowest_rank"] == max(exposed, key=lambda k: exposed[k])
@@ -130,7 +131,7 @@ def test_eight_dlrm_ranks_give_eight_analyses_and_the_slowest() -> None:
 
 def test_trace_without_profiler_steps_uses_the_next_fallback() -> None:
     rel = "kineto/tb_plugin/samples/resnet50_autograd_api_num_workers_0/worker0.pt.trace.json.gz"
-    doc = analyze_path(SHARED_TRACES / rel).document
+    doc = plain(analyze_path(SHARED_TRACES / rel).document)
     assert doc["steps"] == 0 and doc["step_source"] == "dataloader_next"
     assert doc["metrics"]["measured_steps"] == 6 and doc["fallback"]
 
@@ -140,10 +141,10 @@ def test_real_trace_cut_at_60_percent_still_gives_its_steps(tmp_path: Path) -> N
     raw = gzip.decompress((SHARED_TRACES / rel).read_bytes())
     cut = tmp_path / "cut.json"
     cut.write_bytes(raw[: int(len(raw) * 0.6)])
-    doc = analyze_path(cut).document
+    doc = plain(analyze_path(cut).document)
     assert doc["trace"]["truncated"]
     assert 1 <= doc["steps"] <= 6
     assert any("truncated" in w for w in doc["warnings"])
     gz = tmp_path / "cut.json.gz"
     gz.write_bytes(gzip.compress(raw)[: int(len(gzip.compress(raw)) * 0.6)])
-    assert analyze_path(gz).document["steps"] >= 1
+    assert analyze_path(gz).document.steps >= 1

@@ -34,7 +34,7 @@ from tracelens.render.report import write_report
 assert "site-packages" in tracelens.__file__, tracelens.__file__
 r = analyze_path(sys.argv[1])
 write_report(r, sys.argv[2])
-print(json.dumps({"file": tracelens.__file__, "diagnosis": r.document["diagnosis"]}))
+print(json.dumps({"file": tracelens.__file__, "diagnosis": r.document.diagnosis}))
 """
 
 

@@ -1,13 +1,25 @@
-"""Options and result of one profiled run (torch-free: the CLI builds these before torch loads)."""
+"""Options and result of one profiled run, and the analysis step a caller hands in (torch-free:
+the CLI builds these before torch loads).
+
+The recorder knows nothing of its consumers: whoever calls :func:`run_profile
+<tracelens.capture.parent.profile.run_profile>` or :func:`profile
+<tracelens.capture.script.inline.profile>` passes the step that analyzes the finished run
+directory (the CLI and ``tracelens.profile`` pass ``tracelens.api.write_run_outputs``), and
+its return value rides on the result as ``analysis``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, TypeVar
 
-if TYPE_CHECKING:
-    from tracelens.document.result import Result
+#: What the caller's analysis step returns (``tracelens.document.result.Result`` for the CLI's).
+A = TypeVar("A")
+#: The analysis step: a finished run (or job) directory in; ``analysis.json`` and
+#: ``report.html`` written into it; what it found returned.
+Analyze = Callable[[Path], A]
 
 #: Loader constructor arguments that ``loader_overrides`` may set (the ``sweep`` knobs).
 OVERRIDABLE_LOADER_ARGS = frozenset(
@@ -58,6 +70,9 @@ class ProfileOptions:
     #: Run the script in a child process supervised by this one (survives SIGKILL and crashes
     #: of the script); False records in this process (faster start, as ``with tracelens.profile()``).
     supervise: bool = True
+    #: Record everything from the start until the first DataLoader iteration (the trace of a
+    #: script that never iterates one); False starts the profiler only at the window.
+    record_unstepped: bool = True
 
     @property
     def stem(self) -> str:
@@ -94,7 +109,7 @@ class ProfileOptions:
 
 
 @dataclass(frozen=True)
-class ProfileResult:
+class ProfileResult(Generic[A]):
     """What one profiled run produced.
 
     ``exit_status`` is the script's own status (0, ``sys.exit(n)`` or ``os._exit(n)`` → n,
@@ -115,12 +130,17 @@ class ProfileResult:
     user_profiler: bool
     wall_s: float
     notes: tuple[str, ...] = ()
-    analysis_path: Path | None = None  # set once the run is analyzed (``runner.analyze_run``)
+    analysis_path: Path | None = None  # set once the run is analyzed (:func:`analyzed`)
     report_path: Path | None = None
-    analysis: Result | None = None
+    analysis: A | None = None
     outcome: str | None = None
     signal: str | None = None
     rank: int | None = None  # the rank of a multi-process job (``RANK``), else None
+
+    @property
+    def has_trace(self) -> bool:
+        """Whether the run left a trace to analyze."""
+        return self.trace_path is not None
 
     def summary_lines(self) -> list[str]:
         """Human-readable lines for the terminal (paths, steps, why a trace has no steps)."""
@@ -138,7 +158,7 @@ class ProfileResult:
 
 
 @dataclass(frozen=True)
-class JobResult:
+class JobResult(Generic[A]):
     """What a profiled multi-process job (``profile -- torchrun ...``) produced.
 
     ``job_dir`` holds one run directory per rank (``rank-<RANK>``) and the combined
@@ -148,11 +168,16 @@ class JobResult:
     job_dir: Path
     exit_status: int
     launcher: list[str]
-    ranks: tuple[ProfileResult, ...]
-    analysis: Result | None = None
+    ranks: tuple[ProfileResult[Any], ...]
+    analysis: A | None = None
     analysis_path: Path | None = None
     report_path: Path | None = None
     notes: tuple[str, ...] = ()
+
+    @property
+    def has_trace(self) -> bool:
+        """Whether any rank left a trace to analyze."""
+        return any(r.has_trace for r in self.ranks)
 
     def summary_lines(self) -> list[str]:
         """One line per rank, then the job's files and the launcher's status."""
@@ -165,3 +190,23 @@ class JobResult:
             lines.append(f"launcher exited with status {self.exit_status}")
         lines.extend(f"note: {note}" for note in self.notes)
         return lines
+
+
+_R = TypeVar("_R", ProfileResult[Any], JobResult[Any])
+
+
+def analyzed(recorded: _R, directory: Path, analyze: Analyze[Any] | None, *, no_report: bool,
+             what: str = "analysis") -> _R:
+    """``recorded`` with the caller's analysis of ``directory`` (its ``analysis.json`` and
+    ``report.html``); unchanged under ``--no-report``, with no step to run or no trace.
+
+    The recording is already on disk: a failed analysis is a note, never a lost run.
+    """
+    if no_report or analyze is None or not recorded.has_trace:
+        return recorded
+    try:
+        found = analyze(directory)
+    except Exception as exc:
+        return replace(recorded, notes=(*recorded.notes, f"{what} failed: {type(exc).__name__}: {exc}"))
+    return replace(recorded, analysis=found, analysis_path=directory / "analysis.json",
+                   report_path=directory / "report.html")

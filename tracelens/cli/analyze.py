@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +43,7 @@ def analyze(
 ) -> None:
     """Measure DataLoader wait against GPU activity in a trace and diagnose it."""
     from tracelens.api import analyze_path
+    from tracelens.document.schema import encode_document
     from tracelens.render.terminal import print_summary
 
     if fail_on is not None and fail_on not in Severity.names():
@@ -59,7 +59,7 @@ def analyze(
     else:
         result = analyze_path(Path(path), jobs=jobs, progress=_progress_printer(Path(path)))
     if as_json:
-        sys.stdout.write(json.dumps(result.document, indent=2) + "\n")
+        sys.stdout.write(encode_document(result.document).decode())
     else:
         print_summary(result.document)
     if html is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -22,13 +21,13 @@ def compare(
 ) -> None:
     """Compare two runs: step time, data wait, GPU busy and findings, B minus A."""
     from tracelens.api import compare_paths
-    from tracelens.document.compare import comparison_document
+    from tracelens.document.compare import encode_comparison
     from tracelens.render.compare import format_comparison, write_comparison_html
 
     check_output_file(html, force, "--html")
     c = compare_paths(a, b, scheduler=scheduler)
     if as_json:
-        sys.stdout.write(json.dumps(comparison_document(c), indent=2) + "\n")
+        sys.stdout.write(encode_comparison(c).decode())
     else:
         typer.echo(format_comparison(c))
     if html is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import typer
 
@@ -13,6 +13,7 @@ from tracelens.errors import UsageError
 from tracelens.render.format import visible
 
 if TYPE_CHECKING:
+    from tracelens.document.schema import AnalysisDocument
     from tracelens.ranks.engine import RankProgress
 
 FAILURE_LINES = 20  # failed ranks named one per line; the rest are counted
@@ -28,20 +29,22 @@ def check_output_file(path: Path | None, force: bool, option: str) -> None:
         raise UsageError(f"{path}: exists; pass --force to overwrite it, or choose another file with {option}")
 
 
-def failure_lines(document: dict[str, Any], limit: int = FAILURE_LINES) -> list[str]:
+def failure_lines(document: AnalysisDocument, limit: int = FAILURE_LINES) -> list[str]:
     """One line per failed rank (at most ``limit``), then the count; empty when none failed."""
-    failed = document.get("failed_ranks") or []
-    if not failed:
+    from tracelens.document.schema import JobDocument
+
+    if not isinstance(document, JobDocument) or not document.failed_ranks:
         return []
-    lines = [f"rank {f['rank']}: {f['error']}" for f in failed[:limit]]
+    failed = document.failed_ranks
+    lines = [f"rank {f.rank}: {f.error}" for f in failed[:limit]]
     if len(failed) > limit:
         lines.append(f"... and {len(failed) - limit} more (failed_ranks in --json)")
-    total = len(failed) + len(document.get("ranks", []))
+    total = len(failed) + len(document.ranks)
     lines.append(f"{len(failed)} of {total} ranks failed; the results above are for the other {total - len(failed)}")
     return lines
 
 
-def report_failed_ranks(document: dict[str, Any]) -> None:
+def report_failed_ranks(document: AnalysisDocument) -> None:
     """One stderr line per rank that could not be analyzed, then exit 1 (the others were printed)."""
     failed = failure_lines(document)
     for line in failed:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -51,6 +50,8 @@ def profile(
         from tracelens.capture import ProfileOptions, run_profile
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise UsageError(f"`tracelens profile` needs PyTorch: pip install 'tracelens-dataloader[profile]' ({exc})") from exc
+    from tracelens.api import write_run_outputs
+    from tracelens.document.schema import encode_document
     from tracelens.render.terminal import print_summary
 
     options = ProfileOptions(
@@ -62,7 +63,7 @@ def profile(
     from tracelens.system.procs import Terminated
 
     try:
-        result = run_profile(options)
+        result = run_profile(options, write_run_outputs)
     except Terminated as stop:
         typer.echo(f"tracelens: {stop.args[0]}", err=True)
         raise typer.Exit(stop.args[1]) from None
@@ -71,7 +72,7 @@ def profile(
     if result.analysis is not None and rank is None:
         doc = result.analysis.document
         if as_json:
-            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+            sys.stdout.write(encode_document(doc).decode())
         else:
             print_summary(doc)
     prefix = f"tracelens rank {rank}: " if rank is not None else ""

@@ -24,11 +24,11 @@ class Knob:
     text: str
 
 
-def knob_for(loader: Mapping[str, Any], num_workers: int | None, cause: str | None = None) -> Knob:
-    """The knob of the loader a document is about (``doc["loader"]``)."""
-    framework = loader.get("framework")
-    pipeline = loader.get("pipeline") or {}
-    cls = str(loader.get("class") or "")
+def knob_for(cls: str | None, framework: str | None, pipeline: Mapping[str, Any] | None,
+             num_workers: int | None, cause: str | None = None) -> Knob:
+    """The knob of the loader a document is about (its ``class``, ``framework``, ``pipeline``)."""
+    pipeline = pipeline or {}
+    cls = cls or ""
     n = num_workers if num_workers is not None else "N"
     if framework == "torchdata.nodes":
         method = "process" if cause == "cpu_starvation" else pipeline.get("ParallelMapper.method", "thread")

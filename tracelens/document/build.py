@@ -1,18 +1,42 @@
-"""The ``analyze --json`` / ``analysis.json`` document of SPEC §3, built from analysis results."""
+"""The ``analyze --json`` / ``analysis.json`` document of SPEC §3, built from analysis results
+as the structs of :mod:`tracelens.document.schema`."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+from msgspec.structs import replace
+
+from tracelens._version import __version__
 from tracelens.analysis import TraceAnalysis
 from tracelens.diagnosis import Diagnosis
+from tracelens.diagnosis import Finding as RuleFinding
 from tracelens.diagnosis.knobs import knob_for
-from tracelens.diagnosis.ranks import find_straggler, mark_waiting_ranks
-from tracelens.runjson import RunInfo
+from tracelens.diagnosis.ranks import RankTimes, Straggler, find_straggler
+from tracelens.document.schema import (
+    SCHEMA_VERSION,
+    Copies,
+    Device,
+    Document,
+    FailedRank,
+    Finding,
+    JobDocument,
+    JobSource,
+    Loader,
+    Metrics,
+    Recommendation,
+    SkippedRule,
+    Source,
+    StepRow,
+    TraceFacts,
+)
+from tracelens.runjson import RunInfo, Tool
 
-SCHEMA_VERSION = 1
+#: The writer, named in every document (SPEC §3).
+TOOL = Tool(name="tracelens", version=__version__)
 
 
 def _num(x: float | None, digits: int = 6) -> float | None:
@@ -21,134 +45,145 @@ def _num(x: float | None, digits: int = 6) -> float | None:
     return round(float(x), digits)
 
 
-def per_step_records(analysis: TraceAnalysis) -> list[dict[str, Any]]:
-    """The per-step table as JSON-ready rows (ms, NaN as null)."""
-    rows: list[dict[str, Any]] = []
-    for rec in analysis.per_step.to_dict(orient="records"):
-        rows.append({str(k): (int(v) if k in ("step", "next_calls") else _num(v, 4)) for k, v in rec.items()})
-    return rows
+def per_step_records(analysis: TraceAnalysis) -> list[StepRow]:
+    """The per-step table as rows (ms rounded to 4 decimals, NaN as null)."""
+    def ms(v: Any) -> float | None:
+        return _num(v, 4)
+
+    return [StepRow(step=int(r["step"]), start_ms=ms(r["start_ms"]), duration_ms=ms(r["duration_ms"]),
+                    data_wait_ms=ms(r["data_wait_ms"]), gpu_busy_ms=ms(r["gpu_busy_ms"]),
+                    exposed_wait_ms=ms(r["exposed_wait_ms"]), next_calls=int(r["next_calls"]),
+                    next_longest_ms=ms(r["next_longest_ms"]), collective_ms=ms(r["collective_ms"]))
+            for r in analysis.per_step.to_dict(orient="records")]
 
 
-def loader_identity(run: RunInfo | None) -> dict[str, Any]:
-    """Which loader the numbers are about (run.json's; all null for a bare trace)."""
+def loader_of(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo | None) -> Loader:
+    """The loader's settings as known, and which loader it is (run.json's; null for a bare trace)."""
+    s = diagnosis.settings
+    known = Loader(iterator=analysis.iterator, num_workers=s.num_workers, pin_memory=s.pin_memory,
+                   persistent_workers=s.persistent_workers, prefetch_factor=s.prefetch_factor,
+                   iterator_names=list(analysis.iterator_names))
     lo = run.main_loader if run is not None else None
     if lo is None:
-        keys = ("id", "class", "dataset_class", "dataset_len", "batches_per_epoch", "batch_size",
-                "created_at", "framework", "training", "max_workers")
-        return dict.fromkeys(keys) | {"pipeline": {}}
-    return {"id": lo.id, "class": lo.cls, "dataset_class": lo.dataset_class, "dataset_len": lo.dataset_len,
-            "batches_per_epoch": lo.batches_per_epoch, "batch_size": lo.batch_size,
-            "created_at": lo.created_at, "framework": lo.framework, "training": lo.training,
-            "pipeline": dict(lo.pipeline), "max_workers": lo.max_workers}
+        return known
+    return replace(known, id=lo.id, cls=lo.cls, dataset_class=lo.dataset_class, dataset_len=lo.dataset_len,
+                   batches_per_epoch=lo.batches_per_epoch, batch_size=lo.batch_size, created_at=lo.created_at,
+                   framework=lo.framework, training=lo.training, pipeline=dict(lo.pipeline),
+                   max_workers=lo.max_workers)
 
 
-def build_document(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo | None = None) -> dict[str, Any]:
-    """One rank's analysis as the SPEC §3 object (required keys first, extras after)."""
-    settings = diagnosis.settings
+def finding_of(f: RuleFinding) -> Finding:
+    """A rule's finding as a document entry."""
+    return Finding(id=f.id, kind=f.kind, severity=f.severity.value, confidence=f.confidence, title=f.title,
+                   evidence=dict(f.evidence), advice=f.advice, settings=dict(f.settings),
+                   thresholds=dict(f.thresholds))
+
+
+def recommendation_of(diagnosis: Diagnosis, loader: Loader | None = None) -> Recommendation:
+    """The diagnosis' recommendation as a document entry, naming the knob of ``loader``."""
     rec = diagnosis.recommendation
-    doc: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "source": {
-            "path": analysis.path,
-            "format": analysis.format,
-            "ranks": [analysis.rank] if analysis.rank is not None else None,
-            "devices": [d.label for d in analysis.devices],
-        },
-        "steps": analysis.steps,
-        "metrics": {
-            "step_time_ms_median": _num(analysis.step_time_ms_median, 4),
-            "data_wait_fraction": _num(analysis.data_wait_fraction),
-            "exposed_data_wait_fraction": _num(analysis.exposed_data_wait_fraction),
-            "gpu_busy_fraction": _num(analysis.gpu_busy_fraction),
-            "step_time_ms_total": _num(analysis.step_time_ms, 4),
-            "measured_steps": analysis.measured_steps,
-            "speedup_ceiling": _num(analysis.speedup_ceiling, 4),
-            "gpu_idle_other_fraction": _num(analysis.gpu_idle_other_fraction),
-            "sync_ms_per_step": _num(analysis.sync_ms_per_step, 4),
-            "next_calls": analysis.next_calls,
-            "collective_ms_per_step": _num(analysis.collective_ms_per_step, 4),
-        },
-        "loader": {
-            "iterator": analysis.iterator,
-            "num_workers": settings.num_workers,
-            "pin_memory": settings.pin_memory,
-            "persistent_workers": settings.persistent_workers,
-            "prefetch_factor": settings.prefetch_factor,
-            "iterator_names": list(analysis.iterator_names),
-            **loader_identity(run),
-        },
-        "diagnosis": diagnosis.diagnosis,
-        "recommendation": {
-            "num_workers": rec.num_workers,
-            "pin_memory": rec.pin_memory,
-            "persistent_workers": rec.persistent_workers,
-            "prefetch_factor": rec.prefetch_factor,
-            "notes": list(rec.notes),
-            "expected_speedup": _num(rec.expected_speedup, 4),
-            "torch_threads_per_worker": rec.torch_threads_per_worker,
-            "torch_threads_main": rec.torch_threads_main,
-            "env": dict(rec.env),
-            "keep_current": list(rec.keep_current),
-        },
-        "findings": [asdict(f) | {"severity": f.severity.value} for f in diagnosis.findings],
-        "diagnosis_confidence": _num(diagnosis.confidence, 3),
-        "rules_skipped": [asdict(s) for s in diagnosis.skipped],
-        "step_source": analysis.step_source,
-        "fallback": analysis.fallback,
-        "devices": [asdict(d) for d in analysis.devices],
-        "copies": asdict(analysis.copies),
-        "trace": {
-            "events": analysis.events,
-            "truncated": analysis.truncated,
-            "skipped_events": analysis.skipped_events,
-            "with_stack": analysis.with_stack,
-            "has_gpu_activity": analysis.has_gpu_activity,
-            "bad_time_events": analysis.bad_time_events,
-            "bad_time_examples": list(analysis.bad_time_examples),
-            "dropped_steps": analysis.dropped_steps,
-            "dropped_waits": analysis.dropped_waits,
-            "zero_length_steps": analysis.zero_length_steps,
-        },
-        "warnings": list(analysis.warnings),
-        "per_step": per_step_records(analysis),
-        "next_wait_ms": [round(x, 4) for x in analysis.next_wait_ms],
-    }
-    if analysis.rank is not None:
-        doc["rank"] = analysis.rank
-    knob = knob_for(doc["loader"], rec.num_workers, diagnosis.diagnosis)
-    doc["recommendation"]["knob"] = knob.name
-    if knob.text:
-        doc["recommendation"]["knob_advice"] = knob.text
-    return doc
+    knob = (knob_for(loader.cls, loader.framework, loader.pipeline, rec.num_workers, diagnosis.diagnosis)
+            if loader is not None else None)
+    return Recommendation(
+        num_workers=rec.num_workers, pin_memory=rec.pin_memory, persistent_workers=rec.persistent_workers,
+        prefetch_factor=rec.prefetch_factor, notes=list(rec.notes), expected_speedup=_num(rec.expected_speedup, 4),
+        torch_threads_per_worker=rec.torch_threads_per_worker, torch_threads_main=rec.torch_threads_main,
+        env=dict(rec.env), keep_current=list(rec.keep_current),
+        knob=knob.name if knob is not None else None, knob_advice=knob.text or None if knob is not None else None)
 
 
-def build_multirank_document(docs: list[dict[str, Any]], path: str) -> dict[str, Any]:
+def build_document(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo | None = None) -> Document:
+    """One rank's analysis as the SPEC §3 document."""
+    a = analysis
+    loader = loader_of(a, diagnosis, run)
+    return Document(
+        schema_version=SCHEMA_VERSION,
+        tool=TOOL,
+        source=Source(path=a.path, format=a.format, ranks=[a.rank] if a.rank is not None else None,
+                      devices=[d.label for d in a.devices]),
+        steps=a.steps,
+        metrics=Metrics(
+            step_time_ms_median=_num(a.step_time_ms_median, 4),
+            data_wait_fraction=_num(a.data_wait_fraction),
+            exposed_data_wait_fraction=_num(a.exposed_data_wait_fraction),
+            gpu_busy_fraction=_num(a.gpu_busy_fraction),
+            step_time_ms_total=_num(a.step_time_ms, 4),
+            measured_steps=a.measured_steps,
+            speedup_ceiling=_num(a.speedup_ceiling, 4),
+            gpu_idle_other_fraction=_num(a.gpu_idle_other_fraction),
+            sync_ms_per_step=_num(a.sync_ms_per_step, 4),
+            next_calls=a.next_calls,
+            collective_ms_per_step=_num(a.collective_ms_per_step, 4),
+        ),
+        loader=loader,
+        diagnosis=diagnosis.diagnosis,
+        recommendation=recommendation_of(diagnosis, loader),
+        findings=[finding_of(f) for f in diagnosis.findings],
+        diagnosis_confidence=_num(diagnosis.confidence, 3),
+        rules_skipped=[SkippedRule(id=s.id, reason=s.reason) for s in diagnosis.skipped],
+        step_source=a.step_source,
+        fallback=a.fallback,
+        devices=[Device(device=d.device, label=d.label, busy_ms=d.busy_ms, busy_fraction=d.busy_fraction,
+                        exposed_data_wait_fraction=d.exposed_data_wait_fraction) for d in a.devices],
+        copies=Copies(h2d_pageable=a.copies.h2d_pageable, h2d_pinned=a.copies.h2d_pinned,
+                      h2d_other=a.copies.h2d_other, h2d_pageable_ms_per_step=a.copies.h2d_pageable_ms_per_step,
+                      h2d_pageable_host_blocked_ms_per_step=a.copies.h2d_pageable_host_blocked_ms_per_step),
+        trace=TraceFacts(
+            events=a.events, truncated=a.truncated, skipped_events=a.skipped_events, with_stack=a.with_stack,
+            has_gpu_activity=a.has_gpu_activity, bad_time_events=a.bad_time_events,
+            bad_time_examples=list(a.bad_time_examples), dropped_steps=a.dropped_steps,
+            dropped_waits=a.dropped_waits, zero_length_steps=a.zero_length_steps,
+        ),
+        warnings=list(a.warnings),
+        per_step=per_step_records(a),
+        next_wait_ms=[round(x, 4) for x in a.next_wait_ms],
+        rank_=a.rank if a.rank is not None else msgspec.UNSET,
+    )
+
+
+def _straggler(docs: Sequence[Document]) -> tuple[Straggler | None, list[Document]]:
+    """The rank whose loader holds the others (None: none does) and the rank documents, those
+    that only wait for it at the collectives marked so, with its info finding."""
+    times = [t for d in docs if (t := RankTimes.measured(
+        d.rank, d.metrics.step_time_ms_total, d.metrics.measured_steps, d.metrics.exposed_data_wait_fraction,
+        d.metrics.collective_ms_per_step)) is not None]
+    found = find_straggler(times)
+    if found is None:
+        return None, list(docs)
+    marked = [d if (w := found.waiting.get(d.rank or 0)) is None else replace(
+        d, waits_for_rank_=found.rank, findings=[*d.findings, finding_of(w)]) for d in docs]
+    return found, marked
+
+
+def build_multirank_document(docs: Sequence[Document], path: str,
+                             failed: Sequence[FailedRank] = ()) -> JobDocument:
     """The SPEC §3 multi-rank shape: per-rank objects, the slowest rank, and the job's diagnosis,
     recommendation and findings (the slowest rank's, led by ``rank_straggler`` when one rank's
-    loader holds the others at the collectives)."""
-    def exposed(d: dict[str, Any]) -> float:
-        v = d["metrics"]["exposed_data_wait_fraction"]
+    loader holds the others at the collectives); ``failed`` lists the ranks that gave none."""
+    def exposed(d: Document) -> float:
+        v = d.metrics.exposed_data_wait_fraction
         return -1.0 if v is None else float(v)
 
-    slowest = max(docs, key=exposed)
-    medians = [d["metrics"]["step_time_ms_median"] for d in docs if d["metrics"]["step_time_ms_median"] is not None]
-    straggler = find_straggler(docs)
-    if straggler is not None:
-        mark_waiting_ranks(docs, straggler)
-    findings = [straggler] if straggler is not None else []
-    findings += [f | {"rank": slowest["rank"]} for f in slowest.get("findings", [])]
-    rec = dict(slowest["recommendation"])
-    rec["notes"] = [f"From rank {slowest['rank']}, the slowest (every rank waits for it at the next collective): "
-                    "apply it to every rank's loader when they run the same script.", *rec.get("notes", [])]
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "source": {"path": path, "format": "directory", "ranks": [d["rank"] for d in docs]},
-        "ranks": docs,
-        "slowest_rank": slowest["rank"],
-        "slowest_rank_exposed_data_wait_fraction": slowest["metrics"]["exposed_data_wait_fraction"],
-        "step_time_ms_median_max": max(medians) if medians else None,
-        "diagnosis": slowest["diagnosis"],
-        "recommendation": rec,
-        "findings": findings,
-        "rank_straggler": straggler["evidence"]["rank"] if straggler is not None else None,
-    }
+    straggler, ranks = _straggler(docs)
+    slowest = max(ranks, key=exposed)
+    rank = slowest.rank
+    assert rank is not None, "every rank of a job has its rank"
+    medians = [d.metrics.step_time_ms_median for d in ranks if d.metrics.step_time_ms_median is not None]
+    findings = [finding_of(straggler.finding)] if straggler is not None else []
+    findings += [replace(f, rank_=rank) for f in slowest.findings]
+    note = (f"From rank {rank}, the slowest (every rank waits for it at the next collective): "
+            "apply it to every rank's loader when they run the same script.")
+    return JobDocument(
+        schema_version=SCHEMA_VERSION,
+        tool=TOOL,
+        source=JobSource(path=path, format="directory", ranks=[d.rank for d in ranks if d.rank is not None]),
+        ranks=ranks,
+        slowest_rank=rank,
+        slowest_rank_exposed_data_wait_fraction=slowest.metrics.exposed_data_wait_fraction,
+        step_time_ms_median_max=max(medians) if medians else None,
+        diagnosis=slowest.diagnosis,
+        recommendation=replace(slowest.recommendation, notes=[note, *slowest.recommendation.notes]),
+        findings=findings,
+        rank_straggler=straggler.rank if straggler is not None else None,
+        failed_ranks_=list(failed) if failed else msgspec.UNSET,
+    )

@@ -11,6 +11,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from tracelens.document.schema import AnalysisDocument, Document, Finding, JobDocument, to_json
 from tracelens.vocab import SETTING_KEYS, pct
 
 SCHEMA_VERSION = 1
@@ -52,9 +53,9 @@ class FindingChange:
 class Comparison:
     """Two analyses side by side: deltas are B minus A."""
 
-    a: dict[str, Any]  # SPEC §3 document of A (as analyze gives it)
-    b: dict[str, Any]
-    delta: dict[str, Any]
+    a: AnalysisDocument  # SPEC §3 document of A (as analyze gives it)
+    b: AnalysisDocument
+    delta: dict[str, Any]  # the compare --json ``delta`` (SPEC §4): metric keys, loader, diagnosis, findings
     findings: tuple[FindingChange, ...]
     loader_changes: dict[str, tuple[Any, Any]]  # setting -> (A, B), only those that differ
     step_time_changed: bool  # the median moved by more than the noise
@@ -62,13 +63,9 @@ class Comparison:
     notes: tuple[str, ...] = ()
 
 
-def rank_document(doc: dict[str, Any]) -> dict[str, Any]:
+def rank_document(doc: AnalysisDocument) -> Document:
     """The single-rank document to compare: the document itself, or its slowest rank."""
-    ranks = doc.get("ranks")
-    if isinstance(ranks, list) and ranks:
-        slowest = doc.get("slowest_rank")
-        return next((r for r in ranks if r.get("rank") == slowest), ranks[0])
-    return doc
+    return doc.slowest() if isinstance(doc, JobDocument) else doc
 
 
 def _sub(b: float | None, a: float | None) -> float | None:
@@ -76,18 +73,6 @@ def _sub(b: float | None, a: float | None) -> float | None:
         return None
     return round(float(b) - float(a), 6)
 
-
-def exposed_wait_ms_per_step(doc: dict[str, Any]) -> float | None:
-    """Mean exposed data wait per step (ms): the exposed fraction of the total step time."""
-    m = doc.get("metrics", {})
-    frac, total, n = m.get("exposed_data_wait_fraction"), m.get("step_time_ms_total"), m.get("measured_steps")
-    if frac is None or total is None or not n:
-        return None
-    return float(frac) * float(total) / int(n)
-
-
-def step_durations(doc: dict[str, Any]) -> list[float]:
-    return [float(r["duration_ms"]) for r in doc.get("per_step", []) if r.get("duration_ms") is not None]
 
 
 def _iqr(xs: list[float]) -> float:
@@ -98,30 +83,30 @@ def _iqr(xs: list[float]) -> float:
     return s[min(len(s) - 1, math.ceil(3 * q) - 1)] - s[max(0, math.ceil(q) - 1)]
 
 
-def step_time_noise_ms(a: dict[str, Any], b: dict[str, Any]) -> float:
+def step_time_noise_ms(a: Document, b: Document) -> float:
     """Smallest median step-time change (ms) that counts as real.
 
     The larger of :data:`MIN_STEP_CHANGE_FRACTION` of A's median and half the mean
     interquartile range of the two runs' per-step durations.
     """
-    ma = a["metrics"].get("step_time_ms_median") or 0.0
-    mean_iqr = (_iqr(step_durations(a)) + _iqr(step_durations(b))) / 2
+    ma = a.metrics.step_time_ms_median or 0.0
+    mean_iqr = (_iqr(a.step_durations()) + _iqr(b.step_durations())) / 2
     spread = mean_iqr / 2
     return max(MIN_STEP_CHANGE_FRACTION * float(ma), spread)
 
 
-def _finding_key_list(findings: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+def _finding_key_list(findings: list[Finding]) -> list[tuple[str, Finding]]:
     """Key each finding by its id; a repeated id gets ``#2``, ``#3`` ... in order."""
     seen: dict[str, int] = {}
     out = []
     for f in findings:
-        fid = str(f.get("id") or f.get("kind") or "?")
+        fid = f.id or f.kind or "?"
         seen[fid] = seen.get(fid, 0) + 1
         out.append((fid if seen[fid] == 1 else f"{fid}#{seen[fid]}", f))
     return out
 
 
-def diff_findings(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> tuple[FindingChange, ...]:
+def diff_findings(a: list[Finding], b: list[Finding]) -> tuple[FindingChange, ...]:
     """Match findings by id: gone (only in A), new (only in B), changed / unchanged (both)."""
     fa, fb = dict(_finding_key_list(a)), dict(_finding_key_list(b))
     out: list[FindingChange] = []
@@ -134,21 +119,21 @@ def diff_findings(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> tuple[Fin
         elif y is None:
             status = "gone"
         else:
-            moved = abs(float(x.get("confidence", 0)) - float(y.get("confidence", 0))) >= CONFIDENCE_EPSILON
-            status = "changed" if x.get("severity") != y.get("severity") or moved else "unchanged"
+            moved = abs(x.confidence - y.confidence) >= CONFIDENCE_EPSILON
+            status = "changed" if x.severity != y.severity or moved else "unchanged"
         out.append(FindingChange(
-            id=key, kind=str(ref.get("kind", "")), status=status, title=str(ref.get("title", "")),
-            severity_a=x.get("severity") if x else None, severity_b=y.get("severity") if y else None,
-            confidence_a=x.get("confidence") if x else None, confidence_b=y.get("confidence") if y else None,
+            id=key, kind=ref.kind, status=status, title=ref.title,
+            severity_a=x.severity if x else None, severity_b=y.severity if y else None,
+            confidence_a=x.confidence if x else None, confidence_b=y.confidence if y else None,
         ))
     order = {"gone": 0, "new": 1, "changed": 2, "unchanged": 3}
     return tuple(sorted(out, key=lambda c: order[c.status]))
 
 
-def _verdict(a: dict[str, Any], b: dict[str, Any], changed: bool) -> str:
-    ma, mb = a["metrics"], b["metrics"]
-    ea, eb = ma.get("exposed_data_wait_fraction"), mb.get("exposed_data_wait_fraction")
-    ta, tb = ma.get("step_time_ms_median"), mb.get("step_time_ms_median")
+def _verdict(a: Document, b: Document, changed: bool) -> str:
+    ma, mb = a.metrics, b.metrics
+    ea, eb = ma.exposed_data_wait_fraction, mb.exposed_data_wait_fraction
+    ta, tb = ma.step_time_ms_median, mb.step_time_ms_median
     parts: list[str] = []
     if ea is not None and eb is not None:
         if ea < NEGLIGIBLE_WAIT_FRACTION and eb < NEGLIGIBLE_WAIT_FRACTION:
@@ -177,46 +162,45 @@ def _verdict(a: dict[str, Any], b: dict[str, Any], changed: bool) -> str:
     return s[0].upper() + s[1:] + "."
 
 
-def compare_documents(doc_a: dict[str, Any], doc_b: dict[str, Any]) -> Comparison:
+def compare_documents(doc_a: AnalysisDocument, doc_b: AnalysisDocument) -> Comparison:
     """Compare two SPEC §3 documents (multi-rank ones through their slowest rank)."""
     a, b = rank_document(doc_a), rank_document(doc_b)
     notes: list[str] = []
     for name, d in (("A", doc_a), ("B", doc_b)):
-        if "ranks" in d:
-            notes.append(f"{name} has {len(d['ranks'])} ranks: compared through its slowest rank {d.get('slowest_rank')}")
-    ma, mb = a["metrics"], b["metrics"]
-    gpu_a, gpu_b = ma.get("gpu_busy_fraction") is not None, mb.get("gpu_busy_fraction") is not None
+        if isinstance(d, JobDocument):
+            notes.append(f"{name} has {len(d.ranks)} ranks: compared through its slowest rank {d.slowest_rank}")
+    ma, mb = a.metrics, b.metrics
+    gpu_a, gpu_b = ma.gpu_busy_fraction is not None, mb.gpu_busy_fraction is not None
     if gpu_a != gpu_b:
         cpu_side, gpu_side = ("A", "B") if gpu_b else ("B", "A")
         notes.append(f"{cpu_side} has no GPU activity and {gpu_side} has: on {cpu_side} all data wait counts as "
                      f"exposed, on {gpu_side} only the wait the GPU does not cover, so the exposed wait and the "
                      "step times are not like for like (compare two runs on the same kind of device)")
-    delta: dict[str, Any] = {k: _sub(mb.get(k), ma.get(k)) for k in METRIC_KEYS}
-    ta, tb = ma.get("step_time_ms_median"), mb.get("step_time_ms_median")
+    delta: dict[str, Any] = {k: _sub(getattr(mb, k), getattr(ma, k)) for k in METRIC_KEYS}
+    ta, tb = ma.step_time_ms_median, mb.step_time_ms_median
     delta["step_time_change_fraction"] = round(tb / ta - 1, 6) if ta and tb is not None else None
     delta["speedup"] = round(ta / tb, 6) if ta and tb else None
-    wa, wb = exposed_wait_ms_per_step(a), exposed_wait_ms_per_step(b)
-    delta["exposed_data_wait_ms_per_step"] = _sub(wb, wa)
-    ea, eb = ma.get("exposed_data_wait_fraction"), mb.get("exposed_data_wait_fraction")
+    delta["exposed_data_wait_ms_per_step"] = _sub(mb.exposed_wait_ms_per_step(), ma.exposed_wait_ms_per_step())
+    ea, eb = ma.exposed_data_wait_fraction, mb.exposed_data_wait_fraction
     delta["exposed_data_wait_removed_fraction"] = round((ea - eb) / ea, 6) if ea and eb is not None else None
-    delta["steps"] = int(b.get("steps", 0)) - int(a.get("steps", 0))
+    delta["steps"] = b.steps - a.steps
     changed = ta is not None and tb is not None and abs(tb - ta) > step_time_noise_ms(a, b)
     delta["step_time_changed"] = changed
     loader_changes = {
-        k: (a["loader"].get(k), b["loader"].get(k))
+        k: (getattr(a.loader, k), getattr(b.loader, k))
         for k in LOADER_KEYS
-        if a.get("loader", {}).get(k) != b.get("loader", {}).get(k)
+        if getattr(a.loader, k) != getattr(b.loader, k)
     }
     delta["loader"] = {k: {"a": x, "b": y} for k, (x, y) in loader_changes.items()}
-    if a.get("diagnosis") != b.get("diagnosis"):
-        delta["diagnosis"] = {"a": a.get("diagnosis"), "b": b.get("diagnosis")}
-    findings = diff_findings(a.get("findings", []), b.get("findings", []))
+    if a.diagnosis != b.diagnosis:
+        delta["diagnosis"] = {"a": a.diagnosis, "b": b.diagnosis}
+    findings = diff_findings(a.findings, b.findings)
     delta["findings"] = [asdict(f) for f in findings]
     return Comparison(doc_a, doc_b, delta, findings, loader_changes, changed, _verdict(a, b, changed), tuple(notes))
 
 
 def comparison_document(c: Comparison) -> dict[str, Any]:
-    """The ``compare --json`` document of SPEC §4."""
+    """The ``compare --json`` document of SPEC §4 (``a`` and ``b`` are the typed documents)."""
     return {
         "schema_version": SCHEMA_VERSION,
         "a": c.a,
@@ -225,3 +209,8 @@ def comparison_document(c: Comparison) -> dict[str, Any]:
         "verdict": c.verdict,
         "notes": list(c.notes),
     }
+
+
+def encode_comparison(c: Comparison) -> bytes:
+    """The ``compare --json`` bytes: the documents encoded as analysis.json encodes them."""
+    return to_json(comparison_document(c))

@@ -1,6 +1,6 @@
 """Thousands of ranks made readable: what the rank views show, computed from per-rank documents.
 
-Pure functions over the SPEC §3 rank objects (``document["ranks"]``), no rendering: the spread
+Pure functions over the SPEC §3 rank objects (a job document's ``ranks``), no rendering: the spread
 of data wait across ranks with the worst ranks named, and a rank × step matrix of exposed data
 wait downsampled into buckets so that 4,096 ranks × thousands of steps stay a few thousand cells.
 """
@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+
+from tracelens.document.schema import Document, rank_documents
 
 MAX_ROWS = 64  # rank buckets in the matrix at most
 MAX_COLS = 64  # step buckets in the matrix at most
@@ -71,26 +72,23 @@ class WaitMatrix:
     worst_rank: tuple[int, ...]
 
 
-def rank_documents(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """The rank objects of an analysis document (a single-rank document is its own rank)."""
-    ranks = document.get("ranks")
-    return list(ranks) if isinstance(ranks, list) else [document]
+__all__ = ["RankDistribution", "RankSummary", "Spread", "WaitMatrix", "exposed_wait_matrix", "rank_distribution",
+           "rank_documents", "spread"]
 
 
-def _rank_of(doc: dict[str, Any], i: int) -> int:
-    r = doc.get("rank")
-    return r if isinstance(r, int) else i
+def _rank_of(doc: Document, i: int) -> int:
+    r = doc.rank
+    return r if r is not None else i
 
 
-def _name(doc: dict[str, Any]) -> str:
-    paths = str(doc.get("source", {}).get("path") or "").split(" + ")
+def _name(doc: Document) -> str:
+    paths = doc.source.path.split(" + ")
     first = paths[0].rstrip("/").rsplit("/", 1)[-1]
     return first + (f" +{len(paths) - 1}" if len(paths) > 1 else "")
 
 
-def _metric(doc: dict[str, Any], key: str) -> float | None:
-    v = doc.get("metrics", {}).get(key)
-    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+def _finite(v: float | None) -> float | None:
+    return float(v) if v is not None and math.isfinite(v) else None
 
 
 def _round(x: float) -> float:
@@ -106,10 +104,10 @@ def spread(values: Sequence[float | None]) -> Spread:
     return Spread(_round(med), _round(p90), _round(xs.max()), len(xs))
 
 
-def rank_distribution(docs: Sequence[dict[str, Any]], worst: int = WORST) -> RankDistribution:
+def rank_distribution(docs: Sequence[Document], worst: int = WORST) -> RankDistribution:
     """The spread of data wait and exposed data wait across ranks, and the ``worst`` ranks."""
-    rows = [RankSummary(_rank_of(d, i), _name(d), _metric(d, "data_wait_fraction"),
-                        _metric(d, "exposed_data_wait_fraction"), _metric(d, "step_time_ms_median"))
+    rows = [RankSummary(_rank_of(d, i), _name(d), _finite(d.metrics.data_wait_fraction),
+                        _finite(d.metrics.exposed_data_wait_fraction), _finite(d.metrics.step_time_ms_median))
             for i, d in enumerate(docs)]
     ranked = sorted(rows, key=lambda s: (-(s.exposed_data_wait_fraction if s.exposed_data_wait_fraction is not None else -1.0), s.rank))
     return RankDistribution(
@@ -130,7 +128,7 @@ def _spans(keys: list[int], size: int) -> tuple[tuple[int, int], ...]:
     return tuple((keys[b], keys[min(b + size, len(keys)) - 1]) for b in range(0, len(keys), size))
 
 
-def exposed_wait_matrix(docs: Sequence[dict[str, Any]], max_rows: int = MAX_ROWS,
+def exposed_wait_matrix(docs: Sequence[Document], max_rows: int = MAX_ROWS,
                         max_cols: int = MAX_COLS) -> WaitMatrix:
     """The rank × step matrix of exposed data wait (ms), at most ``max_rows`` × ``max_cols`` cells.
 
@@ -139,7 +137,7 @@ def exposed_wait_matrix(docs: Sequence[dict[str, Any]], max_rows: int = MAX_ROWS
     """
     order = sorted(range(len(docs)), key=lambda i: _rank_of(docs[i], i))
     ranks = [_rank_of(docs[i], i) for i in order]
-    steps = sorted({int(s["step"]) for d in docs for s in d.get("per_step", []) if s.get("step") is not None})
+    steps = sorted({s.step for d in docs for s in d.per_step})
     row_size, col_size = _bucket_size(len(ranks), max_rows), _bucket_size(len(steps), max_cols)
     col_of = {step: j // col_size for j, step in enumerate(steps)}
     shape = (math.ceil(len(ranks) / row_size), math.ceil(len(steps) / col_size))
@@ -147,9 +145,8 @@ def exposed_wait_matrix(docs: Sequence[dict[str, Any]], max_rows: int = MAX_ROWS
     worst: dict[int, tuple[float, int]] = {}
     for pos, i in enumerate(order):
         row = pos // row_size
-        pairs = [(col_of[int(s["step"])], float(s["exposed_wait_ms"])) for s in docs[i].get("per_step", [])
-                 if s.get("step") is not None and isinstance(s.get("exposed_wait_ms"), (int, float))
-                 and math.isfinite(s["exposed_wait_ms"])]
+        pairs = [(col_of[s.step], w) for s in docs[i].per_step
+                 if (w := _finite(s.exposed_wait_ms)) is not None]
         cols = np.array([c for c, _ in pairs], dtype=np.int64)
         values = np.array([v for _, v in pairs], dtype=np.float64)
         np.add.at(total[row], cols, values)

@@ -4,10 +4,10 @@ diagnosed, or several, with how each rank's job ended."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from tracelens.analysis import TraceAnalysis
 from tracelens.diagnosis import Diagnosis
+from tracelens.document.schema import AnalysisDocument, Document, JobDocument, all_findings
 from tracelens.runjson import RunInfo
 from tracelens.vocab import Severity, severity_rank
 
@@ -21,7 +21,7 @@ class RankResult:
     analysis: TraceAnalysis
     diagnosis: Diagnosis
     run: RunInfo | None  # the run.json of a ``tracelens profile`` run, when found
-    document: dict[str, Any]
+    document: Document
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class RankOutcome:
 
     rank: int | None
     paths: tuple[str, ...]
-    document: dict[str, Any] | None
+    document: Document | None
     error: str | None = None
     bytes_read: int = 0  # bytes read from storage for this rank
     seconds: float = 0.0  # wall time of the job where it ran
@@ -59,28 +59,28 @@ class Result:
 
     path: str
     ranks: tuple[RankResult, ...]
-    document: dict[str, Any]
+    document: AnalysisDocument
     outcomes: tuple[RankOutcome, ...] = ()
 
     @property
     def is_multi_rank(self) -> bool:
-        return "ranks" in self.document
+        return isinstance(self.document, JobDocument)
 
     @property
     def slowest(self) -> RankResult | None:
         """The full analysis of the rank the document speaks for (the slowest of several); None
         when it stayed where it ran."""
-        if not self.is_multi_rank:
+        if not isinstance(self.document, JobDocument):
             return self.ranks[0] if self.ranks else None
-        return next((r for r in self.ranks if r.rank == self.document["slowest_rank"]), None)
+        slowest = self.document.slowest_rank
+        return next((r for r in self.ranks if r.rank == slowest), None)
 
     @property
     def failed(self) -> tuple[RankOutcome, ...]:
-        """The jobs that gave no document (listed in ``document["failed_ranks"]`` too)."""
+        """The jobs that gave no document (listed in the document's ``failed_ranks`` too)."""
         return tuple(o for o in self.outcomes if not o.ok)
 
     def has_finding_at_least(self, severity: str) -> bool:
         """Whether the job or any rank has a finding of ``severity`` or worse (``analyze --fail-on``)."""
         floor = Severity(severity).rank
-        docs = [self.document, *self.document.get("ranks", [])]
-        return any(severity_rank(f["severity"]) >= floor for d in docs for f in d.get("findings", []))
+        return any(severity_rank(f.severity) >= floor for f in all_findings(self.document))

@@ -45,7 +45,7 @@ from tracelens.model import (
 )
 from tracelens.system.procs import cores, worker_pool
 
-__all__ = ["Progress", "load_trace", "read_header"]
+__all__ = ["Progress", "load_trace"]
 
 
 def _meta(path: Path, fmt: str, top: str, header: dict[str, Any]) -> TraceMeta:
@@ -194,13 +194,3 @@ def _build_trace(meta: TraceMeta, cols: _Columns, truncated: bool, bytes_read: i
         tid=tid,
         origin_us=origin_us,
     )
-
-
-def read_header(path: str | Path) -> dict[str, Any]:
-    """The top-level keys before ``traceEvents`` (``{}`` for a bare event array), read from the
-    start of the file only; raises :class:`BadInputError` when the file is not a trace."""
-    r = _Reader(Path(path))
-    try:
-        return _parse_header(r)[1]
-    finally:
-        r.close()

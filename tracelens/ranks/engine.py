@@ -23,10 +23,13 @@ from concurrent.futures import Future, as_completed
 from dataclasses import replace
 from pathlib import Path
 
+import msgspec
+
 from tracelens.analysis import analyze_trace
 from tracelens.diagnosis import diagnose
 from tracelens.document import build_document, build_multirank_document
 from tracelens.document.result import RankOutcome, RankResult, Result
+from tracelens.document.schema import AnalysisDocument, FailedRank
 from tracelens.errors import BadInputError, TracelensError
 from tracelens.load import Progress, load_trace
 from tracelens.model import concat_traces
@@ -70,8 +73,9 @@ def analyze_job(job: RankJob, spool_dir: str | Path | None = None,
             raise BadInputError(back.get(exc.path, exc.path), exc.problem) from None
     if any(is_url(p) for p in job.paths):  # named by the location, not the spool file
         name = " + ".join(job.paths)
-        full.document["source"]["path"] = name
-        full = replace(full, paths=job.paths, analysis=replace(full.analysis, path=name))
+        doc = full.document
+        full = replace(full, paths=job.paths, analysis=replace(full.analysis, path=name),
+                       document=msgspec.structs.replace(doc, source=msgspec.structs.replace(doc.source, path=name)))
     return full, nbytes
 
 
@@ -166,10 +170,8 @@ def assemble(plan: Plan, outcomes: Sequence[RankOutcome]) -> Result:
             raise TracelensError(failed[0].error or "the rank could not be analyzed")
         raise TracelensError(f"all {len(failed)} ranks failed; rank {failed[0].rank}: {failed[0].error}")
     docs = [o.document for o in ok if o.document is not None]
+    doc: AnalysisDocument = docs[0]
     if plan.multi_rank:
-        doc = build_multirank_document(docs, plan.location)
-        if failed:
-            doc["failed_ranks"] = [{"rank": o.rank, "paths": list(o.paths), "error": o.error} for o in failed]
-    else:
-        doc = docs[0]
+        doc = build_multirank_document(docs, plan.location, [
+            FailedRank(rank=o.rank, paths=list(o.paths), error=o.error or "") for o in failed])
     return Result(plan.location, tuple(o.detail for o in ok if o.detail is not None), doc, tuple(outcomes))

@@ -6,13 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tracelens.document.compare import (
-    NEGLIGIBLE_WAIT_FRACTION,
-    Comparison,
-    exposed_wait_ms_per_step,
-    rank_document,
-    step_durations,
-)
+from tracelens.document.compare import NEGLIGIBLE_WAIT_FRACTION, Comparison, rank_document
 from tracelens.render.charts import line_chart_spec, stacked_bars_spec
 from tracelens.render.format import fmt_ms
 from tracelens.render.html import render_page, write_atomic
@@ -51,11 +45,11 @@ def comparison_rows(c: Comparison) -> list[dict[str, str]]:
     rows = []
     for key, label in ROW_LABELS:
         if key == "exposed_data_wait_ms_per_step":
-            va, vb = exposed_wait_ms_per_step(a), exposed_wait_ms_per_step(b)
+            va, vb = a.metrics.exposed_wait_ms_per_step(), b.metrics.exposed_wait_ms_per_step()
         else:
-            va, vb = a["metrics"].get(key), b["metrics"].get(key)
+            va, vb = getattr(a.metrics, key), getattr(b.metrics, key)
         rows.append({"label": label, "a": _fmt(key, va), "b": _fmt(key, vb), "delta": _fmt_delta(key, c.delta.get(key))})
-    rows.append({"label": "diagnosis", "a": str(a.get("diagnosis")), "b": str(b.get("diagnosis")), "delta": ""})
+    rows.append({"label": "diagnosis", "a": a.diagnosis, "b": b.diagnosis, "delta": ""})
     for k, (x, y) in c.loader_changes.items():
         rows.append({"label": k, "a": "unknown" if x is None else str(x),
                      "b": "unknown" if y is None else str(y), "delta": ""})
@@ -65,7 +59,7 @@ def comparison_rows(c: Comparison) -> list[dict[str, str]]:
 def format_comparison(c: Comparison) -> str:
     """The terminal table: paths, metrics A / B / delta, findings, verdict."""
     a, b = rank_document(c.a), rank_document(c.b)
-    lines = [f"A: {a['source']['path']}", f"B: {b['source']['path']}", ""]
+    lines = [f"A: {a.source.path}", f"B: {b.source.path}", ""]
     rows = comparison_rows(c)
     w = max(len(r["label"]) for r in rows)
     wa = max(12, *(len(r["a"]) for r in rows))
@@ -88,23 +82,17 @@ def format_comparison(c: Comparison) -> str:
     return "\n".join(lines)
 
 
-def _mean_step_ms(doc: dict[str, Any]) -> float | None:
-    m = doc.get("metrics", {})
-    total, n = m.get("step_time_ms_total"), m.get("measured_steps")
-    return float(total) / int(n) if total is not None and n else None
-
-
 def step_charts(c: Comparison) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """Chart specs (tracelens.report's builders): per-step durations of A and B with their
     medians, and the mean step of each split into exposed data wait and the rest."""
     a, b = rank_document(c.a), rank_document(c.b)
     series: list[dict[str, Any]] = []
     for name, doc, cls in (("A (before)", a, "c-s1"), ("B (after)", b, "c-s0")):
-        steps = step_durations(doc)
+        steps = doc.step_durations()
         if steps:
             series.append({"label": f"{name}: step duration", "cls": cls,
                            "points": [[i, round(d, 4)] for i, d in enumerate(steps)]})
-            med = doc["metrics"].get("step_time_ms_median")
+            med = doc.metrics.step_time_ms_median
             if med is not None:
                 series.append({"label": f"{name}: median {fmt_ms(med)}", "cls": cls, "thin": True,
                                "points": [[0, med], [max(len(steps) - 1, 1), med]]})
@@ -112,7 +100,7 @@ def step_charts(c: Comparison) -> tuple[dict[str, Any] | None, dict[str, Any] | 
                             note="Thin lines: each run's median.") if series else None
     bars = []
     for name, doc in (("A (before)", a), ("B (after)", b)):
-        step, wait = _mean_step_ms(doc), exposed_wait_ms_per_step(doc)
+        step, wait = doc.metrics.mean_step_ms(), doc.metrics.exposed_wait_ms_per_step()
         if step is None:
             continue
         wait = min(wait or 0.0, step)
@@ -144,8 +132,8 @@ def render_comparison_html(c: Comparison) -> str:
     return render_page(
         "compare.html.j2",
         title="tracelens compare",
-        path_a=a["source"]["path"],
-        path_b=b["source"]["path"],
+        path_a=a.source.path,
+        path_b=b.source.path,
         rows=comparison_rows(c),
         findings=[asdict(f) for f in c.findings],
         verdict=c.verdict,

@@ -18,7 +18,7 @@ _ABS_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:[\\/]|/)(?:[^\s/\\\"'<>|]+[\\/])+
 def sensitive_strings(result: Result) -> list[str]:
     """Paths, file names and host names that --redact removes, longest first."""
     found: set[str] = set()
-    paths = [result.path, str(result.document.get("source", {}).get("path") or "")]
+    paths = [result.path, result.document.source.path]
     for r in result.ranks:
         paths += [*r.paths, r.analysis.path]
         run = r.run

@@ -15,13 +15,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import pandas as pd
+from msgspec.structs import replace
 
 from tracelens._version import __version__
 from tracelens.analysis import TraceAnalysis
 from tracelens.document.distribution import WaitMatrix, exposed_wait_matrix, rank_distribution
 from tracelens.document.result import RankResult, Result
+from tracelens.document.schema import Document, Finding, JobDocument
 from tracelens.render.charts import heatmap_spec, histogram_spec, stacked_bars_spec, timeline_spec
 from tracelens.render.format import fmt_ms, fmt_value, rounded, visible_all
 from tracelens.render.html import render_page, write_atomic
@@ -130,17 +133,15 @@ def wait_stats(values: Sequence[float], steps: int) -> list[dict[str, str]]:
     return [{"label": a, "value": b} for a, b in out]
 
 
-def _finding_view(d: dict[str, Any]) -> dict[str, Any]:
-    conf = d.get("confidence")
-    evidence = d.get("evidence") or {}
+def _finding_view(f: Finding) -> dict[str, Any]:
     return {
-        "id": str(d.get("id", "")),
-        "kind": str(d.get("kind", "")),
-        "severity": str(d.get("severity", "info")),
-        "confidence": pct(float(conf), 0) if isinstance(conf, (int, float)) else "n/a",
-        "title": str(d.get("title", "")),
-        "advice": str(d.get("advice", "") or ""),
-        "evidence": [_evidence_item(str(k), v) for k, v in evidence.items()],
+        "id": f.id,
+        "kind": f.kind,
+        "severity": f.severity,
+        "confidence": pct(float(f.confidence), 0),
+        "title": f.title,
+        "advice": f.advice,
+        "evidence": [_evidence_item(str(k), v) for k, v in f.evidence.items()],
     }
 
 
@@ -200,10 +201,10 @@ def _machine_rows(run: RunInfo) -> list[tuple[str, Any]]:
     return rows
 
 
-def _facts(doc: dict[str, Any], run: RunInfo | None) -> dict[str, list[dict[str, str]]]:
-    loader = doc["loader"]
-    lrows: list[tuple[str, Any]] = [("iterator", loader.get("iterator"))]
-    lrows += [(k.replace("_", " "), loader.get(k)) for k in SETTING_KEYS]
+def _facts(doc: Document, run: RunInfo | None) -> dict[str, list[dict[str, str]]]:
+    loader = doc.loader
+    lrows: list[tuple[str, Any]] = [("iterator", loader.iterator)]
+    lrows += [(k.replace("_", " "), getattr(loader, k)) for k in SETTING_KEYS]
     ml = run.main_loader if run is not None else None
     if ml is not None:
         dataset = ml.dataset_class.rsplit(".", 1)[-1] or None
@@ -213,31 +214,29 @@ def _facts(doc: dict[str, Any], run: RunInfo | None) -> dict[str, list[dict[str,
                   ("drop last", ml.drop_last), ("worker_init_fn", "yours" if ml.has_worker_init_fn else "none"),
                   ("collate_fn", "yours" if ml.has_collate_fn else "default"), ("sampler", ml.sampler_class),
                   ("dataset", dataset), ("batches per epoch", ml.batches_per_epoch)]
-    names = loader.get("iterator_names") or []
-    if names:
-        lrows.append(("iterator events", ", ".join(names)))
+    if loader.iterator_names:
+        lrows.append(("iterator events", ", ".join(loader.iterator_names)))
     mrows = _machine_rows(run) if run is not None else []
-    m = doc["metrics"]
+    m, trace, copies = doc.metrics, doc.trace, doc.copies
     trows: list[tuple[str, Any]] = [
-        ("file", doc["source"]["path"]), ("format", doc["source"].get("format")),
-        ("events", doc["trace"]["events"]),
-        ("steps (ProfilerStep#)", doc.get("steps")), ("steps measured", m.get("measured_steps")),
+        ("file", doc.source.path), ("format", doc.source.format),
+        ("events", trace.events),
+        ("steps (ProfilerStep#)", doc.steps), ("steps measured", m.measured_steps),
     ]
-    if doc.get("fallback"):
-        trows.append(("step fallback", doc["fallback"]))
-    trows += [("devices", ", ".join(doc["source"].get("devices") or []) or "none"),
-              ("GPU activity", doc["trace"]["has_gpu_activity"]),
-              ("Python stacks recorded", doc["trace"]["with_stack"]),
-              ("truncated", doc["trace"]["truncated"]),
-              ("malformed events skipped", doc["trace"]["skipped_events"])]
-    copies = doc.get("copies") or {}
-    if copies.get("h2d_pageable") or copies.get("h2d_pinned") or copies.get("h2d_other"):
-        trows.append(("host→device copies", f"{copies.get('h2d_pageable', 0):,} pageable, "
-                      f"{copies.get('h2d_pinned', 0):,} pinned, {copies.get('h2d_other', 0):,} unknown"))
-        if copies.get("h2d_pageable"):
-            trows.append(("pageable copy time per step", fmt_ms(copies.get("h2d_pageable_ms_per_step"))))
-    if m.get("sync_ms_per_step") is not None:
-        trows.append(("device syncs per step", fmt_ms(m["sync_ms_per_step"])))
+    if doc.fallback:
+        trows.append(("step fallback", doc.fallback))
+    trows += [("devices", ", ".join(doc.source.devices) or "none"),
+              ("GPU activity", trace.has_gpu_activity),
+              ("Python stacks recorded", trace.with_stack),
+              ("truncated", trace.truncated),
+              ("malformed events skipped", trace.skipped_events)]
+    if copies.h2d_pageable or copies.h2d_pinned or copies.h2d_other:
+        trows.append(("host→device copies", f"{copies.h2d_pageable:,} pageable, "
+                      f"{copies.h2d_pinned:,} pinned, {copies.h2d_other:,} unknown"))
+        if copies.h2d_pageable:
+            trows.append(("pageable copy time per step", fmt_ms(copies.h2d_pageable_ms_per_step)))
+    if m.sync_ms_per_step is not None:
+        trows.append(("device syncs per step", fmt_ms(m.sync_ms_per_step)))
 
     def fmt(rows: list[tuple[str, Any]]) -> list[dict[str, str]]:
         return [{"key": k, "value": fmt_value(v) if v is not None else "unknown"} for k, v in rows]
@@ -245,22 +244,22 @@ def _facts(doc: dict[str, Any], run: RunInfo | None) -> dict[str, list[dict[str,
     return {"loader": fmt(lrows), "machine": fmt(mrows), "trace": fmt(trows)}
 
 
-def _metric_tiles(doc: dict[str, Any]) -> list[dict[str, str]]:
-    m = doc["metrics"]
-    c = m.get("speedup_ceiling")
+def _metric_tiles(doc: Document) -> list[dict[str, str]]:
+    m = doc.metrics
+    c = m.speedup_ceiling
     tiles = [
         {"label": "speed-up ceiling", "value": f"{c:.2f}×" if c else "n/a",
          "hint": "if the exposed data wait were gone"},
-        {"label": "exposed data wait", "value": pct(m.get("exposed_data_wait_fraction")),
-         "hint": "of step time, GPU idle while waiting" if m.get("gpu_busy_fraction") is not None
+        {"label": "exposed data wait", "value": pct(m.exposed_data_wait_fraction),
+         "hint": "of step time, GPU idle while waiting" if m.gpu_busy_fraction is not None
          else "of step time (no GPU activity in the trace)"},
-        {"label": "data wait", "value": pct(m.get("data_wait_fraction")), "hint": "of step time, in __next__"},
-        {"label": "GPU busy", "value": pct(m.get("gpu_busy_fraction")), "hint": "of step time"}
-        if m.get("gpu_busy_fraction") is not None else
+        {"label": "data wait", "value": pct(m.data_wait_fraction), "hint": "of step time, in __next__"},
+        {"label": "GPU busy", "value": pct(m.gpu_busy_fraction), "hint": "of step time"}
+        if m.gpu_busy_fraction is not None else
         {"label": "GPU busy", "value": "no GPU", "hint": "no GPU activity in the trace"},
-        {"label": "step time", "value": fmt_ms(m.get("step_time_ms_median")), "hint": "median"},
-        {"label": "steps", "value": f"{m.get('measured_steps') or 0:,}",
-         "hint": "measured" + (" (fallback)" if doc.get("fallback") else "")},
+        {"label": "step time", "value": fmt_ms(m.step_time_ms_median), "hint": "median"},
+        {"label": "steps", "value": f"{m.measured_steps or 0:,}",
+         "hint": "measured" + (" (fallback)" if doc.fallback else "")},
     ]
     return tiles
 
@@ -269,24 +268,24 @@ def _metric_tiles(doc: dict[str, Any]) -> list[dict[str, str]]:
 MAX_RANK_ROWS = 64
 
 
-def _rank_rows(docs: list[dict[str, Any]], slowest: int | None) -> tuple[list[dict[str, Any]], str | None]:
+def _rank_rows(docs: list[Document], slowest: int | None) -> tuple[list[dict[str, Any]], str | None]:
     """The per-rank table (at most MAX_RANK_ROWS, the ranks waiting most), and a notice when cut."""
-    def exposed(d: dict[str, Any]) -> float:
-        return float(d["metrics"].get("exposed_data_wait_fraction") or 0.0)
+    def exposed(d: Document) -> float:
+        return float(d.metrics.exposed_data_wait_fraction or 0.0)
 
     shown = sorted(docs, key=exposed, reverse=True)[:MAX_RANK_ROWS] if len(docs) > MAX_RANK_ROWS else docs
     rows: list[dict[str, Any]] = []
     for d in shown:
-        m = d["metrics"]
-        e = m.get("exposed_data_wait_fraction")
-        waits = d.get("waits_for_rank")
+        m = d.metrics
+        e = m.exposed_data_wait_fraction
+        waits = d.waits_for_rank
         rows.append({
-            "rank": d.get("rank"), "steps": d.get("steps"),
-            "step_ms": fmt_ms(m.get("step_time_ms_median")), "data_wait": pct(m.get("data_wait_fraction")),
-            "exposed": pct(e), "exposed_fraction": rounded(e or 0.0), "gpu_busy": pct(m.get("gpu_busy_fraction")),
-            "ceiling": f"{m['speedup_ceiling']:.2f}×" if m.get("speedup_ceiling") else "n/a",
-            "diagnosis": f"waits for rank {waits}" if waits is not None else d.get("diagnosis"),
-            "slowest": d.get("rank") == slowest,
+            "rank": d.rank, "steps": d.steps,
+            "step_ms": fmt_ms(m.step_time_ms_median), "data_wait": pct(m.data_wait_fraction),
+            "exposed": pct(e), "exposed_fraction": rounded(e or 0.0), "gpu_busy": pct(m.gpu_busy_fraction),
+            "ceiling": f"{m.speedup_ceiling:.2f}×" if m.speedup_ceiling else "n/a",
+            "diagnosis": f"waits for rank {waits}" if waits is not None else d.diagnosis,
+            "slowest": d.rank == slowest,
         })
     top = max((row["exposed_fraction"] for row in rows), default=0.0) or 1.0
     for row in rows:
@@ -314,7 +313,7 @@ def heatmap_view(m: WaitMatrix) -> dict[str, Any] | None:
                         row_title="rank", col_title="step", note=note)
 
 
-def _spread_view(docs: list[dict[str, Any]]) -> dict[str, Any]:
+def _spread_view(docs: list[Document]) -> dict[str, Any]:
     """Data wait across the ranks: median, p90 and max, and the heat map of exposed wait."""
     dist = rank_distribution(docs)
     spread = [{"label": label, "median": pct(sp.median), "p90": pct(sp.p90), "max": pct(sp.max)}
@@ -322,27 +321,31 @@ def _spread_view(docs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"spread": spread, "ranks": dist.ranks, "heatmap": heatmap_view(exposed_wait_matrix(docs))}
 
 
-def _focus(result: Result) -> tuple[dict[str, Any], RankResult | None]:
+def _focus(result: Result) -> tuple[Document, RankResult | None]:
     """The document the report is about (the slowest rank's, with the job's recommendation and
     findings for several ranks) and its full analysis when it came back (not from a cluster)."""
     job = result.document
     full = result.slowest if result.ranks else None
-    if "ranks" not in job:
+    if not isinstance(job, JobDocument):
         return job, full
-    slowest = next(d for d in job["ranks"] if d.get("rank") == job["slowest_rank"])
-    return slowest | {"recommendation": job["recommendation"], "findings": job.get("findings", [])}, full
+    return replace(job.slowest(), recommendation=job.recommendation, findings=job.findings), full
 
 
-def _charts(doc: dict[str, Any], full: RankResult | None, notices: list[str]) -> tuple[dict[str, Any], list[float]]:
+def _per_step_frame(doc: Document) -> pd.DataFrame:
+    """The per-step table of a document (a rank whose analysis stayed where it ran)."""
+    return pd.DataFrame([msgspec.structs.asdict(r) for r in doc.per_step])
+
+
+def _charts(doc: Document, full: RankResult | None, notices: list[str]) -> tuple[dict[str, Any], list[float]]:
     """Steps, timeline and wait histogram of the focus rank: from its analysis, else its document."""
-    per_step = full.analysis.per_step if full is not None else pd.DataFrame(doc.get("per_step") or [])
+    per_step = full.analysis.per_step if full is not None else _per_step_frame(doc)
     steps, step_notice = steps_chart(per_step)
     if step_notice:
         notices.append(step_notice)
     timeline = timeline_chart(full.analysis) if full is not None else None
     if timeline is not None and timeline["note"]:
         notices.append("Timeline: " + timeline["note"])
-    waits = list(full.analysis.next_wait_ms) if full is not None else [float(w) for w in doc.get("next_wait_ms", [])]
+    waits = list(full.analysis.next_wait_ms) if full is not None else [float(w) for w in doc.next_wait_ms]
     hist = histogram_spec("How long each __next__ call waited", waits, what="calls") if len(waits) > 1 else None
     return {"steps": steps, "timeline": timeline, "waits": hist}, waits
 
@@ -359,14 +362,15 @@ def build_view(result: Result, *, redact: bool = False) -> dict[str, Any]:
     ml = run.main_loader if run is not None else None
     context = [f"batch_size={ml.batch_size!r}"] if ml is not None and ml.batch_size is not None else []
     # by severity, keeping the document's order within one (the main cause, the job's finding first)
-    findings = sorted((_finding_view(f) for f in doc.get("findings", [])), key=lambda f: -severity_rank(f["severity"]))
+    findings = sorted((_finding_view(f) for f in doc.findings), key=lambda f: -severity_rank(f["severity"]))
     recommendation = recommendation_view(doc, context)
     recommendation["notes"] = _short_notes(recommendation["notes"], findings)
-    source_path = str(result.document.get("source", {}).get("path") or result.path)
+    job = result.document if isinstance(result.document, JobDocument) else None
+    source_path = result.document.source.path or result.path
     name = Path(source_path).name or source_path
-    multi = "ranks" in result.document
-    rank_docs = list(result.document.get("ranks", []))
-    rows, rows_notice = _rank_rows(rank_docs, result.document.get("slowest_rank")) if multi else ([], None)
+    multi = job is not None
+    rank_docs = list(job.ranks) if job is not None else []
+    rows, rows_notice = _rank_rows(rank_docs, job.slowest_rank) if job is not None else ([], None)
     if rows_notice:
         notices.append(rows_notice)
     view: dict[str, Any] = {
@@ -378,20 +382,20 @@ def build_view(result: Result, *, redact: bool = False) -> dict[str, Any]:
         "rank_count": len(rank_docs),
         "ranks": rows,
         "across": _spread_view(rank_docs) if multi else None,
-        "failed_ranks": [{"rank": f.get("rank"), "error": str(f.get("error"))}
-                         for f in result.document.get("failed_ranks", [])][:MAX_RANK_ROWS],
-        "focus_rank": doc.get("rank") if multi else None,
-        "verdict": {"diagnosis": doc["diagnosis"], "sentence": verdict_sentence(doc),
-                    "tone": TONES.get(doc["diagnosis"], "bad"),
-                    "ceiling": doc["metrics"].get("speedup_ceiling")},
+        "failed_ranks": [{"rank": f.rank, "error": f.error}
+                         for f in (job.failed_ranks if job is not None else [])][:MAX_RANK_ROWS],
+        "focus_rank": doc.rank if multi else None,
+        "verdict": {"diagnosis": doc.diagnosis, "sentence": verdict_sentence(doc),
+                    "tone": TONES.get(doc.diagnosis, "bad"),
+                    "ceiling": doc.metrics.speedup_ceiling},
         "metrics": _metric_tiles(doc),
         "recommendation": recommendation,
         "findings": findings,
         "charts": charts,
-        "wait_stats": wait_stats(waits, int(doc["metrics"].get("measured_steps") or 0)),
+        "wait_stats": wait_stats(waits, doc.metrics.measured_steps),
         "telemetry": telemetry,
         "facts": _facts(doc, run),
-        "warnings": [str(w) for w in doc.get("warnings", [])],
+        "warnings": list(doc.warnings),
         "notices": notices,
     }
     if full is None and multi:

@@ -13,9 +13,11 @@ import re
 import shutil
 import sys
 import textwrap
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from tracelens.document.distribution import rank_distribution
+from tracelens.document.schema import AnalysisDocument, Document, JobDocument
 from tracelens.render.format import fmt_ms, visible
 from tracelens.render.wording import recommendation_view, settings_call, verdict_sentence
 from tracelens.vocab import SETTING_KEYS, pct, severity_rank
@@ -58,32 +60,32 @@ def _first_sentence(text: str, at_least: int = 60) -> str:
     return out
 
 
-def format_summary(doc: dict[str, Any], color: bool = False) -> str:
+def format_summary(doc: AnalysisDocument, color: bool = False) -> str:
     """A few lines a person reads at a glance, for one rank's document or a multi-rank one."""
     def c(code: str, s: str) -> str:
         return f"\x1b[{code}m{s}\x1b[0m" if color else s
 
-    if "ranks" in doc and isinstance(doc["ranks"], list):
+    if isinstance(doc, JobDocument):
         return _format_ranks(doc, color, c)
 
-    m = doc["metrics"]
-    lines = [c("1", f"tracelens: {_clean(doc['source']['path'])}")]
-    label = doc["diagnosis"].replace("_", " ").upper()
-    tone = TONE_COLOR.get(doc["diagnosis"], "1;31")
+    m = doc.metrics
+    lines = [c("1", f"tracelens: {_clean(doc.source.path)}")]
+    label = doc.diagnosis.replace("_", " ").upper()
+    tone = TONE_COLOR.get(doc.diagnosis, "1;31")
     sentence = _wrap(verdict_sentence(doc), "  ")
     lines.append("  " + c(tone, label))
     lines += [c("1", ln) for ln in sentence]
-    if m.get("step_time_ms_median") is not None:
-        n = m.get("measured_steps") or doc.get("steps") or 0
+    if m.step_time_ms_median is not None:
+        n = m.measured_steps or doc.steps or 0
         lines.append(
-            f"  step {fmt_ms(m['step_time_ms_median'])} median over {n} step{'s' if n != 1 else ''}"
-            f" · data wait {pct(m['data_wait_fraction'])}"
-            f" · exposed {pct(m['exposed_data_wait_fraction'])}"
-            f" · GPU busy {pct(m['gpu_busy_fraction'])}"
+            f"  step {fmt_ms(m.step_time_ms_median)} median over {n} step{'s' if n != 1 else ''}"
+            f" · data wait {pct(m.data_wait_fraction)}"
+            f" · exposed {pct(m.exposed_data_wait_fraction)}"
+            f" · GPU busy {pct(m.gpu_busy_fraction)}"
         )
-    if doc.get("fallback"):
-        lines += _wrap(f"steps: {doc['fallback']}", "  ")
-    for w in doc.get("warnings", []):
+    if doc.fallback:
+        lines += _wrap(f"steps: {doc.fallback}", "  ")
+    for w in doc.warnings:
         lines += [c("33", ln) for ln in _wrap(f"warning: {w}", "  ")]
 
     rec = recommendation_view(doc)
@@ -107,24 +109,21 @@ def format_summary(doc: dict[str, Any], color: bool = False) -> str:
         lines.append("  keep the DataLoader settings as they are (the trace does not show "
                      + ", ".join(rec["keep"]) + ")")
     else:
-        recommended = {k: doc["recommendation"].get(k) for k in SETTING_KEYS}
+        recommended = {k: getattr(doc.recommendation, k) for k in SETTING_KEYS}
         lines.append("  keep the DataLoader settings: " + settings_call(recommended))
-    for note in doc["recommendation"].get("notes", []):
-        lines += _wrap("- " + _first_sentence(str(note)), "    ")
+    for note in doc.recommendation.notes:
+        lines += _wrap("- " + _first_sentence(note), "    ")
 
-    findings = doc.get("findings", [])
-    if findings:
+    if doc.findings:
         lines.append("")
         lines.append(c("1", "  findings:"))
-        for f in sorted(findings, key=lambda f: -severity_rank(f["severity"])):
-            sev = c(SEVERITY_COLOR.get(f["severity"], "0"), f"{f['severity'].upper():<6}")
-            conf = f.get("confidence")
-            conf_s = f" (confidence {conf:.0%})" if isinstance(conf, (int, float)) else ""
-            head = _wrap(f"{f.get('id', '')} {f['title']}{conf_s}", " " * 11)
+        for f in sorted(doc.findings, key=lambda f: -severity_rank(f.severity)):
+            sev = c(SEVERITY_COLOR.get(f.severity, "0"), f"{f.severity.upper():<6}")
+            head = _wrap(f"{f.id} {f.title} (confidence {f.confidence:.0%})", " " * 11)
             lines.append(f"    {sev} " + head[0].lstrip())
             lines += head[1:]
-            if f.get("advice") and f["severity"] in ("high", "medium"):
-                lines += [c("2", ln) for ln in _wrap(_first_sentence(str(f["advice"])), " " * 11)]
+            if f.advice and f.severity in ("high", "medium"):
+                lines += [c("2", ln) for ln in _wrap(_first_sentence(f.advice), " " * 11)]
     return "\n".join(lines)
 
 
@@ -132,51 +131,50 @@ def format_summary(doc: dict[str, Any], color: bool = False) -> str:
 RANK_TABLE_MAX = 16
 
 
-def _rank_row(r: dict[str, Any], slowest: int) -> str:
-    m = r["metrics"]
-    verdict = f"waits for rank {r['waits_for_rank']}" if r.get("waits_for_rank") is not None else r["diagnosis"]
-    return (f"  {r['rank']:>5}  {r['steps']:>5}  {fmt_ms(m['step_time_ms_median']):>12}  "
-            f"{pct(m['data_wait_fraction']):>9}  {pct(m['exposed_data_wait_fraction']):>8}  "
-            f"{pct(m['gpu_busy_fraction']):>8}  {verdict}" + (" <- slowest" if r["rank"] == slowest else ""))
+def _rank_row(r: Document, slowest: int) -> str:
+    m = r.metrics
+    verdict = f"waits for rank {r.waits_for_rank}" if r.waits_for_rank is not None else r.diagnosis
+    return (f"  {r.rank:>5}  {r.steps:>5}  {fmt_ms(m.step_time_ms_median):>12}  "
+            f"{pct(m.data_wait_fraction):>9}  {pct(m.exposed_data_wait_fraction):>8}  "
+            f"{pct(m.gpu_busy_fraction):>8}  {verdict}" + (" <- slowest" if r.rank == slowest else ""))
 
 
-def _spread_lines(doc: dict[str, Any]) -> list[str]:
+def _spread_lines(doc: JobDocument) -> list[str]:
     """The spread of data wait across many ranks, and the worst of them."""
-    dist = rank_distribution(doc["ranks"])
+    dist = rank_distribution(doc.ranks)
     lines = []
     for label, sp in (("data wait", dist.data_wait), ("exposed wait", dist.exposed_wait)):
         lines.append(f"  {label:<13} median {pct(sp.median)}, p90 {pct(sp.p90)}, max {pct(sp.max)} "
                      f"(of step time, over {sp.ranks:,} ranks)")
     lines.append(f"  the {len(dist.worst)} ranks waiting most (exposed data wait):")
-    by_rank = {r["rank"]: r for r in doc["ranks"]}
-    lines += [f"{_rank_row(by_rank[w.rank], doc['slowest_rank'])}  {_clean(w.name)}" for w in dist.worst if w.rank in by_rank]
+    by_rank = {r.rank: r for r in doc.ranks}
+    lines += [f"{_rank_row(by_rank[w.rank], doc.slowest_rank)}  {_clean(w.name)}" for w in dist.worst if w.rank in by_rank]
     return lines
 
 
-def _format_ranks(doc: dict[str, Any], color: bool, c: Any) -> str:
-    ranks = doc["ranks"]
-    lines = [c("1", f"tracelens: {len(ranks):,} ranks in {_clean(doc['source']['path'])}")]
+def _format_ranks(doc: JobDocument, color: bool, c: Callable[[str, str], str]) -> str:
+    ranks = doc.ranks
+    lines = [c("1", f"tracelens: {len(ranks):,} ranks in {_clean(doc.source.path)}")]
     header = f"  {'rank':>5}  {'steps':>5}  {'step median':>12}  {'data wait':>9}  {'exposed':>8}  {'GPU busy':>8}  diagnosis"
     if len(ranks) <= RANK_TABLE_MAX:
         lines.append(header)
         for r in ranks:
-            row = _rank_row(r, doc["slowest_rank"])
-            lines.append(c("1", row) if r["rank"] == doc["slowest_rank"] else row)
+            row = _rank_row(r, doc.slowest_rank)
+            lines.append(c("1", row) if r.rank == doc.slowest_rank else row)
     else:
         lines += _spread_lines(doc)
-    for f in doc.get("findings", []):
-        if f.get("kind") == "rank_straggler":
+    for f in doc.findings:
+        if f.kind == "rank_straggler":
             lines.append("")
-            lines += [c(SEVERITY_COLOR.get(f["severity"], "0"), ln) for ln in _wrap(f"{f['id']} {f['title']}", "  ")]
-            lines += _wrap(_first_sentence(str(f["advice"])), "    ")
+            lines += [c(SEVERITY_COLOR.get(f.severity, "0"), ln) for ln in _wrap(f"{f.id} {f.title}", "  ")]
+            lines += _wrap(_first_sentence(f.advice), "    ")
     lines.append("")
-    slowest = next(r for r in ranks if r["rank"] == doc["slowest_rank"])
-    lines.append(c("1", f"Slowest rank {doc['slowest_rank']}") + " (every rank waits for it at the next collective):")
-    lines.append(format_summary(slowest, color))
+    lines.append(c("1", f"Slowest rank {doc.slowest_rank}") + " (every rank waits for it at the next collective):")
+    lines.append(format_summary(doc.slowest(), color))
     return "\n".join(lines)
 
 
-def print_summary(doc: dict[str, Any], stream: TextIO | None = None) -> None:
+def print_summary(doc: AnalysisDocument, stream: TextIO | None = None) -> None:
     """Print :func:`format_summary`, with colour when the stream is a colour terminal."""
     out = stream or sys.stdout
     text = format_summary(doc, color=use_color(out)) + "\n"

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tracelens.diagnosis.knobs import Knob, knob_for
+from tracelens.document.schema import Document
 from tracelens.vocab import SETTING_KEYS, is_dataloader_default, pct
 
 CAUSES = {
@@ -20,19 +21,19 @@ CAUSES = {
 TONES = {"healthy": "good", "undetermined": "neutral"}
 
 
-def verdict_sentence(doc: dict[str, Any]) -> str:
+def verdict_sentence(doc: Document) -> str:
     """The verdict in one sentence, with the speed-up ceiling (one rank's SPEC §3 document)."""
-    m = doc["metrics"]
-    diagnosis = doc["diagnosis"]
-    exposed = m.get("exposed_data_wait_fraction")
-    ceiling = m.get("speedup_ceiling")
-    has_gpu = m.get("gpu_busy_fraction") is not None
+    m = doc.metrics
+    diagnosis = doc.diagnosis
+    exposed = m.exposed_data_wait_fraction
+    ceiling = m.speedup_ceiling
+    has_gpu = m.gpu_busy_fraction is not None
     if diagnosis == "undetermined" or exposed is None:
-        trace = doc.get("trace") or {}
-        reason = doc.get("fallback") or (
-            "it holds no DataLoader __next__ events" if not m.get("next_calls") else
-            "step or __next__ events were dropped for unusable times" if trace.get("dropped_steps") or trace.get("dropped_waits")
-            else "every step has zero length" if trace.get("zero_length_steps") and not m.get("step_time_ms_total")
+        trace = doc.trace
+        reason = doc.fallback or (
+            "it holds no DataLoader __next__ events" if not m.next_calls else
+            "step or __next__ events were dropped for unusable times" if trace.dropped_steps or trace.dropped_waits
+            else "every step has zero length" if trace.zero_length_steps and not m.step_time_ms_total
             else "the evidence is inconclusive")
         return f"The trace cannot say whether data loading slows this run: {reason}."
     c = f"{ceiling:.2f}×" if ceiling else "unbounded"
@@ -104,12 +105,11 @@ def diff_after(lines: Sequence[dict[str, str]]) -> str:
     return "\n".join(kept)
 
 
-def current_settings(doc: dict[str, Any]) -> dict[str, Any]:
+def current_settings(doc: Document) -> dict[str, Any]:
     """The loader settings the trace shows; ``pin_memory`` inferred when the host-to-device
     copies are all pinned (True) or all pageable (False)."""
-    cur = {k: doc["loader"].get(k) for k in SETTING_KEYS}
-    copies = doc.get("copies") or {}
-    pinned, pageable = copies.get("h2d_pinned"), copies.get("h2d_pageable")
+    cur = {k: getattr(doc.loader, k) for k in SETTING_KEYS}
+    pinned, pageable = doc.copies.h2d_pinned, doc.copies.h2d_pageable
     if cur["pin_memory"] is None and bool(pinned) != bool(pageable):
         cur["pin_memory"] = bool(pinned)
     return cur
@@ -121,14 +121,13 @@ TRAINING_ARGUMENTS = {"num_workers": "dataloader_num_workers", "pin_memory": "da
                       "prefetch_factor": "dataloader_prefetch_factor"}
 
 
-def framework_view(doc: dict[str, Any], diff: Sequence[dict[str, str]]) -> dict[str, Any] | None:
+def framework_view(doc: Document, diff: Sequence[dict[str, str]]) -> dict[str, Any] | None:
     """The same change in the user's own terms when a framework builds the loader: the
     ``TrainingArguments(...)`` keys for Hugging Face ``Trainer``, where the ``DataLoader(...)`` call
     lives for Lightning and accelerate."""
-    loader = doc.get("loader") or {}
-    framework, where = loader.get("framework"), loader.get("created_at")
+    framework, where = doc.loader.framework, doc.loader.created_at
     if framework == "transformers":
-        changed = {k: doc["recommendation"].get(k) for k in SETTING_KEYS
+        changed = {k: getattr(doc.recommendation, k) for k in SETTING_KEYS
                    if any(ln["op"] == "+" and ln["text"].strip().startswith(f"{k}=") for ln in diff)}
         lines = [{"op": " ", "text": "args = TrainingArguments("}, {"op": " ", "text": "    ...,"}]
         lines += [{"op": "+", "text": f"    {TRAINING_ARGUMENTS[k]}={v!r},"} for k, v in changed.items() if v is not None]
@@ -146,12 +145,11 @@ def framework_view(doc: dict[str, Any], diff: Sequence[dict[str, str]]) -> dict[
     return None
 
 
-def pipeline_diff(doc: dict[str, Any], knob: Knob) -> list[dict[str, str]]:
+def pipeline_diff(doc: Document, knob: Knob) -> list[dict[str, str]]:
     """The change in the pipeline's own call, for a pipeline that is no DataLoader."""
-    rec, loader = doc["recommendation"], doc.get("loader") or {}
-    now, n = loader.get("num_workers"), rec.get("num_workers")
+    now, n = doc.loader.num_workers, doc.recommendation.num_workers
     if knob.call == "ParallelMapper":
-        method = (loader.get("pipeline") or {}).get("ParallelMapper.method", "thread")
+        method = doc.loader.pipeline.get("ParallelMapper.method", "thread")
         lines = [{"op": " ", "text": "node = ParallelMapper("}, {"op": " ", "text": "    source, map_fn,"}]
         if now != n:
             lines.append({"op": "-", "text": f"    num_workers={now!r},"})
@@ -164,25 +162,24 @@ def pipeline_diff(doc: dict[str, Any], knob: Knob) -> list[dict[str, str]]:
             {"op": "+", "text": "items = pool.map(load, keys)  # the per-item work, run ahead of the loop"}]
 
 
-def recommendation_view(doc: dict[str, Any], context: Sequence[str] = ()) -> dict[str, Any]:
+def recommendation_view(doc: Document, context: Sequence[str] = ()) -> dict[str, Any]:
     """The change to make (one rank's document): diff, code to copy, environment, expected gain."""
-    rec = doc["recommendation"]
-    keep = [str(k) for k in rec.get("keep_current") or []]
-    knob = knob_for(doc.get("loader") or {}, rec.get("num_workers"), doc.get("diagnosis"))
-    diff = settings_diff(current_settings(doc), {k: rec.get(k) for k in SETTING_KEYS}, context,
-                         keep=keep, threads_per_worker=rec.get("torch_threads_per_worker"),
-                         threads_main=rec.get("torch_threads_main"), call=knob.call)
+    rec = doc.recommendation
+    keep = list(rec.keep_current)
+    knob = knob_for(doc.loader.cls, doc.loader.framework, doc.loader.pipeline, rec.num_workers, doc.diagnosis)
+    diff = settings_diff(current_settings(doc), {k: getattr(rec, k) for k in SETTING_KEYS}, context,
+                         keep=keep, threads_per_worker=rec.torch_threads_per_worker,
+                         threads_main=rec.torch_threads_main, call=knob.call)
     if not knob.dataloader_args:
         diff = pipeline_diff(doc, knob)
-    env = {str(k): str(v) for k, v in (rec.get("env") or {}).items()
-           if re.fullmatch(r"[A-Z][A-Z0-9_]*", str(k)) and re.fullmatch(r"[\w.,:-]*", str(v))}
-    speed = rec.get("expected_speedup")
-    expected = (f"{speed:.2f}×" if isinstance(speed, (int, float)) and speed >= 1.005
-                and doc.get("diagnosis") not in ("healthy", "undetermined") else None)
+    env = {k: v for k, v in rec.env.items()
+           if re.fullmatch(r"[A-Z][A-Z0-9_]*", k) and re.fullmatch(r"[\w.,:-]*", v)}
+    speed = rec.expected_speedup
+    expected = (f"{speed:.2f}×" if speed is not None and speed >= 1.005
+                and doc.diagnosis not in ("healthy", "undetermined") else None)
     return {"diff": diff, "code": diff_after(diff), "changed": any(ln["op"] != " " for ln in diff) or bool(env),
             "keep": keep, "env": [f"{k}={v}" for k, v in sorted(env.items())], "expected": expected,
-            "expected_value": float(speed) if expected else None,
-            "framework": framework_view(doc, diff), "created_at": (doc.get("loader") or {}).get("created_at"),
+            "expected_value": float(speed) if expected and speed is not None else None,
+            "framework": framework_view(doc, diff), "created_at": doc.loader.created_at,
             "call": f"the {knob.call} call" if knob.dataloader_args or knob.call == "ParallelMapper" else "the pipeline",
-            "knob_advice": knob.text or None,
-            "notes": [str(n) for n in rec.get("notes", [])]}
+            "knob_advice": knob.text or None, "notes": list(rec.notes)}

@@ -1,5 +1,5 @@
 """Orchestration: one trial per setting, each in its own Python process
-(``python -m tracelens.capture.measure``), within a time budget, with a progress line on stderr;
+(``python -m tracelens.capture.script.measure``), within a time budget, with a progress line on stderr;
 and the public entry point that writes ``sweep.json`` and the page."""
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def run_sweep(plan: SweepPlan, runner: TrialRunner, progress: Progress | None = 
 # --- running trials in child processes --------------------------------------------------------
 
 def subprocess_runner(out_dir: Path, timeout_s: float | None = None) -> TrialRunner:
-    """A runner that starts ``python -m tracelens.capture.measure`` per trial.
+    """A runner that starts ``python -m tracelens.capture.script.measure`` per trial.
 
     The script's own output goes to ``trials/trial-<k>.log``; the result to ``trial-<k>.json``.
     """
@@ -221,7 +221,7 @@ def subprocess_runner(out_dir: Path, timeout_s: float | None = None) -> TrialRun
         env.setdefault("PYTHONUNBUFFERED", "1")
         with open(trials_dir / f"trial-{k}.log", "wb") as log:
             try:
-                status = run_group([sys.executable, "-m", "tracelens.capture.measure", str(spec_path),
+                status = run_group([sys.executable, "-m", "tracelens.capture.script.measure", str(spec_path),
                                     str(result_path)], stdout=log, timeout_s=timeout_s, env=env)
             except subprocess.TimeoutExpired:
                 return {"error": f"trial timed out after {timeout_s:.0f} s", "step_ns": [], "wait_ns": []}
@@ -257,21 +257,22 @@ def recommended_start(target: str, args: Sequence[str], module: bool, out_dir: P
         return None, f"the profiled run captured no window (status {status}, see {out_dir / 'profile.log'})"
     try:
         from tracelens.api import analyze_path
+        from tracelens.document.schema import rank_documents
 
         doc = analyze_path(run_dir).document
     except Exception as exc:
         return None, f"the profiled run could not be analyzed ({exc})"
-    doc = doc["ranks"][0] if "ranks" in doc else doc
-    workers = doc["recommendation"]["num_workers"]
+    rank = rank_documents(doc)[0]
+    workers = rank.recommendation.num_workers
     if workers is None:
         return None, "the profiled run's recommendation keeps num_workers as it is"
-    return int(workers), f"diagnosis {doc['diagnosis']} of a profiled run"
+    return int(workers), f"diagnosis {rank.diagnosis} of a profiled run"
 
 
 def usable_cores() -> int:
     """Cores this process may use (affinity, cgroup quota), at least 1."""
     try:
-        from tracelens.capture.machine import core_facts
+        from tracelens.capture.machine.facts import core_facts
 
         n = core_facts().get("usable_cores")
         if n:

@@ -35,7 +35,7 @@ class TrialSpec:
     warmup: int | None
 
 
-#: Runs one trial and returns the raw result of :func:`tracelens.capture.measure.run_timing_trial`.
+#: Runs one trial and returns the raw result of :func:`tracelens.capture.script.measure.run_timing_trial`.
 TrialRunner = Callable[[TrialSpec, int], dict[str, Any]]
 
 

@@ -4,7 +4,10 @@
   its DataLoader workers) is ended on a timeout, Ctrl-C or SIGTERM (raised as :class:`Terminated`).
 - :func:`set_parent_death_signal` (and :func:`sigterm_on_parent_death`) asks Linux to signal a
   process when its parent dies.
-- :func:`cores` is how many cores this process may use, what pools are sized by.
+- :func:`affinity` is the set of CPUs this process may use; :func:`cores` how many, what
+  pools are sized by (the one core count: capture's machine facts read it too).
+- :func:`sigterm_raises` turns SIGTERM into :class:`Terminated` for a block of work that must
+  clean up first.
 - :func:`worker_pool` makes process pools whose workers die with their parent, whatever kills
   it. A forked worker inherits the parent's pipes (its stdout, the pool's call queue), so a
   worker left behind by a parent killed with SIGTERM or SIGKILL blocks forever on a queue
@@ -45,7 +48,7 @@ class Terminated(BaseException):
 
 
 @contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
+def sigterm_raises() -> Iterator[None]:
     """Turn SIGTERM into :class:`Terminated` for the block (main thread only; elsewhere a no-op)."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -85,7 +88,7 @@ def run_group(cmd: Sequence[str], *, stdout: IO[bytes] | int | None = None, time
     proc = subprocess.Popen(list(cmd), stdout=stdout, stderr=subprocess.STDOUT if stdout is not None else None,
                             env=dict(env) if env is not None else None, start_new_session=True)
     try:
-        with _sigterm_raises():
+        with sigterm_raises():
             return proc.wait(timeout=timeout_s)
     except BaseException:
         end_group(proc)
@@ -98,12 +101,22 @@ def run_group(cmd: Sequence[str], *, stdout: IO[bytes] | int | None = None, time
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
-def cores() -> int:
-    """Cores this process may use (its CPU affinity), at least 1: what pools are sized by."""
+def affinity() -> frozenset[int] | None:
+    """The CPUs this process may run on (``sched_getaffinity``); None where the OS does not say."""
+    get = getattr(os, "sched_getaffinity", None)
+    if get is None:
+        return None
     try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        return frozenset(get(0))
+    except OSError:
+        return None
+
+
+def cores() -> int:
+    """Cores this process may use (its CPU affinity, else every CPU), at least 1: what pools
+    are sized by."""
+    cpus = affinity()
+    return max(1, len(cpus) if cpus is not None else os.cpu_count() or 1)
 
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>

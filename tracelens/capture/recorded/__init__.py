@@ -1,0 +1,2 @@
+"""What a recording writes: run.json (``rundoc``), how the run ended (``outcome``, torch-free),
+the TensorBoard copy (``tensorboard``)."""
