@@ -194,3 +194,44 @@ def test_the_loop_finder_looks_through_enumerate_and_skips_containers() -> None:
     assert train([torch.randn(2)]) is None  # a list is no pipeline
     found = train(DataLoader(TensorDataset(torch.randn(8, 4))))
     assert found is not None and found.kind == "dataloader"
+
+
+def _timing_trial(tmp_path: Path, overrides: dict[str, Any], build: Any) -> Any:
+    import contextlib
+
+    from tracelens.capture.script.measure import TimingSession
+    from tracelens.capture.script.target import StopRun
+
+    model = torch.nn.Linear(4, 1)
+    session = TimingSession(tmp_path, overrides, warmup=1, steps=3)
+    session.start()
+    try:
+        loader = build()
+        with contextlib.suppress(StopRun):
+            for (x,) in loader:
+                _step(model, x)
+    finally:
+        session.close()
+    return session
+
+
+def test_a_sweep_trial_whose_override_did_not_reach_the_loader_is_refused(tmp_path: Path) -> None:
+    def build() -> Any:
+        class Fixed(DataLoader):  # type: ignore[type-arg]  # defined during the session, drops num_workers
+            def __init__(self, dataset: Any, **kwargs: Any) -> None:
+                super().__init__(dataset, batch_size=2)
+
+        return Fixed(TensorDataset(torch.randn(80, 4)), num_workers=0)
+
+    session = _timing_trial(tmp_path, {"num_workers": 2}, build)
+    why = session.unusable()
+    assert why is not None and "did not take effect" in why and "num_workers=0 (asked 2)" in why
+
+
+def test_a_sweep_override_reaches_stateful_dataloader(tmp_path: Path) -> None:
+    sdl = pytest.importorskip("torchdata.stateful_dataloader")
+    session = _timing_trial(tmp_path, {"num_workers": 2},
+                            lambda: sdl.StatefulDataLoader(TensorDataset(torch.randn(200, 4)), batch_size=2))
+    info = session.registry.records[session.timed_loader].info
+    assert info.num_workers == 2 and info.overrides_applied["num_workers"]["to"] == 2
+    assert session.unusable() is None

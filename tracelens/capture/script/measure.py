@@ -37,6 +37,7 @@ from tracelens.capture.dataloader import hooks
 from tracelens.capture.dataloader.registry import LoaderRegistry
 from tracelens.capture.dataloader.worker import read_record_file, unpatch_fetch
 from tracelens.capture.script.target import StopRun, run_target
+from tracelens.runjson import Loader
 
 #: Cap on the warm-up chosen for a loader: skip start-up and the pre-filled queue, not more.
 MAX_AUTO_WARMUP = 64
@@ -57,6 +58,23 @@ def auto_warmup(num_workers: int, prefetch_factor: int | None) -> int:
     """Batches to skip: the ones workers pre-fill (num_workers × prefetch_factor), 5 to 64."""
     prefilled = num_workers * (prefetch_factor or 0)
     return max(MIN_AUTO_WARMUP, min(MAX_AUTO_WARMUP, prefilled + 2))
+
+
+#: Overrides a loader without workers neutralises (``LoaderRegistry.apply_overrides``), and
+#: those run.json records under another form: not compared.
+_UNCOMPARED = {"prefetch_factor", "persistent_workers", "multiprocessing_context", "timeout"}
+
+
+def overrides_missed(info: Loader, overrides: dict[str, Any]) -> list[str]:
+    """``name=actual (asked value)`` for each override the constructed loader does not show."""
+    missed = []
+    for key, asked in overrides.items():
+        if key in _UNCOMPARED or not hasattr(info, key):
+            continue
+        actual = getattr(info, key)
+        if actual != asked:
+            missed.append(f"{key}={actual!r} (asked {asked!r})")
+    return missed
 
 
 class TimingSession:
@@ -168,8 +186,16 @@ class TimingSession:
         return "most_batches" if self.provisional else "training"
 
     def unusable(self) -> str | None:
-        """Why this trial's numbers cannot be compared with others', or None."""
+        """Why this trial's numbers cannot be compared with others', or None (an override that
+        did not reach the timed loader refuses the trial: its numbers are not the setting asked)."""
         steps = max(0, len(self.next_starts) - 1)
+        if self.timed_loader is not None:
+            missed = overrides_missed(self.registry.records[self.timed_loader].info, self.registry.overrides)
+            if missed:
+                info = self.registry.records[self.timed_loader].info
+                return (f"the override did not take effect: loader #{self.timed_loader} ({info.cls}) runs with "
+                        f"{', '.join(missed)}; its constructor does not pass these arguments on to DataLoader, "
+                        "so this trial does not measure the setting asked for")
         if self.timed_loader is None:
             drawn = max((r.batches_drawn for r in self.registry.records), default=0)
             return (f"no loader fed a backward pass or drew {self.warmup or 'its warm-up of'} batches "
