@@ -235,3 +235,26 @@ def test_a_sweep_override_reaches_stateful_dataloader(tmp_path: Path) -> None:
     info = session.registry.records[session.timed_loader].info
     assert info.num_workers == 2 and info.overrides_applied["num_workers"]["to"] == 2
     assert session.unusable() is None
+
+
+def test_a_script_driving_its_own_profiler_gets_its_first_cycle_analyzed(tmp_path: Path) -> None:
+    loader = DataLoader(TensorDataset(torch.randn(200, 4)), batch_size=4)
+    model = torch.nn.Linear(4, 1)
+    logdir = tmp_path / "tb"
+
+    def loop() -> None:
+        schedule = torch.profiler.schedule(wait=1, warmup=1, active=4, repeat=2)
+        with torch.profiler.profile(schedule=schedule,
+                                    on_trace_ready=torch.profiler.tensorboard_trace_handler(str(logdir))) as prof:
+            for (x,) in loader:
+                _step(model, x)
+                prof.step()
+
+    with profile(tmp_path / "run", no_report=True) as session:
+        loop()
+    assert session.result is not None and session.result.user_profiler
+    # THEN the script's handler still wrote both cycles, and the first is the run's trace
+    assert len(list(logdir.glob("*.pt.trace.json"))) == 2
+    assert session.result.trace_path is not None and session.result.steps_captured == 4
+    run = json.loads(session.result.run_json_path.read_text())
+    assert run["window"]["captured"] and any("first cycle" in n for n in run["notes"])

@@ -30,7 +30,7 @@ class SessionEvents(Protocol):
 
     def on_backward(self) -> None: ...
 
-    def on_user_profiler(self, name: str) -> None: ...
+    def on_user_profiler(self, name: str, prof: Any = None) -> None: ...
 
 
 _ACTIVE: SessionEvents | None = None
@@ -225,7 +225,7 @@ def _make_profiler_start_hook(orig: Callable[[Any], Any]) -> Callable[[Any], Any
     def start(self: Any) -> Any:
         session = _ACTIVE
         if session is not None and not getattr(self, "_tracelens_own", False):
-            session.on_user_profiler(f"{type(self).__module__}.{type(self).__qualname__}")
+            session.on_user_profiler(f"{type(self).__module__}.{type(self).__qualname__}", self)
         return orig(self)
 
     start.__wrapped__ = orig  # type: ignore[attr-defined]

@@ -120,7 +120,7 @@ class TimingSession:
         self.registry.on_iterator(loader, it)
         return it
 
-    def on_user_profiler(self, name: str) -> None:
+    def on_user_profiler(self, name: str, prof: Any = None) -> None:
         """The script's own profiler runs as it likes: a timing trial records no trace."""
 
     def on_backward(self) -> None:

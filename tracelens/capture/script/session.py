@@ -442,14 +442,23 @@ class CaptureSession:
         # Ended by the schedule: step_num = warmup + active; by stop(): the open step counts too.
         self.window_steps = min(active, in_window if in_window >= active else in_window + 1)
 
-    def on_user_profiler(self, name: str) -> None:
-        """The script starts its own profiler: stop ours (Kineto allows one) and hand off."""
+    def on_user_profiler(self, name: str, prof: Any = None) -> None:
+        """The script starts its own profiler: stop ours (Kineto allows one) and hand off; keep
+        the script's first recorded cycle as the trace (``user_profiler``) unless ours is saved."""
         with self.lock:
             if self.user_profiler is not None:
                 return
             self.user_profiler = name
             self._stop_recording(drop_sampler=False)
             self.phase = Phase.USER_PROFILER
+            if self.trace_path is None and prof is not None and hasattr(prof, "on_trace_ready"):
+                from tracelens.capture.script.user_profiler import keep_user_trace
+
+                keep_user_trace(self, prof)
+                self.notes.append(
+                    f"the script drives its own profiler ({name}): tracelens stopped its own and analyzed the "
+                    "first cycle the script's profiler recorded (its ProfilerStep# steps), with tracelens's telemetry")
+                return
             self.notes.append(
                 f"the script drives its own profiler ({name}); tracelens left it alone and "
                 "recorded no trace of its own: analyze the script's trace with `tracelens analyze`")
