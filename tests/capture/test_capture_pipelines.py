@@ -258,3 +258,10 @@ def test_a_script_driving_its_own_profiler_gets_its_first_cycle_analyzed(tmp_pat
     assert session.result.trace_path is not None and session.result.steps_captured == 4
     run = json.loads(session.result.run_json_path.read_text())
     assert run["window"]["captured"] and any("first cycle" in n for n in run["notes"])
+    # AND with too few steps for a confident verdict, the advice is about the script's own
+    # profiler, never the `tracelens profile` command that was just run as it is
+    from tracelens.api import analyze_path
+
+    doc = analyze_path(session.result.run_dir).document
+    advice = " ".join(f.advice for f in doc.findings)  # type: ignore[union-attr]
+    assert "its first cycle" in advice and "simply `tracelens profile" not in advice
