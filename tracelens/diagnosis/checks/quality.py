@@ -34,8 +34,11 @@ def no_loader(rule: Rule, ctx: Context) -> Finding | None:
     return _q(rule, ctx, Severity.HIGH, "No DataLoader events inside the steps: the loader cannot be judged",
               {"steps": ctx.analysis.measured_steps},
               "The profiled loop does not draw batches from a torch.utils.data.DataLoader inside the "
-              "ProfilerStep window (or the iterator is wrapped so its __next__ is not recorded). Profile "
-              f"the training loop itself: {RERUN_PROFILER}.")
+              "ProfilerStep window (or the iterator is wrapped so its __next__ is not recorded). Another "
+              "input pipeline (torchdata.nodes, DALI, FFCV, webdataset, a generator) leaves no event of its "
+              "own: `tracelens profile train.py ARGS` times whatever feeds the training loop (the "
+              "`tracelens#next(...)` event), and a trace recorded with_stack=True shows torchdata.nodes', "
+              f"DALI's and FFCV's __next__ frames. Profile the training loop itself: {RERUN_PROFILER}.")
 
 
 @declare_rule("TL303", "trace_quality", Severity.LOW, "Steps from the DataLoader fallback", precondition="none",
