@@ -51,6 +51,7 @@ class LoaderRecord:
     fed_backward: int = 0  # backward passes its batches fed (training evidence)
     drawn_at_backward: int = 0  # batches_drawn at the last backward pass
     co_draw_streak: int = 0  # backward passes in a row after exactly one batch of it
+    nested: bool = False  # drawn inside the training loop's pipeline (its batches are the pipeline's)
 
     @property
     def training(self) -> bool | None:

@@ -292,11 +292,16 @@ class CaptureSession:
         self.on_step = on_step
         with self.lock:
             self.last_loader = None  # batches drawn so far came through the pipeline
+            for record in self.registry.records:
+                record.nested = record.info.id != loader_id and record.batches_drawn > 0
             if self.phase is Phase.PRELOADER:
                 self.phase = Phase.WAITING
                 self._stop_recording(drop_sampler=True)
             if self.phase is Phase.WINDOW:
+                old = self.window_loader
                 self._abandon_window(loader_id)
+                self.notes[-1] = (f"loader #{old}, drawn inside the training loop's pipeline, was being recorded "
+                                  f"before the pipeline (#{loader_id}) was found; that window was dropped")
             elif self.phase is Phase.WAITING:
                 self._choose(loader_id, provisional=False)
 
