@@ -265,3 +265,24 @@ def test_a_script_driving_its_own_profiler_gets_its_first_cycle_analyzed(tmp_pat
     doc = analyze_path(session.result.run_dir).document
     advice = " ".join(f.advice for f in doc.findings)  # type: ignore[union-attr]
     assert "its first cycle" in advice and "simply `tracelens profile" not in advice
+
+
+def test_a_torchdata_nodes_graph_s_threads_stop_when_the_script_is_stopped() -> None:
+    # (daemon threads still running torch code while the interpreter exits abort it: exit 134)
+    import threading
+    import time
+
+    tn = pytest.importorskip("torchdata.nodes")
+    from tracelens.capture.script.pipeline import shutdown_nodes
+
+    before = threading.active_count()
+    node = tn.Prefetcher(tn.ParallelMapper(tn.IterableWrapper(range(10_000)), map_fn=lambda i: i,
+                                           num_workers=3, method="thread"), prefetch_factor=2)
+    it = iter(tn.Loader(node))
+    next(it)
+    assert threading.active_count() > before
+    shutdown_nodes(it)
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() == before

@@ -184,6 +184,24 @@ class GeneratorTimer:
             session.end_next(self.loader_id, self.t0, stopped)  # type: ignore[attr-defined]
 
 
+def shutdown_nodes(iterator: Any) -> None:
+    """Stop the threads and processes of a torchdata.nodes graph (each node's ``_shutdown``): a
+    script stopped once the window is recorded then exits cleanly (daemon threads still running
+    torch code while the interpreter exits abort it)."""
+    seen: list[Any] = []
+    todo = [iterator]
+    while todo and len(seen) < 64:
+        node = todo.pop()
+        if node is None or any(node is s for s in seen):
+            continue
+        seen.append(node)
+        stop = getattr(node, "_shutdown", None)
+        if callable(stop):
+            with contextlib.suppress(Exception):
+                stop()
+        todo += [getattr(node, a, None) for a in ("source", "root", "_it")]
+
+
 def install_timer(found: Found, loader_id: int) -> tuple[str | None, Any]:
     """Start timing ``found``'s ``next()``: (None, or why it could not be timed; the function to
     call at each step, or None)."""

@@ -105,6 +105,7 @@ class CaptureSession:
         self.last_loader: int | None = None  # the loader of the last batch drawn
         self.input_searched = False  # the training loop's input was looked for
         self.on_step: Callable[[], None] | None = None  # a pipeline timer's, at each backward/step
+        self.on_stop: Callable[[], None] | None = None  # stops a pipeline's threads (with the workers)
         self.fresh_step = False  # the window's first step, opened by prof.start()
         self.paused_ns: int | None = None  # when the last step was ended early
         self.discard_trace = False
@@ -488,6 +489,8 @@ class CaptureSession:
             self.registry.restore()
         if shutdown_workers:
             self.registry.shutdown_iterators()
+            if self.on_stop is not None:
+                self.on_stop()
         run = build_run_info(self._state(exit_status, stop_reason, error, end_ns))
         run_json = self.run_dir / "run.json"
         run_json.write_bytes(encode_run_info(run))

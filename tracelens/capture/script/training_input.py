@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from tracelens.capture.dataloader.registry import LoaderRegistry
 from tracelens.capture.script.loopfind import Found, find_training_input
-from tracelens.capture.script.pipeline import event_name, install_timer, type_name
+from tracelens.capture.script.pipeline import event_name, install_timer, shutdown_nodes, type_name
 from tracelens.runjson import Loader
 
 #: Module prefixes of the pipelines tracelens names (``Loader.framework``).
@@ -19,6 +19,8 @@ FRAMEWORKS = (("torchdata.nodes", "torchdata.nodes"), ("webdataset", "webdataset
 class PipelineSession(Protocol):
     registry: LoaderRegistry
     notes: list[str]
+
+    on_stop: Any
 
     def take_pipeline(self, loader_id: int, on_step: Any) -> None: ...
 
@@ -73,4 +75,6 @@ def adopt_training_input(session: PipelineSession) -> None:
     session.notes.append(
         f"the training loop ({found.where}) draws from {type_name(found)}, not a DataLoader: tracelens timed "
         f"each next() on it (trace event `{event_name(found)}`) from its second batch on")
+    if framework_of(found) == "torchdata.nodes":
+        session.on_stop = lambda: shutdown_nodes(found.iterator)
     session.take_pipeline(loader_id, on_step)
