@@ -5,6 +5,13 @@ and keep the script's own ``steady-state: X steps/s`` (under torchrun the slowes
 
     python bench/validate_examples.py --out /tmp/tl-val image_pipeline iterable_stream
 
+Under load (issue 19): ``--neighbours N`` starts N CPU-bound processes (``python -c "while True:
+pass"``, tests/busy.py) for the whole case, stopped by PID after it: the example is profiled once
+quiet first (its quiet verdict), then profiled and measured beside the neighbours, so the advice is
+applied and measured under the load it was given for.
+
+    python bench/validate_examples.py --out /tmp/tl-busy --neighbours 2 --repeats 3 sleep_1ms_loader
+
 Writes ``OUT/<case>/run`` (the profile), ``OUT/<case>/runs.jsonl`` (one line per measured run)
 and prints one Markdown row per case for docs/validation.md.
 """
@@ -22,7 +29,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 from example_grid import run_once, wait_for_quiet
+
+from tests.busy import neighbours
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
 
@@ -32,7 +42,7 @@ class Case:
     """One example: how to run it, how to profile it, and the best setting its grid measured."""
 
     script: str
-    best: str
+    best: str | None  # None: no grid measured for it
     launcher: tuple[str, ...] = ()
     profile_flags: tuple[str, ...] = ()
 
@@ -49,6 +59,11 @@ CASES: dict[str, Case] = {
     "iterable_stream": Case("iterable_stream", "--num-workers 4 --main-threads 1"),
     "short_epoch_respawn": Case("short_epoch_respawn",
                                 "--persistent-workers --prefetch-factor 6 --main-threads 1 --worker-threads 1"),
+    # the plain examples (their verdicts under load: issue 19)
+    "latency_bound_reads": Case("latency_bound_reads", None),
+    "sleep_1ms_loader": Case("sleep_1ms_loader", None),
+    "cpu_heavy_main_process": Case("cpu_heavy_main_process", None),
+    "healthy_compute_bound": Case("healthy_compute_bound", None),
 }
 
 
@@ -87,34 +102,52 @@ def median(rows: list[dict[str, Any]], flags: str) -> tuple[float | None, list[f
     return (statistics.median(rates) if rates else None), rates
 
 
-def validate(name: str, case: Case, out: Path, repeats: int, max_load: float, timeout: float) -> str:
-    """Profile, measure, and the Markdown row of one case."""
+def busy_cores(doc: dict[str, Any]) -> str:
+    """The busy_machine finding's other_cpu_cores, or "none"."""
+    busy = next((f for f in doc.get("findings") or [] if f.get("kind") == "busy_machine"), None)
+    return "none" if busy is None else f"{busy['evidence'].get('other_cpu_cores') or 0:.2f} cores"
+
+
+def validate(name: str, case: Case, out: Path, repeats: int, max_load: float, timeout: float,
+             hogs: int = 0) -> str:
+    """Profile, measure, and the Markdown row of one case (beside ``hogs`` neighbours: its quiet
+    verdict first)."""
     cdir = out / name
     cdir.mkdir(parents=True, exist_ok=True)
-    doc = profile(case, cdir / "run")
-    rec = doc.get("recommendation") or {}
-    flags, env = recommended_flags(rec)
-    settings = [("", {}), (flags, env)] + ([(case.best, {})] if case.best != flags else [])
+    quiet = profile(case, cdir / "quiet") if hogs else None
     rows: list[dict[str, Any]] = []
-    with (cdir / "runs.jsonl").open("w") as fh:
-        for _ in range(repeats):
-            for f, e in settings:
-                wait_for_quiet(max_load, 120)
-                row = {"flags": f, "env": e, **run_once(case.command(), f, timeout, e)}
-                rows.append(row)
-                fh.write(json.dumps(row) + "\n")
-                print(name, json.dumps(row), flush=True)
+    with neighbours(hogs):
+        doc = profile(case, cdir / "run")
+        rec = doc.get("recommendation") or {}
+        flags, env = recommended_flags(rec)
+        settings = [("", {}), (flags, env)]
+        if case.best is not None and case.best not in (flags, ""):
+            settings.append((case.best, {}))
+        with (cdir / "runs.jsonl").open("w") as fh:
+            for _ in range(repeats):
+                for f, e in settings:
+                    if not hogs:
+                        wait_for_quiet(max_load, 120)
+                    row = {"flags": f, "env": e, "neighbours": hogs, **run_once(case.command(), f, timeout, e)}
+                    rows.append(row)
+                    fh.write(json.dumps(row) + "\n")
+                    print(name, json.dumps(row), flush=True)
     base, base_runs = median(rows, "")
     after, after_runs = median(rows, flags)
-    best, best_runs = median(rows, case.best)
+    best, best_runs = median(rows, case.best) if case.best is not None else (None, [])
     loads = [x for r in rows for x in (r["load_before"], r["load_after"])]
     effect = f"{after / base:.2f}x" if base and after else "n/a"
-    of_best = f"{after / best:.0%} of best" if best and after else "n/a"
+    of_best = f"`{case.best}` {best} {best_runs}: {after / best:.0%} of best" if best and after else "n/a"
     envs = " ".join(f"{k}={v}" for k, v in env.items())
-    return (f"| {name} | {doc.get('diagnosis')} ({doc.get('diagnosis_confidence')}) | `{flags or '(no change)'}`"
-            f"{' ' + envs if envs else ''}, expected ≤ {rec.get('expected_speedup')}x | "
-            f"{base} {base_runs} → {after} {after_runs} | {effect} | `{case.best}` {best} {best_runs}: {of_best} | "
-            f"{min(loads):.1f}–{max(loads):.1f} |")
+    expected = (f"expected ≤ {rec.get('expected_speedup')}x" if rec.get("expected_speedup") is not None
+                else f"no estimate (bound {rec.get('expected_speedup_bound')}x)")
+    verdicts = f"{doc.get('diagnosis')} ({doc.get('diagnosis_confidence')})"
+    if quiet is not None:
+        verdicts = (f"{quiet.get('diagnosis')} → {verdicts}; busy_machine: quiet {busy_cores(quiet)}, "
+                    f"loaded {busy_cores(doc)}")
+    return (f"| {name} | {verdicts} | `{flags or '(no change)'}`{' ' + envs if envs else ''}, {expected} | "
+            f"{base} {base_runs} → {after} {after_runs} | {effect} | {of_best} | "
+            f"{hogs} | {min(loads):.1f}–{max(loads):.1f} |")
 
 
 def main() -> None:
@@ -125,11 +158,14 @@ def main() -> None:
     ap.add_argument("--max-load", type=float, default=3.0,
                     help="wait (up to 120 s) for the 1-minute load average to fall under this before each run")
     ap.add_argument("--timeout", type=float, default=240.0)
+    ap.add_argument("--neighbours", type=int, default=0,
+                    help="CPU-bound neighbours running through each case (its quiet profile comes first)")
     args = ap.parse_args()
-    rows = [validate(n, CASES[n], args.out, args.repeats, args.max_load, args.timeout) for n in args.cases]
+    rows = [validate(n, CASES[n], args.out, args.repeats, args.max_load, args.timeout, args.neighbours)
+            for n in args.cases]
     print("\n| case | diagnosis (confidence) | recommendation applied | steps/s before → after, median [runs] "
-          "| effect | grid's best, same session | load |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+          "| effect | grid's best, same session | neighbours | load |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     print("\n".join(rows))
 
 

@@ -131,20 +131,25 @@ def train(
     loader: DataLoader[Any],
     epochs: int,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    warmup_steps: int = 5,
 ) -> None:
-    """A plain training loop (no profiler calls): forward, backward, SGD step."""
+    """A plain training loop (no profiler calls): forward, backward, SGD step; prints each epoch's
+    rate and, last, the steady-state rate after ``warmup_steps`` (see :class:`SteadyRate`)."""
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     loss_fn = loss_fn or torch.nn.functional.cross_entropy
+    meter = SteadyRate(warmup_steps)
     t0 = time.perf_counter()
     steps = 0
     for epoch in range(epochs):
         for x, y in loader:
+            meter.tick()
             loss = loss_fn(model(x), y)
             opt.zero_grad()
             loss.backward()
             opt.step()
             steps += 1
         print(f"epoch {epoch}: {steps} steps, {steps / (time.perf_counter() - t0):.1f} steps/s")
+    print(meter.summary())
 
 
 def fit(

@@ -309,6 +309,65 @@ class ProcessTelemetry(_Doc, frozen=True, kw_only=True):
         )
 
 
+class OtherProcessCpu(_Doc, frozen=True, kw_only=True):
+    """A process outside the job and the CPU it used during the window."""
+
+    pid: Annotated[int, _d("process id")]
+    name: Annotated[str, _d("its command name (`/proc/<pid>/stat`, up to 15 characters)")] = ""
+    cores: Annotated[float, _d("its CPU time / the window's wall time (1.0 = one core busy)")] = 0.0
+
+
+class SupplySamples(_Doc, frozen=True, kw_only=True):
+    """The CPU supply over each telemetry interval (from the sample before to this one; null for the
+    first sample and where a counter is missing), in cores = CPU-seconds per second."""
+
+    t_us: Annotated[list[float | None], _d("sample times (the interval's end)")] = field(default_factory=list)
+    busy_cores: Annotated[list[float | None], _d(
+        "every process on the CPUs of the affinity set (`/proc/stat`; a hypervisor's steal counts as busy)")] = field(
+        default_factory=list)
+    job_cpu_cores: Annotated[list[float | None], _d("the job's own processes")] = field(default_factory=list)
+    other_cpu_cores: Annotated[list[float | None], _d("busy − job: processes outside the job")] = field(
+        default_factory=list)
+    cores_left: Annotated[list[float | None], _d(
+        "cores the job could use: the affinity set's CPUs minus `other_cpu_cores`, at most the cgroup quota "
+        "minus what other processes of its cgroup used")] = field(default_factory=list)
+    cgroup_throttled_fraction: Annotated[list[float | None], _d(
+        "share of the interval the cgroup's quota held the job's processes back")] = field(default_factory=list)
+    pressure_fraction: Annotated[list[float | None], _d(
+        "share of the interval some runnable task waited for a CPU (`/proc/pressure/cpu` some)")] = field(
+        default_factory=list)
+
+
+class CpuSupply(_Doc, frozen=True, kw_only=True):
+    """Who used the cores this job may use during the window, as window means (Linux; null where the OS
+    does not say). The job is the process tree of ``job_root_pid`` (the outermost ``tracelens profile``
+    process; for a torchrun job every rank's processes), so another rank is never "other"."""
+
+    job_root_pid: Annotated[int | None, _d("the process whose tree is the job")] = None
+    job_processes: Annotated[int, _d("processes counted as the job (every one seen in the window)")] = 0
+    cpus: Annotated[int | None, _d("CPUs of the affinity set, the ones `busy_cores` counts")] = None
+    usable_cores: Annotated[float | None, _d("min of those CPUs and the cgroup quota")] = None
+    wall_s: Annotated[float | None, _d("from the first supply sample to the last")] = None
+    busy_cores: Annotated[float | None, _d("mean busy cores of those CPUs (every process, steal included)")] = None
+    job_cpu_cores: Annotated[float | None, _d("mean cores used by the job's own processes")] = None
+    other_cpu_cores: Annotated[float | None, _d(
+        "mean cores used by processes outside the job (busy − job, at least 0)")] = None
+    cores_left: Annotated[float | None, _d(
+        "mean cores the job could use: CPUs − other_cpu_cores, at most the cgroup quota minus what other "
+        "processes of its cgroup used")] = None
+    cgroup_cpu_cores: Annotated[float | None, _d("mean cores used by every process of the job's cgroup")] = None
+    cgroup_throttled_fraction: Annotated[float | None, _d(
+        "share of the window the cgroup's quota held its processes back (`throttled_usec`)")] = None
+    cgroup_throttled_periods_fraction: Annotated[float | None, _d(
+        "quota periods in which it was throttled / periods elapsed (`nr_throttled / nr_periods`)")] = None
+    pressure_fraction: Annotated[float | None, _d(
+        "share of the window some runnable task waited for a CPU (PSI `some`, machine-wide)")] = None
+    top_other_processes: Annotated[list[OtherProcessCpu], _d(
+        "the busiest processes outside the job, from a scan of `/proc` at the window's start and end")] = field(
+        default_factory=list)
+    samples: SupplySamples = field(default_factory=SupplySamples)
+
+
 class Telemetry(_Doc, frozen=True, kw_only=True):
     """Per-process telemetry sampled during the window."""
 
@@ -319,6 +378,8 @@ class Telemetry(_Doc, frozen=True, kw_only=True):
     ticks: Annotated[int, _d("sampling rounds")] = 0
     sampler_cpu_ms: Annotated[float | None, _d("the sampler's own CPU cost")] = None
     processes: list[ProcessTelemetry] = field(default_factory=list)
+    supply: Annotated[CpuSupply | None, _d(
+        "the CPU supply: what processes outside the job took from the cores (null in older files)")] = None
 
 
 @dataclass(frozen=True)

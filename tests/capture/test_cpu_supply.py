@@ -104,3 +104,13 @@ def test_descendants_include_the_children_of_this_process() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_process_that_renames_itself_is_not_counted_from_zero() -> None:
+    # GIVEN a kernel worker that took another name between the scans, and a reused pid
+    first = {7: cs.ProcessRow("kworker/0:1-a", 2, 5_000, 100), 8: cs.ProcessRow("old", 1, 9_000, 50)}
+    last = {7: cs.ProcessRow("kworker/0:1-b", 2, 6_000, 100), 8: cs.ProcessRow("new", 1, 1_000, 900)}
+    before, after = cs.cpu_between(first, last)
+    rows = cs.busiest_others(before, after, job_pids=(), wall_s=1e-6, min_cores=0.0)
+    # THEN the renamed worker used 1 µs, the new process on the reused pid all of its 1 µs
+    assert {(r.pid, round(r.cores, 3)) for r in rows} == {(7, 1.0), (8, 1.0)}

@@ -50,10 +50,8 @@ def test_littles_law_workers_always_cover_the_rate(t_b: float, c: float) -> None
     assert n >= 1 and n * c >= t_b - 1e-6
 
 
-def test_latency_cap_is_per_core_and_absolute() -> None:
-    assert advice.latency_worker_cap(2) == 8
-    assert advice.latency_worker_cap(64) == 32
-    assert advice.latency_worker_cap(None) == 32
+def test_latency_cap_is_the_process_limit_not_a_number_of_cores() -> None:
+    assert advice.latency_worker_cap() == 32
 
 
 def test_speedup_ceiling_matches_spec() -> None:

@@ -90,10 +90,12 @@ def test_thread_advice_environment_and_expected_gain_are_printed(tmp_path: Path)
     doc = _doc(tmp_path)
     doc = replace(doc, diagnosis="oversubscription", recommendation=replace(
         doc.recommendation, torch_threads_per_worker=1, torch_threads_main=1, expected_speedup=2.0,
-        env={"OMP_NUM_THREADS": "1"}, keep_current=[]))
+        expected_speedup_bound=2.5, env={"OMP_NUM_THREADS": "1"}, keep_current=[],
+        measure_with="tracelens sweep --num-workers 2,4 train.py"))
     text = format_summary(doc)
     assert "torch.set_num_threads(1)  # main process" in text and "worker_init_fn=" in text
-    assert "+ export OMP_NUM_THREADS=1" in text and "about 2.00× faster" in text
+    assert "+ export OMP_NUM_THREADS=1" in text and "up to 2.00× faster (estimate, at most 2.50×)" in text
+    assert "measure the gain on this machine: tracelens sweep --num-workers 2,4 train.py" in text
     doc = replace(doc, loader=replace(doc.loader, num_workers=None, pin_memory=None, persistent_workers=None,
                                       prefetch_factor=None),
                   recommendation=replace(doc.recommendation, torch_threads_per_worker=None, torch_threads_main=None,

@@ -161,6 +161,22 @@ def loading_usage(facts: RunFacts | None) -> Loading | None:
     return None
 
 
+def busy_cores_threshold(usable_cores: float | None) -> float:
+    """Cores other processes must use for a busy machine: ``other_cpu_cores_min``, and at least
+    ``other_cpu_cores_share`` of the usable cores."""
+    return max(threshold("other_cpu_cores_min"), threshold("other_cpu_cores_share") * (usable_cores or 0.0))
+
+
+def outside_cores(facts: RunFacts | None) -> float:
+    """Cores taken by processes outside the job when they make a busy machine (else 0: the
+    background of an idle machine does not change the core budget)."""
+    s = facts.supply if facts is not None else None
+    if s is None or s.other_cpu_cores is None:
+        return 0.0
+    usable = s.usable_cores or (facts.usable_cores if facts is not None else None)
+    return s.other_cpu_cores if s.other_cpu_cores >= busy_cores_threshold(usable) else 0.0
+
+
 def loading_cause(ld: Loading | None) -> str | None:
     """"cpu" when the loading wants a CPU most of the time, "io" when it mostly waits, else None."""
     if ld is None:
@@ -197,7 +213,29 @@ class Context:
 
     @property
     def input_bound(self) -> bool:
-        return self.steady is not None and self.steady.exposed_fraction >= threshold("exposed_wait_fraction")
+        """Steps wait for data (the exposed wait threshold), or a shortage the outside load hides."""
+        return self.steady is not None and (self.steady.exposed_fraction >= threshold("exposed_wait_fraction")
+                                            or self.hidden_shortage is not None)
+
+    @property
+    def hidden_shortage(self) -> float | None:
+        """The current workers' capacity (num_workers × C / T_b) when the loader keeps up only
+        because outside load slows the training loop, else None: other processes hold cores (a
+        busy machine), the main process's math threads each wait for a CPU at least
+        ``main_thread_stall_fraction`` of the time, which inflates C, and the workers produce
+        under ``worker_capacity_ratio`` x what that slowed loop consumes. Cutting the threads
+        (TL105) speeds the loop up and exposes the shortage a quiet run shows."""
+        f, st, n, b = self.facts, self.steady, self.workers_now, self.budget
+        if f is None or st is None or b is None or not b.outside_cores or not n or f.batch_source != "workers":
+            return None
+        if f.main is None or f.main.run_delay_fraction is None or (f.torch_threads_main or 0) < 2 or not f.batch_ms:
+            return None
+        stall = f.main.run_delay_fraction / (f.torch_threads_main or 1)
+        t_b = float(np.median(f.batch_ms))
+        if stall < threshold("main_thread_stall_fraction") or t_b <= 0 or st.compute_ms <= 0:
+            return None
+        cap = n * st.compute_ms / t_b
+        return cap if cap < threshold("worker_capacity_ratio") else None
 
     @property
     def inconclusive(self) -> str | None:
@@ -240,9 +278,11 @@ def build_context(analysis: TraceAnalysis, run: RunInfo | RunFacts | None = None
     settings = known_settings(analysis, run)
     multi = (settings.num_workers or 0) > 0 or analysis.iterator != "single_process"
     refill = (settings.num_workers or 0) * (settings.prefetch_factor or 2)
-    steady = steady_state(analysis.per_step, multi, refill)
+    # Persistent workers do not restart: the waits after an epoch starts are ordinary loading.
+    respawns = multi and settings.persistent_workers is not True
+    steady = steady_state(analysis.per_step, respawns, refill)
     shape = sizing.wait_shape(steady_waits(analysis, steady), steady.compute_ms if steady else 0.0)
     budget = None
     if facts is not None and facts.usable_cores:
-        budget = sizing.core_budget(facts.usable_cores, facts.local_world_size)
+        budget = sizing.core_budget(facts.usable_cores, facts.local_world_size, outside_cores(facts))
     return Context(analysis, facts, settings, steady, shape, budget, loading_usage(facts))

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tracelens.analysis import TraceAnalysis
-from tracelens.runjson import Loader, ProcessSummary, RunInfo
+from tracelens.runjson import CpuSupply, Loader, ProcessSummary, RunInfo
 from tracelens.vocab import LoaderSettings
 
 
@@ -38,6 +38,41 @@ class ProcessUsage:
     def involuntary_per_s(self) -> float | None:
         """Involuntary context switches per second."""
         return self.ctx_involuntary / self.wall_s if self.ctx_involuntary is not None and self.wall_s > 0 else None
+
+
+@dataclass(frozen=True)
+class OtherProcess:
+    """A process outside the job and the cores it used in the window."""
+
+    pid: int
+    name: str
+    cores: float
+
+
+@dataclass(frozen=True)
+class Supply:
+    """What the cores gave the job and what processes outside it took, window means in cores
+    (run.json ``telemetry.supply``; None where the OS did not say)."""
+
+    other_cpu_cores: float | None = None
+    cores_left: float | None = None
+    job_cpu_cores: float | None = None
+    usable_cores: float | None = None
+    throttled_fraction: float | None = None
+    throttled_periods_fraction: float | None = None
+    pressure_fraction: float | None = None
+    others: tuple[OtherProcess, ...] = ()
+
+
+def supply_facts(s: CpuSupply | None) -> Supply | None:
+    """run.json's supply block as :class:`Supply` (None in files without one)."""
+    if s is None:
+        return None
+    return Supply(other_cpu_cores=s.other_cpu_cores, cores_left=s.cores_left, job_cpu_cores=s.job_cpu_cores,
+                  usable_cores=s.usable_cores, throttled_fraction=s.cgroup_throttled_fraction,
+                  throttled_periods_fraction=s.cgroup_throttled_periods_fraction,
+                  pressure_fraction=s.pressure_fraction,
+                  others=tuple(OtherProcess(o.pid, o.name, o.cores) for o in s.top_other_processes))
 
 
 @dataclass(frozen=True)
@@ -94,6 +129,7 @@ class RunFacts:
     recording: Recording | None = None  # how the run was recorded (None: not by tracelens profile)
     max_workers: int | None = None  # the most workers that get data (a sharded dataset's shards)
     user_profiler: str | None = None  # the script drove its own profiler (tracelens kept its first cycle)
+    supply: Supply | None = None  # the CPU supply: what other processes took (None in older files)
 
     @property
     def has_telemetry(self) -> bool:
@@ -163,6 +199,7 @@ def run_facts(run: RunInfo | RunFacts | None) -> RunFacts | None:
         user_profiler=run.user_profiler,
         first_next_ms=_first_waits_ms(run, loader) if loader is not None else (),
         recording=recording(run, loader),
+        supply=supply_facts(run.telemetry.supply if run.telemetry is not None else None),
     )
 
 

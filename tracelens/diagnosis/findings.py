@@ -9,12 +9,26 @@ from tracelens.vocab import LoaderSettings, Severity
 
 
 @dataclass(frozen=True)
+class Part:
+    """One setting of the recommendation and the finding it comes from."""
+
+    setting: str
+    value: Any
+    rule: str  # the finding's rule id
+    kind: str
+    reason: str  # the finding's title: the evidence behind the value
+
+
+@dataclass(frozen=True)
 class Recommendation:
     """Complete DataLoader settings to use next, with the reasoning in ``notes``.
 
     ``keep_current`` names settings whose current value the evidence does not show and which
     should stay as they are: those are None (a number appears only where the advice is to use
-    it). ``expected_speedup`` is the predicted step-rate gain of applying these settings (1.0 = none).
+    it). ``expected_speedup`` is the predicted step-rate gain of applying these settings (1.0 =
+    none), never above ``expected_speedup_bound``; ``expected_basis`` says where both come from.
+    ``measure_with`` is the ``tracelens sweep`` command that measures what could not be estimated.
+    ``parts`` names, for each setting that changes, the finding that set it.
     """
 
     num_workers: int | None
@@ -27,6 +41,10 @@ class Recommendation:
     torch_threads_main: int | None = None
     env: dict[str, str] = field(default_factory=dict)
     keep_current: tuple[str, ...] = ()
+    expected_speedup_bound: float | None = None
+    expected_basis: str | None = None
+    measure_with: str | None = None
+    parts: tuple[Part, ...] = ()
 
 
 @dataclass(frozen=True)

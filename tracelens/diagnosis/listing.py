@@ -16,8 +16,13 @@ severity (a rule may raise or lower it with the evidence), a precondition (when 
 hold the rule is skipped, with the reason listed in the diagnosis) and the thresholds it
 compares with. The main diagnosis comes from the rules marked *main*, in this order:
 oversubscription, cpu_starvation, io_bound, input_bound; `healthy` when none fires and the
-steps have DataLoader events; `undetermined` when TL301 or TL302 fires or the trace's own
-analysis is inconclusive (step or __next__ events dropped, zero-length steps). TL401 is a job-level
+steps have DataLoader events (and less than `healthy_exposed_max` of the step time waits for
+data: else `input_bound`); `undetermined` when TL301 or TL302 fires or the trace's own
+analysis is inconclusive (step or __next__ events dropped, zero-length steps). TL105
+busy_machine (CPU taken by other processes) is never the diagnosis: it names the outside load
+beside it. The recommendation composes every finding that changes a setting: the worker count
+from the first that sizes it (the main cause first), the thread counts from the one asking for
+the fewest, each part naming its rule (`recommendation.parts`). TL401 is a job-level
 rule: it reads every rank's document of a multi-rank directory.
 """
 

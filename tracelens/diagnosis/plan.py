@@ -47,6 +47,7 @@ class WorkersPlan:
     cannot_help: bool  # more workers cannot help: the cap is reached
     torch_threads_main: int | None = None  # torch.set_num_threads for the main process, when it must shrink
     torch_threads_per_worker: int | None = None
+    speedup_bound: float | None = None  # the bound the expected gain states (the exposed wait's ceiling)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -64,6 +65,7 @@ class WorkersPlan:
                 "compute_ms_per_step": self.compute_ms, "workers_needed": self.workers_needed,
                 "num_workers_uncapped": self.uncapped, "num_workers_cap": self.cap,
                 "recommended_num_workers": self.num_workers, "expected_speedup": self.expected_speedup,
+                "speedup_bound": self.speedup_bound,
                 "torch_threads_main": self.torch_threads_main}
 
     def advice(self, reduce_cost: str) -> str:
@@ -118,9 +120,10 @@ class CpuDemand:
         return (self.main_ms + self.batch_ms) / self.cores
 
 
-def cpu_demand(ctx: Context) -> CpuDemand | None:
+def cpu_demand(ctx: Context, *, quiet: bool = False) -> CpuDemand | None:
     """The step's CPU demand from run.json: the main process's measured CPU per step (minus the
-    loading it does itself with num_workers=0) and the measured CPU per batch. None without them."""
+    loading it does itself with num_workers=0) and the measured CPU per batch, on the cores left to
+    the rank (other processes' use taken off), or with ``quiet`` on all its cores. None without them."""
     f, st, b = ctx.facts, ctx.steady, ctx.budget
     if f is None or b is None or st is None or not f.batch_cpu_ms:
         return None
@@ -133,31 +136,30 @@ def cpu_demand(ctx: Context) -> CpuDemand | None:
             " minus the loading it does" if f.batch_source == "main process" else "")
     else:
         main, source = st.compute_ms, "assumed: one busy core during the compute"
-    return CpuDemand(max(0.0, main), batch_cpu, b.cores_per_rank, source)
+    return CpuDemand(max(0.0, main), batch_cpu, b.cores_per_rank if quiet else b.cores_left_per_rank, source)
 
 
 def worker_cap(ctx: Context, cause: str) -> tuple[int, str]:
-    """The most workers worth running for this cause, and why: one per core for CPU-bound work,
-    4 per core (at most 32) for latency-bound work, an assumption without machine facts."""
-    cores_per_rank = ctx.budget.cores_per_rank if ctx.budget else None
+    """The most workers worth running for this cause, and why: one per core left to the job for
+    CPU-bound work (usable cores minus what other processes use), the process limit for
+    latency-bound work whatever the cores and their load, an assumption without machine facts."""
+    b = ctx.budget
     cap: int
-    if cause == "cpu" and ctx.budget is not None:
-        cap = ctx.budget.worker_cores
-        cap_reason = (f"{cores_per_rank:g} cores per rank: CPU-bound workers beyond one per core only take "
-                      "turns")
-    elif cause == "latency":
-        cap = sizing.latency_worker_cap(cores_per_rank)
-        per_core, most = int(threshold("latency_workers_per_core")), int(threshold("latency_workers_max"))
-        by_cores = (f"{per_core} workers per usable core × {cores_per_rank:g} usable cores"
-                    if cores_per_rank is not None else "")
-        cap_reason = ((f"{by_cores} = {cap}" if cores_per_rank is not None and cap < most
-                       else f"the absolute limit of {most} workers") +
-                      " (latency-bound work is not capped by cores, but each worker is a process "
-                      "holding a dataset copy and prefetch_factor batches in shared memory: "
-                      f"{per_core} per core, at most {most})")
-    elif ctx.budget is not None:
-        cap = ctx.budget.worker_cores
-        cap_reason = f"{cores_per_rank:g} cores per rank (assuming CPU-bound work: one worker per core)"
+    if cause == "latency":
+        cap = sizing.latency_worker_cap()
+        cap_reason = (f"the limit of {cap} workers (latency-bound work mostly waits, so it is not capped by cores "
+                      "or their load, but each worker is a process holding a dataset copy and prefetch_factor "
+                      "batches in shared memory)")
+    elif b is not None:
+        cap = b.worker_cores
+        if b.outside_cores:
+            cap_reason = (f"the cores left to the job: {b.usable_cores:g} usable − {b.outside_cores:.2f} used by other "
+                          f"processes{f' over {b.local_ranks} local ranks' if b.local_ranks > 1 else ''} = "
+                          f"{b.cores_left_per_rank:.2f} per rank")
+        else:
+            cap_reason = f"{b.cores_per_rank:g} cores per rank"
+        cap_reason += (": CPU-bound workers beyond one per core only take turns" if cause == "cpu"
+                       else " (assuming CPU-bound work: one worker per core)")
     else:
         cap = int(threshold("assumed_worker_cap"))
         cap_reason = (f"the trace does not record the machine's cores: capped at {cap}, an assumption "
@@ -182,8 +184,8 @@ def expected_gain(ctx: Context, pace: float, t_b: float, n: int, c_new: float) -
             worst = max(1.0, min(period_now / max(c_new, t_b / n), ceiling))
             slower = (f"; at least {worst:.2f}x if the main process's math scaled perfectly with its "
                       f"threads and C grew to {c_new:.1f} ms with fewer of them")
-        return gain, (f"Expected gain: up to {gain:.2f}x in steps per second (the exposed wait of "
-                     f"{pct(st.exposed_fraction)} bounds it at {ceiling:.2f}x{slower}).")
+        return gain, (f"Expected gain: up to {gain:.2f}x in steps per second, at most {ceiling:.2f}x: the "
+                      f"exposed wait of {pct(st.exposed_fraction)} bounds it{slower}.")
     return gain, ""
 
 
@@ -200,7 +202,7 @@ def plan_workers(ctx: Context, cause: str) -> WorkersPlan:
         n = current or 1
         return WorkersPlan(n, None, source, c, None, None, None, "", None,
                            ("The batch production time could not be measured.",), False)
-    cpu = cpu_demand(ctx) if cause != "latency" else None
+    cpu = cpu_demand(ctx) if cause != "latency" else None  # latency-bound counts are not paced by cores
     pace = max(c, cpu.period_ms) if cpu is not None else c
     notes.append(f"Each batch takes T_b = {t_b:.1f} ms to produce ({source}); the training loop "
                  f"consumes one every C = {c:.1f} ms (step time minus data wait).")
@@ -212,13 +214,13 @@ def plan_workers(ctx: Context, cause: str) -> WorkersPlan:
     if cpu is not None and pace > c:  # the cores, not the workers, set the pace: no headroom
         uncapped = max(1, math.ceil(need - 1e-9))
         notes.append(f"The cores set the pace: per step the main process needs {cpu.main_ms:.1f} ms of CPU "
-                     f"({cpu.main_source}) and the loading {cpu.batch_ms:.1f} ms, so {cpu.cores:g} cores run "
-                     f"one step every ({cpu.main_ms:.1f} + {cpu.batch_ms:.1f}) / {cpu.cores:g} = {pace:.1f} ms "
+                     f"({cpu.main_source}) and the loading {cpu.batch_ms:.1f} ms, so {_cores(cpu.cores)} cores run "
+                     f"one step every ({cpu.main_ms:.1f} + {cpu.batch_ms:.1f}) / {_cores(cpu.cores)} = {pace:.1f} ms "
                      f"at best; T_b / {pace:.1f} ms = {need:.2f} workers keep up, more would only take turns.")
     else:
         uncapped = sizing.littles_law_workers(t_b, c)
         notes.append(f"Little's law needs T_b / C = {need:.2f} workers; with headroom {uncapped}.")
-    cores_per_rank = ctx.budget.cores_per_rank if ctx.budget else None
+    cores_text = _cores_text(ctx)
     cap, cap_reason = worker_cap(ctx, cause)
     n = min(uncapped, cap) if cap is not None else uncapped
     if current:
@@ -246,20 +248,40 @@ def plan_workers(ctx: Context, cause: str) -> WorkersPlan:
                        if raised else "workers keep the DataLoader's 1 thread each")
         notes.append(f"torch.set_num_threads({main_threads}) in the main process (now {now}): CPU-bound "
                      f"workers need cores of their own, and {now} main-process math threads + {n} "
-                     f"worker(s) × 1 thread exceed the {cores_per_rank:g} cores, so they would take turns "
+                     f"worker(s) × 1 thread exceed the {cores_text}, so they would take turns "
                      f"and the workers would cost more than they save; {workers_say}.")
-    gain, gain_note = expected_gain(ctx, pace, t_b, n, c_new)
+    # The gain on the rank's cores (under outside load it depends on that load: compose says so).
+    # Not for latency-bound loading: its main process's CPU holds math threads spinning while it
+    # waits for data, no demand of the step.
+    quiet = cpu_demand(ctx, quiet=True) if cause != "latency" else None
+    gain_pace = max(c, quiet.period_ms) if quiet is not None else c
+    gain, gain_note = expected_gain(ctx, gain_pace, t_b, n, c_new)
     if gain_note:
         notes.append(gain_note)
     if main_threads is not None and cannot_help and ctx.workers_now == 0:
         overlap = (t_b + c) / max(t_b, c)
-        notes.append(f"On {cores_per_rank:g} cores the worker(s) can overlap at most the compute with the "
+        notes.append(f"On {cores_text} the worker(s) can overlap at most the compute with the "
                      f"loading, (T_b + C) / max(T_b, C) = {overlap:.2f}x, and each batch then pays the "
                      f"hand-over to the main process (pickled into shared memory); if the re-run is not "
                      f"faster, keep num_workers=0 with torch.set_num_threads({main_threads}) (the main "
                      f"process's math threads and its loading no longer contend) and cut the per-sample cost.")
     return WorkersPlan(n, t_b, source, c, need, uncapped, cap, cap_reason, gain, tuple(notes), cannot_help,
-                       main_threads, 1 if main_threads is not None and raised else None)
+                       main_threads, 1 if main_threads is not None and raised else None,
+                       sizing.speedup_ceiling(st.exposed_fraction))
+
+
+def _cores(x: float) -> str:
+    return f"{x:g}" if abs(x - round(x)) < 1e-9 else f"{x:.2f}"
+
+
+def _cores_text(ctx: Context) -> str:
+    """The cores the plan fits into, in words: the rank's, or those left by other processes."""
+    b = ctx.budget
+    if b is None:
+        return "cores"
+    if b.outside_cores:
+        return f"{_cores(b.cores_left_per_rank)} cores left to the job (other processes use {b.outside_cores:.2f})"
+    return f"{_cores(b.cores_per_rank)} cores"
 
 
 def _main_threads_for(ctx: Context, cause: str, workers: int, batch_ms: float) -> tuple[int | None, float]:
@@ -276,8 +298,8 @@ def _main_threads_for(ctx: Context, cause: str, workers: int, batch_ms: float) -
         return None, st.compute_ms
     period = max(st.compute_ms, batch_ms / workers)
     worker_cores = min(float(workers), batch_ms / period) if period > 0 else float(workers)
-    fit = max(1, math.floor(b.cores_per_rank - worker_cores + 0.5))
+    fit = max(1, math.floor(b.cores_left_per_rank - worker_cores + 0.5))
     if f.torch_threads_main <= fit:
         return None, st.compute_ms
-    used_now = min(f.torch_threads_main, max(1, math.floor(b.cores_per_rank + 1e-9)))
+    used_now = min(f.torch_threads_main, max(1, math.floor(b.cores_left_per_rank + 1e-9)))
     return fit, st.compute_ms * used_now / fit

@@ -7,7 +7,8 @@ thresholds a rule declares sit beside the code that reads them.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import shlex
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,3 +146,24 @@ def needs_workers(ctx: Context) -> str | None:
 def always(ctx: Context) -> str | None:
     """No precondition."""
     return None
+
+
+def sweep_command(ctx: Context, *, workers: Sequence[int | None] = (), threads: bool = False) -> str:
+    """The ``tracelens sweep`` command that measures what an estimate cannot: ``workers`` as
+    ``--num-workers``, and the main process's math threads (1 and the current count) with ``threads``."""
+    f = ctx.facts
+    flags: list[str] = []
+    counts = sorted({w for w in workers if w is not None})
+    if len(counts) == 1:  # a sweep compares: the count beside twice as many (0 beside 2)
+        counts = sorted({counts[0], 2 * counts[0] or 2})
+    if counts:
+        flags += ["--num-workers", ",".join(str(w) for w in counts)]
+    if threads and f is not None and f.torch_threads_main and f.torch_threads_main > 1:
+        flags += ["--main-threads", f"1,{f.torch_threads_main}"]
+    rec = f.recording if f is not None else None
+    if rec is None or rec.kind == "api":
+        target = ["train.py", "ARGS"]
+    else:
+        target = (["-m", shlex.quote(rec.target)] if rec.kind == "module" else [shlex.quote(rec.target)])
+        target += [shlex.quote(a) for a in rec.args]
+    return " ".join(["tracelens sweep", *flags, *target])

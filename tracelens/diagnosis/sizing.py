@@ -20,25 +20,37 @@ from tracelens.diagnosis.thresholds import threshold
 
 @dataclass(frozen=True)
 class CoreBudget:
-    """Cores one rank may use: usable cores / local ranks. The main process's share is what it
-    measurably uses (``plan.cpu_demand``), not a reserved core."""
+    """Cores one rank may use: usable cores / local ranks; and the cores left to it while other
+    processes (outside the job) used ``outside_cores`` of them. The main process's share is what
+    it measurably uses (``plan.cpu_demand``), not a reserved core."""
 
     usable_cores: float
     local_ranks: int
     cores_per_rank: float
-    worker_cores: int  # CPU-bound workers that can each have a core: the whole cores per rank
+    worker_cores: int  # CPU-bound workers that can each have a core: the whole cores left per rank
+    outside_cores: float = 0.0  # cores other processes used (0 on a quiet machine)
+
+    @property
+    def cores_left_per_rank(self) -> float:
+        """(usable − outside) / local ranks: what CPU-bound work of this rank can get (≥ 0.1)."""
+        return max(0.1, (self.usable_cores - self.outside_cores) / self.local_ranks)
 
     def describe(self) -> str:
         """One sentence with the arithmetic."""
         ranks = f" / {self.local_ranks} local ranks" if self.local_ranks > 1 else ""
+        if self.outside_cores:
+            return (f"core budget: ({self.usable_cores:g} usable cores − {self.outside_cores:.2f} used by other "
+                    f"processes){ranks} = {self.cores_left_per_rank:.2f} left per rank")
         return f"core budget: {self.usable_cores:g} usable cores{ranks} = {self.cores_per_rank:g} per rank"
 
 
-def core_budget(usable_cores: float, local_ranks: int | None = None) -> CoreBudget:
-    """The loader's share of ``usable_cores`` (affinity ∩ cgroup quota) on one rank."""
+def core_budget(usable_cores: float, local_ranks: int | None = None, outside_cores: float = 0.0) -> CoreBudget:
+    """The loader's share of ``usable_cores`` (affinity ∩ cgroup quota) on one rank, with
+    ``outside_cores`` taken by processes outside the job."""
     ranks = max(1, local_ranks or 1)
     per_rank = usable_cores / ranks
-    return CoreBudget(usable_cores, ranks, per_rank, max(1, math.floor(per_rank + 1e-9)))
+    left = max(0.0, usable_cores - outside_cores) / ranks
+    return CoreBudget(usable_cores, ranks, per_rank, max(1, math.floor(left + 1e-9)), outside_cores)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -70,12 +82,9 @@ def batch_ms_from_drained_queue(workers: int, compute_ms: float, wait_ms: float)
     return workers * (compute_ms + wait_ms)
 
 
-def latency_worker_cap(cores_per_rank: float | None) -> int:
-    """The stated limit on latency-bound workers: 4 per usable core, at most 32."""
-    cap = int(threshold("latency_workers_max"))
-    if cores_per_rank is not None:
-        cap = min(cap, max(1, math.floor(threshold("latency_workers_per_core") * cores_per_rank)))
-    return cap
+def latency_worker_cap() -> int:
+    """The stated limit on latency-bound workers (not a number of cores: such workers mostly wait)."""
+    return int(threshold("latency_workers_max"))
 
 
 def speedup_ceiling(exposed_fraction: float) -> float:

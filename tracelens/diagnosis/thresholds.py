@@ -65,13 +65,11 @@ THRESHOLDS: dict[str, Threshold] = {t.name: t for t in (
        "'well above' the core budget: the run's own processes keep on average 1.5x as many "
        "threads runnable (on a CPU or waiting for one) as the rank has cores; up to that, idle "
        "gaps and time slicing absorb them, beyond it every thread runs slower"),
-    _T("latency_workers_per_core", 4, "workers per core",
-       "latency-bound workers (storage, network, sleep) mostly wait, so more than one per core "
-       "helps; each one is a process holding a dataset copy and prefetch_factor batches, so the "
-       "count is capped at 4 per usable core"),
     _T("latency_workers_max", 32, "workers",
-       "absolute cap for latency-bound loading: past ~32 processes the per-worker memory "
-       "(dataset copy, prefetched batches, shared-memory file descriptors) dominates"),
+       "the cap for latency-bound loading, whatever the cores and their load: such workers mostly wait, "
+       "so they are not capped by cores (on 2 cores, 32 persistent workers of examples/latency_bound_reads.py "
+       "ran 181 steps/s against 44 with 8); past ~32 processes the per-worker memory (dataset copy, "
+       "prefetched batches, shared-memory file descriptors) dominates"),
     _T("assumed_worker_cap", 8, "workers",
        "a saved trace does not record the machine's cores: the count is capped at 8, which fits "
        "a machine with at least 9 free cores for this process; re-run under `tracelens profile` "
@@ -108,6 +106,15 @@ THRESHOLDS: dict[str, Threshold] = {t.name: t for t in (
        "in synchronous data-parallel training the other ranks wait for the slowest at the next "
        "collective: when their collective time exceeds the straggler's by at least half its extra "
        "data wait, that wait holds the whole job (less could be compute imbalance instead)"),
+    _T("other_cpu_cores_min", 0.5, "cores",
+       "processes outside the job using half a core or more: on a 2-core machine a quarter of it; an "
+       "idle machine's background (kernel workers, a shell, an editor) measured 0.0-0.1 cores here"),
+    _T("other_cpu_cores_share", 0.25, "of the usable cores",
+       "on a large machine other processes must also take a quarter of the cores this job may use to "
+       "be called a busy machine: below that the job's threads still find idle cores"),
+    _T("healthy_exposed_max", 0.25, "of step time",
+       "a run whose steps wait for data a quarter of their time or more is never called healthy, even "
+       "when that wait sits in steps the steady state leaves out (epoch turnovers): it is the loader's cost"),
     _T("respawn_min_ms", 50.0, "ms per epoch",
        "a worker start-up under 50 ms per epoch is not worth persistent_workers' held memory"),
 )}

@@ -19,6 +19,7 @@ from tracelens.diagnosis.ranks import RankTimes, Straggler, find_straggler
 from tracelens.document.schema import (
     SCHEMA_VERSION,
     Copies,
+    CpuSupplySummary,
     Device,
     Document,
     FailedRank,
@@ -28,6 +29,7 @@ from tracelens.document.schema import (
     Loader,
     Metrics,
     Recommendation,
+    RecommendationPart,
     SkippedRule,
     Source,
     StepRow,
@@ -89,7 +91,23 @@ def recommendation_of(diagnosis: Diagnosis, loader: Loader | None = None) -> Rec
         prefetch_factor=rec.prefetch_factor, notes=list(rec.notes), expected_speedup=_num(rec.expected_speedup, 4),
         torch_threads_per_worker=rec.torch_threads_per_worker, torch_threads_main=rec.torch_threads_main,
         env=dict(rec.env), keep_current=list(rec.keep_current),
+        expected_speedup_bound=_num(rec.expected_speedup_bound, 4), expected_basis=rec.expected_basis,
+        measure_with=rec.measure_with,
+        parts=[RecommendationPart(setting=p.setting, value=p.value, rule=p.rule, kind=p.kind, reason=p.reason)
+               for p in rec.parts],
         knob=knob.name if knob is not None else None, knob_advice=knob.text or None if knob is not None else None)
+
+
+def cpu_supply(run: RunInfo | None) -> CpuSupplySummary | None:
+    """run.json's CPU supply over the window (who else used the cores), without the per-sample
+    columns; None for a bare trace or an older run.json."""
+    s = run.telemetry.supply if run is not None and run.telemetry is not None else None
+    if s is None:
+        return None
+    return CpuSupplySummary(usable_cores=s.usable_cores, busy_cores=s.busy_cores, job_cpu_cores=s.job_cpu_cores,
+                            other_cpu_cores=s.other_cpu_cores, cores_left=s.cores_left,
+                            cgroup_throttled_fraction=s.cgroup_throttled_fraction,
+                            pressure_fraction=s.pressure_fraction, top_other_processes=list(s.top_other_processes))
 
 
 def build_document(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo | None = None) -> Document:
@@ -137,6 +155,7 @@ def build_document(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo |
         warnings=list(a.warnings),
         per_step=per_step_records(a),
         next_wait_ms=[round(x, 4) for x in a.next_wait_ms],
+        cpu_supply=cpu_supply(run),
         rank_=a.rank if a.rank is not None else msgspec.UNSET,
     )
 

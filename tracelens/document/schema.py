@@ -26,7 +26,7 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType, field
 
 from tracelens.errors import BadInputError
-from tracelens.runjson import Tool
+from tracelens.runjson import OtherProcessCpu, Tool
 from tracelens.vocab import DIAGNOSES, Severity
 
 #: The analysis.json format this code writes and the newest it reads.
@@ -125,6 +125,38 @@ class Recommendation(_Doc, frozen=True, kw_only=True):
         "where `num_workers` (the concurrency) goes: `DataLoader.num_workers`, `StatefulDataLoader.num_workers`, "
         "`ParallelMapper.num_workers`, `WebLoader.num_workers`, `concurrency` (a generator)")] = None
     knob_advice: Annotated[str | None, _d("how to apply it in that pipeline's own terms")] = None
+    expected_speedup_bound: Annotated[float | None, _d(
+        "the most the change can gain, from the evidence named in `expected_basis` (never below `expected_speedup`)")] = None
+    expected_basis: Annotated[str | None, _d(
+        "where the gain and its bound come from, and what they leave out")] = None
+    measure_with: Annotated[str | None, _d(
+        "the `tracelens sweep` command that measures what one run cannot estimate (null: nothing left out)")] = None
+    parts: Annotated[list[RecommendationPart], _d("each changed setting and the finding it comes from")] = field(
+        default_factory=list)
+
+
+class RecommendationPart(_Doc, frozen=True, kw_only=True):
+    """One setting of the recommendation and the finding it comes from."""
+
+    setting: Annotated[str, _d("the setting (`env.NAME` for an environment variable)")]
+    value: Annotated[Any, _d("its value")] = None
+    rule: Annotated[str, _d("the finding's rule id")] = ""
+    kind: Annotated[str, _d("the finding's kind")] = ""
+    reason: Annotated[str, _d("the finding's title: the evidence behind the value")] = ""
+
+
+class CpuSupplySummary(_Doc, frozen=True, kw_only=True):
+    """run.json's CPU supply over the window (who else used the cores), window means in cores."""
+
+    usable_cores: Annotated[float | None, _d("the cores the job may use")] = None
+    busy_cores: Annotated[float | None, _d("busy cores of its CPUs (every process)")] = None
+    job_cpu_cores: Annotated[float | None, _d("cores used by the job's own processes")] = None
+    other_cpu_cores: Annotated[float | None, _d("cores used by processes outside the job")] = None
+    cores_left: Annotated[float | None, _d("cores the job could use")] = None
+    cgroup_throttled_fraction: Annotated[float | None, _d("share of the window the cgroup quota held it back")] = None
+    pressure_fraction: Annotated[float | None, _d("CPU pressure (PSI some), machine-wide")] = None
+    top_other_processes: Annotated[list[OtherProcessCpu], _d("the busiest processes outside the job")] = field(
+        default_factory=list)
 
 
 class Finding(_Doc, frozen=True, kw_only=True):
@@ -237,6 +269,8 @@ class Document(_Doc, frozen=True, kw_only=True):
     per_step: Annotated[list[StepRow], _d("every measured step")] = field(default_factory=list)
     next_wait_ms: Annotated[list[float], _d("each `__next__` wait inside the steps, in order")] = field(
         default_factory=list)
+    cpu_supply: Annotated[CpuSupplySummary | None, _d(
+        "who used the cores during the window (run.json `telemetry.supply`); null for a bare trace")] = None
     rank_: Annotated[int | UnsetType, _d(
         "the rank (a job's rank objects always; one trace when it declares one)")] = field(default=UNSET, name="rank")
     waits_for_rank_: Annotated[int | UnsetType, _d(

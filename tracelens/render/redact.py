@@ -1,4 +1,5 @@
-"""``report --redact``: paths, file names, the host name and the command line hidden."""
+"""``report --redact``: paths, file names, the host name, the command line and the names of other
+processes on the machine hidden."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ def sensitive_strings(result: Result) -> list[str]:
         if run is not None:
             cmd = run.command
             found.update(s for s in (run.host, cmd.kind, cmd.target, cmd.cwd, run.trace.path, *cmd.argv) if s)
+            supply = run.telemetry.supply if run.telemetry is not None else None
+            found.update(o.name for o in (supply.top_other_processes if supply is not None else ()) if o.name)
     for p in paths:
         if not p:
             continue

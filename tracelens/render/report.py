@@ -30,7 +30,7 @@ from tracelens.render.format import fmt_ms, fmt_value, rounded, visible_all
 from tracelens.render.html import render_page, write_atomic
 from tracelens.render.redact import redact_view, sensitive_strings
 from tracelens.render.telemetry import MAX_LINE_POINTS, bucket_mean, telemetry_view
-from tracelens.render.wording import TONES, recommendation_view, verdict_sentence
+from tracelens.render.wording import TONES, busy_machine_line, recommendation_view, verdict_sentence
 from tracelens.runjson import RunInfo
 from tracelens.vocab import SETTING_KEYS, pct, severity_rank
 
@@ -181,6 +181,27 @@ MACHINE_ROWS = (("logical_cores", "logical cores"), ("physical_cores", "physical
                 ("python_version", "Python"), ("memory_total_bytes", "memory"))
 
 
+def _supply_rows(run: RunInfo) -> list[tuple[str, Any]]:
+    """The CPU supply over the window: what other processes took from the cores (run.json)."""
+    s = run.telemetry.supply if run.telemetry is not None else None
+    if s is None:
+        return []
+    rows: list[tuple[str, Any]] = []
+    for label, v in (("cores used by other processes (window mean)", s.other_cpu_cores),
+                     ("cores left to the job (window mean)", s.cores_left),
+                     ("cores used by the job (window mean)", s.job_cpu_cores)):
+        if v is not None:
+            rows.append((label, f"{v:.2f}"))
+    if s.top_other_processes:
+        rows.append(("busiest other processes", "; ".join(f"{o.name} (pid {o.pid}) {o.cores:.2f} cores"
+                                                          for o in s.top_other_processes)))
+    if s.cgroup_throttled_fraction:
+        rows.append(("cgroup quota throttling", pct(s.cgroup_throttled_fraction)))
+    if s.pressure_fraction is not None:
+        rows.append(("CPU pressure (PSI some)", pct(s.pressure_fraction)))
+    return rows
+
+
 def _machine_rows(run: RunInfo) -> list[tuple[str, Any]]:
     mach = run.machine
     rows: list[tuple[str, Any]] = []
@@ -194,6 +215,7 @@ def _machine_rows(run: RunInfo) -> list[tuple[str, Any]]:
              if re.fullmatch(r"[A-Z_]*(THREADS|THREAD_LIMIT)[A-Z_]*", k)]
     if mach.gpus:
         rows.append(("GPUs", ", ".join(str(g.name or "?") for g in mach.gpus)))
+    rows += _supply_rows(run)
     if run.host:
         rows.append(("host", run.host))
     if run.command.argv:
@@ -389,6 +411,7 @@ def build_view(result: Result, *, redact: bool = False) -> dict[str, Any]:
                     "tone": TONES.get(doc.diagnosis, "bad"),
                     "ceiling": doc.metrics.speedup_ceiling},
         "metrics": _metric_tiles(doc),
+        "busy_machine": busy_machine_line(doc),
         "recommendation": recommendation,
         "findings": findings,
         "charts": charts,
@@ -404,7 +427,8 @@ def build_view(result: Result, *, redact: bool = False) -> dict[str, Any]:
     if redact:
         view = redact_view(view, sensitive_strings(result))
         view["title"] = "tracelens report"
-        view["notices"].append("Redacted for sharing: file paths, file names, the host name and the command line are hidden.")
+        view["notices"].append("Redacted for sharing: file paths, file names, the host name, the command line and the "
+                               "names of other processes are hidden.")
     return dict(visible_all(view))
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from tracelens.render.charts import line_chart_spec
 from tracelens.render.format import rounded
-from tracelens.runjson import ProcessTelemetry, RunInfo, Samples
+from tracelens.runjson import ProcessTelemetry, RunInfo, Samples, Telemetry
 
 MAX_LINE_POINTS = 300  # points per telemetry line
 MAX_WORKER_LINES = 8  # more workers than this are drawn as their sum and mean
@@ -74,6 +74,27 @@ def _cpu_seconds(samples: Samples, size: int) -> np.ndarray:
     if cpu_ns.size == size and np.isfinite(cpu_ns).sum() >= 2:
         return cpu_ns / 1e9
     return _arr(samples.cpu_user_s) + _arr(samples.cpu_system_s)
+
+
+SUPPLY_LINES = (("job_cpu_cores", "this job", "c-main"), ("other_cpu_cores", "other processes", "c-s1"),
+                ("cores_left", "cores left to the job", "c-s3"))
+
+
+def supply_chart(tel: Telemetry, t0_us: float, bands: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The machine's CPU over the window: this job, other processes, the cores left (run.json
+    ``telemetry.supply``; None in files without it)."""
+    sup = tel.supply
+    if sup is None or len(sup.samples.t_us) < 2:
+        return None
+    t = (_arr(sup.samples.t_us) - t0_us) / 1e6
+    series = []
+    for key, label, cls in SUPPLY_LINES:
+        y = _arr(getattr(sup.samples, key))
+        ok = np.isfinite(t) & np.isfinite(y) if y.size == t.size else np.zeros(0, bool)
+        if ok.sum() >= 2:
+            series.append({"label": label, "cls": cls, "points": _points(t[ok], y[ok])})
+    return line_chart_spec("CPU of the cores this job may use: the job and other processes (cores)", series,
+                           y_unit="cores", bands=bands)
 
 
 def telemetry_view(run: RunInfo | None) -> dict[str, Any] | None:
@@ -149,6 +170,7 @@ def telemetry_view(run: RunInfo | None) -> dict[str, Any] | None:
         missing.append("run-queue delay is not exposed by this OS")
     charts = [
         line_chart_spec("CPU used per process (cores)", series["cpu"], y_unit="cores", bands=bands),
+        supply_chart(tel, float(t0_us), bands),
         line_chart_spec("Storage reads per process (MB/s)", series["io"], y_unit="MB/s", bands=bands),
         line_chart_spec("Waiting for a CPU (run-queue delay: threads waiting, on average)", series["delay"],
                         y_unit="threads", bands=bands),

@@ -19,7 +19,12 @@ from typing import Any, TextIO
 from tracelens.document.distribution import rank_distribution
 from tracelens.document.schema import AnalysisDocument, Document, JobDocument
 from tracelens.render.format import fmt_ms, visible
-from tracelens.render.wording import recommendation_view, settings_call, verdict_sentence
+from tracelens.render.wording import (
+    busy_machine_line,
+    recommendation_view,
+    settings_call,
+    verdict_sentence,
+)
 from tracelens.vocab import SETTING_KEYS, pct, severity_rank
 
 __all__ = ["format_summary", "print_summary", "use_color"]
@@ -85,6 +90,9 @@ def format_summary(doc: AnalysisDocument, color: bool = False) -> str:
         )
     if doc.fallback:
         lines += _wrap(f"steps: {doc.fallback}", "  ")
+    busy = busy_machine_line(doc)
+    if busy is not None:
+        lines += [c("33", ln) for ln in _wrap(busy, "  ")]
     for w in doc.warnings:
         lines += [c("33", ln) for ln in _wrap(f"warning: {w}", "  ")]
 
@@ -104,7 +112,10 @@ def format_summary(doc: AnalysisDocument, color: bool = False) -> str:
             lines.append(c("1", "  and start training with:"))
             lines += [c(DIFF_COLOR["+"], f"  + export {_clean(e)}") for e in rec["env"]]
         if rec["expected"]:
-            lines.append(f"  expected: steps about {rec['expected']} faster (estimate)")
+            bound = f", at most {rec['bound']}" if rec["bound"] else ""
+            lines.append(f"  expected: steps up to {rec['expected']} faster (estimate{bound})")
+        if rec["measure"]:
+            lines += _wrap(f"measure the gain on this machine: {rec['measure']}", "  ")
     elif rec["keep"]:
         lines.append("  keep the DataLoader settings as they are (the trace does not show "
                      + ", ".join(rec["keep"]) + ")")

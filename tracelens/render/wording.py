@@ -13,12 +13,20 @@ from tracelens.vocab import SETTING_KEYS, is_dataloader_default, pct
 CAUSES = {
     "cpu_starvation": "Input-bound, CPU-starved: preparing batches is CPU work and too few processes do it",
     "io_bound": "Input-bound, I/O-bound: preparing batches mostly waits for storage or the network",
-    "oversubscription": "Oversubscribed: loader processes × threads exceed the CPU cores and slow the step",
+    "oversubscription": "Oversubscribed: the job's own processes × threads exceed its CPU cores and slow the step",
     "input_bound": "Input-bound",
     "healthy": "The DataLoader keeps up",
     "undetermined": "Undetermined",
 }
 TONES = {"healthy": "good", "undetermined": "neutral"}
+
+
+def busy_machine_line(doc: Document) -> str | None:
+    """One line naming the outside load when a busy_machine finding is present (else None)."""
+    f = next((f for f in doc.findings if f.kind == "busy_machine"), None)
+    if f is None:
+        return None
+    return f"{f.title}. Step times are inflated by that load: absolute figures hold for it only ({f.id})."
 
 
 def verdict_sentence(doc: Document) -> str:
@@ -174,12 +182,14 @@ def recommendation_view(doc: Document, context: Sequence[str] = ()) -> dict[str,
         diff = pipeline_diff(doc, knob)
     env = {k: v for k, v in rec.env.items()
            if re.fullmatch(r"[A-Z][A-Z0-9_]*", k) and re.fullmatch(r"[\w.,:-]*", v)}
-    speed = rec.expected_speedup
+    speed, bound = rec.expected_speedup, rec.expected_speedup_bound
     expected = (f"{speed:.2f}×" if speed is not None and speed >= 1.005
                 and doc.diagnosis not in ("healthy", "undetermined") else None)
     return {"diff": diff, "code": diff_after(diff), "changed": any(ln["op"] != " " for ln in diff) or bool(env),
             "keep": keep, "env": [f"{k}={v}" for k, v in sorted(env.items())], "expected": expected,
             "expected_value": float(speed) if expected and speed is not None else None,
+            "bound": f"{bound:.2f}×" if bound is not None else None,
+            "basis": rec.expected_basis or "", "measure": rec.measure_with,
             "framework": framework_view(doc, diff), "created_at": doc.loader.created_at,
             "call": f"the {knob.call} call" if knob.dataloader_args or knob.call == "ParallelMapper" else "the pipeline",
             "knob_advice": knob.text or None, "notes": list(rec.notes)}

@@ -189,31 +189,64 @@ def interval(a: SupplySample, b: SupplySample, job_cpu_ns: float) -> SupplyInter
 
 def process_cpu(text: str) -> tuple[str, int] | None:
     """(command name, utime + stime in ns) from the text of one ``/proc/<pid>/stat``."""
+    row = process_row(text)
+    return None if row is None else (row.name, row.cpu_ns)
+
+
+@dataclass(frozen=True)
+class ProcessRow:
+    """One process from ``/proc/<pid>/stat``: its name, parent and CPU time so far."""
+
+    name: str
+    ppid: int
+    cpu_ns: int  # utime + stime (clock-tick resolution)
+    start_ticks: int = 0  # when it started (clock ticks after boot): a reused pid has another
+
+
+def process_row(text: str) -> ProcessRow | None:
+    """The :class:`ProcessRow` of the text of one ``/proc/<pid>/stat`` (None if malformed)."""
     start, end = text.find("("), text.rfind(")")
     if start < 0 or end < start:
         return None
     fields = text[end + 2:].split()
-    try:  # fields after the name start at field 3 (state): utime is field 14, stime field 15
-        return text[start + 1:end], (int(fields[11]) + int(fields[12])) * _TICK_NS
+    try:  # fields after the name start at field 3 (state): ppid is field 4, utime 14, stime 15, starttime 22
+        return ProcessRow(text[start + 1:end], int(fields[1]), (int(fields[11]) + int(fields[12])) * _TICK_NS,
+                          int(fields[19]))
     except (IndexError, ValueError):
         return None
 
 
-def processes_cpu(proc: Path = Path("/proc")) -> dict[int, tuple[str, int]]:
-    """{pid: (name, CPU ns)} of every process readable now."""
-    out: dict[int, tuple[str, int]] = {}
+def read_process(pid: int, proc: Path = Path("/proc")) -> ProcessRow | None:
+    """``pid``'s row now (None once it has exited)."""
+    text = _read(proc / str(pid) / "stat")
+    return process_row(text) if text else None
+
+
+def process_table(proc: Path = Path("/proc")) -> dict[int, ProcessRow]:
+    """{pid: row} of every process readable now (one pass over ``/proc``)."""
+    out: dict[int, ProcessRow] = {}
     try:
         entries = os.listdir(proc)
     except OSError:
         return out
     for entry in entries:
-        if not entry.isdigit():
-            continue
-        text = _read(proc / entry / "stat")
-        got = process_cpu(text) if text else None
-        if got is not None:
-            out[int(entry)] = got
+        if entry.isdigit() and (row := read_process(int(entry), proc)) is not None:
+            out[int(entry)] = row
     return out
+
+
+def cpu_between(first: dict[int, ProcessRow], last: dict[int, ProcessRow]) -> tuple[
+        dict[int, tuple[str, int]], dict[int, tuple[str, int]]]:
+    """Two scans as ``busiest_others`` reads them: a process keeps its last name across the
+    scans (a kernel worker renames itself with its work) unless its pid was reused."""
+    before = {pid: (last[pid].name if pid in last and last[pid].start_ticks == r.start_ticks else r.name, r.cpu_ns)
+              for pid, r in first.items()}
+    return before, {pid: (r.name, r.cpu_ns) for pid, r in last.items()}
+
+
+def processes_cpu(proc: Path = Path("/proc")) -> dict[int, tuple[str, int]]:
+    """{pid: (name, CPU ns)} of every process readable now."""
+    return {pid: (r.name, r.cpu_ns) for pid, r in process_table(proc).items()}
 
 
 @dataclass(frozen=True)
@@ -246,27 +279,57 @@ def busiest_others(before: dict[int, tuple[str, int]], after: dict[int, tuple[st
     return rows[:top]
 
 
-def descendants(root: int, proc: Path = Path("/proc")) -> set[int]:
-    """``root`` and every process below it (from each process's parent pid)."""
+def tree_cpu_ns(root: int, proc: Path = Path("/proc")) -> int | None:
+    """CPU time (ns) used so far by ``root`` and every process below it, the dead ones included:
+    Σ over the live tree of its own time plus the time of the children it has reaped
+    (``cutime`` + ``cstime``: a DataLoader worker that exited moves there), so the difference
+    of two readings is the tree's CPU in between even when workers come and go. None when
+    ``root`` cannot be read."""
     parents: dict[int, list[int]] = {}
+    times: dict[int, int] = {}
     try:
         entries = os.listdir(proc)
     except OSError:
-        return {root}
+        return None
     for entry in entries:
         if not entry.isdigit():
             continue
         text = _read(proc / entry / "stat")
-        if not text:
+        end = text.rfind(")") if text else -1
+        fields = text[end + 2:].split() if text and end > 0 else []
+        try:  # after the name: state ppid ... utime(11) stime(12) cutime(13) cstime(14)
+            ppid, ticks = int(fields[1]), sum(int(fields[i]) for i in (11, 12, 13, 14))
+        except (IndexError, ValueError):
             continue
-        end = text.rfind(")")
-        fields = text[end + 2:].split()
-        if len(fields) > 1 and fields[1].lstrip("-").isdigit():
-            parents.setdefault(int(fields[1]), []).append(int(entry))
+        parents.setdefault(ppid, []).append(int(entry))
+        times[int(entry)] = ticks * _TICK_NS
+    if root not in times:
+        return None
+    total, todo, seen = 0, [root], {root}
+    while todo:
+        pid = todo.pop()
+        total += times.get(pid, 0)
+        for child in parents.get(pid, ()):
+            if child not in seen:
+                seen.add(child)
+                todo.append(child)
+    return total
+
+
+def tree(table: dict[int, ProcessRow], root: int) -> set[int]:
+    """``root`` and every process of ``table`` below it (from each process's parent pid)."""
+    children: dict[int, list[int]] = {}
+    for pid, row in table.items():
+        children.setdefault(row.ppid, []).append(pid)
     out, todo = {root}, [root]
     while todo:
-        for child in parents.get(todo.pop(), ()):
+        for child in children.get(todo.pop(), ()):
             if child not in out:
                 out.add(child)
                 todo.append(child)
     return out
+
+
+def descendants(root: int, proc: Path = Path("/proc")) -> set[int]:
+    """``root`` and every process below it (from each process's parent pid)."""
+    return tree(process_table(proc), root)

@@ -5,6 +5,8 @@ run-queue delay nanoseconds summed over all threads (``/proc/<pid>/task/*/scheds
 = time on CPU, field 2 = time runnable but waiting for a CPU), I/O bytes (psutil
 ``io_counters``; ``None`` where the OS hides them), voluntary/involuntary context switches and
 the thread count. Times are ``time.time_ns()``, converted to the trace clock when written.
+With a :class:`~tracelens.capture.machine.supply.SupplyRecorder`, each tick also samples the CPU supply
+(who else used the cores) with the job's CPU summed over the processes sampled here.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
+
+from tracelens.capture.machine.supply import SupplyRecorder
 
 SAMPLE_FIELDS = (
     "t_ns",
@@ -78,6 +82,15 @@ class ProcessSeries:
     gone: bool = False
     thread_stats: dict[str, tuple[int, int]] = field(default_factory=dict)
 
+    def cpu_ns(self) -> int | None:
+        """CPU time so far (ns): the last schedstat sum, else psutil's user + system."""
+        cols = self.columns
+        if not cols["t_ns"]:
+            return None
+        if cols["cpu_ns"][-1] is not None:
+            return int(cols["cpu_ns"][-1])
+        return round((cols["cpu_user_s"][-1] + cols["cpu_system_s"][-1]) * 1e9)
+
     def sample(self, t_ns: int) -> None:
         """Append one sample; marks the series ``gone`` when the process has exited."""
         if self.gone or len(self.columns["t_ns"]) >= MAX_SAMPLES:
@@ -128,6 +141,7 @@ class TelemetrySampler:
         interval_s: float,
         discover: Callable[[], Mapping[int, tuple[int | None, int | None]]],
         children_every: int = 10,
+        supply: SupplyRecorder | None = None,
     ) -> None:
         self.interval_s = interval_s
         self.discover = discover
@@ -140,12 +154,16 @@ class TelemetrySampler:
         self.end_ns: int | None = None
         self.sample_cost_ns = 0
         self.ticks = 0
+        self.supply = supply
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Take a first sample now and keep sampling until ``stop``."""
         self.start_ns = time.time_ns()
+        if self.supply is not None:
+            with contextlib.suppress(Exception):  # telemetry must never break the run
+                self.supply.begin()
         self.tick()
         self._thread = threading.Thread(target=self._run, name="tracelens-telemetry", daemon=True)
         self._thread.start()
@@ -158,6 +176,9 @@ class TelemetrySampler:
         self._thread.join(timeout=5)
         self._thread = None
         self.tick()
+        if self.supply is not None:
+            with contextlib.suppress(Exception):
+                self.supply.end()
         self.end_ns = time.time_ns()
 
     def _run(self) -> None:
@@ -188,5 +209,8 @@ class TelemetrySampler:
         t_ns = time.time_ns()
         for series in list(self.series.values()):
             series.sample(t_ns)
+        if self.supply is not None:
+            with contextlib.suppress(Exception):
+                self.supply.tick({pid: s.cpu_ns() for pid, s in list(self.series.items())})
         self.ticks += 1
         self.sample_cost_ns += time.perf_counter_ns() - c0

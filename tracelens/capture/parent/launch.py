@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from tracelens.capture.destination import COMBINED_MARK, JOB_PARENT_ENV, RankEnv, parent_combines
+from tracelens.capture.machine.supply import with_job_root
 from tracelens.capture.options import A, Analyze, JobResult, ProfileOptions, ProfileResult, analyzed
 from tracelens.errors import UsageError
 from tracelens.system.rundirs import (
@@ -157,7 +158,7 @@ def run_job(options: ProfileOptions, args: list[str], analyze: Analyze[A] | None
     cmd = rank_command(plan, rank_options, job_dir)
     try:
         with Relay(grace_s=60.0) as relay:  # torchrun gives its ranks 30 s after SIGTERM
-            relay.start(cmd, {**os.environ, JOB_PARENT_ENV: str(os.getpid())}, own_session=True)
+            relay.start(cmd, with_job_root({**os.environ, JOB_PARENT_ENV: str(os.getpid())}), own_session=True)
             rc = relay.wait()
         job: JobResult[Any] = JobResult(job_dir, rc if rc >= 0 else 128 - rc, cmd, collect_ranks(job_dir, rank_options))
         if not relay.terminated:

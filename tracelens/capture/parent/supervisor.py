@@ -31,6 +31,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
+from tracelens.capture.machine.supply import with_job_root
 from tracelens.capture.options import ProfileOptions, ProfileResult
 from tracelens.capture.recorded.outcome import (
     PHASE_FILE,
@@ -213,7 +214,7 @@ def supervise(options: ProfileOptions, run_dir: Path, command: dict[str, Any],
     write_run(run_dir, provisional)
     write_phase(run_dir, "starting")
     with Relay() as relay:
-        proc = relay.start(child_command(options, run_dir), env)
+        proc = relay.start(child_command(options, run_dir), with_job_root(os.environ if env is None else env))
         rc = relay.wait()
     status, run = settle(run_dir, provisional, rc, proc.pid, started, relay.escalated)
     return result_from_run(run_dir, run, status, options), relay.terminated

@@ -166,7 +166,8 @@ def telemetry(sampler: TelemetrySampler | None, interval_ms: float, us: ToUs) ->
             samples=Samples(t_us=[us(t) for t in t_ns], **cols)))
     return Telemetry(interval_ms=interval_ms, fields=list(SAMPLE_FIELDS), start_us=us(sampler.start_ns),
                      end_us=us(sampler.end_ns), ticks=sampler.ticks,
-                     sampler_cpu_ms=round(sampler.sample_cost_ns / 1e6, 3), processes=processes)
+                     sampler_cpu_ms=round(sampler.sample_cost_ns / 1e6, 3), processes=processes,
+                     supply=sampler.supply.to_struct(us) if sampler.supply is not None else None)
 
 
 def _iso(t_ns: int) -> str:

@@ -155,7 +155,12 @@ class CaptureSession:
         return prof
 
     def _new_sampler(self) -> TelemetrySampler:
-        return TelemetrySampler(self.options.telemetry_interval_ms / 1000.0, self.registry.known_workers)
+        from tracelens.capture.machine.facts import cgroup_cpu_quota
+        from tracelens.capture.machine.supply import SupplyRecorder, job_root
+
+        supply = SupplyRecorder(job_root(), cgroup_cpu_quota())
+        return TelemetrySampler(self.options.telemetry_interval_ms / 1000.0, self.registry.known_workers,
+                                supply=supply)
 
     def _install_main_fetch_probe(self) -> None:
         from tracelens.capture.dataloader.worker import patch_fetch
