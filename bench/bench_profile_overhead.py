@@ -31,6 +31,7 @@ import sys
 import tempfile
 import textwrap
 from pathlib import Path
+from typing import Any
 
 WORKLOAD = textwrap.dedent(
     """
@@ -218,6 +219,78 @@ def paired_rounds(workers: int, steps: int, rounds: int) -> list[tuple[float, fl
     return out
 
 
+def paired_pipeline_rounds(kind: str, steps: int, rounds: int) -> list[tuple[float, float]]:
+    """As :func:`paired_rounds` for a loop fed by a pipeline that is no DataLoader: ``generator``
+    (timed through a trace function) or ``class`` (an iterator class whose ``__next__`` is
+    wrapped); the same batches, model and step as the DataLoader workload, built in the loop."""
+    import time
+
+    import torch
+
+    from tracelens.capture.script.session import CaptureSession, SessionConfig
+
+    torch.set_num_threads(1)  # see WORKLOAD
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 4))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+
+    def batch(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.stack([torch.full((64,), float((i * 32 + k) % 5)) for k in range(32)])
+        return x, torch.tensor([(i * 32 + k) % 4 for k in range(32)])
+
+    def generator() -> Any:
+        i = 0
+        while True:
+            yield batch(i)
+            i += 1
+
+    class Batches:
+        def __init__(self) -> None:
+            self.i = -1
+
+        def __iter__(self) -> Batches:
+            return self
+
+        def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+            self.i += 1
+            return batch(self.i)
+
+    def loop() -> float:
+        t0 = 0.0
+        source = generator() if kind == "generator" else Batches()
+        for i, (x, y) in enumerate(source):
+            if i == 50:
+                t0 = time.perf_counter()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if i == 50 + steps:
+                break
+        return steps / (time.perf_counter() - t0)
+
+    def wrapped(run_dir: Path) -> float:
+        session = CaptureSession(SessionConfig(run_dir=run_dir, command={}, wait=10**9, no_report=True))
+        session.start()
+        try:
+            return loop()
+        finally:
+            session.finish(0, "finished", None, shutdown_workers=True)
+
+    out = []
+    with tempfile.TemporaryDirectory() as d:
+        loop()
+        for r in range(rounds):
+            if r % 2 == 0:
+                bare = loop()
+                hooked = wrapped(Path(d) / f"r{r}")
+            else:
+                hooked = wrapped(Path(d) / f"r{r}")
+                bare = loop()
+            out.append((bare, hooked))
+    return out
+
+
 def _load() -> str:
     return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -230,6 +303,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--workers", default="0,2", help="num_workers values, comma-separated")
     ap.add_argument("--skip-e2e", action="store_true", help="no separate-process runs")
+    ap.add_argument("--pipelines", default="generator,class",
+                    help="pipelines without a DataLoader in the paired rounds (generator, class)")
     ap.add_argument("--rounds", type=int, default=15, help="paired in-process rounds (0: none)")
     ap.add_argument(
         "--baseline-src",
@@ -265,6 +340,16 @@ def main() -> None:
             hooked = statistics.median(w for _, w in pairs)
             print(
                 f"| {workers} | {1000 / bare:.2f} | {bare:.1f} | {hooked:.1f} | "
+                f"{1 - statistics.median(ratios):+.1%} | {1 - q3:+.1%} … {1 - q1:+.1%} |"
+            )
+        for kind in (k for k in args.pipelines.split(",") if k):
+            pairs = paired_pipeline_rounds(kind, args.steps, args.rounds)
+            ratios = sorted(w / b for b, w in pairs)
+            q1, q3 = (ratios[int(f * (len(ratios) - 1))] for f in (0.25, 0.75))
+            bare = statistics.median(b for b, _ in pairs)
+            hooked = statistics.median(w for _, w in pairs)
+            print(
+                f"| {kind} (no DataLoader) | {1000 / bare:.2f} | {bare:.1f} | {hooked:.1f} | "
                 f"{1 - statistics.median(ratios):+.1%} | {1 - q3:+.1%} … {1 - q1:+.1%} |"
             )
         print(f"\nload average after the paired rounds: {_load()}")

@@ -18,7 +18,14 @@ from tracelens.breakdown import READING_ORDER, step_parts
 from tracelens.model import GPU_ACTIVITY_CATEGORIES, RUNTIME_CATEGORIES, RowFilter, Trace
 
 STEP_NAME = re.compile(r"^ProfilerStep#(\d+)$")
-DATA_WAIT_NAME = re.compile(r"^enumerate\(DataLoader\)#.*\.__next__$|^enumerate\(DataPipe\)#")
+DATA_WAIT_NAME = re.compile(r"^enumerate\(DataLoader\)#.*\.__next__$|^enumerate\(DataPipe\)#|^tracelens#next\(")
+#: The ``next()`` of whatever feeds the training loop, written by ``tracelens profile`` (any input
+#: pipeline); where present it is the data wait, and a DataLoader drawn inside it is not counted twice.
+PIPELINE_NEXT_NAME = re.compile(r"^tracelens#next\(")
+#: In a trace recorded ``with_stack``, the ``python_function`` frames of known loaders' ``next()``
+#: (torchdata.nodes, NVIDIA DALI, FFCV): the data wait when no DataLoader or tracelens event is there.
+STACK_NEXT_NAME = re.compile(r"(?:torchdata/nodes/(?:base_node|loader)\.py|nvidia/dali/plugin/pytorch/[\w/]*\.py"
+                             r"|ffcv/loader/epoch_iterator\.py)\(\d+\): __next__$")
 #: Collective communication on the host (process-group annotations, c10d ops) and the device
 #: (NCCL/RCCL kernels). In data-parallel training every rank waits in them for the slowest rank.
 COLLECTIVE_NAME = re.compile(r"^(?:nccl|gloo|mpi|ucc|xccl|hccl):|^c10d::|^record_param_comms$|^[nr]cclDev(?:ice)?Kernel|^[nr]cclKernel")
@@ -33,7 +40,8 @@ def reads_name(name: str) -> bool:
     """Whether the analysis reads events of this name (besides steps and GPU activity)."""
     return (DATA_WAIT_NAME.match(name) is not None or COLLECTIVE_NAME.match(name) is not None
             or STEP_NAME.match(name) is not None or name in SYNC_NAMES or _is_copy_call(name)
-            or breakdown.reads_name(name))
+            or breakdown.reads_name(name) or PIPELINE_NEXT_NAME.match(name) is not None
+            or STACK_NEXT_NAME.search(name) is not None)
 
 
 def _is_copy_call(name: str) -> bool:
@@ -247,8 +255,27 @@ def _rows(trace: Trace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     gpu_ann = trace.mask_categories({"gpu_user_annotation"})
     gpu_rows = trace.mask_categories(GPU_ACTIVITY_CATEGORIES)
     step_rows = np.flatnonzero(_step_mask(trace) & ~gpu_ann)
-    next_rows = np.flatnonzero(trace.mask_names(lambda n: DATA_WAIT_NAME.match(n) is not None) & ~gpu_ann & ~gpu_rows)
+    host = ~gpu_ann & ~gpu_rows
+    pipeline = trace.mask_names(lambda n: PIPELINE_NEXT_NAME.match(n) is not None) & host
+    next_rows = np.flatnonzero(pipeline if pipeline.any() else
+                               trace.mask_names(lambda n: DATA_WAIT_NAME.match(n) is not None) & host)
+    if not next_rows.size:
+        next_rows = outermost(trace, np.flatnonzero(trace.mask_names(lambda n: STACK_NEXT_NAME.search(n) is not None)
+                                                    & host))
     return step_rows, next_rows, gpu_rows
+
+
+def outermost(trace: Trace, rows: np.ndarray) -> np.ndarray:
+    """``rows`` without those inside another of them (a pipeline's nodes call each other's
+    ``__next__``: the outermost call is the wait the loop sees)."""
+    if rows.size < 2:
+        return rows
+    rows = rows[np.lexsort((-trace.dur_ns[rows], trace.ts_ns[rows]))]
+    ends = trace.ts_ns[rows] + trace.dur_ns[rows]
+    reach = np.maximum.accumulate(ends)
+    inside = np.zeros(rows.size, bool)
+    inside[1:] = trace.ts_ns[rows][1:] < reach[:-1]
+    return np.sort(rows[~inside])
 
 
 def find_steps(trace: Trace, step_rows: np.ndarray, next_rows: np.ndarray) -> Steps:

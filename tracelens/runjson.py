@@ -129,9 +129,16 @@ class Loader(_Doc, frozen=True, kw_only=True):
         "the standard library (the framework's own frame when there is none); null for a loader built "
         "before the session")] = None
     framework: Annotated[str | None, _d(
-        "`transformers` (Trainer), `lightning`, `accelerate`, or null when the script builds it itself")] = None
+        "`transformers` (Trainer), `lightning`, `accelerate`, or null when the script builds it itself; for an "
+        "input pipeline that is no DataLoader: `torchdata.nodes`, `webdataset`, `datasets`, `generator`")] = None
     training: Annotated[bool | None, _d(
         "its batches fed backward passes (a training loader); false for evaluation loaders, null when not seen")] = None
+    pipeline: Annotated[dict[str, Any], _d(
+        "the pipeline's own knobs (`ParallelMapper.num_workers`, `Prefetcher.prefetch_factor`, webdataset's "
+        "`rebatch_in_main` and `shards`, a Hugging Face dataset's `n_shards`); `num_workers` is then its "
+        "concurrency")] = field(default_factory=dict)
+    max_workers: Annotated[int | None, _d(
+        "the most workers that get data (the shards of a sharded dataset); null: no such limit known")] = None
 
 
 class Batches(_Doc, frozen=True, kw_only=True):

@@ -223,7 +223,7 @@ def test_module_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.steps_captured == 3 and run["command"]["kind"] == "module"
 
 
-def test_script_with_its_own_profiler_is_left_alone(tmp_path: Path) -> None:
+def test_script_with_its_own_profiler_keeps_its_events_and_its_recording_is_the_trace(tmp_path: Path) -> None:
     script = tmp_path / "own.py"
     script.write_text(
         textwrap.dedent("""
@@ -237,8 +237,10 @@ def test_script_with_its_own_profiler_is_left_alone(tmp_path: Path) -> None:
     """)
     )
     result, run = _run(tmp_path, str(script))
-    assert result.exit_status == 0 and result.user_profiler
-    assert result.trace_path is None and run["user_profiler"].endswith("profile")
+    # THEN the script's profiler works as it would (its events are there: the assert in the script)
+    assert result.exit_status == 0 and result.user_profiler and run["user_profiler"].endswith("profile")
+    # AND its recording (no schedule: no ProfilerStep#) is kept as the run's trace
+    assert result.trace_path is not None and result.steps_captured == 0
     assert run["batches"]["count"] == 10
 
 

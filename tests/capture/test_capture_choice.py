@@ -252,4 +252,5 @@ def test_a_crashed_sweep_trial_names_the_scripts_exception(tmp_path: Path) -> No
     script.write_text("import torch\nraise ValueError('bad config: lr')\n")
     res = run_timing_trial(str(script), [], {"num_workers": 0}, steps=12)
     assert res["exit_status"] == 1
-    assert res["unusable"].startswith("the script failed (ValueError: bad config: lr, exit status 1)")
+    # the sweep names a failed trial from these (sweep.trials.failure: the script's error first)
+    assert "ValueError: bad config: lr" in res["script_error"]

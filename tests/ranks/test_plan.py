@@ -119,3 +119,16 @@ def test_every_local_route_returns_one_result_with_the_full_analyses(tmp_path: P
         assert len(slowest.analysis.per_step) == 3 and [o.ok for o in result.outcomes] == [True] * 3
     single = analyze_path(tmp_path / "rank1.json")
     assert not single.is_multi_rank and single.slowest is single.ranks[0] and len(single.outcomes) == 1
+
+
+def test_the_cycles_one_process_wrote_are_one_rank_not_several(tmp_path: Path) -> None:
+    # GIVEN a TensorBoard logdir: two profiler cycles of one process, one cycle of another
+    for name in ("host_101.1700000000000.pt.trace.json", "host_101.1700000009000.pt.trace.json",
+                 "host_202.1700000001000.pt.trace.json"):
+        (tmp_path / name).write_text("[]")
+    jobs = plan(tmp_path).jobs
+    # THEN each process is one rank holding its cycles in order
+    assert [(j.rank, [Path(p).name for p in j.paths]) for j in jobs] == [
+        (0, ["host_101.1700000000000.pt.trace.json", "host_101.1700000009000.pt.trace.json"]),
+        (1, ["host_202.1700000001000.pt.trace.json"])]
+    assert ranks_of(["a/x.1.pt.trace.json", "a/x.2.pt.trace.json"], [None, None]) == [0, 0]

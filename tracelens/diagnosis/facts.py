@@ -127,6 +127,8 @@ class RunFacts:
     iterator_creations: int | None = None  # DataLoader iterators created in the window (epochs)
     first_next_ms: tuple[float, ...] = ()  # the first __next__ wait of each iterator
     recording: Recording | None = None  # how the run was recorded (None: not by tracelens profile)
+    max_workers: int | None = None  # the most workers that get data (a sharded dataset's shards)
+    user_profiler: str | None = None  # the script drove its own profiler (tracelens kept its first cycle)
     supply: Supply | None = None  # the CPU supply: what other processes took (None in older files)
 
     @property
@@ -193,6 +195,8 @@ def run_facts(run: RunInfo | RunFacts | None) -> RunFacts | None:
         batch_cpu_ms=tuple(b.cpu_us / 1000.0 for b in batches),
         batch_source="workers" if nw > 0 else "main process",
         iterator_creations=loader.iterators_created if loader is not None else None,
+        max_workers=loader.max_workers if loader is not None else None,
+        user_profiler=run.user_profiler,
         first_next_ms=_first_waits_ms(run, loader) if loader is not None else (),
         recording=recording(run, loader),
         supply=supply_facts(run.telemetry.supply if run.telemetry is not None else None),

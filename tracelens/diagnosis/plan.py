@@ -231,6 +231,13 @@ def plan_workers(ctx: Context, cause: str) -> WorkersPlan:
                      f"the cap is {cap_reason}.")
     else:
         notes.append(f"Under the cap: {cap_reason}.")
+    shards = ctx.facts.max_workers if ctx.facts is not None else None
+    if shards is not None and n > shards:
+        n = max(shards, 1)
+        cannot_help = True
+        notes.append(f"Capped at num_workers={n}: the dataset has {shards} shard(s) and a worker beyond "
+                     "one per shard gets no data; to use more workers, re-shard it "
+                     "(`to_iterable_dataset(num_shards=…)`, or more source files).")
     main_threads, c_new = _main_threads_for(ctx, cause, n, t_b)
     # workers run 1 torch thread unless the user's worker_init_fn raised it (run.json measures it)
     worker_threads = ctx.facts.torch_threads_worker if ctx.facts is not None else None

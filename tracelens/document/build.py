@@ -15,6 +15,7 @@ from tracelens._version import __version__
 from tracelens.analysis import TraceAnalysis
 from tracelens.diagnosis import Diagnosis
 from tracelens.diagnosis import Finding as RuleFinding
+from tracelens.diagnosis.knobs import knob_for
 from tracelens.diagnosis.ranks import RankTimes, Straggler, find_straggler
 from tracelens.document.jsondoc import Rows, Values
 from tracelens.document.schema import (
@@ -84,7 +85,8 @@ def loader_of(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo | None
         return known
     return replace(known, id=lo.id, cls=lo.cls, dataset_class=lo.dataset_class, dataset_len=lo.dataset_len,
                    batches_per_epoch=lo.batches_per_epoch, batch_size=lo.batch_size, created_at=lo.created_at,
-                   framework=lo.framework, training=lo.training)
+                   framework=lo.framework, training=lo.training, pipeline=dict(lo.pipeline),
+                   max_workers=lo.max_workers)
 
 
 def finding_of(f: RuleFinding) -> Finding:
@@ -94,9 +96,11 @@ def finding_of(f: RuleFinding) -> Finding:
                    thresholds=dict(f.thresholds))
 
 
-def recommendation_of(diagnosis: Diagnosis) -> Recommendation:
-    """The diagnosis' recommendation as a document entry."""
+def recommendation_of(diagnosis: Diagnosis, loader: Loader | None = None) -> Recommendation:
+    """The diagnosis' recommendation as a document entry, naming the knob of ``loader``."""
     rec = diagnosis.recommendation
+    knob = (knob_for(loader.cls, loader.framework, loader.pipeline, rec.num_workers, diagnosis.diagnosis)
+            if loader is not None else None)
     return Recommendation(
         num_workers=rec.num_workers, pin_memory=rec.pin_memory, persistent_workers=rec.persistent_workers,
         prefetch_factor=rec.prefetch_factor, notes=list(rec.notes), expected_speedup=_num(rec.expected_speedup, 4),
@@ -105,7 +109,8 @@ def recommendation_of(diagnosis: Diagnosis) -> Recommendation:
         expected_speedup_bound=_num(rec.expected_speedup_bound, 4), expected_basis=rec.expected_basis,
         measure_with=rec.measure_with,
         parts=[RecommendationPart(setting=p.setting, value=p.value, rule=p.rule, kind=p.kind, reason=p.reason)
-               for p in rec.parts])
+               for p in rec.parts],
+        knob=knob.name if knob is not None else None, knob_advice=knob.text or None if knob is not None else None)
 
 
 def cpu_supply(run: RunInfo | None) -> CpuSupplySummary | None:
@@ -123,6 +128,7 @@ def cpu_supply(run: RunInfo | None) -> CpuSupplySummary | None:
 def build_document(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo | None = None) -> Document:
     """One rank's analysis as the SPEC §3 document."""
     a = analysis
+    loader = loader_of(a, diagnosis, run)
     return Document(
         schema_version=SCHEMA_VERSION,
         tool=TOOL,
@@ -143,9 +149,9 @@ def build_document(analysis: TraceAnalysis, diagnosis: Diagnosis, run: RunInfo |
             collective_ms_per_step=_num(a.collective_ms_per_step, 4),
             step_breakdown=step_breakdown_of(a),
         ),
-        loader=loader_of(a, diagnosis, run),
+        loader=loader,
         diagnosis=diagnosis.diagnosis,
-        recommendation=recommendation_of(diagnosis),
+        recommendation=recommendation_of(diagnosis, loader),
         findings=[finding_of(f) for f in diagnosis.findings],
         diagnosis_confidence=_num(diagnosis.confidence, 3),
         rules_skipped=[SkippedRule(id=s.id, reason=s.reason) for s in diagnosis.skipped],

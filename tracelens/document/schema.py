@@ -128,6 +128,10 @@ class Loader(_Doc, frozen=True, kw_only=True):
     created_at: Annotated[str | None, _d("where it was built: `file:line in function`")] = None
     framework: Annotated[str | None, _d("`transformers`, `lightning`, `accelerate`, or null (the script's own)")] = None
     training: Annotated[bool | None, _d("its batches fed backward passes; null when not seen")] = None
+    pipeline: Annotated[dict[str, Any], _d(
+        "the pipeline's own knobs when it is no plain DataLoader (run.json's `loaders[].pipeline`)")] = field(
+        default_factory=dict)
+    max_workers: Annotated[int | None, _d("the most workers that get data (a sharded dataset's shards)")] = None
 
 
 class Recommendation(_Doc, frozen=True, kw_only=True):
@@ -145,6 +149,10 @@ class Recommendation(_Doc, frozen=True, kw_only=True):
         default_factory=dict)
     keep_current: Annotated[list[str], _d("settings the evidence does not show: keep their current value")] = field(
         default_factory=list)
+    knob: Annotated[str | None, _d(
+        "where `num_workers` (the concurrency) goes: `DataLoader.num_workers`, `StatefulDataLoader.num_workers`, "
+        "`ParallelMapper.num_workers`, `WebLoader.num_workers`, `concurrency` (a generator)")] = None
+    knob_advice: Annotated[str | None, _d("how to apply it in that pipeline's own terms")] = None
     expected_speedup_bound: Annotated[float | None, _d(
         "the most the change can gain, from the evidence named in `expected_basis` (never below `expected_speedup`)")] = None
     expected_basis: Annotated[str | None, _d(

@@ -57,13 +57,27 @@ class Plan:
     multi_rank: bool
 
 
+#: ``tensorboard_trace_handler``'s file name: ``<worker name>.<epoch ms>.pt.trace.json[.gz]``;
+#: one process writes one such file per profiler cycle.
+CYCLE_NAME = re.compile(r"^(?P<process>.+)\.\d+\.pt\.trace\.json(?:\.gz)?$")
+
+
+def _process_of(name: str) -> str:
+    """The process that wrote ``name``: its cycles share it (any other file is its own)."""
+    m = CYCLE_NAME.match(basename(name))
+    return f"{name.rpartition('/')[0]}/{m.group('process')}" if m else name
+
+
 def ranks_of(names: Sequence[str], declared: Sequence[int | None]) -> list[int]:
     """Each item's rank: the one it declares, else the number in its name (``rank3``,
-    ``worker_3``) when every name has one and they differ, else its position."""
+    ``worker_3``) when every name has one and they differ, else its process's position (the
+    cycles one process's ``tensorboard_trace_handler`` wrote are one rank, not several)."""
     named = [RANK_IN_NAME.search(basename(n)) for n in names]
     use_names = all(m is not None for m in named) and len({m.group(1) for m in named if m}) > 1
-    return [d if d is not None else int(m.group(1)) if use_names and m is not None else i
-            for i, (d, m) in enumerate(zip(declared, named))]
+    processes = [_process_of(n) for n in names]
+    position = {p: i for i, p in enumerate(dict.fromkeys(processes))}
+    return [d if d is not None else int(m.group(1)) if use_names and m is not None else position[p]
+            for d, m, p in zip(declared, named, processes)]
 
 
 def _concurrently(fn: Callable[[str], _T], items: Sequence[str]) -> list[_T]:

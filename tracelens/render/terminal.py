@@ -116,13 +116,15 @@ def format_summary(doc: AnalysisDocument, color: bool = False, cwd: str | None =
             if src is not None and src["problem"]:
                 lines += _wrap(f"your code could not be edited: {src['problem']}; the settings to use:", "  ")
             where = f" ({_clean(rec['created_at'])})" if rec["created_at"] else ""
-            lines.append(c("1", f"  {'the same as a ' if fw and fw['lines'] else ''}change to the DataLoader call{where}:"))
+            lines.append(c("1", f"  {'the same as a ' if fw and fw['lines'] else ''}change to {rec['call']}{where}:"))
         lines += [c(DIFF_COLOR.get(d["op"], "2"), f"  {_clean(d['text'])}" if d["op"] == "@" else f"  {d['op']} {_clean(d['text'])}")
                   for d in rec["diff"]]
         if src is not None and src["unresolved"]:
             lead = ("also, by hand: " if src["lines"] else
                     f"the call at {src['where']} takes these from keyword arguments built elsewhere: set ")
             lines += _wrap(lead + "; ".join(src["unresolved"]), "  ")
+        if rec["knob_advice"]:
+            lines += _wrap(f"- {rec['knob_advice']}", "    ")
         if rec["env"]:
             lines.append(c("1", "  and start training with:"))
             lines += [c(DIFF_COLOR["+"], f"  + export {_clean(e)}") for e in rec["env"]]

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from tracelens.diagnosis.knobs import Knob, knob_for
 from tracelens.document.result import Result
 from tracelens.document.schema import Document
 from tracelens.render.source_edit import SourceEdit, diff_lines, source_edit
@@ -67,7 +68,8 @@ def settings_call(settings: dict[str, Any]) -> str:
 def settings_diff(current: dict[str, Any], recommended: dict[str, Any],
                   context: Sequence[str] = (), *, keep: Sequence[str] = (),
                   threads_per_worker: int | None = None, threads_main: int | None = None,
-                  unknown_note: str = "current value not recorded in the trace") -> list[dict[str, str]]:
+                  unknown_note: str = "current value not recorded in the trace",
+                  call: str = "DataLoader") -> list[dict[str, str]]:
     """The recommended ``DataLoader(...)`` call as diff lines ``{op: " "|"-"|"+", text}``.
 
     ``current`` values of ``None`` are unknown (not in the trace): their line is added with a
@@ -85,7 +87,7 @@ def settings_diff(current: dict[str, Any], recommended: dict[str, Any],
             {"op": "+", "text": "def set_worker_threads(worker_id):  # call it from your worker_init_fn if you have one"},
             {"op": "+", "text": f"    torch.set_num_threads({threads_per_worker})"},
         ]
-    lines += [{"op": " ", "text": "loader = DataLoader("}, {"op": " ", "text": "    dataset,"}]
+    lines += [{"op": " ", "text": f"loader = {call}("}, {"op": " ", "text": "    dataset,"}]
     lines += [{"op": " ", "text": f"    {c},"} for c in context]
     for k in SETTING_KEYS:
         cur, rec = current.get(k), recommended.get(k)
@@ -155,6 +157,23 @@ def framework_view(doc: Document, diff: Sequence[dict[str, str]]) -> dict[str, A
     return None
 
 
+def pipeline_diff(doc: Document, knob: Knob) -> list[dict[str, str]]:
+    """The change in the pipeline's own call, for a pipeline that is no DataLoader."""
+    now, n = doc.loader.num_workers, doc.recommendation.num_workers
+    if knob.call == "ParallelMapper":
+        method = doc.loader.pipeline.get("ParallelMapper.method", "thread")
+        lines = [{"op": " ", "text": "node = ParallelMapper("}, {"op": " ", "text": "    source, map_fn,"}]
+        if now != n:
+            lines.append({"op": "-", "text": f"    num_workers={now!r},"})
+        lines += [{"op": "+" if now != n else " ", "text": f"    num_workers={n!r},"},
+                  {"op": " ", "text": f"    method={method!r},"}, {"op": " ", "text": ")"}]
+        return lines
+    if n is None or n <= (now or 0):
+        return []
+    return [{"op": "+", "text": f"pool = ThreadPoolExecutor(max_workers={n})  # or processes for CPU work"},
+            {"op": "+", "text": "items = pool.map(load, keys)  # the per-item work, run ahead of the loop"}]
+
+
 def run_cwd(result: Result) -> str | None:
     """The working directory of the run the document speaks for (None without its run.json)."""
     full = result.slowest
@@ -185,9 +204,12 @@ def recommendation_view(doc: Document, context: Sequence[str] = (), edit: Source
     user's own lines, edited; otherwise the settings as a ``DataLoader(...)`` call."""
     rec = doc.recommendation
     keep = list(rec.keep_current)
+    knob = knob_for(doc.loader.cls, doc.loader.framework, doc.loader.pipeline, rec.num_workers, doc.diagnosis)
     diff = settings_diff(current_settings(doc), {k: getattr(rec, k) for k in SETTING_KEYS}, context,
                          keep=keep, threads_per_worker=rec.torch_threads_per_worker,
-                         threads_main=rec.torch_threads_main)
+                         threads_main=rec.torch_threads_main, call=knob.call)
+    if not knob.dataloader_args:
+        diff = pipeline_diff(doc, knob)
     env = {k: v for k, v in rec.env.items()
            if re.fullmatch(r"[A-Z][A-Z0-9_]*", k) and re.fullmatch(r"[\w.,:-]*", v)}
     speed, bound = rec.expected_speedup, rec.expected_speedup_bound
@@ -197,7 +219,7 @@ def recommendation_view(doc: Document, context: Sequence[str] = (), edit: Source
     changed = any(ln["op"] != " " for ln in diff) or bool(env)
     code = diff_after(diff)
     framework = framework_view(doc, diff)
-    if source is not None and source["lines"]:
+    if source is not None and source["lines"] and knob.dataloader_args:
         diff, code, changed = source["lines"], source["call"], True
         if framework is not None and source["target"] == "TrainingArguments":
             framework["lines"] = []  # the edit of the script's own TrainingArguments(...) says it
@@ -207,4 +229,5 @@ def recommendation_view(doc: Document, context: Sequence[str] = (), edit: Source
             "bound": f"{bound:.2f}×" if bound is not None else None,
             "basis": rec.expected_basis or "", "measure": rec.measure_with,
             "framework": framework, "created_at": doc.loader.created_at,
-            "notes": list(rec.notes)}
+            "call": f"the {knob.call} call" if knob.dataloader_args or knob.call == "ParallelMapper" else "the pipeline",
+            "knob_advice": knob.text or None, "notes": list(rec.notes)}

@@ -51,6 +51,7 @@ class LoaderRecord:
     fed_backward: int = 0  # backward passes its batches fed (training evidence)
     drawn_at_backward: int = 0  # batches_drawn at the last backward pass
     co_draw_streak: int = 0  # backward passes in a row after exactly one batch of it
+    nested: bool = False  # drawn inside the training loop's pipeline (its batches are the pipeline's)
 
     @property
     def training(self) -> bool | None:
@@ -99,9 +100,11 @@ def describe_loader(loader: Any, loader_id: int, applied: dict[str, Any],
     from torch.utils.data import IterableDataset
     from torch.utils.data._utils.collate import default_collate, default_convert
 
+    from tracelens.capture.dataloader.knobs import with_dataset_knobs
+
     dataset = loader.dataset
     workers = int(loader.num_workers)
-    return Loader(
+    return with_dataset_knobs(Loader(
         id=loader_id,
         cls=f"{type(loader).__module__}.{type(loader).__qualname__}",
         num_workers=workers,
@@ -123,7 +126,7 @@ def describe_loader(loader: Any, loader_id: int, applied: dict[str, Any],
         overrides_applied=applied,
         created_at=origin[0],
         framework=origin[1],
-    )
+    ), dataset)
 
 
 def describe_iterator(it: Any, loader_id: int) -> Loader:
@@ -236,6 +239,15 @@ class LoaderRegistry:
                 it._tracelens_loader_id = loader_id
             with contextlib.suppress(TypeError):
                 self._iterators.add(it)
+        return loader_id
+
+    def adopt_pipeline(self, describe: Callable[[int], Loader]) -> int:
+        """A record (and id) for an input pipeline that is no DataLoader (``describe(id)`` gives
+        its settings): the training loop's input, found at its first backward pass."""
+        with self.lock:
+            loader_id = len(self.records)
+            self.records.append(LoaderRecord(describe(loader_id), time.time_ns()))
+            self.records[loader_id].iterators_created = 1
         return loader_id
 
     def count_batch(self, loader_id: int | None) -> None:

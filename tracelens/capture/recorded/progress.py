@@ -25,9 +25,12 @@ POLL_S = 0.2  # the display reads the file this often
 def write_progress(run_dir: Path, text: str) -> None:
     """Record ``text`` as the recording's progress (atomic; failures ignored)."""
     tmp = run_dir / f"{PROGRESS_FILE}.{os.getpid()}.tmp"
-    with contextlib.suppress(OSError):
+    try:
         tmp.write_text(text)
         os.replace(tmp, run_dir / PROGRESS_FILE)
+    except OSError:  # a full disk or a removed directory: no progress, and no file left behind
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def read_progress(run_dir: Path) -> str | None:

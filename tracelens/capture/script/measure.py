@@ -60,6 +60,7 @@ from tracelens.capture.script.trial_control import (
     PipeControl,
     RoundGrant,
 )
+from tracelens.runjson import Loader
 from tracelens.system.atomic import write_atomic
 
 #: Cap on the warm-up chosen for a loader: skip start-up and the pre-filled queue, not more.
@@ -78,6 +79,23 @@ def auto_warmup(num_workers: int, prefetch_factor: int | None) -> int:
     """Batches to skip: the ones workers pre-fill (num_workers × prefetch_factor), 5 to 64."""
     prefilled = num_workers * (prefetch_factor or 0)
     return max(MIN_AUTO_WARMUP, min(MAX_AUTO_WARMUP, prefilled + 2))
+
+
+#: Overrides a loader without workers neutralises (``LoaderRegistry.apply_overrides``), and
+#: those run.json records under another form: not compared.
+_UNCOMPARED = {"prefetch_factor", "persistent_workers", "multiprocessing_context", "timeout"}
+
+
+def overrides_missed(info: Loader, overrides: dict[str, Any]) -> list[str]:
+    """``name=actual (asked value)`` for each override the constructed loader does not show."""
+    missed = []
+    for key, asked in overrides.items():
+        if key in _UNCOMPARED or not hasattr(info, key):
+            continue
+        actual = getattr(info, key)
+        if actual != asked:
+            missed.append(f"{key}={actual!r} (asked {asked!r})")
+    return missed
 
 
 @dataclass
@@ -148,7 +166,7 @@ class TimingSession:
         self.registry.on_iterator(loader, it)
         return it
 
-    def on_user_profiler(self, name: str) -> None:
+    def on_user_profiler(self, name: str, prof: Any = None) -> None:
         """The script's own profiler runs as it likes: a timing trial records no trace."""
 
     def on_backward(self) -> None:
@@ -317,8 +335,16 @@ class TimingSession:
         return sum(len(r.get("step_ns", [])) for r in rounds if r.get("loader_id") == self.timed_loader)
 
     def unusable(self) -> str | None:
-        """Why this trial's numbers cannot be compared with others', or None."""
+        """Why this trial's numbers cannot be compared with others', or None (an override that
+        did not reach the timed loader refuses the trial: its numbers are not the setting asked)."""
         steps = self.measured_steps()
+        if self.timed_loader is not None:
+            missed = overrides_missed(self.registry.records[self.timed_loader].info, self.registry.overrides)
+            if missed:
+                info = self.registry.records[self.timed_loader].info
+                return (f"the override did not take effect: loader #{self.timed_loader} ({info.cls}) runs with "
+                        f"{', '.join(missed)}; its constructor does not pass these arguments on to DataLoader, "
+                        "so this trial does not measure the setting asked for")
         if self.timed_loader is None:
             drawn = max((r.batches_drawn for r in self.registry.records), default=0)
             return (f"no loader fed a backward pass or drew {self.warmup or 'its warm-up of'} batches "

@@ -106,6 +106,9 @@ class CaptureSession:
         self.window_loader: int | None = None  # the loader whose batches are the steps
         self.provisional = False  # chosen without training evidence (no backward pass seen yet)
         self.last_loader: int | None = None  # the loader of the last batch drawn
+        self.input_searched = False  # the training loop's input was looked for
+        self.on_step: Callable[[], None] | None = None  # a pipeline timer's, at each backward/step
+        self.on_stop: Callable[[], None] | None = None  # stops a pipeline's threads (with the workers)
         self.fresh_step = False  # the window's first step, opened by prof.start()
         self.paused_ns: int | None = None  # when the last step was ended early
         self.discard_trace = False
@@ -206,7 +209,15 @@ class CaptureSession:
 
     def on_backward(self) -> None:
         """A backward pass or optimizer step: the loader drawn last trains; the first such loader
-        is the window's (it replaces a provisional window still recording)."""
+        is the window's (it replaces a provisional window still recording). The first one also
+        looks for the training loop's input (``capture.training_input``)."""
+        if self.on_step is not None:
+            self.on_step()
+        if not self.input_searched:
+            self.input_searched = True
+            from tracelens.capture.script.training_input import adopt_training_input
+
+            adopt_training_input(self)
         credited = self.registry.on_backward(self.last_loader)
         if credited is None or (credited == self.window_loader and not self.provisional):
             return
@@ -241,16 +252,68 @@ class CaptureSession:
         loader_id = getattr(it, "_tracelens_loader_id", None)
         if loader_id is None:
             loader_id = self.registry.adopt_iterator(it)
+        t0 = self.begin_next(loader_id, it)
+        try:
+            data = orig(it)  # StopIteration at an epoch's end propagates uncounted
+        except StopIteration:
+            self.end_next(loader_id, t0, True)
+            raise
+        self.end_next(loader_id, t0, False)
+        return data
+
+    def begin_next(self, loader_id: int, it: Any) -> int:
+        """Before a batch of ``loader_id`` is drawn (``it``: its iterator, None for a generator):
+        advance the window; in it, the window loader's batch starts a step and a batch of a
+        loader that has fed no backward pass pauses the open one (it lies between steps). The
+        wall-clock ns the wait starts at."""
         self.last_loader = loader_id
         if self.phase is Phase.WAITING:
             with self.lock:
                 self._advance(loader_id)
         if self.phase is Phase.WINDOW:
-            return self._next_in_window(it, orig, loader_id)
-        t0 = time.time_ns()
-        data = orig(it)  # StopIteration at an epoch's end propagates uncounted
-        self._record_batch(loader_id, t0, time.time_ns())
-        return data
+            if loader_id == self.window_loader:
+                ending = it is not None and is_exhausted(it)  # the epoch's StopIteration call is no step
+                with self.lock:
+                    if self.phase is Phase.WINDOW and not ending:
+                        self._window_step()
+            elif not self.registry.is_training(loader_id):
+                with self.lock:
+                    self._pause_step()
+        return time.time_ns()
+
+    def end_next(self, loader_id: int, t0: int, stopped: bool) -> None:
+        """After the draw begun at ``t0``: record the batch, or (``stopped``: StopIteration) end
+        the window loader's epoch."""
+        if not stopped:
+            self._record_batch(loader_id, t0, time.time_ns())
+        elif loader_id == self.window_loader:
+            with self.lock:
+                if self.phase is Phase.WINDOW:
+                    self._epoch_end()
+
+    def recording(self) -> bool:
+        """Whether our profiler is running (a pipeline's ``next()`` is then a trace event)."""
+        return self.prof is not None
+
+    def take_pipeline(self, loader_id: int, on_step: Callable[[], None] | None) -> None:
+        """The training loop draws from pipeline ``loader_id`` (``capture.training_input``): it is
+        the window's loader; what was recorded or chosen before is dropped. ``on_step`` is
+        called at each backward pass or optimizer step (a generator's timer arms itself)."""
+        self.on_step = on_step
+        with self.lock:
+            self.last_loader = None  # batches drawn so far came through the pipeline
+            for record in self.registry.records:
+                record.nested = record.info.id != loader_id and record.batches_drawn > 0
+            if self.phase is Phase.PRELOADER:
+                self.phase = Phase.WAITING
+                self._stop_recording(drop_sampler=True)
+            if self.phase is Phase.WINDOW:
+                old = self.window_loader
+                self._abandon_window(loader_id)
+                self.notes[-1] = (f"loader #{old}, drawn inside the training loop's pipeline, was being recorded "
+                                  f"before the pipeline (#{loader_id}) was found; that window was dropped")
+            elif self.phase is Phase.WAITING:
+                self._choose(loader_id, provisional=False)
 
     def _record_batch(self, loader_id: int, t0: int, t1: int) -> None:
         self.batches_drawn += 1
@@ -280,31 +343,6 @@ class CaptureSession:
             self._start_window()
         elif self.progress is not None:
             self.progress(f"skipping the first batches ({drawn}/{self.schedule.wait})", False)
-
-    def _next_in_window(self, it: Any, orig: Any, loader_id: int) -> Any:
-        """A batch inside the window: the window loader's starts a step; a loader that has fed no
-        backward pass pauses the open step (its batch lies between steps)."""
-        if loader_id == self.window_loader:
-            ending = is_exhausted(it)  # the epoch's StopIteration call is no step of its own
-            with self.lock:
-                if self.phase is Phase.WINDOW and not ending:
-                    self._window_step()
-            t0 = time.time_ns()
-            try:
-                data = orig(it)
-            except StopIteration:
-                with self.lock:
-                    if self.phase is Phase.WINDOW:
-                        self._epoch_end()
-                raise
-        else:
-            if not self.registry.is_training(loader_id):
-                with self.lock:
-                    self._pause_step()
-            t0 = time.time_ns()
-            data = orig(it)
-        self._record_batch(loader_id, t0, time.time_ns())
-        return data
 
     # ------------------------------------------------------------------ the window
     def _start_window(self) -> None:
@@ -442,14 +480,23 @@ class CaptureSession:
             # Ended by the schedule: step_num = warmup + active; by stop(): the open step counts too.
             self.window_steps = min(active, in_window if in_window >= active else in_window + 1)
 
-    def on_user_profiler(self, name: str) -> None:
-        """The script starts its own profiler: stop ours (Kineto allows one) and hand off."""
+    def on_user_profiler(self, name: str, prof: Any = None) -> None:
+        """The script starts its own profiler: stop ours (Kineto allows one) and hand off; keep
+        the script's first recorded cycle as the trace (``user_profiler``) unless ours is saved."""
         with self.lock:
             if self.user_profiler is not None:
                 return
             self.user_profiler = name
             self._stop_recording(drop_sampler=False)
             self.phase = Phase.USER_PROFILER
+            if self.trace_path is None and prof is not None and hasattr(prof, "on_trace_ready"):
+                from tracelens.capture.script.user_profiler import keep_user_trace
+
+                keep_user_trace(self, prof)
+                self.notes.append(
+                    f"the script drives its own profiler ({name}): tracelens stopped its own and analyzed the "
+                    "first cycle the script's profiler recorded (its ProfilerStep# steps), with tracelens's telemetry")
+                return
             self.notes.append(
                 f"the script drives its own profiler ({name}); tracelens left it alone and "
                 "recorded no trace of its own: analyze the script's trace with `tracelens analyze`")
@@ -474,6 +521,8 @@ class CaptureSession:
             self.registry.restore()
         if shutdown_workers:
             self.registry.shutdown_iterators()
+            if self.on_stop is not None:
+                self.on_stop()
         run = build_run_info(self._state(exit_status, stop_reason, error, end_ns))
         run_json = write_atomic(self.run_dir / "run.json", encode_run_info(run), parents=False)
         shutil.rmtree(self.record_dir, ignore_errors=True)

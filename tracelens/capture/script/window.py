@@ -63,7 +63,7 @@ def choice_note(registry: LoaderRegistry, loader_id: int | None, provisional: bo
         return (f"no batch was followed by a backward pass or an optimizer step before the window: "
                 f"it records loader #{loader_id}, which drew the most batches (an inference loop, or an "
                 "evaluation before training)")
-    others = [r.info.id for r in registry.records if r.info.id != loader_id and r.batches_drawn]
+    others = [r.info.id for r in registry.records if r.info.id != loader_id and r.batches_drawn and not r.nested]
     if not others:
         return None
     return (f"the window records the training loader #{loader_id} (its batches fed backward passes); "

@@ -34,8 +34,11 @@ def no_loader(rule: Rule, ctx: Context) -> Finding | None:
     return _q(rule, ctx, Severity.HIGH, "No DataLoader events inside the steps: the loader cannot be judged",
               {"steps": ctx.analysis.measured_steps},
               "The profiled loop does not draw batches from a torch.utils.data.DataLoader inside the "
-              "ProfilerStep window (or the iterator is wrapped so its __next__ is not recorded). Profile "
-              f"the training loop itself: {RERUN_PROFILER}.")
+              "ProfilerStep window (or the iterator is wrapped so its __next__ is not recorded). Another "
+              "input pipeline (torchdata.nodes, DALI, FFCV, webdataset, a generator) leaves no event of its "
+              "own: `tracelens profile train.py ARGS` times whatever feeds the training loop (the "
+              "`tracelens#next(...)` event), and a trace recorded with_stack=True shows torchdata.nodes', "
+              f"DALI's and FFCV's __next__ frames. Profile the training loop itself: {RERUN_PROFILER}.")
 
 
 @declare_rule("TL303", "trace_quality", Severity.LOW, "Steps from the DataLoader fallback", precondition="none",
@@ -62,7 +65,9 @@ def few_steps(rule: Rule, ctx: Context) -> Finding | None:
                      "wait": rec.wait, "warmup": rec.warmup, "active": rec.active}
     return _q(rule, ctx, severity, f"Only {st.steps} steady step(s): too few to judge the wait pattern",
               evidence, "Confidence is lowered (a healthy verdict is capped at "
-              f"{threshold('few_steps_confidence'):.1f}). " + more_steps_advice(rec, st.excluded_steps))
+              f"{threshold('few_steps_confidence'):.1f}). " + (
+                  own_profiler_advice() if ctx.facts is not None and ctx.facts.user_profiler
+                  else more_steps_advice(rec, st.excluded_steps)))
 
 
 #: Steps to record when recording again: the default window of ``tracelens profile``.
@@ -77,6 +82,14 @@ def rerun_command(rec: Recording, wait: int, warmup: int, active: int) -> str:
     target = f"-m {shlex.quote(rec.target)}" if rec.kind == "module" else shlex.quote(rec.target)
     flags = f"--wait {wait} --warmup {warmup} --active {active}"
     return " ".join(["tracelens profile", flags, target, *(shlex.quote(a) for a in rec.args)])
+
+
+def own_profiler_advice() -> str:
+    """How to record enough steps when the script drives its own profiler (``tracelens profile``
+    keeps that profiler's first cycle, so re-running it alone records no more)."""
+    return (f"The script drives its own profiler and tracelens analyzed its first cycle: give that "
+            f"cycle at least {TARGET_STEPS} active steps (torch.profiler.schedule(wait=5, warmup=2, "
+            f"active={TARGET_STEPS}) with prof.step() after every batch), then run `tracelens profile` again.")
 
 
 def more_steps_advice(rec: Recording | None, excluded: int) -> str:
