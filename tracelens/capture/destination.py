@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tracelens.capture.options import ProfileOptions
 from tracelens.errors import UsageError
+from tracelens.system.nodeclaims import COMBINED_MARK, is_member
 from tracelens.system.rundirs import (
     RANK_DIR_PREFIX,
     claim_dir,
@@ -30,8 +31,6 @@ from tracelens.system.rundirs import (
 #: Set by a ``tracelens profile -- torchrun`` process for its ranks: that process combines.
 JOB_PARENT_ENV = "TRACELENS_JOB_PARENT"
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-#: Written in OUT by the rank that combined the job's analysis (the ``--no-python`` form).
-COMBINED_MARK = ".tracelens-combined"
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,11 @@ def claim_rank_dir(options: ProfileOptions, rank: RankEnv) -> Path:
     job_dir = options.out if options.out is not None else options.runs_root / f"{options.stem}-{job_label(rank)}"
     job_dir.mkdir(parents=True, exist_ok=True)
     holder = claim_holder(job_dir)
-    if holder is not None and str(holder.get("pid")) != os.environ.get(JOB_PARENT_ENV) and holder_alive(holder):
+    parent = os.environ.get(JOB_PARENT_ENV, "")
+    ours = str(holder.get("pid")) == parent if holder is not None else True
+    if not ours and parent.isdigit() and is_member(job_dir, int(parent)):
+        ours = True  # another node's launcher claimed OUT; ours joined it
+    if not ours and holder is not None and holder_alive(holder):
         raise UsageError(f"{job_dir}: another tracelens run (pid {holder.get('pid')}) is writing this "
                          "directory; choose another --out")
     run_dir = job_dir / f"{RANK_DIR_PREFIX}{rank.rank}"

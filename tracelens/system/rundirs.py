@@ -120,12 +120,12 @@ def _describe(holder: dict[str, Any]) -> str:
     return f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}{when}"
 
 
-def _try_link(d: Path) -> bool:
-    """Create the claim file atomically; False when one exists."""
+def _try_link(d: Path, extra: dict[str, Any] | None = None) -> bool:
+    """Create the claim file atomically (``extra`` added to its record); False when one exists."""
     tmp = d / f"{CLAIM_FILE}.{os.getpid()}.tmp"
     try:
         try:
-            tmp.write_text(json.dumps(_claim_record()))
+            tmp.write_text(json.dumps({**_claim_record(), **(extra or {})}))
         except OSError as exc:
             raise OutputError(d / CLAIM_FILE, os_cause(exc), "claim the directory") from exc
         os.link(tmp, d / CLAIM_FILE)
@@ -170,8 +170,8 @@ def make_dir(d: Path) -> None:
                           "create the directory") from exc
 
 
-def claim_dir(d: Path, *, force: bool, keep: tuple[str, ...] = ()) -> None:
-    """Claim ``d`` (created when missing) for this process.
+def claim_dir(d: Path, *, force: bool, keep: tuple[str, ...] = (), extra: dict[str, Any] | None = None) -> None:
+    """Claim ``d`` (created when missing) for this process (``extra``: more of the claim record).
 
     Refused with one line when another live process holds it, or when it holds files and not
     ``force``; with ``force`` tracelens' own files of an earlier run (``RUN_OUTPUTS`` and
@@ -180,7 +180,7 @@ def claim_dir(d: Path, *, force: bool, keep: tuple[str, ...] = ()) -> None:
     """
     make_dir(d)
     for _ in range(20):
-        if _try_link(d):
+        if _try_link(d, extra):
             break
         _take_over(d, force)
     else:

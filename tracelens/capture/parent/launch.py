@@ -17,11 +17,9 @@ and the job's combined ``OUT/analysis.json`` and ``OUT/report.html``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn
@@ -29,7 +27,9 @@ from typing import Any, NoReturn
 from tracelens.capture.destination import COMBINED_MARK, JOB_PARENT_ENV, RankEnv, parent_combines
 from tracelens.capture.machine.supply import with_job_root
 from tracelens.capture.options import A, Analyze, JobResult, ProfileOptions, ProfileResult, analyzed
+from tracelens.capture.parent.nodes import NodeJob, SiblingWatch, node_job
 from tracelens.errors import UsageError
+from tracelens.system import nodeclaims
 from tracelens.system.rundirs import (
     RANK_DIR_PREFIX,
     claim_dir,
@@ -43,8 +43,6 @@ LAUNCHER_NAMES = frozenset({"torchrun"})
 #: torchrun options tracelens replaces by its own ``--no-python python -m tracelens profile``.
 _DROPPED = frozenset({"--no-python", "--no_python", "-m", "--module", "--run-path", "--run_path"})
 _PYTHON = re.compile(r"^python(\d+(\.\d+)*)?(\.exe)?$")
-#: Files of the ``--no-python`` form's coordination in OUT.
-COMBINE_LOCK = ".tracelens-combine.lock"
 
 
 def _is_python(name: str) -> bool:
@@ -71,6 +69,7 @@ class LaunchPlan:
     module: bool
     script: str
     script_args: tuple[str, ...]
+    job: NodeJob | None = None  # a job over several nodes (their launchers may share OUT)
 
 
 def _torchrun_parser() -> Any:
@@ -108,7 +107,7 @@ def plan_launch(args: list[str]) -> LaunchPlan:
     script, module = ns.training_script, bool(ns.module)
     if ns.no_python:
         script, rest, module = _unwrap_python(script, rest)
-    return LaunchPlan(tuple(opts), module, script, tuple(rest))
+    return LaunchPlan(tuple(opts), module, script, tuple(rest), node_job(ns))
 
 
 def rank_command(plan: LaunchPlan, options: ProfileOptions, job_dir: Path) -> list[str]:
@@ -143,42 +142,80 @@ def collect_ranks(job_dir: Path, options: ProfileOptions) -> tuple[ProfileResult
 
 
 def run_job(options: ProfileOptions, args: list[str], analyze: Analyze[A] | None) -> JobResult[A]:
-    """Profile every rank of a torchrun job into one job directory (see the module doc)."""
-    from tracelens.capture.parent.supervisor import Relay, stop_on_sigterm
+    """Profile every rank of a torchrun job into one job directory (see the module doc).
 
+    A job over several nodes whose launchers share ``--out`` joins it (claims per node, see
+    :mod:`tracelens.system.nodeclaims`): this node stops when another node's launcher fails, and
+    the last launcher to finish writes the analysis of every rank in OUT.
+    """
     plan = plan_launch(args)
     rank_options = replace(options, target=plan.script, args=plan.script_args, module=plan.module)
     if not plan.module and not Path(plan.script).is_file():
         raise UsageError(f"{plan.script}: no such script (the script torchrun runs)")
+    if options.out is not None and plan.job is not None:
+        nodeclaims.join(options.out, plan.job.key, plan.job.max_nodes, force=options.force)
+        return _run_node(options, rank_options, plan, plan.job, analyze)
     if options.out is None:
         job_dir = claim_new_dir(options.runs_root, rank_options.stem)
     else:
         claim_dir(options.out, force=options.force)
         job_dir = options.out
-    cmd = rank_command(plan, rank_options, job_dir)
     try:
-        with Relay(grace_s=60.0) as relay:  # torchrun gives its ranks 30 s after SIGTERM
-            relay.start(cmd, with_job_root({**os.environ, JOB_PARENT_ENV: str(os.getpid())}), own_session=True)
-            rc = relay.wait()
-        job: JobResult[Any] = JobResult(job_dir, rc if rc >= 0 else 128 - rc, cmd, collect_ranks(job_dir, rank_options))
-        if not relay.terminated:
-            with stop_on_sigterm(job_dir):
-                job = analyzed(job, job_dir, analyze, no_report=options.no_report, what="job analysis")
+        rc, cmd, terminated, _ = _launch(plan, rank_options, job_dir, None)
+        job: JobResult[Any] = JobResult(job_dir, rc, cmd, collect_ranks(job_dir, rank_options))
+        if not terminated:
+            job = _analyze_job(job, analyze, options)
     finally:
         release_claim(job_dir)
     return job
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    import fcntl
+def _launch(plan: LaunchPlan, rank_options: ProfileOptions, job_dir: Path,
+            watch: NodeJob | None) -> tuple[int, list[str], bool, str | None]:
+    """Run the launcher: its exit status, command, whether this process was asked to stop, and
+    why another node's failure stopped it (``watch``: the job whose other nodes are watched)."""
+    from tracelens.capture.parent.supervisor import Relay
 
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    cmd = rank_command(plan, rank_options, job_dir)
+    stopped_by = None
+    with Relay(grace_s=60.0) as relay:  # torchrun gives its ranks 30 s after SIGTERM
+        proc = relay.start(cmd, with_job_root({**os.environ, JOB_PARENT_ENV: str(os.getpid())}), own_session=True)
+        if watch is None:
+            rc = relay.wait()
+        else:
+            with SiblingWatch(job_dir, watch, proc) as sibling:
+                rc = relay.wait()
+            stopped_by = sibling.reason
+    status = rc if rc >= 0 else 128 - rc
+    return (max(status, 1) if stopped_by else status), cmd, relay.terminated, stopped_by
+
+
+def _analyze_job(job: JobResult[A], analyze: Analyze[A] | None, options: ProfileOptions) -> JobResult[A]:
+    from tracelens.capture.parent.supervisor import stop_on_sigterm
+
+    with stop_on_sigterm(job.job_dir):
+        return analyzed(job, job.job_dir, analyze, no_report=options.no_report, what="job analysis")
+
+
+def _run_node(options: ProfileOptions, rank_options: ProfileOptions, plan: LaunchPlan, node: NodeJob,
+              analyze: Analyze[A] | None) -> JobResult[A]:
+    """This node's launcher of a job over several nodes, in the OUT it joined."""
+    job_dir = options.out
+    assert job_dir is not None
+    rc, terminated, stopped_by = 1, False, None
+    cmd: list[str] = []
+    try:
+        rc, cmd, terminated, stopped_by = _launch(plan, rank_options, job_dir, node)
+    finally:
+        with nodeclaims.leave(job_dir, node.key, rc) as last:
+            job: JobResult[Any] = JobResult(job_dir, rc, cmd, collect_ranks(job_dir, rank_options),
+                                            notes=(stopped_by,) if stopped_by else ())
+            if last and not terminated:
+                job = _analyze_job(job, analyze, options)
+            elif not last:
+                job = replace(job, notes=(*job.notes, "the analysis of all ranks is written by the last "
+                                          f"node to finish: {job_dir / 'analysis.json'}"))
+    return job
 
 
 def _finished(run_dir: Path) -> bool:
@@ -195,7 +232,7 @@ def combine_if_last(options: ProfileOptions, rank: RankEnv, recorded: ProfileRes
     if parent_combines():
         return None
     job_dir = recorded.run_dir.parent
-    with _locked(job_dir / COMBINE_LOCK):
+    with nodeclaims.job_lock(job_dir):
         dirs = [job_dir / f"{RANK_DIR_PREFIX}{r}" for r in range(rank.world_size)]
         if (job_dir / COMBINED_MARK).exists() or not all(_finished(d) for d in dirs):
             return None
