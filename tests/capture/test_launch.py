@@ -87,3 +87,16 @@ def test_options_survive_the_trip_to_the_recording_child() -> None:
     options = ProfileOptions(target="t.py", args=("--a", "1"), out=Path("o"), wait=3,
                              tensorboard_dir=Path("tb"), loader_overrides={"num_workers": 2})
     assert ProfileOptions.from_json(options.to_json()) == options
+
+
+def test_the_nodes_of_one_rendezvous_are_one_job_and_a_single_node_is_none() -> None:
+    pytest.importorskip("torch")
+    common = ["--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d", "--rdzv_endpoint=host0:29500"]
+    node0 = plan_launch([*common, "--node_rank=0", "train.py"]).job
+    node1 = plan_launch([*common, "--node_rank=1", "train.py"]).job
+    assert node0 is not None and node0 == node1 and node0.max_nodes == 2
+    other = plan_launch([*common, "--rdzv_id=run2", "train.py"]).job
+    assert other is not None and other.key != node0.key
+    assert plan_launch(["--nnodes=1:4", "--master_addr=h", "--master_port=1", "train.py"]).job is not None
+    assert plan_launch(["--nproc_per_node=2", "train.py"]).job is None
+    assert plan_launch(["--nnodes=2", "--standalone", "train.py"]).job is None
