@@ -90,7 +90,7 @@ def test_when_one_node_fails_the_other_node_stops_instead_of_waiting(tmp_path: P
     port = _free_port()
     node0 = _launcher("out", port, 0, tmp_path)
     node1 = _launcher("out", port, 1, tmp_path, "--slow-ms", "bad")
-    rc1, out1 = _finish(node1)
+    rc1, _ = _finish(node1)
     failed_at = time.monotonic()
     rc0, out0 = _finish(node0)
     # THEN node 0 stopped within the grace its rank gets to save its recording (20 s), not gloo's

@@ -62,9 +62,9 @@ def test_another_job_or_a_single_run_is_refused_while_the_job_runs(
     as_launcher(monkeypatch, launchers[0])
     nodeclaims.join(out, JOB, 2, force=True)
     as_launcher(monkeypatch, launchers[1])
-    with pytest.raises(UsageError, match="another tracelens run .* is writing this directory"):
+    with pytest.raises(UsageError, match=r"another tracelens run .* is writing this directory"):
         nodeclaims.join(out, "c10d|otherhost:29500|none|2", 2, force=True)
-    with pytest.raises(UsageError, match="another tracelens run .* is writing this directory"):
+    with pytest.raises(UsageError, match=r"another tracelens run .* is writing this directory"):
         claim_dir(out, force=True)
 
 
