@@ -13,6 +13,10 @@ and the job's combined ``OUT/analysis.json`` and ``OUT/report.html``.
   ``runs_root/<stem>-<job>`` (the rendezvous id, else the launcher's start time and pid, the
   same for the ranks of one job on one machine); the last rank to finish writes the job's
   analysis (a file lock serializes the ranks).
+
+A job over several nodes runs the first form on each node; with one ``--out`` on a shared file
+system the launchers join it (:mod:`tracelens.capture.parent.nodes`), and the last to finish
+writes the analysis of every rank in it.
 """
 
 from __future__ import annotations
