@@ -234,6 +234,7 @@ def test_a_sweep_override_reaches_stateful_dataloader(tmp_path: Path) -> None:
                             lambda: sdl.StatefulDataLoader(TensorDataset(torch.randn(200, 4)), batch_size=2))
     info = session.registry.records[session.timed_loader].info
     assert info.num_workers == 2 and info.overrides_applied["num_workers"]["to"] == 2
+    assert info.cls.endswith(".StatefulDataLoader")  # what sweep.json's trials[].loader_class name
     assert session.unusable() is None
 
 

@@ -198,6 +198,16 @@ def test_sweep_diff_marks_changes_from_the_scripts_own_settings() -> None:
     assert not any("prefetch_factor" in text for _, text in lines)  # 2 is PyTorch's default with workers
 
 
+def test_sweep_diff_names_the_scripts_own_loader_class() -> None:
+    # GIVEN a sweep whose trials timed a torchdata StatefulDataLoader
+    doc = {"baseline": {"num_workers": 0}, "best": {"num_workers": 4},
+           "trials": [{"loader_class": "torchdata.stateful_dataloader.stateful_dataloader.StatefulDataLoader"}]}
+    # THEN the change is to the user's StatefulDataLoader(...) call, not to a DataLoader(...)
+    assert (" ", "loader = StatefulDataLoader(") in [(ln["op"], ln["text"]) for ln in sweep_diff(doc)]
+    # AND a sweep.json that did not record the class (an earlier version) keeps DataLoader
+    assert sweep_diff({"baseline": {}, "best": {"num_workers": 4}})[0]["text"] == "loader = DataLoader("
+
+
 @pytest.mark.slow
 def test_real_sweep_on_the_article_loader(tmp_path: Path) -> None:
     pytest.importorskip("torch")

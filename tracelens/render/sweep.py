@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tracelens.diagnosis.knobs import knob_for
 from tracelens.render.charts import nice_axis, stacked_bars_spec
 from tracelens.render.format import fmt_ms
 from tracelens.render.html import render_page
@@ -11,13 +12,22 @@ from tracelens.render.wording import settings_diff
 
 
 def sweep_diff(doc: dict[str, Any]) -> list[dict[str, str]]:
-    """The ``DataLoader(...)`` change from the script's own settings to the chosen ones."""
+    """The loader call's change (``DataLoader(...)`` or the subclass the script uses) from the
+    script's own settings to the chosen ones."""
     if doc["best"] is None:
         return []
     best = doc["best"]
     return settings_diff(doc["baseline"] or {}, best, unknown_note="the script's own value is unknown",
                          threads_main=best.get("torch_threads_main"),
-                         threads_per_worker=best.get("torch_threads_per_worker"))
+                         threads_per_worker=best.get("torch_threads_per_worker"), call=loader_call(doc))
+
+
+def loader_call(doc: dict[str, Any]) -> str:
+    """The class whose call the sweep changed (``StatefulDataLoader``, ``WebLoader``...), as the
+    trials recorded it; ``DataLoader`` when they did not (a sweep.json of an earlier version)."""
+    cls = next((t["loader_class"] for t in doc.get("trials") or [] if t.get("loader_class")), None)
+    knob = knob_for(cls, None, None, None)
+    return knob.call if knob.dataloader_args else "DataLoader"
 
 
 def format_sweep(doc: dict[str, Any]) -> str:

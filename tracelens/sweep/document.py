@@ -108,6 +108,7 @@ def trial_record(trial: Trial) -> dict[str, Any]:
         "stopped_early": trial.stopped,
         "loader_id": trial.loader.get("id"),
         "loader_created_at": trial.loader.get("created_at"),
+        "loader_class": trial.loader.get("cls"),
         "loader_choice": raw.get("loader_choice"),
         "unusable": None if trial.ok else (raw.get("unusable") or "no steady step measured"),
         "exit_status": raw.get("exit_status"),
