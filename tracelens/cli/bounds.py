@@ -11,10 +11,18 @@ JOBS_PER_CORE = 4
 #: loaders gain past one per core, not past eight), and never fewer than this floor.
 SWEEP_WORKERS_PER_CORE = 8
 SWEEP_WORKERS_FLOOR = 64
-#: sweep --steps / --warmup / --repeats.
+#: sweep --steps / --warmup / --repeats / --max-rounds.
 MAX_SWEEP_STEPS = 100_000
 MAX_SWEEP_WARMUP = 100_000
 MAX_SWEEP_REPEATS = 50
+MAX_SWEEP_ROUNDS = 200
+#: sweep --main-threads / --worker-threads: torch threads per process (a typo must not start
+#: thousands of threads in every worker).
+MAX_SWEEP_THREADS = 256
+#: sweep --max-alive: trial processes alive at once (each a copy of the script and its workers).
+MAX_SWEEP_ALIVE = 32
+#: sweep --replay-batches: batches the ceiling trial caches (each held in memory).
+MAX_REPLAY_BATCHES = 10_000
 #: profile --active: batches recorded in one window (each adds its events to the trace).
 MAX_ACTIVE_STEPS = 10_000
 #: profile --wait and --warmup: batches skipped / profiled before the window.

@@ -5,8 +5,9 @@ cheapest setting within noise of the fastest."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -148,9 +149,18 @@ def is_faster(a: Throughput, b: Throughput) -> bool:
     return a.steps_per_s > b.steps_per_s + noise(a, b) and _interval(a)[0] > _interval(b)[1]
 
 
-def cost_key(s: Setting) -> tuple[int, int, int]:
-    """Cheaper first: fewer workers, then no pinned memory, then a shallower prefetch queue."""
-    return (s.num_workers, 1 if s.pin_memory else 0, s.prefetch_factor or 0)
+#: Sorts a count the script keeps as it is (unknown) after every count a sweep names.
+_OWN_COUNT = 1 << 20
+
+
+def cost_key(s: Setting) -> tuple[int, int, int, int, int]:
+    """Cheaper first: fewer workers, then no pinned memory, then a shallower prefetch queue,
+    then fewer math threads in the main process, then in each worker (the script's own worker
+    count and main threads, unknown here, after every count; a worker's own threads are the
+    DataLoader's 1)."""
+    return (_OWN_COUNT if s.num_workers is None else s.num_workers, 1 if s.pin_memory else 0,
+            s.prefetch_factor or 0, _OWN_COUNT if s.main_threads is None else s.main_threads,
+            1 if s.worker_threads is None else s.worker_threads)
 
 
 @dataclass(frozen=True)
@@ -173,13 +183,19 @@ def choose(settings: Sequence[Setting], results: Sequence[Throughput]) -> Choice
     return Choice(best, fastest, close)
 
 
-def next_auto_workers(results: dict[int, Throughput], start: int, max_workers: int) -> int | None:
+def _rate(t: Any) -> float:
+    return float(t.steps_per_s)
+
+
+def next_auto_workers(results: Mapping[int, Any], start: int, max_workers: int,
+                      faster: Callable[[Any, Any], bool] = is_faster, rate: Callable[[Any], float] = _rate) -> int | None:
     """The next num_workers to try in ``auto`` mode, or None when the search is done.
 
     From ``start`` (the diagnosis' recommendation) double upward (0 → 1 → 2 → 4 ...) while each
     step (from 2 workers on) is faster than everything below it beyond the noise; then halve
-    downward from
-    ``start`` while the cheaper setting is still within the noise of the best.
+    downward from ``start`` while the cheaper setting is still within the noise of the best.
+    ``faster(a, b)`` compares two measurements (default: :func:`is_faster` of throughputs; the
+    sweep compares its settings round by round), ``rate`` orders them.
     """
     up = [min(start, max_workers)]
     while up[-1] < max_workers:
@@ -189,14 +205,14 @@ def next_auto_workers(results: dict[int, Throughput], start: int, max_workers: i
             return w
         # 0 → 1 only moves loading off the main process (no gain without compute to overlap),
         # so the first step that must pay off is the one to 2 workers.
-        if i > 0 and w >= 2 and not is_faster(results[w], max((results[u] for u in up[:i]), key=lambda t: t.steps_per_s)):
+        if i > 0 and w >= 2 and not faster(results[w], max((results[u] for u in up[:i]), key=rate)):
             break
-    best = max(results.values(), key=lambda t: t.steps_per_s)
+    best = max(results.values(), key=rate)
     w = up[0]
     while w > 0:
         w = w // 2
         if w not in results:
             return w
-        if not is_within_noise(results[w], best):
+        if results[w] is not best and faster(best, results[w]):
             break
     return None

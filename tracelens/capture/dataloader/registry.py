@@ -150,12 +150,13 @@ def describe_iterator(it: Any, loader_id: int) -> Loader:
 class LoaderRegistry:
     """Every DataLoader of a session, the ``worker_init_fn`` wrappers and the live iterators."""
 
-    def __init__(self, overrides: dict[str, Any], record_dir: Path) -> None:
+    def __init__(self, overrides: dict[str, Any], record_dir: Path, *, worker_threads: int | None = None) -> None:
         unknown = set(overrides) - OVERRIDABLE_LOADER_ARGS
         if unknown:
             raise ValueError(f"cannot override DataLoader argument(s): {sorted(unknown)}")
         self.overrides = dict(overrides)
         self.record_dir = record_dir
+        self.worker_threads = worker_threads  # torch threads set in each worker (sweep), None: keep
         self.records: list[LoaderRecord] = []
         self.lock = threading.RLock()
         self._refs: list[weakref.ref[Any]] = []
@@ -202,7 +203,7 @@ class LoaderRegistry:
                 while isinstance(user_fn, WorkerInit):
                     user_fn = user_fn.user_fn
                 self._user_worker_init[loader_id] = user_fn
-                loader.worker_init_fn = WorkerInit(user_fn, str(self.record_dir), loader_id)
+                loader.worker_init_fn = WorkerInit(user_fn, str(self.record_dir), loader_id, self.worker_threads)
         return loader_id
 
     def on_iter(self, loader: Any) -> LoaderRecord:

@@ -125,14 +125,17 @@ class _RecordFile:
 
 class WorkerInit:
     """Picklable ``worker_init_fn`` wrapper: registers the worker, times its batches, then
-    calls the user's own ``worker_init_fn`` (if any) unchanged."""
+    calls the user's own ``worker_init_fn`` (if any) unchanged; with ``threads`` (a sweep
+    setting) it then sets ``torch.set_num_threads(threads)``, after the user's own call."""
 
     def __init__(
-        self, user_fn: Callable[[int], Any] | None, record_dir: str, loader_id: int
+        self, user_fn: Callable[[int], Any] | None, record_dir: str, loader_id: int,
+        threads: int | None = None,
     ) -> None:
         self.user_fn = user_fn
         self.record_dir = record_dir
         self.loader_id = loader_id
+        self.threads = threads
 
     def __call__(self, worker_id: int) -> None:
         started_ns = time.time_ns()
@@ -145,6 +148,10 @@ class WorkerInit:
             rec = None  # telemetry must never break the user's loader
         if self.user_fn is not None:
             self.user_fn(worker_id)
+        if self.threads is not None:
+            import torch
+
+            torch.set_num_threads(self.threads)
         if rec is not None:
             try:
                 import torch

@@ -279,6 +279,43 @@ def busiest_others(before: dict[int, tuple[str, int]], after: dict[int, tuple[st
     return rows[:top]
 
 
+def tree_cpu_ns(root: int, proc: Path = Path("/proc")) -> int | None:
+    """CPU time (ns) used so far by ``root`` and every process below it, the dead ones included:
+    Σ over the live tree of its own time plus the time of the children it has reaped
+    (``cutime`` + ``cstime``: a DataLoader worker that exited moves there), so the difference
+    of two readings is the tree's CPU in between even when workers come and go. None when
+    ``root`` cannot be read."""
+    parents: dict[int, list[int]] = {}
+    times: dict[int, int] = {}
+    try:
+        entries = os.listdir(proc)
+    except OSError:
+        return None
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        text = _read(proc / entry / "stat")
+        end = text.rfind(")") if text else -1
+        fields = text[end + 2:].split() if text and end > 0 else []
+        try:  # after the name: state ppid ... utime(11) stime(12) cutime(13) cstime(14)
+            ppid, ticks = int(fields[1]), sum(int(fields[i]) for i in (11, 12, 13, 14))
+        except (IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry))
+        times[int(entry)] = ticks * _TICK_NS
+    if root not in times:
+        return None
+    total, todo, seen = 0, [root], {root}
+    while todo:
+        pid = todo.pop()
+        total += times.get(pid, 0)
+        for child in parents.get(pid, ()):
+            if child not in seen:
+                seen.add(child)
+                todo.append(child)
+    return total
+
+
 def tree(table: dict[int, ProcessRow], root: int) -> set[int]:
     """``root`` and every process of ``table`` below it (from each process's parent pid)."""
     children: dict[int, list[int]] = {}
