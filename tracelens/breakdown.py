@@ -61,15 +61,27 @@ def host_spans(trace: Trace, pattern: re.Pattern[str]) -> Spans:
 def _per_step_hull(starts: np.ndarray, ends: np.ndarray, s_start: np.ndarray,
                    s_end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each step, the first start and last end of the events starting inside it (clipped to
-    the step); steps without any get an empty interval at their end."""
+    the step); steps without any get an empty interval at their end. Vectorized: the events of
+    step k are ``[a[k], b[k])`` in start order, their last end one ``maximum.reduceat``."""
     lo, hi = s_end.copy(), s_end.copy()
-    order = np.argsort(starts, kind="stable")
-    starts, ends = starts[order], ends[order]
-    for k in range(s_start.size):
-        a, b = np.searchsorted(starts, [s_start[k], s_end[k]], side="left")
-        if b > a:
-            lo[k] = starts[a]
-            hi[k] = min(int(ends[a:b].max()), int(s_end[k]))
+    if starts.size == 0:
+        return lo, hi
+    if not (starts[1:] >= starts[:-1]).all():
+        order = np.argsort(starts, kind="stable")
+        starts, ends = starts[order], ends[order]
+        del order
+    a = np.searchsorted(starts, s_start, side="left")
+    b = np.searchsorted(starts, s_end, side="left")
+    k = np.flatnonzero(b > a)
+    a, b = a[k], b[k]
+    if k.size:
+        lo[k] = starts[a]
+        # reduceat over (a0, b0, a1, b1, ...): the even slots are max(ends[a:b]) (a < b), the odd
+        # ones are discarded; one extra element lets b equal len(ends).
+        bounds = np.empty(2 * k.size, np.intp)
+        bounds[0::2], bounds[1::2] = a, b
+        last = np.maximum.reduceat(np.append(ends, ends[-1]), bounds)[0::2]
+        hi[k] = np.minimum(last, s_end[k])
     return lo, hi
 
 
