@@ -340,44 +340,79 @@ class StepInputs:
 def per_step_table(inputs: StepInputs) -> tuple[pd.DataFrame, np.ndarray]:
     """The per-step table (ms) and every ``__next__`` wait inside the steps, in order (ms).
 
-    Columns with one value for every step (no GPU activity: ``gpu_busy_ms`` NaN; no collectives:
-    ``collective_ms`` 0) are read-only broadcasts, and ``exposed_wait_ms`` is ``data_wait_ms``
-    itself when the GPU is never busy, so memory grows by 6 numbers per step, not 9.
+    Memory grows only by the distinct columns a trace has: a column with one value for every
+    step (no GPU activity: ``gpu_busy_ms`` NaN; no collectives: ``collective_ms`` 0; one
+    ``__next__`` a step: ``next_calls`` 1) is a read-only broadcast, and a column equal bit for
+    bit to one already built is that one, shared (``exposed_wait_ms`` is ``data_wait_ms`` when
+    the GPU is never busy; with one wait a step, ``next_longest_ms`` and the waits are too).
+    The step breakdown is built first, so its intermediates are gone before the rest is made.
     """
     steps, act = inputs.steps, inputs.act
     s_start, s_end, n = steps.start, steps.end, steps.count
     n_start, n_dur = inputs.next_start, inputs.next_dur
-    which = np.searchsorted(s_start, n_start, side="right") - 1
-    inside = (which >= 0) & (n_start < s_end[np.clip(which, 0, None)]) if n else np.zeros(n_start.size, bool)
-    counts = np.bincount(which[inside], minlength=n) if n else np.zeros(0, int)
-    longest = np.zeros(n)
-    if n and inside.any():
-        np.maximum.at(longest, which[inside], n_dur[inside] / NS_PER_MS)
-    origin = int(s_start[0]) if n else 0
+    cols = _Columns(n)
 
     def ms_within(s: iv.IntervalSet) -> np.ndarray:
         return iv.measure_within(s, s_start, s_end) / NS_PER_MS if len(s) else np.broadcast_to(0.0, (n,))
 
-    data_wait = ms_within(act.data_wait)
+    data_wait = cols.add(ms_within(act.data_wait))
+    parts = {f"part_{k}": cols.add(v) for k, v in
+             step_parts(inputs.optimizer, inputs.backward, s_start, s_end, act.data_wait, act.exposed,
+                        act.collectives, data_wait).items()}
+    which = np.searchsorted(s_start, n_start, side="right") - 1
+    inside = (which >= 0) & (n_start < s_end[np.clip(which, 0, None)]) if n else np.zeros(n_start.size, bool)
+    every = bool(inside.all())
+    if not every:
+        which = which[inside]
+    counts = cols.add(np.bincount(which, minlength=n).astype(np.int64, copy=False) if n else np.zeros(0, np.int64))
+    longest = np.zeros(n)
+    if n and which.size:
+        np.maximum.at(longest, which, (n_dur if every else n_dur[inside]) / NS_PER_MS)
+    del which
+    longest = cols.add(longest)
+    in_order = np.argsort(n_start if every else n_start[inside], kind="stable")
+    next_wait = cols.add((n_dur if every else n_dur[inside])[in_order] / NS_PER_MS)
+    del in_order, inside
+    origin = int(s_start[0]) if n else 0
     table = pd.DataFrame(
         {
             "step": steps.numbers,
             "start_ms": (s_start - origin) / NS_PER_MS,
             "duration_ms": (s_end - s_start) / NS_PER_MS,
             "data_wait_ms": data_wait,
-            "gpu_busy_ms": ms_within(act.gpu) if act.has_gpu else np.broadcast_to(np.nan, (n,)),
-            "exposed_wait_ms": data_wait if act.exposed is act.data_wait else ms_within(act.exposed),
-            "next_calls": counts.astype(np.int64, copy=False),
+            "gpu_busy_ms": cols.add(ms_within(act.gpu)) if act.has_gpu else np.broadcast_to(np.nan, (n,)),
+            "exposed_wait_ms": data_wait if act.exposed is act.data_wait else cols.add(ms_within(act.exposed)),
+            "next_calls": counts,
             "next_longest_ms": longest,
-            "collective_ms": ms_within(act.collectives),
-            **{f"part_{k}": data_wait if k == "data_wait_exposed_ms" and act.exposed is act.data_wait else v
-               for k, v in step_parts(inputs.optimizer, inputs.backward, s_start, s_end,
-                                      act.data_wait, act.exposed, act.collectives).items()},
+            "collective_ms": cols.add(ms_within(act.collectives)),
+            **parts,
         },
         columns=STEP_COLUMNS + BREAKDOWN_COLUMNS, copy=False,
     )
-    in_order = np.argsort(n_start[inside], kind="stable")
-    return table, n_dur[inside][in_order] / NS_PER_MS
+    return table, next_wait
+
+
+class _Columns:
+    """Per-step columns, each kept once: one of a single value becomes a read-only broadcast,
+    one equal bit for bit to a column already added becomes that column (read-only, shared)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.kept: list[np.ndarray] = []
+
+    def add(self, col: np.ndarray) -> np.ndarray:
+        if col.size < 2 or col.strides == (0,):
+            return col
+        bits = col.view(np.int64) if col.dtype == np.float64 else col
+        if (bits == bits[0]).all():
+            return np.broadcast_to(col[:1].copy()[0], col.shape)
+        for other in self.kept:
+            if other.dtype == col.dtype and other.shape == col.shape and \
+                    (other.view(np.int64) if other.dtype == np.float64 else other).__eq__(bits).all():
+                return other
+        col.flags.writeable = False
+        self.kept.append(col)
+        return col
 
 
 def per_device(trace: Trace, act: Activity, gpu_rows: np.ndarray, step_time_ns: int) -> tuple[DeviceActivity, ...]:

@@ -65,7 +65,11 @@ def union(starts: npt.ArrayLike, ends: npt.ArrayLike) -> IntervalSet:
 
 
 def combine(a: IntervalSet, b: IntervalSet) -> IntervalSet:
-    """``a ∪ b``."""
+    """``a ∪ b`` (an empty side gives the other set itself, no copy)."""
+    if len(b) == 0:
+        return a
+    if len(a) == 0:
+        return b
     return union(np.concatenate([a.starts, b.starts]), np.concatenate([a.ends, b.ends]))
 
 
@@ -104,6 +108,8 @@ def intersect(a: IntervalSet, b: IntervalSet) -> IntervalSet:
     """``a ∩ b`` (both sorted and disjoint, as every IntervalSet is)."""
     if len(a) == 0 or len(b) == 0:
         return empty()
+    if _within(a, b):
+        return a
     # Both sets are sorted and disjoint: interval j of b overlaps the run of a's intervals
     # lo[j] <= i < hi[j]; each overlapping pair gives one piece. Memory is that of the pieces.
     lo = np.searchsorted(a.ends, b.starts, side="right")
@@ -119,6 +125,15 @@ def intersect(a: IntervalSet, b: IntervalSet) -> IntervalSet:
     np.minimum(ends, b.ends[j], out=ends)
     del i, j
     return union(starts, ends)
+
+
+def _within(a: IntervalSet, b: IntervalSet) -> bool:
+    """Whether every interval of ``a`` lies inside one of ``b`` (then ``a ∩ b`` is ``a``: the
+    waits inside their steps, with no copy of them)."""
+    k = np.searchsorted(b.starts, a.starts, side="right") - 1
+    if k[0] < 0:
+        return False
+    return bool((a.ends <= b.ends[k]).all())
 
 
 def subtract(a: IntervalSet, b: IntervalSet) -> IntervalSet:
