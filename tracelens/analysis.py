@@ -281,15 +281,21 @@ def outermost(trace: Trace, rows: np.ndarray) -> np.ndarray:
 def find_steps(trace: Trace, step_rows: np.ndarray, next_rows: np.ndarray) -> Steps:
     """Host steps: every ``ProfilerStep#``, else the intervals between ``__next__`` calls."""
     if step_rows.size:
-        rows = step_rows[np.argsort(trace.ts_ns[step_rows], kind="stable")]
+        start = trace.ts_ns[step_rows]
+        if (start[1:] >= start[:-1]).all():  # in file order already (the usual case): no sort
+            rows = step_rows
+        else:
+            rows = step_rows[np.argsort(start, kind="stable")]
+            start = trace.ts_ns[rows]
         numbers = trace.step_number[rows]
         named = np.flatnonzero(numbers < 0)
         if named.size:  # numbers the loader did not read (hand-built traces)
             numbers = numbers.copy()
             numbers[named] = [int(STEP_NAME.match(trace.names.names[i]).group(1))  # type: ignore[union-attr]
                               for i in trace.name_id[rows[named]].tolist()]
-        return Steps(trace.ts_ns[rows], trace.ts_ns[rows] + trace.dur_ns[rows], numbers, "profiler_steps",
-                     None, int(step_rows.size))
+        end = trace.dur_ns[rows]
+        end += start
+        return Steps(start, end, numbers, "profiler_steps", None, int(step_rows.size))
     if next_rows.size:
         start, end = _fallback_steps(trace, next_rows)
         return Steps(start, end, np.arange(start.size, dtype=np.int64), "dataloader_next",
@@ -300,11 +306,15 @@ def find_steps(trace: Trace, step_rows: np.ndarray, next_rows: np.ndarray) -> St
                  "no ProfilerStep# and no DataLoader __next__ events: no steps to measure", 0)
 
 
-def measure_activity(trace: Trace, steps: Steps, next_rows: np.ndarray, gpu_rows: np.ndarray) -> Activity:
+def measure_activity(trace: Trace, steps: Steps, next_rows: np.ndarray, gpu_rows: np.ndarray,
+                     next_calls: tuple[np.ndarray, np.ndarray] | None = None) -> Activity:
     """Data wait (``__next__`` by name), GPU activity (kernel/memcpy/memset categories) and their
-    difference, each a union of intervals clipped to the steps."""
+    difference, each a union of intervals clipped to the steps. ``next_calls``: the start and
+    duration (ns) of the rows ``next_rows``, when the caller has gathered them already."""
     steps_set = iv.union(steps.start, steps.end)
-    data_wait = iv.intersect(_spans(trace, next_rows), steps_set)
+    n_start, n_dur = next_calls if next_calls is not None else (trace.ts_ns[next_rows], trace.dur_ns[next_rows])
+    data_wait = iv.intersect(iv.union(n_start, n_start + n_dur), steps_set)
+    del n_start, n_dur
     gpu = iv.intersect(_spans(trace, gpu_rows), steps_set)
     coll_rows = np.flatnonzero(trace.mask_names(lambda n: COLLECTIVE_NAME.match(n) is not None))
     collectives = iv.intersect(_spans(trace, coll_rows), steps_set)
@@ -512,14 +522,17 @@ def measure_trace(trace: Trace) -> tuple[TraceAnalysis, StepInputs]:
     a caller can let the trace go first (the table grows with the steps, as the trace does)."""
     step_rows, next_rows, gpu_rows = _rows(trace)
     steps = find_steps(trace, step_rows, next_rows)
-    act = measure_activity(trace, steps, next_rows, gpu_rows)
+    del step_rows
+    # the __next__ calls gathered once: their starts are the data wait's own (already sorted)
+    next_calls = trace.ts_ns[next_rows], trace.dur_ns[next_rows]
+    act = measure_activity(trace, steps, next_rows, gpu_rows, next_calls)
     step_time, n_steps = steps.time_ns, steps.count
     has_gpu = act.has_gpu
     cat_counts = trace.stats.category_counts
     runtime_calls = any(cat_counts.get(c, 0) for c in RUNTIME_CATEGORIES)
     gpu_expected = bool(trace.meta.device_properties) or runtime_calls or has_gpu
     iter_names = sorted({trace.names.names[i] for i in trace.name_id[next_rows]})
-    inputs = StepInputs(steps, act, trace.ts_ns[next_rows], trace.dur_ns[next_rows],
+    inputs = StepInputs(steps, act, *next_calls,
                         breakdown.host_spans(trace, breakdown.OPTIMIZER_NAME),
                         breakdown.host_spans(trace, breakdown.BACKWARD_NAME))
 

@@ -58,12 +58,16 @@ def host_spans(trace: Trace, pattern: re.Pattern[str]) -> Spans:
     return ts, ts + trace.dur_ns[rows]
 
 
+_HULL_BLOCK = 1 << 18  # steps at a time: the temporaries stay a few MB however many steps
+
+
 def _per_step_hull(starts: np.ndarray, ends: np.ndarray, s_start: np.ndarray,
                    s_end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each step, the first start and last end of the events starting inside it (clipped to
-    the step); steps without any get an empty interval at their end. Vectorized: the events of
-    step k are ``[a[k], b[k])`` in start order, their last end one ``maximum.reduceat``. The
-    arrays returned are only read (without events, both are ``s_end`` itself)."""
+    the step); steps without any get an empty interval at their end. Vectorized, a block of
+    steps at a time: the events of step k are ``[a[k], b[k])`` in start order, their last end
+    one ``maximum.reduceat``. The arrays returned are only read (without events, both are
+    ``s_end`` itself)."""
     if starts.size == 0:
         return s_end, s_end
     lo, hi = s_end.copy(), s_end.copy()
@@ -71,17 +75,24 @@ def _per_step_hull(starts: np.ndarray, ends: np.ndarray, s_start: np.ndarray,
         order = np.argsort(starts, kind="stable")
         starts, ends = starts[order], ends[order]
         del order
-    a = np.searchsorted(starts, s_start, side="left")
-    b = np.searchsorted(starts, s_end, side="left")
-    k = np.flatnonzero(b > a)
-    a, b = a[k], b[k]
-    if k.size:
+    for first in range(0, s_start.size, _HULL_BLOCK):
+        window = slice(first, first + _HULL_BLOCK)
+        a = np.searchsorted(starts, s_start[window], side="left")
+        b = np.searchsorted(starts, s_end[window], side="left")
+        k = np.flatnonzero(b > a)
+        if not k.size:
+            continue
+        a, b = a[k], b[k]
+        k += first
         lo[k] = starts[a]
-        # reduceat over (a0, b0, a1, b1, ...): the even slots are max(ends[a:b]) (a < b), the odd
-        # ones are discarded; one extra element lets b equal len(ends).
+        # reduceat over (a0, b0, a1, b1, ...) within the block's events: the even slots are
+        # max(ends[a:b]) (a < b), the odd ones are discarded; one element more lets b reach the end.
+        base = int(a.min())
+        events = np.append(ends[base : int(b.max())], 0)
         bounds = np.empty(2 * k.size, np.intp)
-        bounds[0::2], bounds[1::2] = a, b
-        last = np.maximum.reduceat(np.append(ends, ends[-1]), bounds)[0::2]
+        bounds[0::2], bounds[1::2] = a - base, b - base
+        del a, b
+        last = np.maximum.reduceat(events, bounds)[0::2]
         hi[k] = np.minimum(last, s_end[k])
     return lo, hi
 

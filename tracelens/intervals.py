@@ -12,7 +12,7 @@ import numpy.typing as npt
 
 Int64Array = npt.NDArray[np.int64]
 
-_BLOCK = 1 << 20  # windows measured at a time by measure_within
+_BLOCK = 1 << 18  # windows measured at a time by measure_within
 _MIN, _MAX = np.iinfo(np.int64).min, np.iinfo(np.int64).max  # the gaps around a set
 
 
