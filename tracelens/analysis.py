@@ -6,16 +6,19 @@ All durations inside are int64 ns; the public result reports ms and fractions.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from tracelens import breakdown
 from tracelens import intervals as iv
 from tracelens.breakdown import READING_ORDER, step_parts
+from tracelens.columnset import ColumnSet
 from tracelens.model import GPU_ACTIVITY_CATEGORIES, RUNTIME_CATEGORIES, RowFilter, Trace
+
+if TYPE_CHECKING:  # imported where the per-step table is built: ~80 MB of RSS (with pyarrow)
+    import pandas as pd
 
 STEP_NAME = re.compile(r"^ProfilerStep#(\d+)$")
 DATA_WAIT_NAME = re.compile(r"^enumerate\(DataLoader\)#.*\.__next__$|^enumerate\(DataPipe\)#|^tracelens#next\(")
@@ -357,10 +360,12 @@ def per_step_table(inputs: StepInputs) -> tuple[pd.DataFrame, np.ndarray]:
     the GPU is never busy; with one wait a step, ``next_longest_ms`` and the waits are too).
     The step breakdown is built first, so its intermediates are gone before the rest is made.
     """
+    import pandas as pd
+
     steps, act = inputs.steps, inputs.act
     s_start, s_end, n = steps.start, steps.end, steps.count
     n_start, n_dur = inputs.next_start, inputs.next_dur
-    cols = _Columns(n)
+    cols = ColumnSet()
 
     def ms_within(s: iv.IntervalSet) -> np.ndarray:
         return iv.measure_within(s, s_start, s_end) / NS_PER_MS if len(s) else np.broadcast_to(0.0, (n,))
@@ -400,29 +405,6 @@ def per_step_table(inputs: StepInputs) -> tuple[pd.DataFrame, np.ndarray]:
         columns=STEP_COLUMNS + BREAKDOWN_COLUMNS, copy=False,
     )
     return table, next_wait
-
-
-class _Columns:
-    """Per-step columns, each kept once: one of a single value becomes a read-only broadcast,
-    one equal bit for bit to a column already added becomes that column (read-only, shared)."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.kept: list[np.ndarray] = []
-
-    def add(self, col: np.ndarray) -> np.ndarray:
-        if col.size < 2 or col.strides == (0,):
-            return col
-        bits = col.view(np.int64) if col.dtype == np.float64 else col
-        if (bits == bits[0]).all():
-            return np.broadcast_to(col[:1].copy()[0], col.shape)
-        for other in self.kept:
-            if other.dtype == col.dtype and other.shape == col.shape and \
-                    (other.view(np.int64) if other.dtype == np.float64 else other).__eq__(bits).all():
-                return other
-        col.flags.writeable = False
-        self.kept.append(col)
-        return col
 
 
 def per_device(trace: Trace, act: Activity, gpu_rows: np.ndarray, step_time_ns: int) -> tuple[DeviceActivity, ...]:
@@ -509,17 +491,26 @@ def analyze_trace(trace: Trace) -> TraceAnalysis:
     return with_steps(*measure_trace(trace))
 
 
-def with_steps(analysis: TraceAnalysis, inputs: StepInputs) -> TraceAnalysis:
-    """``analysis`` with its per-step table and ``__next__`` waits, built from ``inputs``."""
+@dataclass(frozen=True)
+class Measured:
+    """A :class:`TraceAnalysis` but its per-step table and ``__next__`` waits: the keyword
+    arguments of the rest (the table is a pandas DataFrame, and pandas, ~80 MB of RSS with
+    pyarrow, is imported only once the caller has let the trace go)."""
+
+    fields: dict[str, Any]
+
+
+def with_steps(measured: Measured, inputs: StepInputs) -> TraceAnalysis:
+    """The analysis, with its per-step table and ``__next__`` waits built from ``inputs``."""
     per_step, next_wait = per_step_table(inputs)
-    return replace(analysis, per_step=per_step, next_wait_ms=next_wait,
-                   step_breakdown=median_step_breakdown(per_step))
+    return TraceAnalysis(**measured.fields, per_step=per_step, next_wait_ms=next_wait,
+                         step_breakdown=median_step_breakdown(per_step))
 
 
-def measure_trace(trace: Trace) -> tuple[TraceAnalysis, StepInputs]:
+def measure_trace(trace: Trace) -> tuple[Measured, StepInputs]:
     """Everything :func:`analyze_trace` reads from the rows of ``trace``: the analysis without
-    its per-step table and waits (empty), and what :func:`with_steps` builds them from, so that
-    a caller can let the trace go first (the table grows with the steps, as the trace does)."""
+    its per-step table and waits, and what :func:`with_steps` builds them from, so that a caller
+    can let the trace go first (the table grows with the steps, as the trace does)."""
     step_rows, next_rows, gpu_rows = _rows(trace)
     steps = find_steps(trace, step_rows, next_rows)
     del step_rows
@@ -540,7 +531,7 @@ def measure_trace(trace: Trace) -> tuple[TraceAnalysis, StepInputs]:
         return x / step_time if step_time else None
 
     exposed_frac = frac(act.exposed.total)
-    analysis = TraceAnalysis(
+    fields: dict[str, Any] = dict(
         path=trace.meta.path, format=trace.meta.format, truncated=trace.stats.truncated,
         skipped_events=trace.stats.skipped_malformed, events=trace.stats.events_total, rank=_rank(trace),
         devices=per_device(trace, act, gpu_rows, step_time), step_source=steps.source,
@@ -555,8 +546,8 @@ def measure_trace(trace: Trace) -> tuple[TraceAnalysis, StepInputs]:
         if step_time and has_gpu else None,
         sync_ms_per_step=host_syncs_ms_per_step(trace, act, steps),
         iterator=_iterator_kind(iter_names) if iter_names else "unknown",
-        iterator_names=tuple(iter_names), next_calls=int(next_rows.size), next_wait_ms=np.zeros(0),
-        per_step=pd.DataFrame(columns=STEP_COLUMNS + BREAKDOWN_COLUMNS), copies=_copy_stats(trace, gpu_rows, act.steps, n_steps),
+        iterator_names=tuple(iter_names), next_calls=int(next_rows.size),
+        copies=_copy_stats(trace, gpu_rows, act.steps, n_steps),
         has_gpu_activity=has_gpu, gpu_expected=gpu_expected,
         with_stack=bool(trace.meta.with_stack) or cat_counts.get("python_function", 0) + cat_counts.get("python", 0) > 0,
         category_counts=cat_counts, warnings=trace_warnings(trace, has_gpu, gpu_expected),
@@ -567,7 +558,7 @@ def measure_trace(trace: Trace) -> tuple[TraceAnalysis, StepInputs]:
         zero_length_steps=int(((steps.end - steps.start) <= 0).sum()),
         collective_ms_per_step=act.collectives.total / NS_PER_MS / n_steps if n_steps and len(act.collectives) else None,
     )
-    return analysis, inputs
+    return Measured(fields), inputs
 
 
 def _copy_stats(trace: Trace, gpu_rows: np.ndarray, steps: iv.IntervalSet, n_steps: int) -> CopyStats:
