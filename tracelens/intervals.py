@@ -50,13 +50,13 @@ def union(starts: npt.ArrayLike, ends: npt.ArrayLike) -> IntervalSet:
         order = np.argsort(s, kind="stable")
         s, e = s[order], e[order]
         del order
+    if (s[1:] > e[:-1]).all():  # already disjoint (each ends before the next starts): as they are, shared
+        return IntervalSet(s, e)
     reach = np.maximum.accumulate(e)
     # A new run starts where the interval begins after everything before it has ended.
     new = np.empty(s.size, dtype=bool)
     new[0] = True
     new[1:] = s[1:] > reach[:-1]
-    if new.all():  # already disjoint (then reach is e): the arrays as they are, shared
-        return IntervalSet(s, e)
     idx = np.flatnonzero(new)
     run_end = np.empty(idx.size, dtype=np.int64)
     run_end[:-1] = reach[idx[1:] - 1]
@@ -130,10 +130,11 @@ def intersect(a: IntervalSet, b: IntervalSet) -> IntervalSet:
 def _within(a: IntervalSet, b: IntervalSet) -> bool:
     """Whether every interval of ``a`` lies inside one of ``b`` (then ``a ∩ b`` is ``a``: the
     waits inside their steps, with no copy of them)."""
-    k = np.searchsorted(b.starts, a.starts, side="right") - 1
-    if k[0] < 0:
-        return False
-    return bool((a.ends <= b.ends[k]).all())
+    for lo in range(0, len(a), _BLOCK):
+        k = np.searchsorted(b.starts, a.starts[lo : lo + _BLOCK], side="right") - 1
+        if k[0] < 0 or not (a.ends[lo : lo + _BLOCK] <= b.ends[k]).all():
+            return False
+    return True
 
 
 def subtract(a: IntervalSet, b: IntervalSet) -> IntervalSet:
