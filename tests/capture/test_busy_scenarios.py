@@ -51,29 +51,27 @@ def _direction(doc: dict[str, Any], now: int) -> str:
     return "persistent" if rec["persistent_workers"] and now else "keep"
 
 
-#: example, its flags (kept short), its workers now, the diagnoses it gets quiet, the direction.
-#: Two examples sit on a boundary on this shared 2-core machine and flap between two verdicts
-#: with the same direction, quiet or loaded (docs/validation.md): healthy_compute_bound's 2 math
-#: threads + 1 worker take turns on 2 cores, so some runs wait 5 % or more for data while the
-#: worker could feed 50x the loop (TL104: input-bound, keep num_workers); short_epoch_respawn's
-#: steady state between turnovers is CPU-starved once neighbours take the cores (TL102, with
-#: persistent workers still recommended).
+#: example, its flags (kept short), its workers now, its quiet diagnosis, the direction.
+#: short_epoch_respawn keeps input_bound (TL202) beside the neighbours because each fresh
+#: worker's first batch, which pays its start-up, is left out of T_b (diagnosis/facts.py
+#: steady_batches); healthy_compute_bound's step is long enough that the ~1 ms hand-over per
+#: __next__ stays under the 5 % threshold.
 CASES = {
-    "sleep_1ms_loader": ("sleep_1ms_loader.py", ("--num-workers", "0"), 0, ("io_bound",), "more"),
-    "latency_bound_reads": ("latency_bound_reads.py", (), 2, ("io_bound",), "more"),
-    "cpu_heavy_main_process": ("cpu_heavy_main_process.py", (), 0, ("cpu_starvation",), "more"),
+    "sleep_1ms_loader": ("sleep_1ms_loader.py", ("--num-workers", "0"), 0, "io_bound", "more"),
+    "latency_bound_reads": ("latency_bound_reads.py", (), 2, "io_bound", "more"),
+    "cpu_heavy_main_process": ("cpu_heavy_main_process.py", (), 0, "cpu_starvation", "more"),
     "short_epoch_respawn": ("short_epoch_respawn.py", ("--epochs", "9", "--open-ms", "60", "--init-ms", "20"),
-                            2, ("input_bound", "cpu_starvation"), "persistent"),
-    "healthy_compute_bound": ("healthy_compute_bound.py", (), 1, ("healthy", "input_bound"), "keep"),
+                            2, "input_bound", "persistent"),
+    "healthy_compute_bound": ("healthy_compute_bound.py", (), 1, "healthy", "keep"),
 }
 
 
 def _check(tmp_path: Path, case: str, hogs: int) -> dict[str, Any]:
-    script, args, now, diagnoses, direction = CASES[case]
+    script, args, now, diagnosis, direction = CASES[case]
     with neighbours(hogs):
         doc = _profile(tmp_path, f"{case}-{hogs}", script, *args)
     busy = _busy(doc)
-    assert doc["diagnosis"] in diagnoses, (case, hogs, doc["diagnosis"], doc["recommendation"]["notes"])
+    assert doc["diagnosis"] == diagnosis, (case, hogs, doc["diagnosis"], doc["recommendation"]["notes"])
     assert _direction(doc, now) == direction, (case, hogs, doc["recommendation"])
     assert doc["diagnosis"] != "oversubscription"
     if hogs:

@@ -151,13 +151,14 @@ def heavy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def tasks_run(cluster: Cluster, since: float) -> list[dict[str, Any]]:
-    """The scheduler's task-stream records of the last run's rank tasks (started after ``since``).
+def tasks_run(cluster: Cluster) -> list[dict[str, Any]]:
+    """The scheduler's task-stream records of the last run's rank tasks.
 
     Keys are ``tracelens-rank-<rank>-<run token>``: the records are those of the newest token
-    (the stream's time filter can let in a task that finished as the previous run ended).
+    (the stream's time filter compares clocks and can drop records of tasks that already finished,
+    so the whole stream is read and the newest token picks the run).
     """
-    ours = [t for t in cluster.client.get_task_stream(start=since) if str(t["key"]).startswith("tracelens-rank-")]
+    ours = [t for t in cluster.client.get_task_stream() if str(t["key"]).startswith("tracelens-rank-")]
     newest = max(ours, key=lambda t: max(s["stop"] for s in t["startstops"]))
     token = str(newest["key"]).rsplit("-", 1)[1]
     return [t for t in ours if str(t["key"]).endswith("-" + token)]
@@ -187,20 +188,18 @@ def test_a_job_directory_gives_one_document_by_path_by_file_url_and_on_the_clust
 
 @pytest.mark.skipif(not DLRM.is_dir(), reason="../shared/traces is not present")
 def test_real_dlrm_ranks_on_the_cluster_equal_the_local_run(cluster: Cluster) -> None:
-    since = time.time()
     result = analyze_path(DLRM, scheduler=cluster.address)
     assert result.document == analyze_path(DLRM).document
-    ran = tasks_run(cluster, since)
+    ran = tasks_run(cluster)
     assert len(ran) == 8 and {t["worker"] for t in ran} <= set(cluster.workers())
 
 
 def test_64_ranks_run_on_the_workers_and_equal_the_local_run(cluster: Cluster, synthetic: Path) -> None:
-    since = time.time()
     progress: list[tuple[int, int, int]] = []
     result = analyze_path(synthetic, scheduler=cluster.address, on_ranks=lambda *a: progress.append(a))
     assert result.document == analyze_path(synthetic).document
     # The scheduler saw every rank task run, on its two workers, and so does each outcome.
-    ran = tasks_run(cluster, since)
+    ran = tasks_run(cluster)
     workers = set(cluster.workers())
     assert len({t["key"] for t in ran}) == 64 and {t["worker"] for t in ran} <= workers
     assert {o.worker for o in result.outcomes} == workers
@@ -241,13 +240,12 @@ def test_a_rank_whose_task_raises_is_retried_then_reported_and_the_others_kept(c
     from tracelens.ranks.plan import RankJob
 
     good = starved_loop(TraceBuilder(rank=1), steps=2).write(tmp_path / "rank1.json")
-    since = time.time()
     # A job without files raises inside the task (not a bad-input error): Dask retries it.
     outcomes = analyze_ranks_on_cluster(cluster.address, [RankJob(0, ()), RankJob(1, (str(good),))], retries=1)
     assert [o.rank for o in outcomes] == [0, 1]
     assert not outcomes[0].ok and outcomes[0].error == ": IndexError: list index out of range"
     assert outcomes[1].ok and outcomes[1].document == analyze_path(good).document
-    (key,) = {str(t["key"]) for t in tasks_run(cluster, since) if str(t["key"]).startswith("tracelens-rank-0-")}
+    (key,) = {str(t["key"]) for t in tasks_run(cluster) if str(t["key"]).startswith("tracelens-rank-0-")}
     story = cluster.client.run_on_scheduler(lambda dask_scheduler: [tuple(t[1:3]) for t in dask_scheduler.story(key)])
     # Ran, failed and was put back (the retry), ran again, failed for good.
     runs = [i for i, step in enumerate(story) if step == ("waiting", "processing")]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from tracelens.analysis import TraceAnalysis
-from tracelens.runjson import CpuSupply, Loader, ProcessSummary, RunInfo
+from tracelens.runjson import BatchProduction, CpuSupply, Loader, ProcessSummary, RunInfo
 from tracelens.vocab import LoaderSettings
 
 
@@ -121,7 +122,7 @@ class RunFacts:
     has_gpu: bool | None = None
     main: ProcessUsage | None = None
     workers: tuple[ProcessUsage, ...] = ()
-    batch_ms: tuple[float, ...] = ()  # wall time of each batch produced (workers, or main with 0)
+    batch_ms: tuple[float, ...] = ()  # wall time of each steady batch produced (workers, or main with 0)
     batch_cpu_ms: tuple[float, ...] = ()  # CPU time of the same batches
     batch_source: str | None = None  # "workers" or "main process"
     iterator_creations: int | None = None  # DataLoader iterators created in the window (epochs)
@@ -157,6 +158,21 @@ def _first_waits_ms(run: RunInfo, loader: Loader) -> tuple[float, ...]:
     return tuple(waits[i] / 1000.0 for i in range(0, len(waits), per_epoch))
 
 
+def steady_batches(run: RunInfo, batches: list[BatchProduction]) -> list[BatchProduction]:
+    """``batches`` without each worker process's first batch, where that process made more in
+    the list: the first batch of a fresh worker also pays its start-up (lazy opens of files or
+    indexes, first touches of copy-on-write memory), which persistent workers pay once and more
+    workers cannot shorten (TL202 counts it). Measured on examples/short_epoch_respawn.py beside
+    a neighbour per core: 120-154 ms for each worker's first batch, 1 ms for its second, so the
+    median T_b, and the capacity num_workers × C / T_b, flapped with the count of each."""
+    first: dict[int, float] = {}
+    for b in run.productions():
+        if b.pid is not None and b.loader_id is not None and b.start_us < first.get(b.pid, float("inf")):
+            first[b.pid] = b.start_us
+    made = Counter(b.pid for b in batches)
+    return [b for b in batches if not (b.pid in first and b.start_us == first[b.pid] and made[b.pid] > 1)]
+
+
 def run_facts(run: RunInfo | RunFacts | None) -> RunFacts | None:
     """Reduce ``run`` (a ``runjson.RunInfo``, a :class:`RunFacts`, or None) to :class:`RunFacts`."""
     if run is None or isinstance(run, RunFacts):
@@ -175,7 +191,8 @@ def run_facts(run: RunInfo | RunFacts | None) -> RunFacts | None:
     workers = tuple(_usage(p) for p in summaries
                     if p.role == "worker" and (lid is None or p.loader_id in (lid, None)))
     if nw > 0:
-        batches = [b for b in run.window_batches() if b.loader_id is not None and b.loader_id == lid]
+        batches = steady_batches(run, [b for b in run.window_batches()
+                                       if b.loader_id is not None and b.loader_id == lid])
     else:
         batches = [b for b in run.window_batches() if b.loader_id is None]
     threads = [w.torch_threads for w in run.workers if w.torch_threads is not None
