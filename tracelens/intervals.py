@@ -96,7 +96,9 @@ def measure_within(s: IntervalSet, starts: npt.ArrayLike, ends: npt.ArrayLike) -
     if len(s) == 0:
         return out
     lengths = s.ends - s.starts
-    cum = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    cum = np.empty_like(lengths)  # running total before each interval, one array (no copy)
+    cum[0] = 0
+    np.cumsum(lengths[:-1], out=cum[1:])
     for lo in range(0, st.size, _BLOCK):
         hi = lo + _BLOCK
         out[lo:hi] = _coverage_after(en[lo:hi], s, lengths, cum)
