@@ -368,7 +368,7 @@ def per_step_table(inputs: StepInputs) -> tuple[pd.DataFrame, np.ndarray]:
     cols = ColumnSet()
 
     def ms_within(s: iv.IntervalSet) -> np.ndarray:
-        return iv.measure_within(s, s_start, s_end) / NS_PER_MS if len(s) else np.broadcast_to(0.0, (n,))
+        return iv.measure_within(s, s_start, s_end, NS_PER_MS) if len(s) else np.broadcast_to(0.0, (n,))
 
     data_wait = cols.add(ms_within(act.data_wait))
     parts = {f"part_{k}": cols.add(v) for k, v in

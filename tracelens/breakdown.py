@@ -58,7 +58,7 @@ def host_spans(trace: Trace, pattern: re.Pattern[str]) -> Spans:
     return ts, ts + trace.dur_ns[rows]
 
 
-_HULL_BLOCK = 1 << 18  # steps at a time: the temporaries stay a few MB however many steps
+_HULL_BLOCK = 1 << 16  # steps at a time: the temporaries stay a few MB however many steps
 
 
 def _per_step_hull(starts: np.ndarray, ends: np.ndarray, s_start: np.ndarray,
@@ -142,7 +142,7 @@ def step_parts(opt: Spans, back: Spans, s_start: np.ndarray, s_end: np.ndarray, 
         if data_wait_ms is not None and s is data_wait:
             out[k] = data_wait_ms
         else:
-            out[k] = iv.measure_within(s, s_start, s_end) / NS_PER_MS if len(s) else np.broadcast_to(0.0, (n,))
+            out[k] = iv.measure_within(s, s_start, s_end, NS_PER_MS) if len(s) else np.broadcast_to(0.0, (n,))
         del s
     # other: the step's duration less the parts, added in PARTS order (the same sums as ever)
     other = (s_end - s_start) / NS_PER_MS

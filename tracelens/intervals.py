@@ -5,7 +5,7 @@ Every function is pure and vectorized; inputs need not be sorted unless stated.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -73,36 +73,40 @@ def combine(a: IntervalSet, b: IntervalSet) -> IntervalSet:
     return union(np.concatenate([a.starts, b.starts]), np.concatenate([a.ends, b.ends]))
 
 
-def _coverage_after(points: Int64Array, s: IntervalSet, lengths: Int64Array, cum: Int64Array) -> Int64Array:
-    """Measure of ``s`` within ``(-inf, p]`` for each point ``p`` (``lengths`` of its intervals,
-    ``cum`` their running total from 0)."""
+def _coverage_after(points: Int64Array, s: IntervalSet, cum: Int64Array) -> Int64Array:
+    """Measure of ``s`` within ``(-inf, p]`` for each point ``p`` (``cum``: the running total of
+    its lengths before each interval)."""
     i = np.searchsorted(s.starts, points, side="right")  # intervals starting at or before p
     before = i == 0
     i -= 1
     i[before] = 0
-    partial = points - s.starts[i]
-    np.clip(partial, 0, lengths[i], out=partial)
+    start = s.starts[i]
+    partial = points - start
+    np.clip(partial, 0, s.ends[i] - start, out=partial)
     partial += cum[i]
     partial[before] = 0
     return partial
 
 
-def measure_within(s: IntervalSet, starts: npt.ArrayLike, ends: npt.ArrayLike) -> Int64Array:
-    """For each window ``[starts[i], ends[i])``, the length of ``s`` inside it, ns (computed a
-    block of windows at a time: the temporaries stay a few MB however many windows)."""
+def measure_within(s: IntervalSet, starts: npt.ArrayLike, ends: npt.ArrayLike,
+                   unit: float | None = None) -> npt.NDArray[Any]:
+    """For each window ``[starts[i], ends[i])``, the length of ``s`` inside it, ns; in units of
+    ``unit`` ns when given (float64: each ns count divided by it). Computed a block of windows at
+    a time: the temporaries stay a few MB however many windows, and only the result is as long
+    as the windows (besides one running total as long as ``s``)."""
     st = np.asarray(starts, dtype=np.int64)
     en = np.asarray(ends, dtype=np.int64)
-    out = np.zeros(st.shape, dtype=np.int64)
+    out = np.zeros(st.shape, dtype=np.int64 if unit is None else np.float64)
     if len(s) == 0:
         return out
-    lengths = s.ends - s.starts
-    cum = np.empty_like(lengths)  # running total before each interval, one array (no copy)
+    cum = np.empty(len(s), np.int64)  # running total of the lengths before each interval
     cum[0] = 0
-    np.cumsum(lengths[:-1], out=cum[1:])
+    np.cumsum(s.ends[:-1] - s.starts[:-1], out=cum[1:])
     for lo in range(0, st.size, _BLOCK):
         hi = lo + _BLOCK
-        out[lo:hi] = _coverage_after(en[lo:hi], s, lengths, cum)
-        out[lo:hi] -= _coverage_after(st[lo:hi], s, lengths, cum)
+        ns = _coverage_after(en[lo:hi], s, cum)
+        ns -= _coverage_after(st[lo:hi], s, cum)
+        out[lo:hi] = ns if unit is None else ns / unit
     return out
 
 
@@ -139,6 +143,17 @@ def _within(a: IntervalSet, b: IntervalSet) -> bool:
     return True
 
 
+def _apart(a: IntervalSet, b: IntervalSet) -> bool:
+    """Whether no interval of ``a`` meets one of ``b`` (the last of ``b`` starting before each
+    of ``a`` ends has ended by its start), a block at a time."""
+    for lo in range(0, len(a), _BLOCK):
+        k = np.searchsorted(b.starts, a.ends[lo : lo + _BLOCK], side="left") - 1
+        seen = k >= 0
+        if (b.ends[k[seen]] > a.starts[lo : lo + _BLOCK][seen]).any():
+            return False
+    return True
+
+
 def subtract(a: IntervalSet, b: IntervalSet) -> IntervalSet:
     """``a \\ b`` (both sorted and disjoint): ``a`` intersected with the gaps between ``b``'s
     intervals, so memory is that of the pieces, with no sort of both sets' end points."""
@@ -146,6 +161,8 @@ def subtract(a: IntervalSet, b: IntervalSet) -> IntervalSet:
         return a
     if a is b:
         return empty()
+    if _apart(a, b):  # (the forward part lies between the waits): a itself, no gaps built
+        return a
     gap_starts = np.empty(len(b) + 1, np.int64)
     gap_ends = np.empty(len(b) + 1, np.int64)
     gap_starts[0], gap_starts[1:] = _MIN, b.ends
