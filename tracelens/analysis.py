@@ -14,7 +14,7 @@ import numpy as np
 from tracelens import breakdown
 from tracelens import intervals as iv
 from tracelens.breakdown import READING_ORDER, step_parts
-from tracelens.columnset import ColumnSet
+from tracelens.columnset import ColumnSet, median_index
 from tracelens.model import GPU_ACTIVITY_CATEGORIES, RUNTIME_CATEGORIES, RowFilter, Trace
 
 if TYPE_CHECKING:  # imported where the per-step table is built: ~80 MB of RSS (with pyarrow)
@@ -433,25 +433,18 @@ def host_syncs_ms_per_step(trace: Trace, act: Activity, steps: Steps) -> float |
     return sync.total / NS_PER_MS / max(steps.count, 1)
 
 
-def step_timeline(steps: Steps, act: Activity) -> StepTimeline | None:
-    """The step of median duration as intervals, ms from its start."""
+def step_timeline(steps: Steps, act: Activity, middle: int | None = None) -> StepTimeline | None:
+    """The step of median duration as intervals, ms from its start (``middle``: its index, when
+    the caller has it)."""
     if not steps.count:
         return None
-    k = _median_index(steps.end - steps.start)
+    k = median_index(steps.end - steps.start) if middle is None else middle
     lo, hi = int(steps.start[k]), int(steps.end[k])
     waits, g1 = _timeline_intervals(act.data_wait, lo, hi)
     busy, g2 = _timeline_intervals(act.gpu, lo, hi)
     shown, g3 = _timeline_intervals(act.exposed, lo, hi)
     return StepTimeline(int(steps.numbers[k]), (hi - lo) / NS_PER_MS, waits, busy, shown,
                         bool(g1 or g2 or g3), max(g1, g2, g3))
-
-
-def _median_index(values: np.ndarray) -> int:
-    """The index a stable argsort of ``values`` puts in the middle (the lower one of an even
-    count), found with a partition: no sort of millions of steps."""
-    m = (values.size - 1) // 2
-    v = np.partition(values, m)[m]
-    return int(np.flatnonzero(values == v)[m - int(np.count_nonzero(values < v))])
 
 
 def median_step_breakdown(per_step: pd.DataFrame) -> dict[str, Any] | None:
@@ -522,6 +515,12 @@ def measure_trace(trace: Trace) -> tuple[Measured, StepInputs]:
     step_rows, next_rows, gpu_rows = _rows(trace)
     steps = find_steps(trace, step_rows, next_rows)
     del step_rows
+    # what the step durations give, before the __next__ columns are gathered (memory peaks there)
+    durations = steps.end - steps.start
+    median_ms = float(np.median(durations)) / NS_PER_MS if steps.count else None
+    middle = median_index(durations) if steps.count else None
+    zero_length = int((durations <= 0).sum())
+    del durations
     # the __next__ calls gathered once: their starts are the data wait's own (already sorted)
     next_calls = trace.ts_ns[next_rows], trace.dur_ns[next_rows]
     iter_names = sorted({trace.names.names[i] for i in np.unique(trace.name_id[next_rows]).tolist()})
@@ -547,7 +546,7 @@ def measure_trace(trace: Trace) -> tuple[Measured, StepInputs]:
         devices=per_device(trace, act, gpu_rows, step_time), step_source=steps.source,
         fallback=steps.fallback, steps=steps.profiler_steps, measured_steps=n_steps,
         step_time_ms=step_time / NS_PER_MS if n_steps else None,
-        step_time_ms_median=float(np.median(steps.end - steps.start)) / NS_PER_MS if n_steps else None,
+        step_time_ms_median=median_ms,
         data_wait_fraction=frac(act.data_wait.total),
         exposed_data_wait_fraction=exposed_frac,
         gpu_busy_fraction=frac(act.gpu.total) if has_gpu else None,
@@ -561,11 +560,11 @@ def measure_trace(trace: Trace) -> tuple[Measured, StepInputs]:
         has_gpu_activity=has_gpu, gpu_expected=gpu_expected,
         with_stack=bool(trace.meta.with_stack) or cat_counts.get("python_function", 0) + cat_counts.get("python", 0) > 0,
         category_counts=cat_counts, warnings=trace_warnings(trace, has_gpu, gpu_expected),
-        timeline=step_timeline(steps, act),
+        timeline=step_timeline(steps, act, middle),
         bad_time_events=trace.stats.bad_time_events,
         bad_time_examples=tuple(f"{b.name}: {b.field}={b.value}" for b in trace.stats.bad_time_examples),
         dropped_steps=dropped(trace)[0], dropped_waits=dropped(trace)[1],
-        zero_length_steps=int(((steps.end - steps.start) <= 0).sum()),
+        zero_length_steps=zero_length,
         collective_ms_per_step=act.collectives.total / NS_PER_MS / n_steps if n_steps and len(act.collectives) else None,
     )
     return Measured(fields), inputs

@@ -171,8 +171,10 @@ def subtract(a: IntervalSet, b: IntervalSet) -> IntervalSet:
 
 
 def clip(s: IntervalSet, lo: int, hi: int) -> IntervalSet:
-    """``s ∩ [lo, hi)``."""
-    st = np.clip(s.starts, lo, hi)
-    en = np.clip(s.ends, lo, hi)
+    """``s ∩ [lo, hi)`` (only the intervals that can meet the window are read)."""
+    first = int(np.searchsorted(s.ends, lo, side="right"))
+    last = max(first, int(np.searchsorted(s.starts, hi, side="left")))
+    st = np.clip(s.starts[first:last], lo, hi)
+    en = np.clip(s.ends[first:last], lo, hi)
     keep = en > st
     return IntervalSet(st[keep], en[keep])
