@@ -21,7 +21,7 @@ from pathlib import Path
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 #: (example, flag, as written, as advised by `tracelens profile` on the 2-core machine, extra)
 CASES = [
-    ("pipeline_torchdata_nodes.py", "--num-workers", 1, 2, 16),
+    ("pipeline_torchdata_nodes.py", "--num-workers", 1, 32, 16),
     ("pipeline_generator.py", "--threads", 0, 2, 8),
     ("pipeline_stateful.py", "--num-workers", 0, 3, None),
     ("pipeline_hf_shards.py", "--num-workers", 0, 2, 4),
@@ -40,11 +40,14 @@ def ms_per_step(example: str, flag: str, value: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("examples", nargs="*", help="only these (e.g. pipeline_generator.py); default: all")
     args = ap.parse_args()
     print(f"load average at start: {os.getloadavg()}\n")
     print("| example | knob | as written | ms/step | advised | ms/step | speed-up | more | ms/step |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for example, flag, now, advised, more in CASES:
+        if args.examples and example not in args.examples:
+            continue
         values = [v for v in (now, advised, more) if v is not None]
         times: dict[int, list[float]] = {v: [] for v in values}
         for r in range(args.repeats):

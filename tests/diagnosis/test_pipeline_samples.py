@@ -48,3 +48,28 @@ def test_webdataset_rebatching_in_the_main_process_is_counted_and_named() -> Non
     assert doc.loader.pipeline.get("rebatch_in_main") is True
     assert "batch inside the workers" in (doc.recommendation.knob_advice or "")
     assert doc.metrics.data_wait_fraction is not None and doc.metrics.data_wait_fraction > 0.3
+
+
+def test_a_thread_pipeline_whose_main_process_mostly_waits_is_latency_bound_and_not_capped_by_cores() -> None:
+    # GIVEN a ParallelMapper of 1 thread over a 4 ms fetch: the main process (the loading's threads
+    # and the step) used 0.10 cores while the loop waited 97 % of each step
+    doc = _doc("pipeline_torchdata_nodes")
+    # THEN the cause is known (the main process's CPU bounds the loading's) and the count is
+    # Little's law's, capped by the process limit, not by the 2 cores
+    assert doc.diagnosis == "io_bound"
+    assert doc.recommendation.num_workers is not None and doc.recommendation.num_workers > 2
+
+
+def test_a_main_process_busy_or_with_worker_processes_gives_no_cause_from_the_main_process() -> None:
+    from tracelens.diagnosis.context import loading_usage
+    from tracelens.diagnosis.facts import ProcessUsage, RunFacts
+
+    idle = ProcessUsage(role="main", wall_s=1.0, cpu_s=0.1, run_delay_s=0.02)
+    busy = ProcessUsage(role="main", wall_s=1.0, cpu_s=0.6, run_delay_s=0.1)
+    # a mostly idle main process that runs the loading: it waits
+    waiting = loading_usage(RunFacts(main=idle, loads_in_main=True))
+    assert waiting is not None and waiting.demand_fraction <= 0.5
+    # a busy one proves nothing (its CPU is also the step's), and worker processes' loading is
+    # not bounded by the main process's CPU
+    assert loading_usage(RunFacts(main=busy, loads_in_main=True)) is None
+    assert loading_usage(RunFacts(main=idle, loads_in_main=False)) is None

@@ -161,7 +161,20 @@ def loading_usage(facts: RunFacts | None) -> Loading | None:
     fracs = [w.cpu_fraction for w in facts.workers if w.cpu_fraction is not None]
     if fracs:
         return Loading("worker processes over the window", float(np.median(fracs)), delay, read, share)
-    return None
+    return _waiting_main_process(facts)
+
+
+def _waiting_main_process(facts: RunFacts) -> Loading | None:
+    """Loading that runs in the main process with no per-batch records (a generator, a
+    ``ParallelMapper`` of threads): the main process's CPU and run-queue delay bound the loading's,
+    so when even they stay under ``io_bound_fraction`` the loading mostly waits. A busier main
+    process proves nothing (its CPU is also the training step's): None."""
+    m = facts.main
+    if not facts.loads_in_main or m is None or m.cpu_fraction is None:
+        return None
+    ld = Loading("the main process over the window (its CPU bounds the loading's, which runs in it)",
+                 m.cpu_fraction, m.run_delay_fraction, m.read_bytes)
+    return ld if ld.demand_fraction <= threshold("io_bound_fraction") else None
 
 
 def busy_cores_threshold(usable_cores: float | None) -> float:

@@ -131,6 +131,7 @@ class RunFacts:
     max_workers: int | None = None  # the most workers that get data (a sharded dataset's shards)
     user_profiler: str | None = None  # the script drove its own profiler (tracelens kept its first cycle)
     supply: Supply | None = None  # the CPU supply: what other processes took (None in older files)
+    loads_in_main: bool = False  # the loading runs in the main process (0 workers, or a pipeline's threads)
 
     @property
     def has_telemetry(self) -> bool:
@@ -217,7 +218,14 @@ def run_facts(run: RunInfo | RunFacts | None) -> RunFacts | None:
         first_next_ms=_first_waits_ms(run, loader) if loader is not None else (),
         recording=recording(run, loader),
         supply=supply_facts(run.telemetry.supply if run.telemetry is not None else None),
+        loads_in_main=nw == 0 or _thread_pipeline(loader),
     )
+
+
+def _thread_pipeline(loader: Loader | None) -> bool:
+    """The loader's workers are threads of the main process (a ``ParallelMapper(method="thread")``)."""
+    pipeline = (loader.pipeline or {}) if loader is not None else {}
+    return pipeline.get("ParallelMapper.method") == "thread"
 
 
 def known_settings(analysis: TraceAnalysis, run: RunInfo | RunFacts | None = None) -> LoaderSettings:

@@ -147,9 +147,11 @@ def worker_cap(ctx: Context, cause: str) -> tuple[int, str]:
     cap: int
     if cause == "latency":
         cap = sizing.latency_worker_cap()
+        threads = ctx.facts is not None and ctx.facts.loads_in_main and bool(ctx.workers_now)
+        each = ("a thread of the main process holding its batch in flight" if threads else
+                "a process holding a dataset copy and prefetch_factor batches in shared memory")
         cap_reason = (f"the limit of {cap} workers (latency-bound work mostly waits, so it is not capped by cores "
-                      "or their load, but each worker is a process holding a dataset copy and prefetch_factor "
-                      "batches in shared memory)")
+                      f"or their load, but each worker is {each})")
     elif b is not None:
         cap = b.worker_cores
         if b.outside_cores:
