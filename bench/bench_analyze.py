@@ -79,7 +79,9 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> Run:
     if TIME.is_file():
         cmd = [str(TIME), "-f", "%M", "-o", rss_file, *cmd]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env)
+    # From the temp directory: ``python -m`` puts the working directory first on sys.path, so run
+    # from a checkout it would import that checkout's tracelens instead of PYTHONPATH's (--baseline).
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env, cwd=tempfile.gettempdir())
     root = psutil.Process(proc.pid)
     peak = 0
     while proc.poll() is None:
@@ -156,6 +158,7 @@ def main() -> None:
     ap.add_argument("--no-stages", action="store_true", help="skip the per-stage profile")
     ap.add_argument("--lock", type=Path, help="flock this file around each trace's runs")
     a = ap.parse_args()
+    a.out = a.out.resolve()  # the runs start in the temp directory
     a.out.mkdir(parents=True, exist_ok=True)
     names = [n.strip() for n in a.traces.split(",") if n.strip()]
     header = f"Machine: {machine()}; medians of {a.runs} alternating runs."

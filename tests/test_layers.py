@@ -23,7 +23,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tracelens"
 #: face; sweep and the CLI stand above (docs/architecture.md).
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("tracelens._version", "tracelens.errors", "tracelens.vocab", "tracelens.system"),  # words, the OS
-    ("tracelens.model", "tracelens.intervals"),  # the columnar trace, the interval algebra
+    ("tracelens.model", "tracelens.intervals", "tracelens.columnset"),  # the columnar trace, the interval algebra
     ("tracelens.load", "tracelens.runjson"),  # reading: traces into the model, run.json typed
     ("tracelens.capture.options", "tracelens.capture.destination"),  # recording: options, results, the run dir
     ("tracelens.capture.machine",),  # what is read from the machine: facts, CPU supply, telemetry
@@ -44,6 +44,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 #: The analysis core: reads traces and run.json, computes, diagnoses. No torch, no capture.
 CORE = ("tracelens.errors", "tracelens.vocab", "tracelens.system", "tracelens.model", "tracelens.intervals",
+        "tracelens.columnset",
         "tracelens.load", "tracelens.runjson", "tracelens.analysis", "tracelens.breakdown", "tracelens.diagnosis",
         "tracelens.document", "tracelens.ranks", "tracelens.api")
 RENDERERS = ("tracelens.render",)

@@ -6,16 +6,19 @@ All durations inside are int64 ns; the public result reports ms and fractions.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from tracelens import breakdown
 from tracelens import intervals as iv
 from tracelens.breakdown import READING_ORDER, step_parts
+from tracelens.columnset import ColumnSet, median_index
 from tracelens.model import GPU_ACTIVITY_CATEGORIES, RUNTIME_CATEGORIES, RowFilter, Trace
+
+if TYPE_CHECKING:  # imported where the per-step table is built: ~80 MB of RSS (with pyarrow)
+    import pandas as pd
 
 STEP_NAME = re.compile(r"^ProfilerStep#(\d+)$")
 DATA_WAIT_NAME = re.compile(r"^enumerate\(DataLoader\)#.*\.__next__$|^enumerate\(DataPipe\)#|^tracelens#next\(")
@@ -281,15 +284,21 @@ def outermost(trace: Trace, rows: np.ndarray) -> np.ndarray:
 def find_steps(trace: Trace, step_rows: np.ndarray, next_rows: np.ndarray) -> Steps:
     """Host steps: every ``ProfilerStep#``, else the intervals between ``__next__`` calls."""
     if step_rows.size:
-        rows = step_rows[np.argsort(trace.ts_ns[step_rows], kind="stable")]
+        start = trace.ts_ns[step_rows]
+        if (start[1:] >= start[:-1]).all():  # in file order already (the usual case): no sort
+            rows = step_rows
+        else:
+            rows = step_rows[np.argsort(start, kind="stable")]
+            start = trace.ts_ns[rows]
         numbers = trace.step_number[rows]
         named = np.flatnonzero(numbers < 0)
         if named.size:  # numbers the loader did not read (hand-built traces)
             numbers = numbers.copy()
             numbers[named] = [int(STEP_NAME.match(trace.names.names[i]).group(1))  # type: ignore[union-attr]
                               for i in trace.name_id[rows[named]].tolist()]
-        return Steps(trace.ts_ns[rows], trace.ts_ns[rows] + trace.dur_ns[rows], numbers, "profiler_steps",
-                     None, int(step_rows.size))
+        end = trace.dur_ns[rows]
+        end += start
+        return Steps(start, end, numbers, "profiler_steps", None, int(step_rows.size))
     if next_rows.size:
         start, end = _fallback_steps(trace, next_rows)
         return Steps(start, end, np.arange(start.size, dtype=np.int64), "dataloader_next",
@@ -300,11 +309,15 @@ def find_steps(trace: Trace, step_rows: np.ndarray, next_rows: np.ndarray) -> St
                  "no ProfilerStep# and no DataLoader __next__ events: no steps to measure", 0)
 
 
-def measure_activity(trace: Trace, steps: Steps, next_rows: np.ndarray, gpu_rows: np.ndarray) -> Activity:
+def measure_activity(trace: Trace, steps: Steps, next_rows: np.ndarray, gpu_rows: np.ndarray,
+                     next_calls: tuple[np.ndarray, np.ndarray] | None = None) -> Activity:
     """Data wait (``__next__`` by name), GPU activity (kernel/memcpy/memset categories) and their
-    difference, each a union of intervals clipped to the steps."""
+    difference, each a union of intervals clipped to the steps. ``next_calls``: the start and
+    duration (ns) of the rows ``next_rows``, when the caller has gathered them already."""
     steps_set = iv.union(steps.start, steps.end)
-    data_wait = iv.intersect(_spans(trace, next_rows), steps_set)
+    n_start, n_dur = next_calls if next_calls is not None else (trace.ts_ns[next_rows], trace.dur_ns[next_rows])
+    data_wait = iv.intersect(iv.union(n_start, n_start + n_dur), steps_set)
+    del n_start, n_dur
     gpu = iv.intersect(_spans(trace, gpu_rows), steps_set)
     coll_rows = np.flatnonzero(trace.mask_names(lambda n: COLLECTIVE_NAME.match(n) is not None))
     collectives = iv.intersect(_spans(trace, coll_rows), steps_set)
@@ -340,44 +353,58 @@ class StepInputs:
 def per_step_table(inputs: StepInputs) -> tuple[pd.DataFrame, np.ndarray]:
     """The per-step table (ms) and every ``__next__`` wait inside the steps, in order (ms).
 
-    Columns with one value for every step (no GPU activity: ``gpu_busy_ms`` NaN; no collectives:
-    ``collective_ms`` 0) are read-only broadcasts, and ``exposed_wait_ms`` is ``data_wait_ms``
-    itself when the GPU is never busy, so memory grows by 6 numbers per step, not 9.
+    Memory grows only by the distinct columns a trace has: a column with one value for every
+    step (no GPU activity: ``gpu_busy_ms`` NaN; no collectives: ``collective_ms`` 0; one
+    ``__next__`` a step: ``next_calls`` 1) is a read-only broadcast, and a column equal bit for
+    bit to one already built is that one, shared (``exposed_wait_ms`` is ``data_wait_ms`` when
+    the GPU is never busy; with one wait a step, ``next_longest_ms`` and the waits are too).
+    The step breakdown is built first, so its intermediates are gone before the rest is made.
     """
+    import pandas as pd
+
     steps, act = inputs.steps, inputs.act
     s_start, s_end, n = steps.start, steps.end, steps.count
     n_start, n_dur = inputs.next_start, inputs.next_dur
-    which = np.searchsorted(s_start, n_start, side="right") - 1
-    inside = (which >= 0) & (n_start < s_end[np.clip(which, 0, None)]) if n else np.zeros(n_start.size, bool)
-    counts = np.bincount(which[inside], minlength=n) if n else np.zeros(0, int)
-    longest = np.zeros(n)
-    if n and inside.any():
-        np.maximum.at(longest, which[inside], n_dur[inside] / NS_PER_MS)
-    origin = int(s_start[0]) if n else 0
+    cols = ColumnSet()
 
     def ms_within(s: iv.IntervalSet) -> np.ndarray:
-        return iv.measure_within(s, s_start, s_end) / NS_PER_MS if len(s) else np.broadcast_to(0.0, (n,))
+        return iv.measure_within(s, s_start, s_end, NS_PER_MS) if len(s) else np.broadcast_to(0.0, (n,))
 
-    data_wait = ms_within(act.data_wait)
+    data_wait = cols.add(ms_within(act.data_wait))
+    parts = {f"part_{k}": cols.add(v) for k, v in
+             step_parts(inputs.optimizer, inputs.backward, s_start, s_end, act.data_wait, act.exposed,
+                        act.collectives, data_wait).items()}
+    which = np.searchsorted(s_start, n_start, side="right") - 1
+    inside = (which >= 0) & (n_start < s_end[np.clip(which, 0, None)]) if n else np.zeros(n_start.size, bool)
+    every = bool(inside.all())
+    if not every:
+        which = which[inside]
+    counts = cols.add(np.bincount(which, minlength=n).astype(np.int64, copy=False) if n else np.zeros(0, np.int64))
+    longest = np.zeros(n)
+    if n and which.size:
+        np.maximum.at(longest, which, (n_dur if every else n_dur[inside]) / NS_PER_MS)
+    del which
+    longest = cols.add(longest)
+    in_order = np.argsort(n_start if every else n_start[inside], kind="stable")
+    next_wait = cols.add((n_dur if every else n_dur[inside])[in_order] / NS_PER_MS)
+    del in_order, inside
+    origin = int(s_start[0]) if n else 0
     table = pd.DataFrame(
         {
             "step": steps.numbers,
             "start_ms": (s_start - origin) / NS_PER_MS,
             "duration_ms": (s_end - s_start) / NS_PER_MS,
             "data_wait_ms": data_wait,
-            "gpu_busy_ms": ms_within(act.gpu) if act.has_gpu else np.broadcast_to(np.nan, (n,)),
-            "exposed_wait_ms": data_wait if act.exposed is act.data_wait else ms_within(act.exposed),
-            "next_calls": counts.astype(np.int64, copy=False),
+            "gpu_busy_ms": cols.add(ms_within(act.gpu)) if act.has_gpu else np.broadcast_to(np.nan, (n,)),
+            "exposed_wait_ms": data_wait if act.exposed is act.data_wait else cols.add(ms_within(act.exposed)),
+            "next_calls": counts,
             "next_longest_ms": longest,
-            "collective_ms": ms_within(act.collectives),
-            **{f"part_{k}": data_wait if k == "data_wait_exposed_ms" and act.exposed is act.data_wait else v
-               for k, v in step_parts(inputs.optimizer, inputs.backward, s_start, s_end,
-                                      act.data_wait, act.exposed, act.collectives).items()},
+            "collective_ms": cols.add(ms_within(act.collectives)),
+            **parts,
         },
         columns=STEP_COLUMNS + BREAKDOWN_COLUMNS, copy=False,
     )
-    in_order = np.argsort(n_start[inside], kind="stable")
-    return table, n_dur[inside][in_order] / NS_PER_MS
+    return table, next_wait
 
 
 def per_device(trace: Trace, act: Activity, gpu_rows: np.ndarray, step_time_ns: int) -> tuple[DeviceActivity, ...]:
@@ -406,11 +433,12 @@ def host_syncs_ms_per_step(trace: Trace, act: Activity, steps: Steps) -> float |
     return sync.total / NS_PER_MS / max(steps.count, 1)
 
 
-def step_timeline(steps: Steps, act: Activity) -> StepTimeline | None:
-    """The step of median duration as intervals, ms from its start."""
+def step_timeline(steps: Steps, act: Activity, middle: int | None = None) -> StepTimeline | None:
+    """The step of median duration as intervals, ms from its start (``middle``: its index, when
+    the caller has it)."""
     if not steps.count:
         return None
-    k = int(np.argsort(steps.end - steps.start, kind="stable")[(steps.count - 1) // 2])
+    k = median_index(steps.end - steps.start) if middle is None else middle
     lo, hi = int(steps.start[k]), int(steps.end[k])
     waits, g1 = _timeline_intervals(act.data_wait, lo, hi)
     busy, g2 = _timeline_intervals(act.gpu, lo, hi)
@@ -464,27 +492,47 @@ def analyze_trace(trace: Trace) -> TraceAnalysis:
     return with_steps(*measure_trace(trace))
 
 
-def with_steps(analysis: TraceAnalysis, inputs: StepInputs) -> TraceAnalysis:
-    """``analysis`` with its per-step table and ``__next__`` waits, built from ``inputs``."""
+@dataclass(frozen=True)
+class Measured:
+    """A :class:`TraceAnalysis` but its per-step table and ``__next__`` waits: the keyword
+    arguments of the rest (the table is a pandas DataFrame, and pandas, ~80 MB of RSS with
+    pyarrow, is imported only once the caller has let the trace go)."""
+
+    fields: dict[str, Any]
+
+
+def with_steps(measured: Measured, inputs: StepInputs) -> TraceAnalysis:
+    """The analysis, with its per-step table and ``__next__`` waits built from ``inputs``."""
     per_step, next_wait = per_step_table(inputs)
-    return replace(analysis, per_step=per_step, next_wait_ms=next_wait,
-                   step_breakdown=median_step_breakdown(per_step))
+    return TraceAnalysis(**measured.fields, per_step=per_step, next_wait_ms=next_wait,
+                         step_breakdown=median_step_breakdown(per_step))
 
 
-def measure_trace(trace: Trace) -> tuple[TraceAnalysis, StepInputs]:
+def measure_trace(trace: Trace) -> tuple[Measured, StepInputs]:
     """Everything :func:`analyze_trace` reads from the rows of ``trace``: the analysis without
-    its per-step table and waits (empty), and what :func:`with_steps` builds them from, so that
-    a caller can let the trace go first (the table grows with the steps, as the trace does)."""
+    its per-step table and waits, and what :func:`with_steps` builds them from, so that a caller
+    can let the trace go first (the table grows with the steps, as the trace does)."""
     step_rows, next_rows, gpu_rows = _rows(trace)
     steps = find_steps(trace, step_rows, next_rows)
-    act = measure_activity(trace, steps, next_rows, gpu_rows)
+    del step_rows
+    # what the step durations give, before the __next__ columns are gathered (memory peaks there)
+    durations = steps.end - steps.start
+    median_ms = float(np.median(durations)) / NS_PER_MS if steps.count else None
+    middle = median_index(durations) if steps.count else None
+    zero_length = int((durations <= 0).sum())
+    del durations
+    # the __next__ calls gathered once: their starts are the data wait's own (already sorted)
+    next_calls = trace.ts_ns[next_rows], trace.dur_ns[next_rows]
+    iter_names = sorted({trace.names.names[i] for i in np.unique(trace.name_id[next_rows]).tolist()})
+    n_next = int(next_rows.size)
+    act = measure_activity(trace, steps, next_rows, gpu_rows, next_calls)
+    del next_rows
     step_time, n_steps = steps.time_ns, steps.count
     has_gpu = act.has_gpu
     cat_counts = trace.stats.category_counts
     runtime_calls = any(cat_counts.get(c, 0) for c in RUNTIME_CATEGORIES)
     gpu_expected = bool(trace.meta.device_properties) or runtime_calls or has_gpu
-    iter_names = sorted({trace.names.names[i] for i in trace.name_id[next_rows]})
-    inputs = StepInputs(steps, act, trace.ts_ns[next_rows], trace.dur_ns[next_rows],
+    inputs = StepInputs(steps, act, *next_calls,
                         breakdown.host_spans(trace, breakdown.OPTIMIZER_NAME),
                         breakdown.host_spans(trace, breakdown.BACKWARD_NAME))
 
@@ -492,13 +540,13 @@ def measure_trace(trace: Trace) -> tuple[TraceAnalysis, StepInputs]:
         return x / step_time if step_time else None
 
     exposed_frac = frac(act.exposed.total)
-    analysis = TraceAnalysis(
+    fields: dict[str, Any] = dict(
         path=trace.meta.path, format=trace.meta.format, truncated=trace.stats.truncated,
         skipped_events=trace.stats.skipped_malformed, events=trace.stats.events_total, rank=_rank(trace),
         devices=per_device(trace, act, gpu_rows, step_time), step_source=steps.source,
         fallback=steps.fallback, steps=steps.profiler_steps, measured_steps=n_steps,
         step_time_ms=step_time / NS_PER_MS if n_steps else None,
-        step_time_ms_median=float(np.median(steps.end - steps.start)) / NS_PER_MS if n_steps else None,
+        step_time_ms_median=median_ms,
         data_wait_fraction=frac(act.data_wait.total),
         exposed_data_wait_fraction=exposed_frac,
         gpu_busy_fraction=frac(act.gpu.total) if has_gpu else None,
@@ -507,19 +555,19 @@ def measure_trace(trace: Trace) -> tuple[TraceAnalysis, StepInputs]:
         if step_time and has_gpu else None,
         sync_ms_per_step=host_syncs_ms_per_step(trace, act, steps),
         iterator=_iterator_kind(iter_names) if iter_names else "unknown",
-        iterator_names=tuple(iter_names), next_calls=int(next_rows.size), next_wait_ms=np.zeros(0),
-        per_step=pd.DataFrame(columns=STEP_COLUMNS + BREAKDOWN_COLUMNS), copies=_copy_stats(trace, gpu_rows, act.steps, n_steps),
+        iterator_names=tuple(iter_names), next_calls=n_next,
+        copies=_copy_stats(trace, gpu_rows, act.steps, n_steps),
         has_gpu_activity=has_gpu, gpu_expected=gpu_expected,
         with_stack=bool(trace.meta.with_stack) or cat_counts.get("python_function", 0) + cat_counts.get("python", 0) > 0,
         category_counts=cat_counts, warnings=trace_warnings(trace, has_gpu, gpu_expected),
-        timeline=step_timeline(steps, act),
+        timeline=step_timeline(steps, act, middle),
         bad_time_events=trace.stats.bad_time_events,
         bad_time_examples=tuple(f"{b.name}: {b.field}={b.value}" for b in trace.stats.bad_time_examples),
         dropped_steps=dropped(trace)[0], dropped_waits=dropped(trace)[1],
-        zero_length_steps=int(((steps.end - steps.start) <= 0).sum()),
+        zero_length_steps=zero_length,
         collective_ms_per_step=act.collectives.total / NS_PER_MS / n_steps if n_steps and len(act.collectives) else None,
     )
-    return analysis, inputs
+    return Measured(fields), inputs
 
 
 def _copy_stats(trace: Trace, gpu_rows: np.ndarray, steps: iv.IntervalSet, n_steps: int) -> CopyStats:

@@ -58,53 +58,98 @@ def host_spans(trace: Trace, pattern: re.Pattern[str]) -> Spans:
     return ts, ts + trace.dur_ns[rows]
 
 
+_HULL_BLOCK = 1 << 16  # steps at a time: the temporaries stay a few MB however many steps
+
+
 def _per_step_hull(starts: np.ndarray, ends: np.ndarray, s_start: np.ndarray,
                    s_end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each step, the first start and last end of the events starting inside it (clipped to
-    the step); steps without any get an empty interval at their end."""
+    the step); steps without any get an empty interval at their end. Vectorized, a block of
+    steps at a time: the events of step k are ``[a[k], b[k])`` in start order, their last end
+    one ``maximum.reduceat``. The arrays returned are only read (without events, both are
+    ``s_end`` itself)."""
+    if starts.size == 0:
+        return s_end, s_end
     lo, hi = s_end.copy(), s_end.copy()
-    order = np.argsort(starts, kind="stable")
-    starts, ends = starts[order], ends[order]
-    for k in range(s_start.size):
-        a, b = np.searchsorted(starts, [s_start[k], s_end[k]], side="left")
-        if b > a:
-            lo[k] = starts[a]
-            hi[k] = min(int(ends[a:b].max()), int(s_end[k]))
+    if not (starts[1:] >= starts[:-1]).all():
+        order = np.argsort(starts, kind="stable")
+        starts, ends = starts[order], ends[order]
+        del order
+    for first in range(0, s_start.size, _HULL_BLOCK):
+        window = slice(first, first + _HULL_BLOCK)
+        a = np.searchsorted(starts, s_start[window], side="left")
+        b = np.searchsorted(starts, s_end[window], side="left")
+        k = np.flatnonzero(b > a)
+        if not k.size:
+            continue
+        a, b = a[k], b[k]
+        k += first
+        lo[k] = starts[a]
+        # reduceat over (a0, b0, a1, b1, ...) within the block's events: the even slots are
+        # max(ends[a:b]) (a < b), the odd ones are discarded; one element more lets b reach the end.
+        base = int(a.min())
+        events = np.append(ends[base : int(b.max())], 0)
+        bounds = np.empty(2 * k.size, np.intp)
+        bounds[0::2], bounds[1::2] = a - base, b - base
+        del a, b
+        last = np.maximum.reduceat(events, bounds)[0::2]
+        hi[k] = np.minimum(last, s_end[k])
     return lo, hi
 
 
 def step_parts(opt: Spans, back: Spans, s_start: np.ndarray, s_end: np.ndarray, data_wait: iv.IntervalSet,
-               exposed: iv.IntervalSet, collectives: iv.IntervalSet) -> dict[str, np.ndarray]:
+               exposed: iv.IntervalSet, collectives: iv.IntervalSet,
+               data_wait_ms: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Each step's time split into :data:`PARTS` (ms per step, summing to the step's duration),
-    from the optimizer and backward events' spans (:func:`host_spans`)."""
+    from the optimizer and backward events' spans (:func:`host_spans`). ``data_wait_ms``, the
+    measure of ``data_wait`` in each step when the caller has it, is reused where the exposed
+    wait is the whole wait (no GPU). Intermediates are dropped as soon as they are used: the
+    steps may number millions."""
     n = int(s_start.size)
     if n == 0:
         return {k: np.zeros(0) for k in PARTS}
     steps = iv.union(s_start, s_end)
     optimizer = iv.subtract(iv.intersect(iv.union(*opt), steps), data_wait)
+    del steps
     b_lo, b_hi = _per_step_hull(back[0], back[1], s_start, s_end)
     claimed = iv.combine(data_wait, optimizer)
     backward = iv.subtract(iv.union(b_lo, b_hi), claimed)
+    del b_hi
     claimed = iv.combine(claimed, backward)
     coll = iv.subtract(collectives, claimed)
     claimed = iv.combine(claimed, coll)
     # forward: after the step's last data wait, until its backward (else optimizer, else its end)
     w_lo, w_hi = _per_step_hull(data_wait.starts, data_wait.ends, s_start, s_end)
-    has_wait = w_lo < s_end
-    f_lo = np.where(has_wait, w_hi, s_start)
+    f_lo = np.where(w_lo < s_end, w_hi, s_start)
+    del w_lo, w_hi
     o_lo, _ = _per_step_hull(optimizer.starts, optimizer.ends, s_start, s_end)
     f_hi = np.where(b_lo < s_end, b_lo, o_lo)
-    f_hi = np.maximum(f_hi, f_lo)
+    del b_lo, o_lo, _
+    np.maximum(f_hi, f_lo, out=f_hi)
     forward = iv.subtract(iv.union(f_lo, f_hi), claimed)
+    del f_lo, f_hi, claimed
     hidden = iv.subtract(data_wait, exposed)
     parts = {
         "data_wait_exposed_ms": exposed, "data_wait_hidden_ms": hidden, "optimizer_ms": optimizer,
         "backward_ms": backward, "collective_ms": coll, "forward_ms": forward,
     }
+    del hidden, optimizer, backward, coll, forward
     # An empty part (no optimizer, no GPU, no collectives) is a read-only broadcast of 0: memory
     # grows only by the parts a trace really has.
-    out = {k: iv.measure_within(s, s_start, s_end) / NS_PER_MS if len(s) else np.broadcast_to(0.0, (n,))
-           for k, s in parts.items()}
-    durations = (s_end - s_start) / NS_PER_MS
-    out["other_ms"] = np.maximum(durations - sum(out.values()), 0.0)
+    out: dict[str, np.ndarray] = {}
+    for k in PARTS[:-1]:
+        s = parts.pop(k)
+        if data_wait_ms is not None and s is data_wait:
+            out[k] = data_wait_ms
+        else:
+            out[k] = iv.measure_within(s, s_start, s_end, NS_PER_MS) if len(s) else np.broadcast_to(0.0, (n,))
+        del s
+    # other: the step's duration less the parts, added in PARTS order (the same sums as ever)
+    other = (s_end - s_start) / NS_PER_MS
+    total = out[PARTS[0]].copy()
+    for k in PARTS[1:-1]:
+        total += out[k]
+    other -= total
+    del total
+    out["other_ms"] = np.maximum(other, 0.0, out=other)
     return out

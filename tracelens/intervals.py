@@ -5,14 +5,15 @@ Every function is pure and vectorized; inputs need not be sorted unless stated.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 Int64Array = npt.NDArray[np.int64]
 
-_BLOCK = 1 << 20  # windows measured at a time by measure_within
+_BLOCK = 1 << 18  # windows measured at a time by measure_within
+_MIN, _MAX = np.iinfo(np.int64).min, np.iinfo(np.int64).max  # the gaps around a set
 
 
 class IntervalSet(NamedTuple):
@@ -49,13 +50,13 @@ def union(starts: npt.ArrayLike, ends: npt.ArrayLike) -> IntervalSet:
         order = np.argsort(s, kind="stable")
         s, e = s[order], e[order]
         del order
+    if (s[1:] > e[:-1]).all():  # already disjoint (each ends before the next starts): as they are, shared
+        return IntervalSet(s, e)
     reach = np.maximum.accumulate(e)
     # A new run starts where the interval begins after everything before it has ended.
     new = np.empty(s.size, dtype=bool)
     new[0] = True
     new[1:] = s[1:] > reach[:-1]
-    if new.all():  # already disjoint (then reach is e): the arrays as they are, shared
-        return IntervalSet(s, e)
     idx = np.flatnonzero(new)
     run_end = np.empty(idx.size, dtype=np.int64)
     run_end[:-1] = reach[idx[1:] - 1]
@@ -64,38 +65,48 @@ def union(starts: npt.ArrayLike, ends: npt.ArrayLike) -> IntervalSet:
 
 
 def combine(a: IntervalSet, b: IntervalSet) -> IntervalSet:
-    """``a ∪ b``."""
+    """``a ∪ b`` (an empty side gives the other set itself, no copy)."""
+    if len(b) == 0:
+        return a
+    if len(a) == 0:
+        return b
     return union(np.concatenate([a.starts, b.starts]), np.concatenate([a.ends, b.ends]))
 
 
-def _coverage_after(points: Int64Array, s: IntervalSet, lengths: Int64Array, cum: Int64Array) -> Int64Array:
-    """Measure of ``s`` within ``(-inf, p]`` for each point ``p`` (``lengths`` of its intervals,
-    ``cum`` their running total from 0)."""
+def _coverage_after(points: Int64Array, s: IntervalSet, cum: Int64Array) -> Int64Array:
+    """Measure of ``s`` within ``(-inf, p]`` for each point ``p`` (``cum``: the running total of
+    its lengths before each interval)."""
     i = np.searchsorted(s.starts, points, side="right")  # intervals starting at or before p
     before = i == 0
     i -= 1
     i[before] = 0
-    partial = points - s.starts[i]
-    np.clip(partial, 0, lengths[i], out=partial)
+    start = s.starts[i]
+    partial = points - start
+    np.clip(partial, 0, s.ends[i] - start, out=partial)
     partial += cum[i]
     partial[before] = 0
     return partial
 
 
-def measure_within(s: IntervalSet, starts: npt.ArrayLike, ends: npt.ArrayLike) -> Int64Array:
-    """For each window ``[starts[i], ends[i])``, the length of ``s`` inside it, ns (computed a
-    block of windows at a time: the temporaries stay a few MB however many windows)."""
+def measure_within(s: IntervalSet, starts: npt.ArrayLike, ends: npt.ArrayLike,
+                   unit: float | None = None) -> npt.NDArray[Any]:
+    """For each window ``[starts[i], ends[i])``, the length of ``s`` inside it, ns; in units of
+    ``unit`` ns when given (float64: each ns count divided by it). Computed a block of windows at
+    a time: the temporaries stay a few MB however many windows, and only the result is as long
+    as the windows (besides one running total as long as ``s``)."""
     st = np.asarray(starts, dtype=np.int64)
     en = np.asarray(ends, dtype=np.int64)
-    out = np.zeros(st.shape, dtype=np.int64)
+    out = np.zeros(st.shape, dtype=np.int64 if unit is None else np.float64)
     if len(s) == 0:
         return out
-    lengths = s.ends - s.starts
-    cum = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    cum = np.empty(len(s), np.int64)  # running total of the lengths before each interval
+    cum[0] = 0
+    np.cumsum(s.ends[:-1] - s.starts[:-1], out=cum[1:])
     for lo in range(0, st.size, _BLOCK):
         hi = lo + _BLOCK
-        out[lo:hi] = _coverage_after(en[lo:hi], s, lengths, cum)
-        out[lo:hi] -= _coverage_after(st[lo:hi], s, lengths, cum)
+        ns = _coverage_after(en[lo:hi], s, cum)
+        ns -= _coverage_after(st[lo:hi], s, cum)
+        out[lo:hi] = ns if unit is None else ns / unit
     return out
 
 
@@ -103,6 +114,8 @@ def intersect(a: IntervalSet, b: IntervalSet) -> IntervalSet:
     """``a ∩ b`` (both sorted and disjoint, as every IntervalSet is)."""
     if len(a) == 0 or len(b) == 0:
         return empty()
+    if _within(a, b):
+        return a
     # Both sets are sorted and disjoint: interval j of b overlaps the run of a's intervals
     # lo[j] <= i < hi[j]; each overlapping pair gives one piece. Memory is that of the pieces.
     lo = np.searchsorted(a.ends, b.starts, side="right")
@@ -120,29 +133,48 @@ def intersect(a: IntervalSet, b: IntervalSet) -> IntervalSet:
     return union(starts, ends)
 
 
+def _within(a: IntervalSet, b: IntervalSet) -> bool:
+    """Whether every interval of ``a`` lies inside one of ``b`` (then ``a ∩ b`` is ``a``: the
+    waits inside their steps, with no copy of them)."""
+    for lo in range(0, len(a), _BLOCK):
+        k = np.searchsorted(b.starts, a.starts[lo : lo + _BLOCK], side="right") - 1
+        if k[0] < 0 or not (a.ends[lo : lo + _BLOCK] <= b.ends[k]).all():
+            return False
+    return True
+
+
+def _apart(a: IntervalSet, b: IntervalSet) -> bool:
+    """Whether no interval of ``a`` meets one of ``b`` (the last of ``b`` starting before each
+    of ``a`` ends has ended by its start), a block at a time."""
+    for lo in range(0, len(a), _BLOCK):
+        k = np.searchsorted(b.starts, a.ends[lo : lo + _BLOCK], side="left") - 1
+        seen = k >= 0
+        if (b.ends[k[seen]] > a.starts[lo : lo + _BLOCK][seen]).any():
+            return False
+    return True
+
+
 def subtract(a: IntervalSet, b: IntervalSet) -> IntervalSet:
-    """``a \\ b``."""
+    """``a \\ b`` (both sorted and disjoint): ``a`` intersected with the gaps between ``b``'s
+    intervals, so memory is that of the pieces, with no sort of both sets' end points."""
     if len(a) == 0 or len(b) == 0:
         return a
-    pts = np.concatenate([a.starts, a.ends, b.starts, b.ends])
-    # Weight a as +1/-1 and b as -2/+2 so that "inside a, outside b" is depth exactly 1.
-    delta = np.concatenate(
-        [np.ones(len(a)), -np.ones(len(a)), -2 * np.ones(len(b)), 2 * np.ones(len(b))]
-    ).astype(np.int64)
-    order = np.argsort(pts, kind="stable")
-    pts, delta = pts[order], delta[order]
-    # Collapse equal points so zero-length pieces vanish.
-    uniq, first = np.unique(pts, return_index=True)
-    sums = np.add.reduceat(delta, first)
-    depth = np.cumsum(sums)
-    inside = depth == 1
-    idx = np.flatnonzero(inside[:-1])
-    return union(uniq[idx], uniq[idx + 1])
+    if a is b:
+        return empty()
+    if _apart(a, b):  # (the forward part lies between the waits): a itself, no gaps built
+        return a
+    gap_starts = np.empty(len(b) + 1, np.int64)
+    gap_ends = np.empty(len(b) + 1, np.int64)
+    gap_starts[0], gap_starts[1:] = _MIN, b.ends
+    gap_ends[:-1], gap_ends[-1] = b.starts, _MAX
+    return intersect(a, union(gap_starts, gap_ends))
 
 
 def clip(s: IntervalSet, lo: int, hi: int) -> IntervalSet:
-    """``s ∩ [lo, hi)``."""
-    st = np.clip(s.starts, lo, hi)
-    en = np.clip(s.ends, lo, hi)
+    """``s ∩ [lo, hi)`` (only the intervals that can meet the window are read)."""
+    first = int(np.searchsorted(s.ends, lo, side="right"))
+    last = max(first, int(np.searchsorted(s.starts, hi, side="left")))
+    st = np.clip(s.starts[first:last], lo, hi)
+    en = np.clip(s.ends[first:last], lo, hi)
     keep = en > st
     return IntervalSet(st[keep], en[keep])

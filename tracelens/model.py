@@ -139,7 +139,9 @@ class Trace:
     (categories lower-cased); ``pid``/``tid`` int64 (string ids are interned into ``strings``
     and stored as ``STRING_ID_BASE - id``); ``step_number`` int64, the N of a
     ``ProfilerStep#N`` row (its name is ``STEP_PREFIX``), -1 on other rows. ``rows`` is the
-    filter the loader applied (None: every complete event is a row).
+    filter the loader applied (None: every complete event is a row). A column of one value for
+    every row (one thread, one category, no steps) may be a read-only broadcast of it: the
+    columns are read, never written.
     """
 
     meta: TraceMeta

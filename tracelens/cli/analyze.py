@@ -53,7 +53,9 @@ def analyze(
         raise UsageError(f"--jobs {jobs}: at most {max_jobs()} here ({JOBS_PER_CORE} per core)")
     check_output_file(html, force, "--html")
     from tracelens.ranks.store import is_url
+    from tracelens.system.memory import return_freed_memory
 
+    return_freed_memory()  # columns of millions of steps freed one after another: RSS follows
     # A URL or --scheduler shows ranks done; a local file shows the bytes read.
     if scheduler or is_url(path):
         result = analyze_path(path, jobs=jobs, scheduler=scheduler, on_ranks=rank_progress_printer())

@@ -4,9 +4,9 @@ the shape of the waits, the core budget and how the loading processes spend thei
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from tracelens.analysis import TraceAnalysis
 from tracelens.diagnosis import sizing
@@ -15,6 +15,9 @@ from tracelens.diagnosis.sizing import CoreBudget, WaitShape
 from tracelens.diagnosis.thresholds import threshold
 from tracelens.runjson import RunInfo
 from tracelens.vocab import LoaderSettings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import numpy as np
 
 from tracelens.errors import BadInputError
 from tracelens.load import limits
-from tracelens.load.decode import _Columns
+from tracelens.load.decode import _Columns, join_parts
 from tracelens.load.parallel import _parse_events, _parse_events_file
 from tracelens.load.stream import Progress, _parse_header, _Reader
 from tracelens.model import (
@@ -149,11 +149,6 @@ def _times_ns(parts: list[np.ndarray], origin_us: float, scale: float) -> np.nda
 
 
 def _build_trace(meta: TraceMeta, cols: _Columns, truncated: bool, bytes_read: int, file_bytes: int) -> Trace:
-    def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
-        out = np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
-        parts.clear()
-        return out
-
     # Every ts is within ±limits.TS_LIMIT_US and every dur within [0, limits.DUR_LIMIT_US]
     # (the decoders skip the others): these fit int64 ns.
     origin_us = math.floor(min(float(p.min()) for p in cols.ts_us if p.size)) if cols.ts_us else 0
@@ -183,11 +178,11 @@ def _build_trace(meta: TraceMeta, cols: _Columns, truncated: bool, bytes_read: i
         strings=SymbolTable(tuple(cols.strings)),
         ts_ns=ts_ns,
         dur_ns=dur_ns,
-        name_id=cat(cols.name_id, np.int32),
-        cat_id=cat(cols.cat_id, np.int32),
-        pid=cat(cols.pid, np.int64),
-        tid=cat(cols.tid, np.int64),
-        step_number=cat(cols.step_number, np.int64),
+        name_id=join_parts(cols.name_id, np.int32),
+        cat_id=join_parts(cols.cat_id, np.int32),
+        pid=join_parts(cols.pid, np.int64),
+        tid=join_parts(cols.tid, np.int64),
+        step_number=join_parts(cols.step_number, np.int64),
         origin_us=origin_us,
         rows=cols.keep,
     )

@@ -130,7 +130,7 @@ def complete_columns(xs: list[Any], keep: RowFilter | None) -> Chunk:
         cat=(cat_codes, cats),
         pid=_codes(map(_pid, xs), m),
         tid=_codes(map(_tid, xs), m),
-        step_number=steps[name_codes] if step_names else np.full(m, -1, np.int64),
+        step_number=steps[name_codes] if step_names else np.broadcast_to(np.int64(-1), (m,)),
     )
 
 

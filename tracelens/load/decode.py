@@ -363,10 +363,34 @@ class _Columns:
     def _map(coded: tuple[np.ndarray, list[Any]], table: dict[Any, int], norm: Any) -> np.ndarray:
         codes, uniques = coded
         mapping = np.fromiter((table.setdefault(norm(u), len(table)) for u in uniques), np.int32, len(uniques))
-        return mapping[codes]
+        return _recode(mapping, codes)
 
     @staticmethod
     def _ids(coded: tuple[np.ndarray, list[Any]], strings: dict[str, int]) -> np.ndarray:
         codes, uniques = coded
         mapping = np.fromiter((_id_value(u, strings) for u in uniques), np.int64, len(uniques))
-        return mapping[codes]
+        return _recode(mapping, codes)
+
+
+def _recode(mapping: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """``mapping[codes]``; a read-only broadcast of its one value where ``mapping`` has one (one
+    thread, one category: no memory per row until :func:`join_parts` must mix values)."""
+    if mapping.size == 1:
+        return np.broadcast_to(mapping[0], codes.shape)
+    return mapping[codes]
+
+
+def join_parts(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+    """``parts`` as one column of ``dtype`` (``parts`` is emptied): a read-only broadcast when
+    every part is one of the same value (see :func:`_recode`), else one array."""
+    if not parts:
+        return np.zeros(0, dtype)
+    n = sum(p.size for p in parts)
+    first = parts[0]
+    if all(p.strides == (0,) or p.size <= 1 for p in parts) and first.size and \
+            all(p.size == 0 or p[0] == first[0] for p in parts):
+        parts.clear()
+        return np.broadcast_to(np.asarray(first[0], dtype=dtype), (n,))
+    out = np.concatenate(parts).astype(dtype, copy=False)
+    parts.clear()
+    return out

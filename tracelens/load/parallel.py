@@ -122,10 +122,17 @@ def _parse_events_file(path: Path, start: int, cols: _Columns, pool: Executor | 
                 pos = cut[1]
             spans.append((pos, events_end))
             keep = cols.keep
-            futures = [pool.submit(decode_span, str(path), a, b, limits.CHUNK_TARGET, keep) if pool
-                       else _Inline(decode_span(str(path), a, b, limits.CHUNK_TARGET, keep)) for a, b in spans]
-            for f, (_, b) in zip(futures, spans):
-                cols.merge(f.result())
+            # Each span's columns are released once merged (a finished future keeps its result);
+            # without a pool, each span is decoded only when its turn to merge comes.
+            futures: list[Any] = [pool.submit(decode_span, str(path), a, b, limits.CHUNK_TARGET, keep)
+                                  for a, b in spans] if pool else []
+            for i, (a, b) in enumerate(spans):
+                if futures:
+                    chunk, futures[i] = futures[i].result(), None
+                else:
+                    chunk = decode_span(str(path), a, b, limits.CHUNK_TARGET, keep)
+                cols.merge(chunk)
+                del chunk
                 if progress is not None:
                     progress(b, size)
         cur = Cursor(_range_reader(fd, tail_start, size), offset=tail_start)

@@ -47,9 +47,10 @@ def analyze_files(paths: Sequence[str | Path], run: RunInfo | None = None, rank:
     diagnosed (with its run.json when there is one) and turned into its document
     (``jobs``: decoding processes per file)."""
     trace = load_rank(paths, jobs, progress)
-    analysis, steps = measure_trace(trace)
+    measured, steps = measure_trace(trace)
     del trace  # the per-step table grows with the steps as the trace does: not both at once
-    analysis = with_steps(analysis, steps)
+    analysis = with_steps(measured, steps)
+    del measured, steps
     if rank is not None and analysis.rank is None:
         analysis = replace(analysis, rank=rank)
     diagnosis = diagnose(analysis, run)
