@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -159,47 +160,34 @@ def hook_cost_us(batches: int = 20_000, rounds: int = 7) -> tuple[float, float]:
     return min(bare), min(hooked)
 
 
-def paired_rounds(workers: int, steps: int, rounds: int) -> list[tuple[float, float]]:
-    """Steady-state steps/s of the workload loop, bare and under a capture session whose window
-    never starts, in adjacent pairs in this process (order alternating), so that a change in the
-    machine's load hits both halves of a pair alike. Returns [(bare, wrapped), ...]."""
+def _train_rate(source: Any, model: Any, opt: Any, steps: int) -> float:
+    """Steps/s of the workload's training step over ``steps`` batches of ``source``, after 50."""
     import time
 
     import torch
-    from torch.utils.data import DataLoader, Dataset
 
+    t0 = 0.0
+    for i, (x, y) in enumerate(source):
+        if i == 50:
+            t0 = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i == 50 + steps:
+            break
+    return steps / (time.perf_counter() - t0)
+
+
+def _paired(loop: Callable[[], float], rounds: int) -> list[tuple[float, float]]:
+    """``loop()`` bare and under a capture session whose window never starts (as `tracelens
+    profile`: it records until the first loader, then waits), in adjacent pairs, order alternating."""
     from tracelens.capture.options import ProfileOptions
     from tracelens.capture.script.session import CaptureSession
 
-    class Items(Dataset[tuple[torch.Tensor, int]]):
-        def __len__(self) -> int:
-            return 10**7
-
-        def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-            return torch.full((64,), float(i % 5)), i % 4
-
-    torch.set_num_threads(1)  # see WORKLOAD
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 4))
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-
-    def loop() -> float:
-        loader = DataLoader(Items(), batch_size=32, num_workers=workers)
-        t0 = 0.0
-        for i, (x, y) in enumerate(loader):
-            if i == 50:
-                t0 = time.perf_counter()
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if i == 50 + steps:
-                break
-        return steps / (time.perf_counter() - t0)
-
     def wrapped(run_dir: Path) -> float:
         session = CaptureSession(ProfileOptions("bench.py", wait=10**9, no_report=True), run_dir, {})
-        session.start()  # as `tracelens profile`: records until the first loader, then waits
+        session.start()
         try:
             return loop()
         finally:
@@ -219,20 +207,42 @@ def paired_rounds(workers: int, steps: int, rounds: int) -> list[tuple[float, fl
     return out
 
 
+def _model() -> tuple[Any, Any]:
+    """The workload's model and optimizer (1 math thread: see WORKLOAD)."""
+    import torch
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 4))
+    return model, torch.optim.SGD(model.parameters(), lr=0.01)
+
+
+def paired_rounds(workers: int, steps: int, rounds: int) -> list[tuple[float, float]]:
+    """Steady-state steps/s of the workload loop, bare and under a capture session whose window
+    never starts, in adjacent pairs in this process (order alternating), so that a change in the
+    machine's load hits both halves of a pair alike. Returns [(bare, wrapped), ...]."""
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    class Items(Dataset[tuple[torch.Tensor, int]]):
+        def __len__(self) -> int:
+            return 10**7
+
+        def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+            return torch.full((64,), float(i % 5)), i % 4
+
+    model, opt = _model()
+    return _paired(lambda: _train_rate(DataLoader(Items(), batch_size=32, num_workers=workers), model, opt, steps),
+                   rounds)
+
+
 def paired_pipeline_rounds(kind: str, steps: int, rounds: int) -> list[tuple[float, float]]:
     """As :func:`paired_rounds` for a loop fed by a pipeline that is no DataLoader: ``generator``
     (timed through a trace function) or ``class`` (an iterator class whose ``__next__`` is
     wrapped); the same batches, model and step as the DataLoader workload, built in the loop."""
-    import time
-
     import torch
 
-    from tracelens.capture.script.session import CaptureSession, SessionConfig
-
-    torch.set_num_threads(1)  # see WORKLOAD
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 4))
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    model, opt = _model()
 
     def batch(i: int) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.stack([torch.full((64,), float((i * 32 + k) % 5)) for k in range(32)])
@@ -255,40 +265,7 @@ def paired_pipeline_rounds(kind: str, steps: int, rounds: int) -> list[tuple[flo
             self.i += 1
             return batch(self.i)
 
-    def loop() -> float:
-        t0 = 0.0
-        source = generator() if kind == "generator" else Batches()
-        for i, (x, y) in enumerate(source):
-            if i == 50:
-                t0 = time.perf_counter()
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if i == 50 + steps:
-                break
-        return steps / (time.perf_counter() - t0)
-
-    def wrapped(run_dir: Path) -> float:
-        session = CaptureSession(SessionConfig(run_dir=run_dir, command={}, wait=10**9, no_report=True))
-        session.start()
-        try:
-            return loop()
-        finally:
-            session.finish(0, "finished", None, shutdown_workers=True)
-
-    out = []
-    with tempfile.TemporaryDirectory() as d:
-        loop()
-        for r in range(rounds):
-            if r % 2 == 0:
-                bare = loop()
-                hooked = wrapped(Path(d) / f"r{r}")
-            else:
-                hooked = wrapped(Path(d) / f"r{r}")
-                bare = loop()
-            out.append((bare, hooked))
-    return out
+    return _paired(lambda: _train_rate(generator() if kind == "generator" else Batches(), model, opt, steps), rounds)
 
 
 def _load() -> str:
