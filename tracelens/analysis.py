@@ -14,7 +14,7 @@ import numpy as np
 from tracelens import breakdown
 from tracelens import intervals as iv
 from tracelens.breakdown import READING_ORDER, step_parts
-from tracelens.columnset import ColumnSet, median_index
+from tracelens.columnset import ColumnSet, median_index, ranked_index
 from tracelens.model import GPU_ACTIVITY_CATEGORIES, RUNTIME_CATEGORIES, RowFilter, Trace
 
 if TYPE_CHECKING:  # imported where the per-step table is built: ~80 MB of RSS (with pyarrow)
@@ -454,9 +454,8 @@ def median_step_breakdown(per_step: pd.DataFrame) -> dict[str, Any] | None:
     part: it runs beside them). ``steps`` names the step(s) it is made of."""
     if per_step.empty:
         return None
-    n = len(per_step)
-    order = np.argsort(per_step["duration_ms"].to_numpy(), kind="stable")
-    middle = per_step.iloc[sorted({int(order[(n - 1) // 2]), int(order[n // 2])})]
+    dur, n = per_step["duration_ms"].to_numpy(), len(per_step)
+    middle = per_step.iloc[sorted({ranked_index(dur, (n - 1) // 2), ranked_index(dur, n // 2)})]
     gpu = middle["gpu_busy_ms"]
     return {"steps": [int(x) for x in middle["step"]], "step_ms": float(middle["duration_ms"].mean()),
             **{c.removeprefix("part_"): float(middle[c].mean()) for c in BREAKDOWN_COLUMNS},
@@ -503,7 +502,11 @@ class Measured:
 
 def with_steps(measured: Measured, inputs: StepInputs) -> TraceAnalysis:
     """The analysis, with its per-step table and ``__next__`` waits built from ``inputs``."""
-    per_step, next_wait = per_step_table(inputs)
+    return with_table(measured, *per_step_table(inputs))
+
+
+def with_table(measured: Measured, per_step: pd.DataFrame, next_wait: np.ndarray) -> TraceAnalysis:
+    """The analysis from its per-step table (a caller may let the table's inputs go first)."""
     return TraceAnalysis(**measured.fields, per_step=per_step, next_wait_ms=next_wait,
                          step_breakdown=median_step_breakdown(per_step))
 

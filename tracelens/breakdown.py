@@ -52,8 +52,9 @@ def reads_name(name: str) -> bool:
 def host_spans(trace: Trace, pattern: re.Pattern[str]) -> Spans:
     """Start and end (ns) of the host events whose name matches ``pattern``: what
     :func:`step_parts` needs of the trace, so the trace can be released before the steps are."""
-    rows = np.flatnonzero(trace.mask_names(lambda n: pattern.search(n) is not None)
-                          & ~trace.mask_categories(GPU_SIDE_CATEGORIES))
+    rows = np.flatnonzero(trace.mask_names(lambda n: pattern.search(n) is not None))
+    # the category test on the matching rows only: no second mask the size of the trace
+    rows = rows[~np.isin(trace.cat_id[rows], trace.cats.ids_where(lambda c: c in GPU_SIDE_CATEGORIES))]
     ts = trace.ts_ns[rows]
     return ts, ts + trace.dur_ns[rows]
 

@@ -33,6 +33,11 @@ class ColumnSet:
 def median_index(values: np.ndarray) -> int:
     """The index a stable argsort of ``values`` puts in the middle (the lower one of an even
     count), found with a partition: no sort of millions of steps."""
-    m = (values.size - 1) // 2
-    v = np.partition(values, m)[m]
-    return int(np.flatnonzero(values == v)[m - int(np.count_nonzero(values < v))])
+    return ranked_index(values, (values.size - 1) // 2)
+
+
+def ranked_index(values: np.ndarray, k: int) -> int:
+    """The index a stable argsort of ``values`` (finite) puts at position ``k``, found with a
+    partition: one copy of the values, no index array of their size."""
+    v = np.partition(values, k)[k]
+    return int(np.flatnonzero(values == v)[k - int(np.count_nonzero(values < v))])

@@ -86,35 +86,43 @@ def steady_state(per_step: pd.DataFrame, multi_process: bool = True,
     """
     if per_step.empty:
         return None
+    # Each full-length temporary is a column's worth of memory (24 MB at 3 million steps), held
+    # beside the per-step table: computed in place, selected by a view when every step is kept.
     dur = per_step["duration_ms"].to_numpy(float)
     wait = per_step["data_wait_ms"].to_numpy(float)
     exposed = per_step["exposed_wait_ms"].to_numpy(float)
-    compute = np.maximum(dur - wait, 0.0)
+    compute = dur - wait
+    np.maximum(compute, 0.0, out=compute)
     keep = compute <= threshold("outlier_compute_factor") * float(np.median(compute)) + 1e-9
     if not keep.any():
         keep = np.ones_like(keep)
-    total = float(dur[keep].sum())
+    sel: slice | np.ndarray = slice(None) if keep.all() else keep
+    total = float(dur[sel].sum())
     startup = epoch_start_waits(per_step) if multi_process else {}
-    start_exposed = np.zeros_like(exposed)
-    if multi_process:
-        for row in epoch_turnover_rows(per_step, refill_batches or 1):
-            start_exposed[row] = exposed[row]
+    turnover = epoch_turnover_rows(per_step, refill_batches or 1) if multi_process else []
+    start_exposed: np.ndarray | None = None
+    if turnover:
+        start_exposed = np.zeros_like(exposed)
+        start_exposed[turnover] = exposed[turnover]
     gpu = per_step["gpu_busy_ms"].to_numpy(float)
     idle_other = None
     if not np.isnan(gpu).all() and total > 0:
-        idle_other = float(np.clip(dur - gpu - exposed, 0, None)[keep].sum()) / total
+        idle_other = float(np.clip(dur - gpu - exposed, 0, None)[sel].sum()) / total
+    steady_wait = wait if start_exposed is None else wait - start_exposed
+    steady_exposed = exposed if start_exposed is None else exposed - start_exposed
+    start_sum = float(start_exposed[sel].sum()) if start_exposed is not None else 0.0
     return SteadyState(
         steps=int(keep.sum()),
         excluded_steps=int((~keep).sum()),
-        step_ms=float(np.median(dur[keep])),
-        compute_ms=float(np.median(compute[keep])),
-        wait_ms=float((wait - start_exposed)[keep].mean()),
-        exposed_fraction=float((exposed - start_exposed)[keep].sum()) / total if total > 0 else 0.0,
-        data_wait_fraction=float(wait[keep].sum()) / total if total > 0 else 0.0,
+        step_ms=float(np.median(dur[sel])),
+        compute_ms=float(np.median(compute[sel])),
+        wait_ms=float(steady_wait[sel].mean()),
+        exposed_fraction=float(steady_exposed[sel].sum()) / total if total > 0 else 0.0,
+        data_wait_fraction=float(wait[sel].sum()) / total if total > 0 else 0.0,
         gpu_idle_other_fraction=idle_other,
-        startup_fraction=float(start_exposed[keep].sum()) / total if total > 0 else 0.0,
+        startup_fraction=start_sum / total if total > 0 else 0.0,
         startup_waits_ms=tuple(startup.values()),
-        turnover_rows=tuple(r for r in np.flatnonzero(start_exposed > 0).tolist()),
+        turnover_rows=tuple(r for r in turnover if exposed[r] > 0),
     )
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import msgspec
 
-from tracelens.analysis import ROWS_READ, measure_trace, needs_every_row, with_steps
+from tracelens.analysis import ROWS_READ, measure_trace, needs_every_row, per_step_table, with_table
 from tracelens.diagnosis import diagnose
 from tracelens.document import build_document, build_multirank_document
 from tracelens.document.result import RankOutcome, RankResult, Result
@@ -49,8 +49,10 @@ def analyze_files(paths: Sequence[str | Path], run: RunInfo | None = None, rank:
     trace = load_rank(paths, jobs, progress)
     measured, steps = measure_trace(trace)
     del trace  # the per-step table grows with the steps as the trace does: not both at once
-    analysis = with_steps(measured, steps)
-    del measured, steps
+    per_step, next_wait = per_step_table(steps)
+    del steps  # the table's inputs: the step and wait columns of the trace
+    analysis = with_table(measured, per_step, next_wait)
+    del measured, per_step, next_wait
     if rank is not None and analysis.rank is None:
         analysis = replace(analysis, rank=rank)
     diagnosis = diagnose(analysis, run)
