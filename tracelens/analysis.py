@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from tracelens import breakdown
 from tracelens import intervals as iv
 from tracelens.breakdown import READING_ORDER, step_parts
-from tracelens.columnset import ColumnSet, median_index, ranked_index
+from tracelens.columnset import ColumnSet, StepTable, median_index, ranked_index
 from tracelens.model import GPU_ACTIVITY_CATEGORIES, RUNTIME_CATEGORIES, RowFilter, Trace
-
-if TYPE_CHECKING:  # imported where the per-step table is built: ~80 MB of RSS (with pyarrow)
-    import pandas as pd
 
 STEP_NAME = re.compile(r"^ProfilerStep#(\d+)$")
 DATA_WAIT_NAME = re.compile(r"^enumerate\(DataLoader\)#.*\.__next__$|^enumerate\(DataPipe\)#|^tracelens#next\(")
@@ -145,7 +142,7 @@ class TraceAnalysis:
     iterator_names: tuple[str, ...]
     next_calls: int
     next_wait_ms: np.ndarray = field(repr=False, compare=False)  # each __next__ call inside the steps, in order (ms)
-    per_step: pd.DataFrame = field(repr=False, compare=False)
+    per_step: StepTable = field(repr=False, compare=False)
     copies: CopyStats = field(default_factory=CopyStats)
     has_gpu_activity: bool = False
     gpu_expected: bool = False  # deviceProperties present or runtime calls seen
@@ -350,7 +347,7 @@ class StepInputs:
     backward: breakdown.Spans  # autograd events
 
 
-def per_step_table(inputs: StepInputs) -> tuple[pd.DataFrame, np.ndarray]:
+def per_step_table(inputs: StepInputs) -> tuple[StepTable, np.ndarray]:
     """The per-step table (ms) and every ``__next__`` wait inside the steps, in order (ms).
 
     Memory grows only by the distinct columns a trace has: a column with one value for every
@@ -360,8 +357,6 @@ def per_step_table(inputs: StepInputs) -> tuple[pd.DataFrame, np.ndarray]:
     the GPU is never busy; with one wait a step, ``next_longest_ms`` and the waits are too).
     The step breakdown is built first, so its intermediates are gone before the rest is made.
     """
-    import pandas as pd
-
     steps, act = inputs.steps, inputs.act
     s_start, s_end, n = steps.start, steps.end, steps.count
     n_start, n_dur = inputs.next_start, inputs.next_dur
@@ -389,21 +384,19 @@ def per_step_table(inputs: StepInputs) -> tuple[pd.DataFrame, np.ndarray]:
     next_wait = cols.add((n_dur if every else n_dur[inside])[in_order] / NS_PER_MS)
     del in_order, inside
     origin = int(s_start[0]) if n else 0
-    table = pd.DataFrame(
-        {
-            "step": steps.numbers,
-            "start_ms": (s_start - origin) / NS_PER_MS,
-            "duration_ms": (s_end - s_start) / NS_PER_MS,
-            "data_wait_ms": data_wait,
-            "gpu_busy_ms": cols.add(ms_within(act.gpu)) if act.has_gpu else np.broadcast_to(np.nan, (n,)),
-            "exposed_wait_ms": data_wait if act.exposed is act.data_wait else cols.add(ms_within(act.exposed)),
-            "next_calls": counts,
-            "next_longest_ms": longest,
-            "collective_ms": cols.add(ms_within(act.collectives)),
-            **parts,
-        },
-        columns=STEP_COLUMNS + BREAKDOWN_COLUMNS, copy=False,
-    )
+    columns: dict[str, np.ndarray] = {
+        "step": steps.numbers,
+        "start_ms": (s_start - origin) / NS_PER_MS,
+        "duration_ms": (s_end - s_start) / NS_PER_MS,
+        "data_wait_ms": data_wait,
+        "gpu_busy_ms": cols.add(ms_within(act.gpu)) if act.has_gpu else np.broadcast_to(np.nan, (n,)),
+        "exposed_wait_ms": data_wait if act.exposed is act.data_wait else cols.add(ms_within(act.exposed)),
+        "next_calls": counts,
+        "next_longest_ms": longest,
+        "collective_ms": cols.add(ms_within(act.collectives)),
+        **parts,
+    }
+    table = StepTable({k: columns[k] for k in STEP_COLUMNS + BREAKDOWN_COLUMNS})
     return table, next_wait
 
 
@@ -447,19 +440,19 @@ def step_timeline(steps: Steps, act: Activity, middle: int | None = None) -> Ste
                         bool(g1 or g2 or g3), max(g1, g2, g3))
 
 
-def median_step_breakdown(per_step: pd.DataFrame) -> dict[str, Any] | None:
+def median_step_breakdown(per_step: StepTable) -> dict[str, Any] | None:
     """The median step split into its parts (ms, summing to ``step_ms``, which equals
     ``step_time_ms_median``): the middle step by duration, or the mean of the two middle ones
     when the count is even; with its GPU busy time where the trace has GPU activity (not a
     part: it runs beside them). ``steps`` names the step(s) it is made of."""
     if per_step.empty:
         return None
-    dur, n = per_step["duration_ms"].to_numpy(), len(per_step)
-    middle = per_step.iloc[sorted({ranked_index(dur, (n - 1) // 2), ranked_index(dur, n // 2)})]
+    dur, n = per_step["duration_ms"], len(per_step)
+    middle = per_step.take(sorted({ranked_index(dur, (n - 1) // 2), ranked_index(dur, n // 2)}))
     gpu = middle["gpu_busy_ms"]
     return {"steps": [int(x) for x in middle["step"]], "step_ms": float(middle["duration_ms"].mean()),
             **{c.removeprefix("part_"): float(middle[c].mean()) for c in BREAKDOWN_COLUMNS},
-            "gpu_busy_ms": None if gpu.isna().any() else float(gpu.mean())}
+            "gpu_busy_ms": None if np.isnan(gpu).any() else float(gpu.mean())}
 
 
 def dropped(trace: Trace) -> tuple[int, int]:
@@ -494,8 +487,8 @@ def analyze_trace(trace: Trace) -> TraceAnalysis:
 @dataclass(frozen=True)
 class Measured:
     """A :class:`TraceAnalysis` but its per-step table and ``__next__`` waits: the keyword
-    arguments of the rest (the table is a pandas DataFrame, and pandas, ~80 MB of RSS with
-    pyarrow, is imported only once the caller has let the trace go)."""
+    arguments of the rest (the table grows with the steps: it is built once the caller has let
+    the trace go)."""
 
     fields: dict[str, Any]
 
@@ -505,7 +498,7 @@ def with_steps(measured: Measured, inputs: StepInputs) -> TraceAnalysis:
     return with_table(measured, *per_step_table(inputs))
 
 
-def with_table(measured: Measured, per_step: pd.DataFrame, next_wait: np.ndarray) -> TraceAnalysis:
+def with_table(measured: Measured, per_step: StepTable, next_wait: np.ndarray) -> TraceAnalysis:
     """The analysis from its per-step table (a caller may let the table's inputs go first)."""
     return TraceAnalysis(**measured.fields, per_step=per_step, next_wait_ms=next_wait,
                          step_breakdown=median_step_breakdown(per_step))

@@ -15,6 +15,7 @@ import pytest
 from tests.builders import TraceBuilder
 from tracelens import analyze_trace, load_trace
 from tracelens.analysis import TraceAnalysis
+from tracelens.columnset import StepTable
 from tracelens.diagnosis import Diagnosis, RunFacts, context, diagnose, engine, plan
 from tracelens.diagnosis.facts import ProcessUsage, Recording, known_settings
 from tracelens.diagnosis.findings import Finding
@@ -536,17 +537,15 @@ def test_epoch_turnover_refill_counts_as_start_up_not_steady_wait(tmp_path: Path
 
 
 def test_epoch_turnover_rows_are_the_stop_step_and_the_refill() -> None:
-    import pandas as pd
-    per_step = pd.DataFrame({"next_calls": [1, 1, 2, 1, 1, 1, 1], "next_longest_ms": [1, 1, 30, 400, 9, 9, 1]})
+    per_step = StepTable({"next_calls": [1, 1, 2, 1, 1, 1, 1], "next_longest_ms": [1, 1, 30, 400, 9, 9, 1]})
     assert context.epoch_turnover_rows(per_step, 2) == [2, 3, 4]
     assert context.epoch_turnover_rows(per_step, 4) == [2, 3, 4, 5, 6]
 
 
 def test_steps_drawing_two_training_loaders_are_no_epoch_ends() -> None:
-    import pandas as pd
     # GIVEN for x, u in zip(labeled, unlabeled): every step holds two __next__ calls, and one
     # epoch end adds the StopIteration call (3 calls) before a 400 ms start-up
-    per_step = pd.DataFrame({"next_calls": [2, 2, 2, 3, 2, 2, 2], "next_longest_ms": [5, 5, 5, 30, 400, 5, 5]})
+    per_step = StepTable({"next_calls": [2, 2, 2, 3, 2, 2, 2], "next_longest_ms": [5, 5, 5, 30, 400, 5, 5]})
     # THEN only that epoch end is a turnover, not every step
     assert context.epoch_turnover_rows(per_step, 1) == [3, 4]
 

@@ -10,13 +10,13 @@ from typing import Any
 
 import msgspec
 import numpy as np
-import pandas as pd
 import pytest
 from msgspec.structs import replace
 
 from tests.builders import TraceBuilder, finding, make_document
 from tests.conftest import REPO, SHARED_TRACES
 from tracelens.api import analyze_files, analyze_path
+from tracelens.columnset import StepTable
 from tracelens.document.result import Result
 from tracelens.document.schema import Finding, JobDocument
 from tracelens.render.charts import histogram_spec, nice_axis
@@ -266,7 +266,7 @@ def test_long_runs_are_downsampled_and_the_page_says_so(tmp_path: Path) -> None:
     a = result.ranks[0].analysis
     n = 200_000
     rng = np.random.default_rng(0)
-    per_step = pd.DataFrame({
+    per_step = StepTable({
         "step": np.arange(n), "start_ms": np.arange(n) * 100.0, "duration_ms": np.full(n, 100.0),
         "data_wait_ms": rng.uniform(0, 30, n), "gpu_busy_ms": np.full(n, 60.0), "exposed_wait_ms": rng.uniform(0, 20, n),
         "next_calls": np.ones(n, dtype=np.int64), "next_longest_ms": rng.uniform(0, 30, n)})

@@ -4,20 +4,17 @@ the shape of the waits, the core budget and how the loading processes spend thei
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tracelens.analysis import TraceAnalysis
+from tracelens.columnset import StepTable
 from tracelens.diagnosis import sizing
 from tracelens.diagnosis.facts import RunFacts, known_settings, run_facts
 from tracelens.diagnosis.sizing import CoreBudget, WaitShape
 from tracelens.diagnosis.thresholds import threshold
 from tracelens.runjson import RunInfo
 from tracelens.vocab import LoaderSettings
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -37,7 +34,7 @@ class SteadyState:
     turnover_rows: tuple[int, ...] = ()  # the per_step rows counted in startup_fraction
 
 
-def epoch_start_waits(per_step: pd.DataFrame) -> dict[int, float]:
+def epoch_start_waits(per_step: StepTable) -> dict[int, float]:
     """Row -> the wait for a new iterator's first batch (ms).
 
     A step holding one ``__next__`` call more than the usual step (the median: one, or two
@@ -46,8 +43,8 @@ def epoch_start_waits(per_step: pd.DataFrame) -> dict[int, float]:
     step's (a ProfilerStep loop keeps both in one step; ``tracelens profile`` starts a step per
     batch).
     """
-    calls = per_step["next_calls"].to_numpy()
-    longest = per_step["next_longest_ms"].to_numpy(float)
+    calls = np.asarray(per_step["next_calls"])
+    longest = np.asarray(per_step["next_longest_ms"], dtype=float)
     usual = max(1, int(np.median(calls))) if calls.size else 1
     out: dict[int, float] = {}
     for i in np.flatnonzero(calls > usual).tolist():
@@ -56,7 +53,7 @@ def epoch_start_waits(per_step: pd.DataFrame) -> dict[int, float]:
     return out
 
 
-def epoch_turnover_rows(per_step: pd.DataFrame, refill_batches: int) -> list[int]:
+def epoch_turnover_rows(per_step: StepTable, refill_batches: int) -> list[int]:
     """Rows whose wait belongs to an epoch change rather than to steady loading.
 
     At an epoch end the old iterator stops (non-persistent workers are shut down and joined
@@ -67,7 +64,7 @@ def epoch_turnover_rows(per_step: pd.DataFrame, refill_batches: int) -> list[int
     The rows are the step holding the StopIteration call and the new iterator's first
     ``max(1, refill_batches)`` steps.
     """
-    calls = per_step["next_calls"].to_numpy()
+    calls = np.asarray(per_step["next_calls"])
     usual = max(1, int(np.median(calls))) if calls.size else 1
     rows: set[int] = set()
     for i, j in zip(np.flatnonzero(calls > usual).tolist(), epoch_start_waits(per_step)):
@@ -76,7 +73,7 @@ def epoch_turnover_rows(per_step: pd.DataFrame, refill_batches: int) -> list[int
     return sorted(rows)
 
 
-def steady_state(per_step: pd.DataFrame, multi_process: bool = True,
+def steady_state(per_step: StepTable, multi_process: bool = True,
                  refill_batches: int | None = None) -> SteadyState | None:
     """Median compute and mean wait per step over the steps free of one-time costs.
 
@@ -84,13 +81,13 @@ def steady_state(per_step: pd.DataFrame, multi_process: bool = True,
     reported as ``startup_fraction`` and left out of ``exposed_fraction``: more workers do not
     shorten them, persistent workers do (TL202).
     """
-    if per_step.empty:
+    if len(per_step) == 0:
         return None
     # Each full-length temporary is a column's worth of memory (24 MB at 3 million steps), held
     # beside the per-step table: computed in place, selected by a view when every step is kept.
-    dur = per_step["duration_ms"].to_numpy(float)
-    wait = per_step["data_wait_ms"].to_numpy(float)
-    exposed = per_step["exposed_wait_ms"].to_numpy(float)
+    dur = np.asarray(per_step["duration_ms"], dtype=float)
+    wait = np.asarray(per_step["data_wait_ms"], dtype=float)
+    exposed = np.asarray(per_step["exposed_wait_ms"], dtype=float)
     compute = dur - wait
     np.maximum(compute, 0.0, out=compute)
     keep = compute <= threshold("outlier_compute_factor") * float(np.median(compute)) + 1e-9
@@ -104,7 +101,7 @@ def steady_state(per_step: pd.DataFrame, multi_process: bool = True,
     if turnover:
         start_exposed = np.zeros_like(exposed)
         start_exposed[turnover] = exposed[turnover]
-    gpu = per_step["gpu_busy_ms"].to_numpy(float)
+    gpu = np.asarray(per_step["gpu_busy_ms"], dtype=float)
     idle_other = None
     if not np.isnan(gpu).all() and total > 0:
         idle_other = float(np.clip(dur - gpu - exposed, 0, None)[sel].sum()) / total
@@ -287,7 +284,7 @@ def steady_waits(analysis: TraceAnalysis, steady: SteadyState | None) -> np.ndar
     waits = np.asarray(analysis.next_wait_ms, dtype=float)
     if steady is None or not steady.turnover_rows or not waits.size:
         return waits
-    longest = analysis.per_step["next_longest_ms"].to_numpy(float)
+    longest = np.asarray(analysis.per_step["next_longest_ms"], dtype=float)
     removed = np.zeros(waits.size, bool)
     for row in steady.turnover_rows:
         ms = float(longest[row])

@@ -59,7 +59,7 @@ def per_step_records(analysis: TraceAnalysis) -> Rows:
     """The per-step table as rows of :class:`StepRow` (ms rounded to 4 decimals, NaN as null),
     kept as its numpy columns: millions of steps must not become millions of structs."""
     table = analysis.per_step
-    columns = {str(k): table[k].to_numpy() for k in table.columns}
+    columns = {str(k): table[k] for k in table.columns}
     return Rows(columns, {k: "int" if k in ("step", "next_calls") else "ms" for k in columns}, _step_row)
 
 

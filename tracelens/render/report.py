@@ -15,16 +15,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import numpy as np
-import pandas as pd
 from msgspec.structs import replace
 
 from tracelens._version import __version__
 from tracelens.analysis import TraceAnalysis
+from tracelens.columnset import StepTable
 from tracelens.document.distribution import WaitMatrix, exposed_wait_matrix, rank_distribution
+from tracelens.document.jsondoc import Rows
 from tracelens.document.result import RankResult, Result
-from tracelens.document.schema import Document, Finding, JobDocument
+from tracelens.document.schema import Document, Finding, JobDocument, StepRow
 from tracelens.render.breakdown import breakdown_view
 from tracelens.render.charts import heatmap_spec, histogram_spec, stacked_bars_spec, timeline_spec
 from tracelens.render.format import fmt_ms, fmt_value, rounded, visible_all
@@ -57,17 +57,17 @@ STEP_SERIES_CPU: tuple[dict[str, str], ...] = (
 )
 
 
-def steps_chart(df: pd.DataFrame) -> tuple[dict[str, Any] | None, str | None]:
+def steps_chart(df: StepTable | None) -> tuple[dict[str, Any] | None, str | None]:
     """Per-step stacked bars from the per-step table, means of consecutive steps when long."""
     if df is None or len(df) == 0:
         return None, None
-    dur = df["duration_ms"].to_numpy(float)
-    wait = df["data_wait_ms"].to_numpy(float)
-    exp = df["exposed_wait_ms"].to_numpy(float)
-    gpu = df["gpu_busy_ms"].to_numpy(float)
-    calls = df["next_calls"].to_numpy(float)
-    longest = df["next_longest_ms"].to_numpy(float)
-    steps = df["step"].to_numpy()
+    dur = np.asarray(df["duration_ms"], dtype=float)
+    wait = np.asarray(df["data_wait_ms"], dtype=float)
+    exp = np.asarray(df["exposed_wait_ms"], dtype=float)
+    gpu = np.asarray(df["gpu_busy_ms"], dtype=float)
+    calls = np.asarray(df["next_calls"], dtype=float)
+    longest = np.asarray(df["next_longest_ms"], dtype=float)
+    steps = np.asarray(df["step"])
     has_gpu = bool(np.isfinite(gpu).any())
     hidden = np.maximum(wait - exp, 0.0)
     if has_gpu:
@@ -380,9 +380,18 @@ def _focus(result: Result) -> tuple[Document, RankResult | None]:
     return replace(job.slowest(), recommendation=job.recommendation, findings=job.findings), full
 
 
-def _per_step_frame(doc: Document) -> pd.DataFrame:
-    """The per-step table of a document (a rank whose analysis stayed where it ran)."""
-    return pd.DataFrame([msgspec.structs.asdict(r) for r in doc.per_step])
+def _per_step_frame(doc: Document) -> StepTable:
+    """The per-step table of a document (a rank whose analysis stayed where it ran); a field
+    a row leaves null is NaN."""
+    rows = doc.per_step
+    if isinstance(rows, Rows):
+        return StepTable(rows.columns)
+    fields = StepRow.__struct_fields__
+    return StepTable({k: np.array([_nan_if_none(getattr(r, k)) for r in rows], dtype=float) for k in fields})
+
+
+def _nan_if_none(x: float | None) -> float:
+    return math.nan if x is None else float(x)
 
 
 def _charts(doc: Document, full: RankResult | None, notices: list[str]) -> tuple[dict[str, Any], list[float]]:
