@@ -23,7 +23,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tracelens"
 #: face; sweep and the CLI stand above (docs/architecture.md).
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("tracelens._version", "tracelens.errors", "tracelens.vocab", "tracelens.system"),  # words, the OS
-    ("tracelens.model", "tracelens.intervals", "tracelens.columnset"),  # the columnar trace, the interval algebra
+    ("tracelens.model", "tracelens.intervals", "tracelens.columnset", "tracelens.rowsplit"),  # the columnar trace, the interval algebra
     ("tracelens.load", "tracelens.runjson"),  # reading: traces into the model, run.json typed
     ("tracelens.capture.options", "tracelens.capture.destination"),  # recording: options, results, the run dir
     ("tracelens.capture.machine",),  # what is read from the machine: facts, CPU supply, telemetry
@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("tracelens.capture.script",),  # the script's process: the session and its entry points
     ("tracelens.capture.parent",),  # the torch-free ``tracelens profile`` process
     ("tracelens.capture",),  # capture's face: run_profile, profile
-    ("tracelens.analysis", "tracelens.breakdown"),  # SPEC §2 metrics, the per-step table and its breakdown
+    ("tracelens.analysis", "tracelens.breakdown", "tracelens.steps"),  # SPEC §2 metrics, the per-step table and its breakdown
     ("tracelens.diagnosis",),  # rules over the analysis and run.json
     ("tracelens.document",),  # the documents, the result type, two compared
     ("tracelens.ranks",),  # a location -> rank jobs -> this process, a local pool or Dask -> a result
@@ -44,7 +44,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 #: The analysis core: reads traces and run.json, computes, diagnoses. No torch, no capture.
 CORE = ("tracelens.errors", "tracelens.vocab", "tracelens.system", "tracelens.model", "tracelens.intervals",
-        "tracelens.columnset",
+        "tracelens.columnset", "tracelens.rowsplit", "tracelens.steps",
         "tracelens.load", "tracelens.runjson", "tracelens.analysis", "tracelens.breakdown", "tracelens.diagnosis",
         "tracelens.document", "tracelens.ranks", "tracelens.api")
 RENDERERS = ("tracelens.render",)

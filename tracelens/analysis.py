@@ -6,6 +6,7 @@ All durations inside are int64 ns; the public result reports ms and fractions.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,9 +14,23 @@ import numpy as np
 
 from tracelens import breakdown
 from tracelens import intervals as iv
-from tracelens.breakdown import READING_ORDER, step_parts
-from tracelens.columnset import ColumnSet, StepTable, median_index, ranked_index
-from tracelens.model import GPU_ACTIVITY_CATEGORIES, RUNTIME_CATEGORIES, RowFilter, Trace
+from tracelens.columnset import StepTable, median_index
+from tracelens.model import (
+    GPU_ACTIVITY_CATEGORIES,
+    RUNTIME_CATEGORIES,
+    RowFilter,
+    SymbolTable,
+    Trace,
+)
+from tracelens.rowsplit import split_rows
+from tracelens.steps import (
+    NS_PER_MS,
+    Activity,
+    StepInputs,
+    Steps,
+    median_step_breakdown,
+    per_step_table,
+)
 
 STEP_NAME = re.compile(r"^ProfilerStep#(\d+)$")
 DATA_WAIT_NAME = re.compile(r"^enumerate\(DataLoader\)#.*\.__next__$|^enumerate\(DataPipe\)#|^tracelens#next\(")
@@ -33,7 +48,6 @@ SYNC_NAMES = frozenset(
     {"cudaDeviceSynchronize", "cudaStreamSynchronize", "cudaEventSynchronize",
      "hipDeviceSynchronize", "hipStreamSynchronize", "hipEventSynchronize"}
 )
-NS_PER_MS = 1e6
 
 
 def reads_name(name: str) -> bool:
@@ -52,14 +66,6 @@ def _is_copy_call(name: str) -> bool:
 #: launches) before they become rows. The fallback steps read every row of one thread:
 #: :func:`needs_every_row` says when to load again without it.
 ROWS_READ = RowFilter(reads_name, GPU_ACTIVITY_CATEGORIES)
-
-STEP_COLUMNS = [
-    "step", "start_ms", "duration_ms", "data_wait_ms", "gpu_busy_ms", "exposed_wait_ms",
-    "next_calls", "next_longest_ms", "collective_ms",
-]
-#: The step breakdown's columns (``breakdown.py``): disjoint parts summing to ``duration_ms``.
-BREAKDOWN_COLUMNS = [f"part_{k}" for k in READING_ORDER]
-
 
 @dataclass(frozen=True)
 class DeviceActivity:
@@ -204,38 +210,6 @@ def _fallback_steps(trace: Trace, nxt: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return starts, ends
 
 
-@dataclass(frozen=True)
-class Steps:
-    """The host steps of a trace (ns), or the fallback standing in for them."""
-
-    start: np.ndarray
-    end: np.ndarray
-    numbers: np.ndarray  # int64, each step's N
-    source: str  # "profiler_steps", "dataloader_next" or "none"
-    fallback: str | None
-    profiler_steps: int  # ProfilerStep# events found (0 with a fallback)
-
-    @property
-    def count(self) -> int:
-        return int(self.start.size)
-
-    @property
-    def time_ns(self) -> int:
-        return int((self.end - self.start).sum())
-
-
-@dataclass(frozen=True)
-class Activity:
-    """The SPEC §2 interval sets, clipped to the steps."""
-
-    steps: iv.IntervalSet
-    data_wait: iv.IntervalSet
-    gpu: iv.IntervalSet
-    exposed: iv.IntervalSet  # data wait with no GPU activity
-    has_gpu: bool
-    collectives: iv.IntervalSet  # time inside collective communication (any thread or device)
-
-
 def _step_mask(trace: Trace) -> np.ndarray:
     """Rows of ``ProfilerStep#N`` events: numbered by the loader, or named so (an N too big
     for int64, or a hand-built trace)."""
@@ -250,19 +224,27 @@ def needs_every_row(trace: Trace) -> bool:
     return bool(trace.mask_names(lambda n: DATA_WAIT_NAME.match(n) is not None).any())
 
 
-def _rows(trace: Trace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Host ``ProfilerStep#`` rows, ``__next__`` rows and the GPU-activity mask."""
+def _row_masks(trace: Trace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Masks of the host ``ProfilerStep#`` rows, the ``__next__`` rows and the GPU activity."""
     gpu_ann = trace.mask_categories({"gpu_user_annotation"})
     gpu_rows = trace.mask_categories(GPU_ACTIVITY_CATEGORIES)
-    step_rows = np.flatnonzero(_step_mask(trace) & ~gpu_ann)
+    step_rows = _step_mask(trace) & ~gpu_ann
     host = ~gpu_ann & ~gpu_rows
-    pipeline = trace.mask_names(lambda n: PIPELINE_NEXT_NAME.match(n) is not None) & host
-    next_rows = np.flatnonzero(pipeline if pipeline.any() else
-                               trace.mask_names(lambda n: DATA_WAIT_NAME.match(n) is not None) & host)
-    if not next_rows.size:
-        next_rows = outermost(trace, np.flatnonzero(trace.mask_names(lambda n: STACK_NEXT_NAME.search(n) is not None)
-                                                    & host))
+    del gpu_ann
+    next_rows = trace.mask_names(lambda n: PIPELINE_NEXT_NAME.match(n) is not None) & host
+    if not next_rows.any():
+        next_rows = trace.mask_names(lambda n: DATA_WAIT_NAME.match(n) is not None) & host
+    if not next_rows.any():
+        frames = outermost(trace, np.flatnonzero(trace.mask_names(lambda n: STACK_NEXT_NAME.search(n) is not None)
+                                                 & host))
+        next_rows[frames] = True
     return step_rows, next_rows, gpu_rows
+
+
+def _rows(trace: Trace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Host ``ProfilerStep#`` rows, ``__next__`` rows (indices) and the GPU-activity mask."""
+    step_rows, next_rows, gpu_rows = _row_masks(trace)
+    return np.flatnonzero(step_rows), np.flatnonzero(next_rows), gpu_rows
 
 
 def outermost(trace: Trace, rows: np.ndarray) -> np.ndarray:
@@ -278,24 +260,27 @@ def outermost(trace: Trace, rows: np.ndarray) -> np.ndarray:
     return np.sort(rows[~inside])
 
 
+def profiler_steps(start: np.ndarray, dur: np.ndarray, numbers: np.ndarray,
+                   name_ids: Callable[[np.ndarray], np.ndarray], names: SymbolTable) -> Steps:
+    """The steps of the ``ProfilerStep#`` rows from their columns in file order: ``start`` and
+    ``dur`` (ns; ``dur`` becomes the ends, in place), ``numbers`` (-1 where the loader did not read
+    N: hand-built traces) and ``name_ids(positions)``, the name ids of those rows."""
+    named = np.flatnonzero(numbers < 0)
+    if named.size:
+        numbers = numbers.astype(np.int64)  # (a copy, wide enough for any N)
+        numbers[named] = [int(STEP_NAME.match(names.names[i]).group(1))  # type: ignore[union-attr]
+                          for i in name_ids(named).tolist()]
+    if not (start[1:] >= start[:-1]).all():  # out of file order (rare): sorted, stably
+        order = np.argsort(start, kind="stable")
+        start, dur, numbers = start[order], dur[order], numbers[order]
+    return Steps(start, _ends(start, dur), numbers, "profiler_steps", None, int(start.size))
+
+
 def find_steps(trace: Trace, step_rows: np.ndarray, next_rows: np.ndarray) -> Steps:
     """Host steps: every ``ProfilerStep#``, else the intervals between ``__next__`` calls."""
     if step_rows.size:
-        start = trace.ts_ns[step_rows]
-        if (start[1:] >= start[:-1]).all():  # in file order already (the usual case): no sort
-            rows = step_rows
-        else:
-            rows = step_rows[np.argsort(start, kind="stable")]
-            start = trace.ts_ns[rows]
-        numbers = trace.step_number[rows]
-        named = np.flatnonzero(numbers < 0)
-        if named.size:  # numbers the loader did not read (hand-built traces)
-            numbers = numbers.copy()
-            numbers[named] = [int(STEP_NAME.match(trace.names.names[i]).group(1))  # type: ignore[union-attr]
-                              for i in trace.name_id[rows[named]].tolist()]
-        end = trace.dur_ns[rows]
-        end += start
-        return Steps(start, end, numbers, "profiler_steps", None, int(step_rows.size))
+        return profiler_steps(trace.ts_ns[step_rows], trace.dur_ns[step_rows], trace.step_number[step_rows],
+                              lambda at: trace.name_id[step_rows[at]], trace.names)
     if next_rows.size:
         start, end = _fallback_steps(trace, next_rows)
         return Steps(start, end, np.arange(start.size, dtype=np.int64), "dataloader_next",
@@ -306,98 +291,39 @@ def find_steps(trace: Trace, step_rows: np.ndarray, next_rows: np.ndarray) -> St
                  "no ProfilerStep# and no DataLoader __next__ events: no steps to measure", 0)
 
 
-def measure_activity(trace: Trace, steps: Steps, next_rows: np.ndarray, gpu_rows: np.ndarray,
-                     next_calls: tuple[np.ndarray, np.ndarray] | None = None) -> Activity:
-    """Data wait (``__next__`` by name), GPU activity (kernel/memcpy/memset categories) and their
-    difference, each a union of intervals clipped to the steps. ``next_calls``: the start and
-    duration (ns) of the rows ``next_rows``, when the caller has gathered them already."""
+def measure_activity(trace: Trace, steps: Steps, next_start: np.ndarray, next_end: np.ndarray,
+                     gpu_rows: np.ndarray) -> Activity:
+    """Data wait (the ``__next__`` calls from ``next_start`` to ``next_end``, ns), GPU activity
+    (kernel/memcpy/memset categories, ``gpu_rows``) and their difference, each a union of
+    intervals clipped to the steps."""
     steps_set = iv.union(steps.start, steps.end)
-    n_start, n_dur = next_calls if next_calls is not None else (trace.ts_ns[next_rows], trace.dur_ns[next_rows])
-    data_wait = iv.intersect(iv.union(n_start, n_start + n_dur), steps_set)
-    del n_start, n_dur
+    data_wait = iv.intersect(iv.union(next_start, next_end), steps_set)
     gpu = iv.intersect(_spans(trace, gpu_rows), steps_set)
     coll_rows = np.flatnonzero(trace.mask_names(lambda n: COLLECTIVE_NAME.match(n) is not None))
     collectives = iv.intersect(_spans(trace, coll_rows), steps_set)
     return Activity(steps_set, data_wait, gpu, iv.subtract(data_wait, gpu), bool(gpu_rows.any()), collectives)
 
 
+def _ends(start: np.ndarray, dur: np.ndarray) -> np.ndarray:
+    """``start + dur`` (ns), written over ``dur`` when it is an array of its own."""
+    if not dur.flags.writeable or dur.base is not None:
+        return start + dur
+    dur += start
+    return dur
+
+
 def measure(trace: Trace) -> tuple[Steps, Activity]:
     """The steps of ``trace`` and the SPEC §2 interval sets every metric is computed from."""
     step_rows, next_rows, gpu_rows = _rows(trace)
     steps = find_steps(trace, step_rows, next_rows)
-    return steps, measure_activity(trace, steps, next_rows, gpu_rows)
+    n_start = trace.ts_ns[next_rows]
+    return steps, measure_activity(trace, steps, n_start, _ends(n_start, trace.dur_ns[next_rows]), gpu_rows)
 
 
 def _spans(trace: Trace, rows: np.ndarray) -> iv.IntervalSet:
     """The union of the events at ``rows`` (indices or a mask), no column of the whole trace made."""
     ts = trace.ts_ns[rows]
     return iv.union(ts, ts + trace.dur_ns[rows])
-
-
-@dataclass(frozen=True)
-class StepInputs:
-    """What the per-step table is built from: the steps, the activity clipped to them, and the
-    ``__next__`` calls (start and duration, ns). It holds no reference to the trace."""
-
-    steps: Steps
-    act: Activity
-    next_start: np.ndarray
-    next_dur: np.ndarray
-    optimizer: breakdown.Spans  # Optimizer.step/zero_grad events (breakdown.host_spans)
-    backward: breakdown.Spans  # autograd events
-
-
-def per_step_table(inputs: StepInputs) -> tuple[StepTable, np.ndarray]:
-    """The per-step table (ms) and every ``__next__`` wait inside the steps, in order (ms).
-
-    Memory grows only by the distinct columns a trace has: a column with one value for every
-    step (no GPU activity: ``gpu_busy_ms`` NaN; no collectives: ``collective_ms`` 0; one
-    ``__next__`` a step: ``next_calls`` 1) is a read-only broadcast, and a column equal bit for
-    bit to one already built is that one, shared (``exposed_wait_ms`` is ``data_wait_ms`` when
-    the GPU is never busy; with one wait a step, ``next_longest_ms`` and the waits are too).
-    The step breakdown is built first, so its intermediates are gone before the rest is made.
-    """
-    steps, act = inputs.steps, inputs.act
-    s_start, s_end, n = steps.start, steps.end, steps.count
-    n_start, n_dur = inputs.next_start, inputs.next_dur
-    cols = ColumnSet()
-
-    def ms_within(s: iv.IntervalSet) -> np.ndarray:
-        return iv.measure_within(s, s_start, s_end, NS_PER_MS) if len(s) else np.broadcast_to(0.0, (n,))
-
-    data_wait = cols.add(ms_within(act.data_wait))
-    parts = {f"part_{k}": cols.add(v) for k, v in
-             step_parts(inputs.optimizer, inputs.backward, s_start, s_end, act.data_wait, act.exposed,
-                        act.collectives, data_wait).items()}
-    which = np.searchsorted(s_start, n_start, side="right") - 1
-    inside = (which >= 0) & (n_start < s_end[np.clip(which, 0, None)]) if n else np.zeros(n_start.size, bool)
-    every = bool(inside.all())
-    if not every:
-        which = which[inside]
-    counts = cols.add(np.bincount(which, minlength=n).astype(np.int64, copy=False) if n else np.zeros(0, np.int64))
-    longest = np.zeros(n)
-    if n and which.size:
-        np.maximum.at(longest, which, (n_dur if every else n_dur[inside]) / NS_PER_MS)
-    del which
-    longest = cols.add(longest)
-    in_order = np.argsort(n_start if every else n_start[inside], kind="stable")
-    next_wait = cols.add((n_dur if every else n_dur[inside])[in_order] / NS_PER_MS)
-    del in_order, inside
-    origin = int(s_start[0]) if n else 0
-    columns: dict[str, np.ndarray] = {
-        "step": steps.numbers,
-        "start_ms": (s_start - origin) / NS_PER_MS,
-        "duration_ms": (s_end - s_start) / NS_PER_MS,
-        "data_wait_ms": data_wait,
-        "gpu_busy_ms": cols.add(ms_within(act.gpu)) if act.has_gpu else np.broadcast_to(np.nan, (n,)),
-        "exposed_wait_ms": data_wait if act.exposed is act.data_wait else cols.add(ms_within(act.exposed)),
-        "next_calls": counts,
-        "next_longest_ms": longest,
-        "collective_ms": cols.add(ms_within(act.collectives)),
-        **parts,
-    }
-    table = StepTable({k: columns[k] for k in STEP_COLUMNS + BREAKDOWN_COLUMNS})
-    return table, next_wait
 
 
 def per_device(trace: Trace, act: Activity, gpu_rows: np.ndarray, step_time_ns: int) -> tuple[DeviceActivity, ...]:
@@ -438,21 +364,6 @@ def step_timeline(steps: Steps, act: Activity, middle: int | None = None) -> Ste
     shown, g3 = _timeline_intervals(act.exposed, lo, hi)
     return StepTimeline(int(steps.numbers[k]), (hi - lo) / NS_PER_MS, waits, busy, shown,
                         bool(g1 or g2 or g3), max(g1, g2, g3))
-
-
-def median_step_breakdown(per_step: StepTable) -> dict[str, Any] | None:
-    """The median step split into its parts (ms, summing to ``step_ms``, which equals
-    ``step_time_ms_median``): the middle step by duration, or the mean of the two middle ones
-    when the count is even; with its GPU busy time where the trace has GPU activity (not a
-    part: it runs beside them). ``steps`` names the step(s) it is made of."""
-    if per_step.empty:
-        return None
-    dur, n = per_step["duration_ms"], len(per_step)
-    middle = per_step.take(sorted({ranked_index(dur, (n - 1) // 2), ranked_index(dur, n // 2)}))
-    gpu = middle["gpu_busy_ms"]
-    return {"steps": [int(x) for x in middle["step"]], "step_ms": float(middle["duration_ms"].mean()),
-            **{c.removeprefix("part_"): float(middle[c].mean()) for c in BREAKDOWN_COLUMNS},
-            "gpu_busy_ms": None if np.isnan(gpu).any() else float(gpu.mean())}
 
 
 def dropped(trace: Trace) -> tuple[int, int]:
@@ -508,27 +419,69 @@ def measure_trace(trace: Trace) -> tuple[Measured, StepInputs]:
     """Everything :func:`analyze_trace` reads from the rows of ``trace``: the analysis without
     its per-step table and waits, and what :func:`with_steps` builds them from, so that a caller
     can let the trace go first (the table grows with the steps, as the trace does)."""
-    step_rows, next_rows, gpu_rows = _rows(trace)
+    step_rows, next_rows, _ = _rows(trace)
     steps = find_steps(trace, step_rows, next_rows)
     del step_rows
-    # what the step durations give, before the __next__ columns are gathered (memory peaks there)
+    n_start = trace.ts_ns[next_rows]
+    taken = Taken(steps, n_start, _ends(n_start, trace.dur_ns[next_rows]), _names_of(trace, trace.name_id[next_rows]))
+    return _measure(trace, taken)
+
+
+def measure_owned(box: list[Trace]) -> tuple[Measured, StepInputs]:
+    """:func:`measure_trace` of the trace in ``box``, taken out of it. With ``box`` its only
+    holder, the step and ``__next__`` rows are split out of the trace a column at a time
+    (:func:`tracelens.rowsplit.split_rows`), each column freed once split: a trace of millions of
+    small steps is never held beside its steps. Same results as :func:`measure_trace`."""
+    trace = box[0]
+    step_rows, next_rows, gpu_rows = _row_masks(trace)
+    if not step_rows.any() or (step_rows & gpu_rows).any():  # steps between __next__ calls read every row
+        del trace, step_rows, next_rows, gpu_rows
+        return measure_trace(box.pop())
+    del gpu_rows
+    named = bool(np.any(step_rows & (trace.step_number < 0)))
+    names = trace.names
+    del trace
+    rest, (s, nx) = split_rows(box, [(step_rows, ("ts_ns", "dur_ns", "step_number") + (("name_id",) if named else ())),
+                                     (next_rows, ("ts_ns", "dur_ns", "name_id"))])
+    del step_rows, next_rows
+    steps = profiler_steps(s.pop("ts_ns"), s.pop("dur_ns"), s.pop("step_number"), lambda at: s["name_id"][at], names)
+    n_start = nx.pop("ts_ns")
+    taken = Taken(steps, n_start, _ends(n_start, nx.pop("dur_ns")), _names_of(rest, nx.pop("name_id")))
+    return _measure(rest, taken)
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What the analysis reads of the step and ``__next__`` rows, as columns of their own."""
+
+    steps: Steps
+    next_start: np.ndarray  # ns, in file order
+    next_end: np.ndarray  # ns
+    next_names: tuple[str, ...]  # the distinct names of the __next__ rows, sorted
+
+
+def _names_of(trace: Trace, name_ids: np.ndarray) -> tuple[str, ...]:
+    return tuple(sorted({trace.names.names[i] for i in np.unique(name_ids).tolist()}))
+
+
+def _measure(trace: Trace, taken: Taken) -> tuple[Measured, StepInputs]:
+    """The analysis of ``trace`` (or of its rows but the steps and waits) given those in ``taken``."""
+    steps = taken.steps
     durations = steps.end - steps.start
     median_ms = float(np.median(durations)) / NS_PER_MS if steps.count else None
     middle = median_index(durations) if steps.count else None
     zero_length = int((durations <= 0).sum())
     del durations
-    # the __next__ calls gathered once: their starts are the data wait's own (already sorted)
-    next_calls = trace.ts_ns[next_rows], trace.dur_ns[next_rows]
-    iter_names = sorted({trace.names.names[i] for i in np.unique(trace.name_id[next_rows]).tolist()})
-    n_next = int(next_rows.size)
-    act = measure_activity(trace, steps, next_rows, gpu_rows, next_calls)
-    del next_rows
+    iter_names = list(taken.next_names)
+    n_next = int(taken.next_start.size)
+    gpu_rows = trace.mask_categories(GPU_ACTIVITY_CATEGORIES)
+    act = measure_activity(trace, steps, taken.next_start, taken.next_end, gpu_rows)
     step_time, n_steps = steps.time_ns, steps.count
     has_gpu = act.has_gpu
     cat_counts = trace.stats.category_counts
     runtime_calls = any(cat_counts.get(c, 0) for c in RUNTIME_CATEGORIES)
     gpu_expected = bool(trace.meta.device_properties) or runtime_calls or has_gpu
-    inputs = StepInputs(steps, act, *next_calls,
+    inputs = StepInputs(steps, act, taken.next_start, taken.next_end,
                         breakdown.host_spans(trace, breakdown.OPTIMIZER_NAME),
                         breakdown.host_spans(trace, breakdown.BACKWARD_NAME))
 

@@ -120,9 +120,12 @@ def step_parts(opt: Spans, back: Spans, s_start: np.ndarray, s_end: np.ndarray, 
     coll = iv.subtract(collectives, claimed)
     claimed = iv.combine(claimed, coll)
     # forward: after the step's last data wait, until its backward (else optimizer, else its end)
-    w_lo, w_hi = _per_step_hull(data_wait.starts, data_wait.ends, s_start, s_end)
-    f_lo = np.where(w_lo < s_end, w_hi, s_start)
-    del w_lo, w_hi
+    w_lo, f_lo = _per_step_hull(data_wait.starts, data_wait.ends, s_start, s_end)
+    if f_lo is s_end:  # no waits: every forward starts with its step
+        f_lo = s_start
+    else:  # the last wait's end, or the step's start where it has none (in place: no third column)
+        np.copyto(f_lo, s_start, where=w_lo >= s_end)
+    del w_lo
     o_lo, _ = _per_step_hull(optimizer.starts, optimizer.ends, s_start, s_end)
     f_hi = np.where(b_lo < s_end, b_lo, o_lo)
     del b_lo, o_lo, _

@@ -93,21 +93,38 @@ def measure_within(s: IntervalSet, starts: npt.ArrayLike, ends: npt.ArrayLike,
     """For each window ``[starts[i], ends[i])``, the length of ``s`` inside it, ns; in units of
     ``unit`` ns when given (float64: each ns count divided by it). Computed a block of windows at
     a time: the temporaries stay a few MB however many windows, and only the result is as long
-    as the windows (besides one running total as long as ``s``)."""
+    as the windows (windows in start order, the steps: each block reads only the stretch of ``s``
+    it can meet; else one running total as long as ``s``)."""
     st = np.asarray(starts, dtype=np.int64)
     en = np.asarray(ends, dtype=np.int64)
     out = np.zeros(st.shape, dtype=np.int64 if unit is None else np.float64)
-    if len(s) == 0:
+    if len(s) == 0 or st.size == 0:
         return out
-    cum = np.empty(len(s), np.int64)  # running total of the lengths before each interval
+    in_order = bool((st[1:] >= st[:-1]).all())
+    whole = None if in_order else _running_total(s)
+    for lo in range(0, st.size, _BLOCK):
+        a, b = st[lo : lo + _BLOCK], en[lo : lo + _BLOCK]
+        part, cum = s, whole
+        if whole is None:  # the intervals that can meet the block: ending after its first start, starting before its last end
+            first = int(np.searchsorted(s.ends, a[0], side="right"))
+            last = max(first, int(np.searchsorted(s.starts, b.max(), side="left")))
+            part = IntervalSet(s.starts[first:last], s.ends[first:last])
+            if len(part) == 0:
+                continue
+            cum = _running_total(part)
+        assert cum is not None
+        ns = _coverage_after(b, part, cum)
+        ns -= _coverage_after(a, part, cum)
+        out[lo : lo + _BLOCK] = ns if unit is None else ns / unit
+    return out
+
+
+def _running_total(s: IntervalSet) -> Int64Array:
+    """The total length of the intervals of ``s`` before each one, ns."""
+    cum = np.empty(len(s), np.int64)
     cum[0] = 0
     np.cumsum(s.ends[:-1] - s.starts[:-1], out=cum[1:])
-    for lo in range(0, st.size, _BLOCK):
-        hi = lo + _BLOCK
-        ns = _coverage_after(en[lo:hi], s, cum)
-        ns -= _coverage_after(st[lo:hi], s, cum)
-        out[lo:hi] = ns if unit is None else ns / unit
-    return out
+    return cum
 
 
 def intersect(a: IntervalSet, b: IntervalSet) -> IntervalSet:

@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 Int64Array = npt.NDArray[np.int64]
 Int32Array = npt.NDArray[np.int32]
+IntArray = npt.NDArray[np.signedinteger[Any]]
 BoolArray = npt.NDArray[np.bool_]
 
 # Category spellings across Kineto versions, lower-cased (DOMAIN.md §1).
@@ -137,8 +138,8 @@ class Trace:
     Columns (one row per ``X`` event, in file order):
     ``ts_ns``/``dur_ns`` int64 ns; ``name_id``/``cat_id`` int32 ids into ``names``/``cats``
     (categories lower-cased); ``pid``/``tid`` int64 (string ids are interned into ``strings``
-    and stored as ``STRING_ID_BASE - id``); ``step_number`` int64, the N of a
-    ``ProfilerStep#N`` row (its name is ``STEP_PREFIX``), -1 on other rows. ``rows`` is the
+    and stored as ``STRING_ID_BASE - id``); ``step_number`` int64 (int32 when every N fits),
+    the N of a ``ProfilerStep#N`` row (its name is ``STEP_PREFIX``), -1 on other rows. ``rows`` is the
     filter the loader applied (None: every complete event is a row). A column of one value for
     every row (one thread, one category, no steps) may be a read-only broadcast of it: the
     columns are read, never written.
@@ -155,7 +156,7 @@ class Trace:
     cat_id: Int32Array
     pid: Int64Array
     tid: Int64Array
-    step_number: Int64Array
+    step_number: IntArray
     origin_us: int = 0  # the trace's ts of row time 0, µs (ts_ns = (ts - origin_us) × 1000)
     rows: RowFilter | None = None
 
@@ -164,19 +165,28 @@ class Trace:
 
     def mask_categories(self, categories: frozenset[str] | set[str]) -> BoolArray:
         """Rows whose lower-cased category is one of ``categories``."""
-        ids = self.cats.ids_where(lambda c: c in categories)
-        return np.isin(self.cat_id, ids)
+        return _rows_with(self.cat_id, self.cats.ids_where(lambda c: c in categories), len(self.cats))
 
     def mask_names(self, predicate: Any) -> BoolArray:
         """Rows whose name satisfies ``predicate(str)``."""
-        ids = self.names.ids_where(predicate)
-        if ids.size == 0:
-            return np.zeros(len(self), dtype=bool)
-        return np.isin(self.name_id, ids)
+        return _rows_with(self.name_id, self.names.ids_where(predicate), len(self.names))
 
     def label(self, value: int) -> str:
         """A pid/tid column value as the trace wrote it."""
         return self.strings.names[STRING_ID_BASE - value] if is_string_id(value) else str(value)
+
+
+def _rows_with(column: Int32Array, ids: Int32Array, symbols: int) -> BoolArray:
+    """Rows whose id in ``column`` (ids of a table of ``symbols`` strings) is one of ``ids``: a
+    lookup in one flag per string, so the only array as long as the trace is the mask itself
+    (``np.isin`` sorts the column and the ids together: three times the column's size)."""
+    if ids.size == 0:
+        return np.zeros(column.shape, dtype=bool)
+    if column.strides == (0,) and column.size:  # one value for every row
+        return np.broadcast_to(np.isin(column[:1], ids), column.shape).copy()
+    wanted = np.zeros(symbols, dtype=bool)
+    wanted[ids] = True
+    return wanted[column]
 
 
 def concat_traces(traces: list[Trace]) -> Trace:

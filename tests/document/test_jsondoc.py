@@ -89,10 +89,10 @@ def test_the_per_step_table_holds_five_numbers_per_step_without_gpu(tmp_path) ->
     table = analysis.per_step
     owned = {id(a.base if a.base is not None else a): a.nbytes for a in (table[k] for k in table.columns)
              if a.strides != (0,)}
-    # step, start, duration, data wait and forward. Broadcasts: the empty parts, one call a step,
+    # step (int32: the numbers fit), start, duration, data wait and forward. Broadcasts: the empty parts, one call a step,
     # other (0: the forward fills the step). Shared: the exposed wait, the longest wait and the
     # waits themselves are the data wait's own column (one wait a step, inside it).
-    assert sum(owned.values()) == 5 * 8 * 2000
+    assert sum(owned.values()) == 4 * 8 * 2000 + 4 * 2000
     assert analysis.next_wait_ms is table["data_wait_ms"] or \
         np.shares_memory(analysis.next_wait_ms, table["data_wait_ms"])
     assert (table["next_calls"] == 1).all() and (table["part_other_ms"] == 0).all()

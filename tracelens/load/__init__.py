@@ -33,7 +33,7 @@ import numpy as np
 
 from tracelens.errors import BadInputError
 from tracelens.load import limits
-from tracelens.load.decode import _Columns, join_parts
+from tracelens.load.decode import _Columns, join_parts, step_number_dtype
 from tracelens.load.parallel import _parse_events, _parse_events_file
 from tracelens.load.stream import Progress, _parse_header, _Reader
 from tracelens.model import (
@@ -182,7 +182,7 @@ def _build_trace(meta: TraceMeta, cols: _Columns, truncated: bool, bytes_read: i
         cat_id=join_parts(cols.cat_id, np.int32),
         pid=join_parts(cols.pid, np.int64),
         tid=join_parts(cols.tid, np.int64),
-        step_number=join_parts(cols.step_number, np.int64),
+        step_number=join_parts(cols.step_number, step_number_dtype(cols.step_number)),
         origin_us=origin_us,
         rows=cols.keep,
     )

@@ -391,6 +391,18 @@ def join_parts(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
             all(p.size == 0 or p[0] == first[0] for p in parts):
         parts.clear()
         return np.broadcast_to(np.asarray(first[0], dtype=dtype), (n,))
-    out = np.concatenate(parts).astype(dtype, copy=False)
-    parts.clear()
+    out = np.empty(n, dtype)
+    at = 0
+    parts.reverse()
+    while parts:  # each part freed once copied: no second copy of the whole column
+        part = parts.pop()
+        out[at : at + part.size] = part
+        at += part.size
     return out
+
+
+def step_number_dtype(parts: list[np.ndarray]) -> Any:
+    """int32 when every step number in ``parts`` fits it (-1 on other rows), else int64: a
+    column as long as the trace, halved."""
+    fits = all(p.size == 0 or (int(p.min()) >= -(2**31) and int(p.max()) < 2**31) for p in parts)
+    return np.int32 if fits else np.int64

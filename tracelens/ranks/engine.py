@@ -25,7 +25,12 @@ from pathlib import Path
 
 import msgspec
 
-from tracelens.analysis import ROWS_READ, measure_trace, needs_every_row, per_step_table, with_table
+from tracelens.analysis import (
+    ROWS_READ,
+    measure_owned,
+    needs_every_row,
+    with_table,
+)
 from tracelens.diagnosis import diagnose
 from tracelens.document import build_document, build_multirank_document
 from tracelens.document.result import RankOutcome, RankResult, Result
@@ -36,6 +41,7 @@ from tracelens.model import Trace, concat_traces
 from tracelens.ranks.plan import Plan, RankJob
 from tracelens.ranks.store import is_url, local_copies
 from tracelens.runjson import RunInfo, read_run_info
+from tracelens.steps import per_step_table_owned
 from tracelens.system.procs import cores, worker_pool
 
 RankProgress = Callable[[int, int, int], None]  # (ranks done, ranks in all, bytes read so far)
@@ -46,11 +52,12 @@ def analyze_files(paths: Sequence[str | Path], run: RunInfo | None = None, rank:
     """One rank held in one or more local trace files, through the pipeline: loaded, analyzed,
     diagnosed (with its run.json when there is one) and turned into its document
     (``jobs``: decoding processes per file)."""
-    trace = load_rank(paths, jobs, progress)
-    measured, steps = measure_trace(trace)
-    del trace  # the per-step table grows with the steps as the trace does: not both at once
-    per_step, next_wait = per_step_table(steps)
-    del steps  # the table's inputs: the step and wait columns of the trace
+    # the trace handed over (its only holder): its steps are split out of it, not copied beside it,
+    # and it is gone before the per-step table, which grows with the steps as the trace does
+    measured, steps = measure_owned([load_rank(paths, jobs, progress)])
+    box = [steps]  # the table's inputs (the step and wait columns), handed over in turn
+    del steps
+    per_step, next_wait = per_step_table_owned(box)
     analysis = with_table(measured, per_step, next_wait)
     del measured, per_step, next_wait
     if rank is not None and analysis.rank is None:

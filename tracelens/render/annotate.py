@@ -18,11 +18,11 @@ from typing import Any
 import msgspec
 
 from tracelens import intervals as iv
-from tracelens.analysis import NS_PER_MS, Activity, Steps
 from tracelens.document.schema import Document
 from tracelens.errors import BadInputError
 from tracelens.model import Trace, is_string_id
 from tracelens.render.wording import settings_call, verdict_sentence
+from tracelens.steps import NS_PER_MS, Activity, Steps
 from tracelens.system.atomic import atomic_file, write_atomic
 from tracelens.vocab import SETTING_KEYS
 
