@@ -110,6 +110,8 @@ def complete_columns(xs: list[Any], keep: RowFilter | None) -> Chunk:
     for c, k in zip(cats, counts):
         cat_counts[c] = cat_counts.get(c, 0) + k
     steps = np.fromiter(map(step_number_of, names), np.int64, len(names))
+    if steps.size and int(steps.max()) < 2**31:  # (every N fits int32: half the bytes a row)
+        steps = steps.astype(np.int32)
     if keep is not None:
         by_name = np.fromiter((k >= 0 or keep.name(s) for s, k in zip(names, steps.tolist())), bool, len(names))
         by_cat = np.fromiter((c in keep.categories for c in cats), bool, len(cats))
@@ -130,7 +132,7 @@ def complete_columns(xs: list[Any], keep: RowFilter | None) -> Chunk:
         cat=(cat_codes, cats),
         pid=_codes(map(_pid, xs), m),
         tid=_codes(map(_tid, xs), m),
-        step_number=steps[name_codes] if step_names else np.broadcast_to(np.int64(-1), (m,)),
+        step_number=steps[name_codes] if step_names else np.broadcast_to(np.int32(-1), (m,)),
     )
 
 

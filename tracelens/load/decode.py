@@ -326,7 +326,7 @@ class _Columns:
             phases=dict(self.phases),
             complete=self.complete,
             cat_counts=dict(self.cat_counts),
-            step_number=cat(self.step_number, np.int64),
+            step_number=cat(self.step_number, step_number_dtype(self.step_number)),
             ts_us=cat(self.ts_us, np.float64),
             dur_us=cat(self.dur_us, np.float64),
             name=(cat(self.name_id, np.int32), list(self.names)),

@@ -17,7 +17,7 @@ PARALLEL_MIN_BYTES = 64 << 20  # (decompressed) size from which events are decod
 
 #: bytes of a plain file's events one span holds (a span's columns are built, then merged, in
 #: one piece: bigger spans only raise the peak memory, of a worker and of this process).
-SPAN_TARGET = 64 << 20
+SPAN_TARGET = 32 << 20
 
 
 # Limits on hostile input. Each is far beyond anything a profiler writes, so that no real
