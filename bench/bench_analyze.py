@@ -8,7 +8,8 @@ Traces, built once into ``--out`` (bench/make_big_trace.py, bench/make_steps_tra
 
 - ``resnet``: kineto's ResNet-50 profiler_api sample (num_workers=0) repeated to ~1 GB;
 - ``control``: HTA's trace_diff control repeated to ~1 GB;
-- ``steps``: 3 million small steps (a ProfilerStep and a DataLoader ``__next__`` each, ~800 MB).
+- ``steps``: 3 million small steps (a ProfilerStep and a DataLoader ``__next__`` each, ~800 MB);
+- ``steps600``: the same 3 million steps written compactly (~600 MB: issue 21's memory bound).
 
 Each command runs ``--runs`` times, alternating, each in a fresh process; the table gives the
 medians of wall time, CPU time (user + system of the process and every child it waited for) and
@@ -120,8 +121,9 @@ def build(name: str, out: Path, shared: Path) -> Path:
     if path.exists():
         return path
     py = sys.executable
-    if name == "steps":
+    if name in ("steps", "steps600"):
         cmd = [py, str(HERE / "make_steps_trace.py"), str(path), "--steps", "3000000"]
+        cmd += ["--compact"] if name == "steps600" else []
     else:
         source = shared / SOURCES[name]
         if not source.is_file():
@@ -151,7 +153,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "tracelens-bench",
                     help="where the traces are built and kept (~2.8 GB; default: the temp directory)")
     ap.add_argument("--shared", type=Path, default=SHARED, help="../shared/traces (the real traces repeated)")
-    ap.add_argument("--traces", default="resnet,control,steps", help="comma-separated: resnet, control, steps")
+    ap.add_argument("--traces", default="resnet,control,steps", help="comma-separated: resnet, control, steps, steps600")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--baseline", type=Path, help="another tracelens source tree to run beside this one")
     ap.add_argument("--no-json-load", action="store_true", help="skip the json.load rows (no ratio then)")
