@@ -15,14 +15,15 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterator, Sequence
-from itertools import repeat
 from pathlib import Path
 from typing import IO, Any, overload
 
 import msgspec
 import numpy as np
 
-BLOCK = 1 << 14  # rows formatted at a time (a few MB of text)
+from tracelens.document import numtext
+
+BLOCK = 1 << 13  # rows formatted at a time (a few MB of text)
 
 #: How a column's numbers are written: "int" as integers; "ms" rounded to 4 decimals (Python's
 #: round, to the nearest decimal), with NaN and infinities as null.
@@ -34,24 +35,6 @@ def _value(kind: str, x: Any) -> Any:
         return int(x)
     x = float(x)
     return round(x, 4) if math.isfinite(x) else None
-
-
-def _texts(kind: str, column: np.ndarray) -> list[str]:
-    """The JSON text of each number of ``column`` as :func:`_value` makes it."""
-    if kind == "int":
-        return list(map(int.__repr__, column.tolist()))
-    out = list(map(float.__repr__, map(round, column.tolist(), repeat(4))))
-    bad = np.flatnonzero(~np.isfinite(column)).tolist()
-    for i in bad:
-        out[i] = "null"
-    return out
-
-
-def _block_texts(kind: str, block: np.ndarray) -> list[str]:
-    """:func:`_texts` of ``block``; one value formatted once for a constant (broadcast) column."""
-    if block.ndim == 1 and block.size > 1 and block.strides == (0,):
-        return _texts(kind, block[:1]) * block.size
-    return _texts(kind, block)
 
 
 class Rows(Sequence[Any]):
@@ -111,18 +94,19 @@ class Rows(Sequence[Any]):
     def _write(self, fp: IO[str], indent: str) -> None:
         inner = indent + "  "
         keys = list(self.columns)
-        template = (indent + "{\n" + ",\n".join(f"{inner}{json.dumps(k)}: %s" for k in keys) + "\n" + indent + "}")
+        layout: list[str | None] = []
+        for i, k in enumerate(keys):
+            layout += [(f"{indent}{{\n{inner}" if i == 0 else f",\n{inner}") + f"{json.dumps(k)}: ", None]
+        sheet = numtext.Sheet([*layout, f"\n{indent}}},\n"], min(BLOCK, len(self)))
         for lo in range(0, len(self), BLOCK):
-            done: dict[tuple[int, str], list[str]] = {}  # a column shared by two keys is formatted once
-            texts = []
+            done: dict[tuple[int, str], np.ndarray] = {}  # a column shared by two keys is formatted once
             for k in keys:
                 column, kind = self.columns[k], self.kinds[k]
                 if (id(column), kind) not in done:
-                    done[id(column), kind] = _block_texts(kind, column[lo : lo + BLOCK])
-                texts.append(done[id(column), kind])
+                    done[id(column), kind] = numtext.field_of(kind, column[lo : lo + BLOCK])
             if lo:
                 fp.write(",\n")
-            fp.write(",\n".join(map(template.__mod__, zip(*texts))))
+            sheet.write([done[id(self.columns[k]), self.kinds[k]] for k in keys], fp, cut=2)
 
 
 class Values(Sequence[Any]):
@@ -165,10 +149,11 @@ class Values(Sequence[Any]):
         return f"Values({len(self)} {self.kind})"
 
     def _write(self, fp: IO[str], indent: str) -> None:
+        sheet = numtext.Sheet([indent, None, ",\n"], min(BLOCK, len(self)))
         for lo in range(0, len(self), BLOCK):
             if lo:
                 fp.write(",\n")
-            fp.write(",\n".join(indent + t for t in _texts(self.kind, self.array[lo : lo + BLOCK])))
+            sheet.write([numtext.field_of(self.kind, self.array[lo : lo + BLOCK])], fp, cut=2)
 
 
 def jsonable(obj: Any) -> Any:
