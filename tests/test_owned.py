@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tracemalloc
 import weakref
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +165,10 @@ def test_name_masks_match_np_isin(tmp_path: Path) -> None:
     for predicate in (lambda n: "Step" in n, lambda n: n.startswith("enumerate"), lambda n: False):
         ids = trace.names.ids_where(predicate)
         assert np.array_equal(trace.mask_names(predicate), np.isin(trace.name_id, ids))
+
+
+def test_the_split_names_every_row_column_of_the_trace(tmp_path: Path) -> None:
+    # a column added to Trace but not to COLUMNS would keep its full length beside split rows
+    trace = _steps(tmp_path, 3)
+    arrays = {f.name for f in fields(Trace) if isinstance(getattr(trace, f.name), np.ndarray)}
+    assert arrays == set(COLUMNS)

@@ -161,7 +161,7 @@ def _next_columns(s_start: np.ndarray, s_end: np.ndarray, n_start: np.ndarray, n
     waits = waits if kept == waits.size else waits[:kept].copy()
     if kept == n and counts.strides == (0,) and (n_start[1:] >= n_start[:-1]).all():
         longest = waits  # one call in each step, in step order: each step's longest call is its call
-    else:
+    else:  # a second pass, so that the counts (mostly one value) are let go before this column is made
         longest = np.zeros(n)
         for lo in range(0, n_start.size if n else 0, _BLOCK):
             which, ms = _calls_in_steps(s_start, s_end, n_start[lo : lo + _BLOCK], n_end[lo : lo + _BLOCK])
