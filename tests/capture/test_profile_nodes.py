@@ -97,7 +97,9 @@ def test_when_one_node_fails_the_other_node_stops_instead_of_waiting(tmp_path: P
     # 30 min timeout, and said why
     assert rc1 != 0 and rc0 != 0
     assert time.monotonic() - failed_at < 45, out0[-2000:]
-    assert "ended with status 1: this node's torchrun was stopped" in out0
+    # (stopped by the watch, or failed by itself when its rank lost its peer first: both name node 1)
+    assert ("ended with status 1: this node's torchrun was stopped" in out0
+            or "ended with status 1 first: this node's torchrun failed after it" in out0), out0[-2000:]
 
 
 def test_a_launcher_refused_by_a_busy_out_exits_at_once_with_one_line(tmp_path: Path) -> None:

@@ -96,3 +96,41 @@ def test_a_job_whose_launchers_are_all_gone_is_claimed_afresh(
         nodeclaims.join(out, JOB, 2, force=False)
     assert nodeclaims.join(out, JOB, 2, force=True) is True
     assert not (out / "rank-0").exists() and [n.pid for n in nodeclaims.nodes(out)] == [launchers[0]]
+
+
+def test_a_launcher_that_failed_after_another_node_names_that_node(
+        tmp_path: Path, launchers: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    from tracelens.capture.parent import nodes
+    from tracelens.capture.parent.nodes import NodeJob, SiblingWatch
+
+    # GIVEN node 1's launcher ended with status 1, and this node's launcher then failed by itself
+    # before the watch's first look
+    monkeypatch.setattr(nodes, "WATCH_PERIOD_S", 600.0)
+    out = tmp_path / "out"
+    for pid in launchers[:2]:
+        as_launcher(monkeypatch, pid)
+        nodeclaims.join(out, JOB, 2, force=False)
+    with nodeclaims.leave(out, JOB, 1):
+        pass
+    as_launcher(monkeypatch, launchers[0])
+    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"])
+    with SiblingWatch(out, NodeJob(JOB, 2), proc) as watch:
+        proc.wait()
+    # THEN the reason names the node that failed first
+    assert watch.reason is not None and "ended with status 1 first" in watch.reason
+    assert str(launchers[1]) in watch.reason
+
+
+def test_a_launcher_that_succeeded_gets_no_reason(tmp_path: Path, launchers: list[int],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from tracelens.capture.parent.nodes import NodeJob, SiblingWatch
+
+    out = tmp_path / "out"
+    for pid in launchers[:2]:
+        as_launcher(monkeypatch, pid)
+        nodeclaims.join(out, JOB, 2, force=False)
+    as_launcher(monkeypatch, launchers[0])
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    with SiblingWatch(out, NodeJob(JOB, 2), proc) as watch:
+        proc.wait()
+    assert watch.reason is None

@@ -53,7 +53,8 @@ def node_job(ns: Any) -> NodeJob | None:
 
 class SiblingWatch:
     """While this node's launcher runs: stop it (SIGTERM, SIGKILL after ``STOP_GRACE_S``) as soon
-    as another node's launcher of the job ends with a nonzero status. ``reason`` says why."""
+    as another node's launcher of the job ends with a nonzero status. ``reason`` says why, also
+    when this launcher failed by itself after another node's had (its ranks lost their peers)."""
 
     def __init__(self, job_dir: Path, job: NodeJob, proc: subprocess.Popen[bytes]) -> None:
         self.reason: str | None = None
@@ -68,6 +69,14 @@ class SiblingWatch:
     def __exit__(self, *exc: object) -> None:
         self._done.set()
         self._thread.join()
+        # This node's ranks may fail on their own when another node's die (a collective's
+        # connection reset) before the watch's next look: the failure that came first is the reason.
+        if self.reason is None and self._proc.poll() not in (None, 0):
+            with contextlib.suppress(OSError):
+                failed = failed_sibling(self._job_dir, self._job.key)
+                if failed is not None:
+                    self.reason = (f"{failed.describe()} ended with status {failed.status} first: "
+                                   "this node's torchrun failed after it")
 
     def _watch(self) -> None:
         while not self._done.wait(WATCH_PERIOD_S):
